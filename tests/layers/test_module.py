@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from minircnn.layers import Module, Parameter, Sequential
+
+
+class Affine(Module):
+    def __init__(self, n):
+        self.w = Parameter(np.arange(n, dtype=np.float64))
+        self.b = Parameter(np.zeros(n), lr_mult=2.0, decay_mult=0.0)
+
+    def forward(self, x):
+        self.x = x
+        return x * self.w.data + self.b.data
+
+    def backward(self, dout):
+        self.w.accumulate((dout * self.x).sum(axis=0))
+        self.b.accumulate(dout.sum(axis=0))
+        return dout * self.w.data
+
+
+class WithBuffer(Module):
+    def __init__(self):
+        self.inner = Sequential(Affine(3), Affine(3))
+        self.register_buffer("running", np.ones(3))
+
+
+def test_named_parameters_walk_lists_in_order():
+    m = WithBuffer()
+    names = [n for n, _ in m.named_parameters()]
+    assert names == ["inner.layers.0.w", "inner.layers.0.b", "inner.layers.1.w", "inner.layers.1.b"]
+    assert set(m.state_dict()) == set(names) | {"running"}
+
+
+def test_state_dict_round_trip_and_mismatch_errors():
+    a, b = WithBuffer(), WithBuffer()
+    a.inner[1].w.data[:] = [7.0, 8.0, 9.0]
+    a.running[:] = 5.0
+    b.load_state_dict(a.state_dict())
+    np.testing.assert_array_equal(b.inner[1].w.data, [7.0, 8.0, 9.0])
+    np.testing.assert_array_equal(b.running, 5.0)
+    bad = a.state_dict()
+    bad["inner.layers.0.w"] = np.zeros(4)
+    del bad["running"]
+    with pytest.raises(ValueError, match=r"missing keys: \['running'\].*expected shape \(3,\), got \(4,\)"):
+        b.load_state_dict(bad)
+
+
+def test_sequential_backward_accumulates_and_zero_grad_clears():
+    m = Sequential(Affine(2), Affine(2))
+    x = np.array([[1.0, 2.0]])
+    m.forward(x)
+    m.backward(np.ones((1, 2)))
+    m.forward(x)
+    m.backward(np.ones((1, 2)))
+    assert m[1].b.grad.tolist() == [2.0, 2.0]  # two backward calls add up
+    m.zero_grad()
+    assert all(not p.grad.any() for p in m.parameters())
+
+
+def test_frozen_parameters_do_not_accumulate_and_modes_propagate():
+    m = Sequential(Affine(2), Affine(2))
+    m[0].freeze()
+    m.forward(np.ones((1, 2)))
+    m.backward(np.ones((1, 2)))
+    assert not m[0].b.grad.any() and m[1].b.grad.any()
+    m.eval()
+    assert not m.training and not m[0].training
+    m.train()
+    assert m[1].training
