@@ -1,0 +1,17 @@
+"""Detection utilities: boxes, proposals, RoI sampling, inference and evaluation.
+
+Everything public is importable from here: ``from minircnn.detection import box_iou``.
+These stand alone (they never import models), so ``detect`` takes any model with ``forward``.
+"""
+
+from minircnn.detection.boxes import (
+    batched_nms,
+    box_area,
+    box_iou,
+    check_boxes,
+    clip_boxes,
+    decode_boxes,
+    encode_boxes,
+    nms,
+)
+from minircnn.detection.evaluate import evaluate, match_detections, recall_vs_proposals
