@@ -111,7 +111,7 @@ def check_layer(
     if len(grads) != len(wrt):
         raise ValueError(f"check_layer: backward returned {len(grads)} gradients for wrt={wrt}")
     errors = {}
-    for name, analytic in zip(wrt, grads):
+    for name, analytic in zip(wrt, grads, strict=True):
         numeric = numeric_gradient(run, arrays[name], dout, h=h)
         errors[name] = rel_error(analytic, numeric)
     return errors

@@ -42,7 +42,8 @@ def test_state_dict_round_trip_and_mismatch_errors():
     bad = a.state_dict()
     bad["inner.layers.0.w"] = np.zeros(4)
     del bad["running"]
-    with pytest.raises(ValueError, match=r"missing keys: \['running'\].*expected shape \(3,\), got \(4,\)"):
+    expected = r"missing keys: \['running'\].*expected shape \(3,\), got \(4,\)"
+    with pytest.raises(ValueError, match=expected):
         b.load_state_dict(bad)
 
 
