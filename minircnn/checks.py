@@ -1,0 +1,319 @@
+"""One declarative gradient-check case per layer, shared by the tests and `minircnn gradcheck`.
+
+Each :class:`LayerCase` names a forward/backward pair and how to make float64 inputs
+that keep the check meaningful: ReLU inputs away from 0, max-pooling inputs with
+distinct values (no ties), smooth-L1 differences away from |d| == beta. Adding a
+layer is one entry appended to ``LAYER_CASES``::
+
+    LAYER_CASES.append(LayerCase(
+        "my_op", my_op_forward, my_op_backward,
+        lambda rng: {"x": rng.standard_normal((2, 3))}, kwargs={"alpha": 0.5}))
+
+``tests/test_checks.py`` runs every case; so does ``minircnn gradcheck``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from minircnn.gradcheck import check_layer
+from minircnn.layers.activations import (
+    dropout_backward,
+    dropout_forward,
+    relu_backward,
+    relu_forward,
+)
+from minircnn.layers.conv import (
+    conv2d_backward,
+    conv2d_backward_naive,
+    conv2d_forward,
+    conv2d_forward_naive,
+)
+from minircnn.layers.global_pool import (
+    add_backward,
+    add_forward,
+    global_avg_pool_backward,
+    global_avg_pool_forward,
+)
+from minircnn.layers.linear import linear_backward, linear_forward
+from minircnn.layers.losses import (
+    fast_rcnn_loss_backward,
+    fast_rcnn_loss_forward,
+    smooth_l1_backward,
+    smooth_l1_forward,
+    softmax_cross_entropy_backward,
+    softmax_cross_entropy_forward,
+)
+from minircnn.layers.norm import (
+    batchnorm2d_backward,
+    batchnorm2d_eval_backward,
+    batchnorm2d_eval_forward,
+    batchnorm2d_forward,
+)
+from minircnn.layers.pool import (
+    max_pool2d_backward,
+    max_pool2d_backward_naive,
+    max_pool2d_forward,
+    max_pool2d_forward_naive,
+)
+from minircnn.layers.roi_pool import (
+    roi_align_backward,
+    roi_align_backward_naive,
+    roi_align_forward,
+    roi_align_forward_naive,
+    roi_pool_backward,
+    roi_pool_backward_naive,
+    roi_pool_forward,
+    roi_pool_forward_naive,
+    spp_backward,
+    spp_forward,
+)
+
+THRESHOLD = 1e-7  # max relative error of a single layer's gradients in float64
+
+
+@dataclass(frozen=True)
+class LayerCase:
+    """A forward/backward pair and the inputs to gradient-check it on.
+
+    Attributes:
+        name: shown in the table (unique).
+        forward: ``forward(*inputs.values(), **kwargs) -> (out, cache)``.
+        backward: ``backward(dout, cache)`` -> the gradients of ``wrt``, in order.
+        make_inputs: ``rng -> {name: array}`` in the forward's positional order;
+            float64, off kinks and ties.
+        kwargs: keyword-only hyperparameters for forward.
+        wrt: the inputs to check (default: all; leave out integer labels).
+        threshold: largest relative error that passes.
+    """
+
+    name: str
+    forward: Callable
+    backward: Callable
+    make_inputs: Callable[[np.random.Generator], dict[str, np.ndarray]]
+    kwargs: Mapping = field(default_factory=dict)
+    wrt: Sequence[str] | None = None
+    threshold: float = THRESHOLD
+
+
+class GradcheckRow(NamedTuple):
+    layer: str
+    shapes: str                # e.g. "x(2,3,7,7) w(4,3,3,3) b(4,)"
+    errors: dict[str, float]   # {gradient name: max relative error}
+    passed: bool
+
+
+# --- input makers: values kept off kinks and ties ---------------------------------------
+def _distinct(rng, shape):
+    """Values 0.1 apart in a random order: no two equal, so a max never flips under h."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
+
+
+def _off_zero(rng, shape, gap=0.1):
+    """Random signs, magnitudes in [gap, 1 + gap]: away from ReLU's kink at 0."""
+    return rng.choice([-1.0, 1.0], size=shape) * (gap + rng.random(shape))
+
+
+def _off_beta(rng, shape, beta):
+    """Differences with |d| in [0.1, 0.8]·beta or [1.2, 2]·beta (or [0.1, 1] if beta=0)."""
+    inside = 0.1 + 0.7 * rng.random(shape)
+    outside = 1.2 + 0.8 * rng.random(shape)
+    mag = np.where(rng.random(shape) < 0.5, inside, outside) * (beta if beta else 0.5)
+    return rng.choice([-1.0, 1.0], size=shape) * mag
+
+
+def _conv_inputs(x_shape, w_shape):
+    """Small x and b keep |out| (and its round-off) small next to dx = sum dout·w."""
+    def make(rng):
+        return {"x": 0.5 * rng.standard_normal(x_shape), "w": rng.standard_normal(w_shape),
+                "b": 0.1 * rng.standard_normal(w_shape[0])}
+    return make
+
+
+def _smooth_l1_inputs(shape, beta):
+    def make(rng):
+        target = rng.standard_normal(shape)
+        return {"pred": target + _off_beta(rng, shape, beta), "target": target}
+    return make
+
+
+def _fast_rcnn_loss_inputs(rng, beta=1.0):
+    """6 RoIs, K = 3: two background rows, fg rows' own deltas off |d| == beta."""
+    labels = np.array([0, 1, 3, 0, 2, 3])
+    bbox_deltas = rng.standard_normal((6, 16))
+    own = bbox_deltas.reshape(6, 4, 4)[np.arange(6), labels]  # (6, 4) each RoI's class
+    return {"cls_scores": rng.standard_normal((6, 4)), "bbox_deltas": bbox_deltas,
+            "labels": labels, "bbox_targets": own - _off_beta(rng, (6, 4), beta)}
+
+
+def _roi_inputs(shape, distinct=False):
+    """Features and RoIs (image pixels, stride 4) that overlap, cross the border, sit in
+    both images and include a 1x1 RoI; distinct features for max pooling (no ties)."""
+    def make(rng):
+        rois = np.array([[0, 0, 0, 23, 19], [1, 4, 6, 15, 15], [1, 0, 0, 3, 3],
+                         [0, 10, 9, 40, 35], [0, 14, 4, 14, 4]], dtype=np.float64)
+        rois[:, 0] = np.minimum(rois[:, 0], shape[0] - 1)
+        x = _distinct(rng, shape) if distinct else rng.standard_normal(shape)
+        return {"features": x, "rois": rois}
+    return make
+
+
+def _dropout_fixed_mask(x, *, p):
+    """Dropout with a fresh Generator(0) each call, so every call draws the same mask."""
+    return dropout_forward(x, p=p, train=True, rng=np.random.default_rng(0))
+
+
+def _bn_train_inputs(rng):
+    """Small spread (inv_std ~ 2) and |gamma| >= 0.5, small beta: dx entries are large
+    next to the round-off in ``out``, so no entry's relative error is dominated by it."""
+    c = 2
+    return {"x": 0.5 * rng.standard_normal((3, c, 3, 3)) + 0.1 * rng.standard_normal((c, 1, 1)),
+            "gamma": _off_zero(rng, c, gap=0.5), "beta": 0.1 * rng.standard_normal(c)}
+
+
+def _bn_eval_inputs(rng):
+    return {"x": rng.standard_normal((3, 2, 3, 3)), "gamma": rng.standard_normal(2),
+            "beta": rng.standard_normal(2), "running_mean": rng.standard_normal(2),
+            "running_var": 0.5 + rng.random(2)}
+
+
+# A BasicBlock chains 7 layers (two convs and BNs, two ReLUs, the add): its small gradient
+# entries (~1e-4) carry the centered difference's round-off (~1e-10 absolute), which the
+# relative error magnifies to ~1e-7 for some seeds. Composites get 1e-6 (the whole
+# detection head gets 1e-5); tests/models/test_resnet.py checks fixed seeds at 1e-7.
+BLOCK_THRESHOLD = 1e-6
+
+
+def _basic_block_forward(x, *, out_channels, stride):
+    """A MiniResNet BasicBlock (float64, train-mode BN, weights from seed 0) as a function
+    of x; the block itself is the cache. Checks the residual add + both branches."""
+    from minircnn.models.resnet import BasicBlock
+
+    block = BasicBlock(x.shape[1], out_channels, stride=stride,
+                       rng=np.random.default_rng(0), dtype=np.float64)
+    return block.forward(x), block
+
+
+def _basic_block_backward(dout, block):
+    return block.backward(dout)
+
+
+def _basic_block_inputs(shape, *, out_channels, stride, margin=0.02):
+    """x for ``_basic_block_forward`` whose two ReLU inputs all stay >= margin from the
+    kink at 0 (redrawn until they do): the block's ReLUs act on BN outputs we cannot
+    choose directly, so the draw is rejected instead."""
+    def make(rng):
+        while True:
+            x = rng.standard_normal(shape)
+            _, b = _basic_block_forward(x, out_channels=out_channels, stride=stride)
+            pre1 = b.bn1.forward(b.conv1.forward(x))  # input of relu1
+            shortcut = x if b.proj_conv is None else b.proj_bn.forward(b.proj_conv.forward(x))
+            pre2 = b.bn2.forward(b.conv2.forward(np.maximum(pre1, 0))) + shortcut  # of relu_out
+            if min(float(np.abs(pre1).min()), float(np.abs(pre2).min())) >= margin:
+                return {"x": x}
+    return make
+
+
+LAYER_CASES: list[LayerCase] = [
+    LayerCase("conv2d_naive", conv2d_forward_naive, conv2d_backward_naive,
+              _conv_inputs((2, 3, 5, 5), (2, 3, 3, 3)), kwargs={"stride": 2, "pad": 1}),
+    LayerCase("conv2d", conv2d_forward, conv2d_backward,
+              _conv_inputs((2, 3, 7, 7), (4, 3, 3, 3)), kwargs={"stride": 2, "pad": 1}),
+    LayerCase("conv2d_1x2_kernel", conv2d_forward, conv2d_backward,
+              _conv_inputs((1, 2, 4, 5), (3, 2, 1, 2)), kwargs={"stride": 1, "pad": 0}),
+    LayerCase("max_pool2d_naive", max_pool2d_forward_naive, max_pool2d_backward_naive,
+              lambda rng: {"x": _distinct(rng, (2, 2, 4, 4))}, kwargs={"kernel": 2, "stride": 2}),
+    LayerCase("max_pool2d_naive_overlap", max_pool2d_forward_naive, max_pool2d_backward_naive,
+              lambda rng: {"x": _distinct(rng, (1, 2, 5, 5))}, kwargs={"kernel": 3, "stride": 2}),
+    LayerCase("max_pool2d", max_pool2d_forward, max_pool2d_backward,
+              lambda rng: {"x": _distinct(rng, (2, 3, 6, 6))}, kwargs={"kernel": 2, "stride": 2}),
+    LayerCase("max_pool2d_overlap", max_pool2d_forward, max_pool2d_backward,
+              lambda rng: {"x": _distinct(rng, (2, 2, 7, 7))}, kwargs={"kernel": 3, "stride": 2}),
+    LayerCase("linear", linear_forward, linear_backward,
+              lambda rng: {"x": rng.standard_normal((4, 5)), "w": rng.standard_normal((3, 5)),
+                           "b": rng.standard_normal(3)}),
+    LayerCase("relu", relu_forward, relu_backward,
+              lambda rng: {"x": _off_zero(rng, (3, 4, 2))}),
+    LayerCase("dropout", _dropout_fixed_mask, dropout_backward,
+              lambda rng: {"x": rng.standard_normal((4, 6))}, kwargs={"p": 0.3}),
+    LayerCase("batchnorm2d", batchnorm2d_forward, batchnorm2d_backward, _bn_train_inputs),
+    LayerCase("batchnorm2d_eval", batchnorm2d_eval_forward, batchnorm2d_eval_backward,
+              _bn_eval_inputs, wrt=("x", "gamma", "beta")),
+    LayerCase("softmax_cross_entropy", softmax_cross_entropy_forward,
+              softmax_cross_entropy_backward,
+              lambda rng: {"logits": rng.standard_normal((5, 4)),  # no tiny probabilities
+                           "labels": rng.integers(0, 4, size=5)}, wrt=("logits",)),
+    LayerCase("smooth_l1", smooth_l1_forward, smooth_l1_backward,
+              _smooth_l1_inputs((5, 4), 1.0), kwargs={"beta": 1.0, "normalizer": 3.0},
+              wrt=("pred",)),
+    LayerCase("smooth_l1_beta0", smooth_l1_forward, smooth_l1_backward,
+              _smooth_l1_inputs((5, 4), 0.0), kwargs={"beta": 0.0}, wrt=("pred",)),
+    LayerCase("fast_rcnn_loss", fast_rcnn_loss_forward, fast_rcnn_loss_backward,
+              _fast_rcnn_loss_inputs, wrt=("cls_scores", "bbox_deltas")),
+    LayerCase("roi_pool_naive", roi_pool_forward_naive, roi_pool_backward_naive,
+              _roi_inputs((2, 2, 5, 6), distinct=True),
+              kwargs={"output_size": (3, 2), "spatial_scale": 1 / 4}, wrt=("features",)),
+    LayerCase("roi_pool", roi_pool_forward, roi_pool_backward,
+              _roi_inputs((2, 3, 6, 7), distinct=True),
+              kwargs={"output_size": (3, 2), "spatial_scale": 1 / 4}, wrt=("features",)),
+    LayerCase("roi_align_naive", roi_align_forward_naive, roi_align_backward_naive,
+              _roi_inputs((1, 2, 4, 5)), kwargs={"output_size": (2, 3), "spatial_scale": 1 / 4,
+                                                 "sampling_ratio": 2}, wrt=("features",)),
+    LayerCase("roi_align", roi_align_forward, roi_align_backward,
+              _roi_inputs((2, 3, 6, 7)), kwargs={"output_size": (2, 3), "spatial_scale": 1 / 4,
+                                                 "sampling_ratio": 0, "aligned": True},
+              wrt=("features",)),
+    LayerCase("spp", spp_forward, spp_backward, _roi_inputs((2, 2, 6, 7), distinct=True),
+              kwargs={"levels": (3, 2, 1), "spatial_scale": 1 / 4}, wrt=("features",)),
+    LayerCase("global_avg_pool", global_avg_pool_forward, global_avg_pool_backward,
+              lambda rng: {"x": rng.standard_normal((2, 3, 4, 5))}),
+    LayerCase("residual_add", add_forward, add_backward,
+              lambda rng: {"a": rng.standard_normal((2, 3, 2, 2)),
+                           "b": rng.standard_normal((2, 3, 2, 2))}),
+    LayerCase("basic_block_identity", _basic_block_forward, _basic_block_backward,
+              _basic_block_inputs((2, 3, 5, 5), out_channels=3, stride=1),
+              kwargs={"out_channels": 3, "stride": 1}, threshold=BLOCK_THRESHOLD),
+    LayerCase("basic_block_projection", _basic_block_forward, _basic_block_backward,
+              _basic_block_inputs((2, 3, 6, 6), out_channels=4, stride=2),
+              kwargs={"out_channels": 4, "stride": 2}, threshold=BLOCK_THRESHOLD),
+]
+
+
+def _describe_shapes(inputs: Mapping[str, np.ndarray]) -> str:
+    return " ".join(f"{k}({','.join(map(str, np.shape(v)))}{',' if np.ndim(v) == 1 else ''})"
+                    for k, v in inputs.items())
+
+
+def run_case(case: LayerCase, seed: int = 0) -> GradcheckRow:
+    """Gradient-check one case; inputs and the random ``dout`` come from ``seed``.
+
+    The inputs use the stream ``default_rng([seed, 1])``, distinct from check_layer's
+    ``default_rng(seed)`` for dout: were they the same draws, dout would be a linear
+    function of x, and batch norm's dx (which projects those out) would be ~0.
+    """
+    inputs = case.make_inputs(np.random.default_rng([seed, 1]))
+    errors = check_layer(case.forward, case.backward, inputs, kwargs=case.kwargs,
+                         wrt=case.wrt, seed=seed)
+    passed = all(np.isfinite(e) and e <= case.threshold for e in errors.values())
+    return GradcheckRow(case.name, _describe_shapes(inputs), errors, bool(passed))
+
+
+def run_gradchecks(seed: int = 0, cases: Sequence[LayerCase] | None = None) -> list[GradcheckRow]:
+    """Run every case of ``LAYER_CASES`` (or ``cases``); one row each, in order."""
+    return [run_case(case, seed) for case in (LAYER_CASES if cases is None else cases)]
+
+
+def format_gradcheck_table(rows: Sequence[GradcheckRow]) -> str:
+    """A plain-text table: layer, input shapes, relative error of each gradient, pass/FAIL."""
+    cells = [(r.layer, r.shapes, "  ".join(f"d{k} {v:.1e}" for k, v in r.errors.items()),
+              "pass" if r.passed else "FAIL") for r in rows]
+    header = ("layer", "input shapes", f"max relative error (pass <= {THRESHOLD:.0e})", "result")
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, tuple("-" * w for w in widths), *cells]]
+    return "\n".join(lines)

@@ -1,0 +1,267 @@
+"""2-D convolution: naive loops, a fast im2col version, and the Conv2d module.
+
+Semantics match ``torch.nn.functional.conv2d``: cross-correlation (the kernel is not
+flipped), zero padding on all four sides, output size ``floor((H + 2 pad - KH) / stride)
++ 1``. The derivation of every gradient line is in docs/layers/conv.md.
+
+The fast path views the zero-padded input as windows with stride tricks and copies
+them *once* into a contiguous column matrix, so one (batched) matmul does the whole
+layer; col2im adds the KH*KW shifted slices back (no ``add.at``). Everything stays
+NCHW and contiguous; runs of OW pixels are copied at a time, never one pixel.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minircnn.backend import get_array_module
+from minircnn.layers.module import Module, Parameter
+
+
+class ConvCache(NamedTuple):
+    """What conv2d_backward needs (fast path)."""
+
+    x_shape: tuple   # (N, C, H, W) of the input
+    cols: np.ndarray  # (N, C*KH*KW, OH*OW) im2col of the padded input
+    w: np.ndarray     # (F, C, KH, KW) weights
+    stride: int
+    pad: int
+
+
+class ConvNaiveCache(NamedTuple):
+    """What conv2d_backward_naive needs."""
+
+    x: np.ndarray  # (N, C, H, W) input
+    w: np.ndarray  # (F, C, KH, KW) weights
+    stride: int
+    pad: int
+
+
+def _check_conv_args(x, w, b, stride, pad) -> tuple[int, int]:
+    """Validate conv2d inputs; return the output size (OH, OW)."""
+    for name, a, nd in (("x", x, 4), ("w", w, 4), ("b", b, 1)):
+        if a.ndim != nd:
+            raise ValueError(f"conv2d: {name} must be {nd}-D, got shape {tuple(a.shape)}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"conv2d: {name} must be a float array, got dtype {a.dtype}")
+    if x.shape[1] != w.shape[1]:
+        raise ValueError(f"conv2d: channels of x {tuple(x.shape)} and w {tuple(w.shape)} "
+                         f"differ: x has C={x.shape[1]}, w expects C={w.shape[1]}")
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"conv2d: b must have shape ({w.shape[0]},) for w {tuple(w.shape)}, "
+                         f"got {tuple(b.shape)}")
+    if int(stride) != stride or stride < 1:
+        raise ValueError(f"conv2d: stride must be an integer >= 1, got {stride!r}")
+    if int(pad) != pad or pad < 0:
+        raise ValueError(f"conv2d: pad must be an integer >= 0, got {pad!r}")
+    _, _, H, W = x.shape
+    _, _, KH, KW = w.shape
+    if KH > H + 2 * pad or KW > W + 2 * pad:
+        raise ValueError(f"conv2d: kernel {KH}x{KW} (w {tuple(w.shape)}) is larger than the "
+                         f"padded input {H + 2 * pad}x{W + 2 * pad} "
+                         f"(x {tuple(x.shape)}, pad={pad})")
+    return (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+
+
+# --------------------------------------------------------------------------------------
+# Naive version: the specification, one loop per output index.
+# --------------------------------------------------------------------------------------
+def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
+                         stride: int = 1, pad: int = 0) -> tuple[np.ndarray, ConvNaiveCache]:
+    """Convolution with explicit loops (same arguments and result as conv2d_forward)."""
+    OH, OW = _check_conv_args(x, w, b, stride, pad)
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H+2p, W+2p)
+    out = xp.zeros((N, F, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(OH):
+                for j in range(OW):
+                    top, left = i * stride, j * stride
+                    window = x_pad[n, :, top:top + KH, left:left + KW]  # (C, KH, KW)
+                    out[n, f, i, j] = xp.sum(window * w[f]) + b[f]
+    return out, ConvNaiveCache(x, w, stride, pad)
+
+
+def conv2d_backward_naive(dout: np.ndarray, cache: ConvNaiveCache):
+    """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,), by loops."""
+    x, w, stride, pad = cache
+    xp = get_array_module(dout)
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    _, _, OH, OW = dout.shape
+    x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H+2p, W+2p)
+    dx_pad = xp.zeros_like(x_pad)
+    dw = xp.zeros_like(w)
+    db = xp.zeros(F, dtype=w.dtype)
+    for n in range(N):
+        for f in range(F):
+            for i in range(OH):
+                for j in range(OW):
+                    top, left = i * stride, j * stride
+                    window = x_pad[n, :, top:top + KH, left:left + KW]  # (C, KH, KW)
+                    g = dout[n, f, i, j]
+                    dx_pad[n, :, top:top + KH, left:left + KW] += w[f] * g  # dL/dwindow = w[f] g
+                    dw[f] += window * g  # dL/dw[f] = sum over outputs of window * g
+                    db[f] += g           # b[f] is added to every output of filter f
+    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]  # crop the padding: (N, C, H, W)
+    return dx, dw, db
+
+
+# --------------------------------------------------------------------------------------
+# Fast version: im2col + one matmul.
+# --------------------------------------------------------------------------------------
+def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Unfold every KHxKW window of ``x`` into one column of a contiguous matrix per image.
+
+    Args:
+        x: (N, C, H, W) input.
+        KH, KW: window size.  stride, pad: as in conv2d.
+    Returns:
+        cols: (N, C*KH*KW, OH*OW); ``cols[n, :, i*OW + j]`` is window (i, j) of image n
+        flattened in (c, kh, kw) order, the order of ``w.reshape(F, -1)``. Built with one
+        copy out of a strided *view* of the padded input: no Python loop over pixels.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    if pad > 0:
+        x_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
+        x_pad[:, :, pad:pad + H, pad:pad + W] = x  # (N, C, H+2p, W+2p)
+        x = x_pad
+    sN, sC, sH, sW = x.strides
+    windows = xp.lib.stride_tricks.as_strided(  # view (N, C, KH, KW, OH, OW), no copy
+        x, shape=(N, C, KH, KW, OH, OW),
+        strides=(sN, sC, sH, sW, sH * stride, sW * stride))
+    cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    cols[...] = windows  # the one copy
+    return cols.reshape(N, C * KH * KW, OH * OW)  # (N, K, P), K = C*KH*KW, P = OH*OW
+
+
+def col2im(dcols: np.ndarray, x_shape: tuple, KH: int, KW: int, *,
+           stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Adjoint of im2col: add every column of ``dcols`` back onto its window.
+
+    Args:
+        dcols: (N, C*KH*KW, OH*OW) gradient of the column matrices, in im2col's order.
+        x_shape: (N, C, H, W) of the original input.
+    Returns:
+        dx: (N, C, H, W); where windows overlap their contributions sum. One slice-add
+        per kernel offset (kh, kw): that offset of every window lands on a strided grid
+        of pixels, and within one offset no two windows share a pixel, so ``+=`` on a
+        slice is exact (no ``add.at`` needed).
+    """
+    xp = get_array_module(dcols)
+    N, C, H, W = x_shape
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    d6 = dcols.reshape(N, C, KH, KW, OH, OW)  # view
+    dx_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dcols.dtype)
+    for kh in range(KH):
+        for kw in range(KW):
+            rows = slice(kh, kh + stride * (OH - 1) + 1, stride)
+            cols = slice(kw, kw + stride * (OW - 1) + 1, stride)
+            dx_pad[:, :, rows, cols] += d6[:, :, kh, kw]  # (N, C, OH, OW)
+    if pad == 0:
+        return dx_pad
+    return dx_pad[:, :, pad:pad + H, pad:pad + W].copy()  # crop the padding: (N, C, H, W)
+
+
+def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
+                   stride: int = 1, pad: int = 0) -> tuple[np.ndarray, ConvCache]:
+    """2-D convolution (cross-correlation), as torch.nn.functional.conv2d.
+
+    out[n, f, i, j] = b[f] + sum_{c, kh, kw} w[f, c, kh, kw] x_pad[n, c, i s + kh, j s + kw]
+
+    Args:
+        x: (N, C, H, W) float input.  w: (F, C, KH, KW) filters.  b: (F,) bias.
+        stride: step between windows (>= 1).  pad: zeros added on each side (>= 0).
+    Returns:
+        out: (N, F, OH, OW) in x's dtype, OH = (H + 2 pad - KH) // stride + 1 (floor),
+        and a ConvCache for conv2d_backward.
+    Raises:
+        ValueError / TypeError: wrong ndim, channel or bias mismatch, kernel larger than
+            the padded input, non-float dtype, stride < 1 or pad < 0.
+    """
+    OH, OW = _check_conv_args(x, w, b, stride, pad)
+    N = x.shape[0]
+    F, C, KH, KW = w.shape
+    cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, K, P), K = C*KH*KW, P = OH*OW
+    w_mat = w.reshape(F, -1).astype(x.dtype, copy=False)  # (F, K)
+    out = w_mat @ cols  # (F, K) @ (N, K, P) -> (N, F, P): one batched matmul
+    out += b.astype(x.dtype, copy=False)[:, None]  # (N, F, P) + (F, 1)
+    return out.reshape(N, F, OH, OW), ConvCache(tuple(x.shape), cols, w, stride, pad)
+
+
+def conv2d_backward(dout: np.ndarray, cache: ConvCache):
+    """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,).
+
+    With out[n] = w_mat @ cols[n] + b it is a linear layer's backward per image, then
+    col2im. Derivation: docs/layers/conv.md.
+    """
+    x_shape, cols, w, stride, pad = cache
+    xp = get_array_module(dout)
+    N, F = dout.shape[:2]
+    KH, KW = w.shape[2:]
+    dout3 = dout.reshape(N, F, -1).astype(cols.dtype, copy=False)  # (N, F, P)
+    db = dout3.sum(axis=(0, 2))  # b[f] was added at every n and pixel: sum them, (F,)
+    # dL/dw_mat = sum_n dout[n] cols[n]^T, computed transposed (BLAS is faster this way):
+    dw_t = (cols @ dout3.transpose(0, 2, 1)).sum(axis=0)  # (N, K, P) @ (N, P, F) -> (K, F)
+    dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)  # (F, K) -> (F, C, KH, KW)
+    w_mat = w.reshape(F, -1).astype(cols.dtype, copy=False)  # (F, K)
+    dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
+    dx = col2im(dcols, x_shape, KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
+    return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+
+
+class Conv2d(Module):
+    """Convolution layer with parameters ``w`` (F, C, KH, KW) and ``b`` (F,).
+
+    Weights: He / Kaiming normal with fan_in = C*KH*KW (std = sqrt(2 / fan_in)), as
+    torch.nn.init.kaiming_normal_(mode="fan_in", nonlinearity="relu"); bias zeros, trained
+    at 2x the learning rate without weight decay (Fast R-CNN's Caffe convention).
+
+    Args:
+        in_channels, out_channels: C and F.  kernel_size: int or (KH, KW).
+        stride, pad: as conv2d_forward.  rng: np.random.Generator (default seed 0).
+        dtype: parameter dtype.  impl: "fast" (im2col) or "naive" (loops).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
+                 pad: int = 0, rng: np.random.Generator | None = None, dtype=np.float32,
+                 impl: str = "fast"):
+        KH, KW = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        rng = np.random.default_rng(0) if rng is None else rng
+        fan_in = in_channels * KH * KW
+        w = rng.standard_normal((out_channels, in_channels, KH, KW)) * np.sqrt(2.0 / fan_in)
+        self.w = Parameter(w.astype(dtype))
+        self.b = Parameter(np.zeros(out_channels, dtype=dtype), lr_mult=2.0, decay_mult=0.0)
+        self.stride = stride
+        self.pad = pad
+        self.impl = impl
+        self._cache = None
+        self._backward = None
+
+    def forward(self, x):
+        if self.impl not in ("fast", "naive"):
+            raise ValueError(f"Conv2d: impl must be 'fast' or 'naive', got {self.impl!r}")
+        fwd, self._backward = ((conv2d_forward, conv2d_backward) if self.impl == "fast"
+                               else (conv2d_forward_naive, conv2d_backward_naive))
+        out, self._cache = fwd(x, self.w.data, self.b.data, stride=self.stride, pad=self.pad)
+        return out
+
+    def backward(self, dout):
+        if self._cache is None:
+            raise RuntimeError("Conv2d.backward called before forward")
+        dx, dw, db = self._backward(dout, self._cache)
+        self.w.accumulate(dw)
+        self.b.accumulate(db)
+        return dx
+
+    def __repr__(self) -> str:
+        F, C, KH, KW = self.w.shape
+        return (f"Conv2d({C}, {F}, kernel_size=({KH}, {KW}), stride={self.stride}, "
+                f"pad={self.pad}, impl={self.impl!r})")

@@ -1,0 +1,168 @@
+"""2-D max pooling: naive loops, a fast vectorized version, and the MaxPool2d module.
+
+Semantics match ``torch.nn.functional.max_pool2d`` with no padding, dilation 1 and
+``ceil_mode=False``: output size ``floor((H - KH) / stride) + 1``; within a window the
+*first* maximum in row-major order wins (PyTorch's CPU kernel compares with ``>``), and
+the gradient of each output goes to that one input. Windows may overlap (stride <
+kernel): an input that is the max of several windows receives the sum of their
+gradients. Derivation: docs/layers/pool.md.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minircnn.backend import get_array_module
+from minircnn.layers.module import Module
+
+
+class PoolCache(NamedTuple):
+    """What the max_pool2d backward passes need."""
+
+    x: np.ndarray           # (N, C, H, W) input
+    arg: np.ndarray | None  # (N, C, OH, OW) winning offset kh*KW + kw (fast path), else None
+    kernel: tuple           # (KH, KW)
+    stride: tuple           # (SH, SW)
+
+
+def _pair(value, name: str) -> tuple[int, int]:
+    """An int or a pair of ints >= 1, returned as a pair."""
+    pair = (value, value) if np.isscalar(value) else tuple(value)
+    if len(pair) != 2 or any(int(v) != v or v < 1 for v in pair):
+        raise ValueError(f"max_pool2d: {name} must be an int >= 1 or a pair of them, "
+                         f"got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+def _check_pool_args(x, kernel, stride):
+    """Validate; return (KH, KW), (SH, SW), (OH, OW)."""
+    if x.ndim != 4:
+        raise ValueError(f"max_pool2d: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise TypeError(f"max_pool2d: x must be a float array, got dtype {x.dtype}")
+    (KH, KW), (SH, SW) = _pair(kernel, "kernel"), _pair(stride, "stride")
+    H, W = x.shape[2:]
+    if KH > H or KW > W:
+        raise ValueError(f"max_pool2d: kernel {KH}x{KW} is larger than the input "
+                         f"{H}x{W} (x {tuple(x.shape)})")
+    return (KH, KW), (SH, SW), ((H - KH) // SH + 1, (W - KW) // SW + 1)
+
+
+# --------------------------------------------------------------------------------------
+# Naive version: the specification, one loop per output index.
+# --------------------------------------------------------------------------------------
+def max_pool2d_forward_naive(x: np.ndarray, *, kernel=2, stride=2):
+    """Max pooling with explicit loops (same arguments and result as max_pool2d_forward)."""
+    (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    out = xp.zeros((N, C, OH, OW), dtype=x.dtype)
+    for n in range(N):
+        for c in range(C):
+            for i in range(OH):
+                for j in range(OW):
+                    window = x[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW]  # (KH, KW)
+                    out[n, c, i, j] = window.max()
+    return out, PoolCache(x, None, (KH, KW), (SH, SW))
+
+
+def max_pool2d_backward_naive(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """dout (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's argmax."""
+    x, _, (KH, KW), (SH, SW) = cache
+    xp = get_array_module(dout)
+    N, C, OH, OW = dout.shape
+    dx = xp.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(OH):
+                for j in range(OW):
+                    window = x[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW]  # (KH, KW)
+                    k = int(xp.argmax(window))  # flat row-major index: first max wins
+                    kh, kw = divmod(k, KW)
+                    # d out / d x = 1 at the argmax, 0 elsewhere; overlapping windows add
+                    dx[n, c, i * SH + kh, j * SW + kw] += dout[n, c, i, j]
+    return dx
+
+
+# --------------------------------------------------------------------------------------
+# Fast version: loop over the KH*KW kernel offsets, never over pixels.
+# --------------------------------------------------------------------------------------
+def _offset_view(a, kh: int, kw: int, stride: tuple, out_hw: tuple):
+    """View of ``a`` (N, C, H, W) picking offset (kh, kw) of every window: (N, C, OH, OW)."""
+    (SH, SW), (OH, OW) = stride, out_hw
+    return a[:, :, kh:kh + SH * (OH - 1) + 1:SH, kw:kw + SW * (OW - 1) + 1:SW]
+
+
+def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
+    """Max pooling, as torch.nn.functional.max_pool2d (no padding, floor mode).
+
+    Args:
+        x: (N, C, H, W) float input.
+        kernel: KH or (KH, KW).  stride: SH or (SH, SW); may be smaller than the kernel.
+    Returns:
+        out: (N, C, OH, OW) in x's dtype, OH = (H - KH) // SH + 1, and a PoolCache whose
+        ``arg`` holds the winning offset kh*KW + kw of each window (first max in
+        row-major order wins).
+    Raises:
+        ValueError / TypeError: x not 4-D or not float, bad kernel/stride, kernel larger
+            than the input.
+    """
+    (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
+    xp = get_array_module(x)
+    out = _offset_view(x, 0, 0, (SH, SW), (OH, OW)).copy()  # offset (0, 0) of every window
+    code = np.min_scalar_type(KH * KW - 1).type  # uint8 for kernels up to 16x16
+    arg = xp.zeros(out.shape, dtype=code)  # (N, C, OH, OW) winning offset so far
+    for k in range(1, KH * KW):
+        candidate = _offset_view(x, *divmod(k, KW), (SH, SW), (OH, OW))  # (N, C, OH, OW)
+        better = candidate > out  # strict: an equal later value does not take over
+        xp.maximum(out, candidate, out=out)
+        arg *= ~better  # arg = k where better, else unchanged (arithmetic beats where())
+        arg += better.astype(code) * k
+    return out, PoolCache(x, arg, (KH, KW), (SH, SW))
+
+
+def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
+    """dout (N, C, OH, OW) -> dx (N, C, H, W).
+
+    For each kernel offset k, the outputs whose max sat at offset k send their gradient
+    to the strided grid of inputs under that offset: one masked slice-add per offset.
+    Within one offset no two windows share an input, so ``+=`` on the slice is exact;
+    overlapping windows meet across offsets, where the adds accumulate.
+    """
+    x, arg, (KH, KW), (SH, SW) = cache
+    xp = get_array_module(dout)
+    OH, OW = dout.shape[2:]
+    dx = xp.zeros_like(x)  # (N, C, H, W), x's dtype
+    for k in range(KH * KW):
+        dx_k = _offset_view(dx, *divmod(k, KW), (SH, SW), (OH, OW))  # view (N, C, OH, OW)
+        dx_k += dout * (arg == k)  # d out / d x = 1 where the max sat at offset k, else 0
+    return dx
+
+
+class MaxPool2d(Module):
+    """Max pooling layer (no parameters); ``impl`` is "fast" or "naive"."""
+
+    def __init__(self, kernel=2, stride=2, impl: str = "fast"):
+        self.kernel = kernel
+        self.stride = stride
+        self.impl = impl
+        self._cache = None
+        self._backward = None
+
+    def forward(self, x):
+        if self.impl not in ("fast", "naive"):
+            raise ValueError(f"MaxPool2d: impl must be 'fast' or 'naive', got {self.impl!r}")
+        fwd, self._backward = ((max_pool2d_forward, max_pool2d_backward) if self.impl == "fast"
+                               else (max_pool2d_forward_naive, max_pool2d_backward_naive))
+        out, self._cache = fwd(x, kernel=self.kernel, stride=self.stride)
+        return out
+
+    def backward(self, dout):
+        if self._cache is None:
+            raise RuntimeError("MaxPool2d.backward called before forward")
+        return self._backward(dout, self._cache)
+
+    def __repr__(self) -> str:
+        return f"MaxPool2d(kernel={self.kernel}, stride={self.stride}, impl={self.impl!r})"

@@ -1,0 +1,471 @@
+"""Tests of minircnn/layers/roi_pool.py: RoI max pooling, RoIAlign, SPP.
+
+Every expected array below is worked out by hand (or by a plain per-bin oracle written
+here from torchvision's CPU kernel), never produced by the code under test.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from minircnn.backend import asnumpy, to_device
+from minircnn.gradcheck import check_layer, rel_error
+from minircnn.layers import (
+    RoIAlign,
+    RoIPool,
+    SpatialPyramidPool,
+    roi_align_backward,
+    roi_align_backward_naive,
+    roi_align_forward,
+    roi_align_forward_naive,
+    roi_pool_backward,
+    roi_pool_backward_naive,
+    roi_pool_forward,
+    roi_pool_forward_naive,
+    spp_backward,
+    spp_forward,
+)
+from minircnn.layers.roi_pool import c_round, roi_pool_bins
+
+POOL_IMPLS = {"naive": (roi_pool_forward_naive, roi_pool_backward_naive),
+              "fast": (roi_pool_forward, roi_pool_backward)}
+ALIGN_IMPLS = {"naive": (roi_align_forward_naive, roi_align_backward_naive),
+               "fast": (roi_align_forward, roi_align_backward)}
+
+
+def ramp(shape):
+    """0, 1, 2, ... laid out row-major: x[n, c, h, w] = ((n*C + c)*H + h)*W + w."""
+    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+
+
+def distinct(rng, shape):
+    """Distinct values 0.1 apart in random order: no max flips under a 1e-5 step."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
+
+
+def random_rois(rng, n_rois, n_images, image_size, *, past=8.0, min_size=0.0):
+    """RoIs in image pixels, some reaching past the border by up to ``past`` pixels."""
+    x1y1 = rng.uniform(-past, image_size, (n_rois, 2))
+    wh = rng.uniform(min_size, image_size / 1.5, (n_rois, 2))
+    batch = rng.integers(0, n_images, (n_rois, 1))
+    return np.concatenate([batch, x1y1, x1y1 + wh], axis=1)
+
+
+def oracle_roi_pool(x, rois, output_size, scale):
+    """torchvision's roi_pool written bin by bin with Python's math (first max: np.argmax)."""
+    PH, PW = output_size
+    N, C, H, W = x.shape
+    out = np.zeros((len(rois), C, PH, PW))
+    dx_cell = np.full((len(rois), C, PH, PW), -1)
+    for r, (b, x1, y1, x2, y2) in enumerate(rois):
+        sw, sh, ew, eh = (int(math.copysign(math.floor(abs(v * scale) + 0.5), v))
+                          for v in (x1, y1, x2, y2))
+        rw, rh = max(ew - sw + 1, 1), max(eh - sh + 1, 1)
+        for ph in range(PH):
+            hs = min(max(math.floor(ph * rh / PH) + sh, 0), H)
+            he = min(max(math.ceil((ph + 1) * rh / PH) + sh, 0), H)
+            for pw in range(PW):
+                ws = min(max(math.floor(pw * rw / PW) + sw, 0), W)
+                we = min(max(math.ceil((pw + 1) * rw / PW) + sw, 0), W)
+                if he <= hs or we <= ws:
+                    continue
+                for c in range(C):
+                    window = x[int(b), c, hs:he, ws:we]
+                    k = int(np.argmax(window))          # first max in row-major order
+                    h, w = divmod(k, we - ws)
+                    out[r, c, ph, pw] = window[h, w]
+                    dx_cell[r, c, ph, pw] = ((int(b) * C + c) * H + hs + h) * W + ws + w
+    return out, dx_cell
+
+
+# --- roi_pool: hand-computed values --------------------------------------------------
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_worked_example(impl):
+    forward, _ = POOL_IMPLS[impl]
+    x = ramp((1, 1, 4, 4))                                   # x[h, w] = 4h + w
+    rois = np.array([[0, 0, 0, 20, 20], [0, 0, 10, 30, 30]], dtype=np.float64)
+    out, _ = forward(x, rois, output_size=(2, 2), spatial_scale=0.1)
+    np.testing.assert_array_equal(out[:, 0], [[[5, 6], [9, 10]], [[9, 11], [13, 15]]])
+
+
+def test_c_round_is_half_away_from_zero():
+    v = np.array([2.5, -2.5, 0.5, -0.5, 1.5, 1.4999, -1.4999, 3.0])
+    np.testing.assert_array_equal(c_round(v), [3, -3, 1, -1, 2, 1, -1, 3])
+    # float32: floor(v + 0.5) would give 1 here, C's roundf gives 0
+    assert c_round(np.array([0.49999997], dtype=np.float32))[0] == 0
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_coordinates_on_half(impl):
+    """At scale 1/16, x1 = 40 -> 2.5 -> 3 and y1 = -8 -> -0.5 -> -1 (C round).
+
+    RoI cells: cols 3..5 (width 3, bin 1.5), rows -1..2 (height 4, bin 2).
+    cols: pw0 = 3..4, pw1 = 4..5; rows: ph0 = -1..0 clipped to 0..0, ph1 = 1..2.
+    Banker's rounding (x1 -> 2, y1 -> 0) would give [[9, 10], [15, 16]] instead.
+    """
+    forward, _ = POOL_IMPLS[impl]
+    x = ramp((1, 1, 5, 6))                                   # x[h, w] = 6h + w
+    rois = np.array([[0, 40, -8, 72, 24]], dtype=np.float64)  # 2.5, -0.5, 4.5, 1.5 cells
+    out, _ = forward(x, rois, output_size=2, spatial_scale=1 / 16)
+    np.testing.assert_array_equal(out[0, 0], [[4, 5], [16, 17]])
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_tiny_roi_repeats_its_cell(impl):
+    """A 1x1 RoI pooled to 3x3: every bin is the one cell; its gradient sums all 9."""
+    forward, backward = POOL_IMPLS[impl]
+    x = ramp((1, 2, 4, 4))
+    rois = np.array([[0, 2, 1, 2, 1]], dtype=np.float64)     # x1 = x2 = 2, y1 = y2 = 1
+    out, cache = forward(x, rois, output_size=3, spatial_scale=1.0)
+    np.testing.assert_array_equal(out[0, 0], np.full((3, 3), 6.0))
+    np.testing.assert_array_equal(out[0, 1], np.full((3, 3), 22.0))
+    dout = np.arange(18, dtype=np.float64).reshape(1, 2, 3, 3)
+    dx = backward(dout, cache)
+    expected = np.zeros_like(x)
+    expected[0, 0, 1, 2], expected[0, 1, 1, 2] = dout[0, 0].sum(), dout[0, 1].sum()
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_past_the_border_gives_empty_bins(impl):
+    """Map values are negative, so an output 0 can only come from an empty bin."""
+    forward, backward = POOL_IMPLS[impl]
+    x = -1.0 - ramp((1, 1, 4, 4))
+    rois = np.array([[0, 2, 0, 7, 3],      # cols 2..7: pw0 = 2..4 -> 2..3, pw1 = 5..7 -> empty
+                     [0, 6, 6, 9, 9]],     # wholly outside the 4x4 map: all bins empty
+                    dtype=np.float64)
+    out, cache = forward(x, rois, output_size=(1, 2), spatial_scale=1.0)
+    np.testing.assert_array_equal(out[:, 0], [[[-3.0, 0.0]], [[0.0, 0.0]]])
+    dx = backward(np.ones_like(out), cache)
+    expected = np.zeros_like(x)
+    expected[0, 0, 0, 2] = 1.0             # only the non-empty bin's argmax gets a gradient
+    np.testing.assert_array_equal(dx, expected)
+    assert (asnumpy(cache.argmax)[1] == -1).all()
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_ties_first_max_in_row_major_order(impl):
+    """Equal maxima at (0, 2) and (1, 0): row-major order reaches (0, 2) first.
+
+    (Reducing rows first, then columns, would pick (1, 0): the test tells them apart.)
+    """
+    forward, backward = POOL_IMPLS[impl]
+    x = np.zeros((1, 1, 3, 3))
+    x[0, 0, 0, 2] = x[0, 0, 1, 0] = 5.0
+    rois = np.array([[0, 0, 0, 2, 2]], dtype=np.float64)
+    out, cache = forward(x, rois, output_size=1, spatial_scale=1.0)
+    assert out[0, 0, 0, 0] == 5.0
+    dx = backward(np.full_like(out, 2.0), cache)
+    expected = np.zeros_like(x)
+    expected[0, 0, 0, 2] = 2.0
+    np.testing.assert_array_equal(dx, expected)
+    # an all-equal bin: the gradient goes to its first cell
+    out, cache = forward(np.ones((1, 1, 3, 3)), rois, output_size=1, spatial_scale=1.0)
+    dx = backward(np.ones_like(out), cache)
+    assert dx[0, 0, 0, 0] == 1.0 and dx.sum() == 1.0
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_overlapping_rois_sum_their_gradients(impl):
+    forward, backward = POOL_IMPLS[impl]
+    x = distinct(np.random.default_rng(0), (2, 1, 4, 4))
+    rois = np.array([[1, 0, 0, 3, 3], [1, 0, 0, 3, 3], [1, 1, 1, 3, 3], [0, 0, 0, 3, 3]],
+                    dtype=np.float64)
+    out, cache = forward(x, rois, output_size=1, spatial_scale=1.0)
+    dout = np.array([1.0, 10.0, 100.0, 1000.0]).reshape(4, 1, 1, 1)
+    dx = backward(dout, cache)
+    expected = np.zeros_like(x)
+    for r, n in enumerate([1, 1, 1, 0]):
+        y1 = int(rois[r, 2])
+        window = x[n, 0, y1:, y1:]
+        h, w = np.unravel_index(np.argmax(window), window.shape)
+        expected[n, 0, y1 + h, y1 + w] += dout[r, 0, 0, 0]
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("scale", [1 / 16, 1 / 8, 1.0])
+@pytest.mark.parametrize("output_size", [(2, 2), (3, 2), (1, 4)])
+def test_roi_pool_matches_oracle_with_ties(impl, scale, output_size):
+    """Integer maps (many ties), RoIs of every size, several images, past the border."""
+    forward, _ = POOL_IMPLS[impl]
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, (2, 2, 5, 6)).astype(np.float64)
+    size = 6 / scale
+    rois = random_rois(rng, 12, 2, size, past=2 / scale)
+    rois[:3, 3:] = rois[:3, 1:3]                              # three zero-size RoIs
+    out, cache = forward(x, rois, output_size=output_size, spatial_scale=scale)
+    expected, cell = oracle_roi_pool(x, rois, output_size, scale)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(asnumpy(cache.argmax), cell)
+
+
+def test_roi_pool_bins_shared_helper():
+    """RoI (0, 0, 10, 30, 30) at scale 0.1: cols 0..3 in bins of 2, rows 1..3 in bins of 1.5."""
+    rois = np.array([[0, 0, 10, 30, 30]], dtype=np.float64)
+    bins = roi_pool_bins(rois, (2, 2), 0.1, 4, 4)
+    np.testing.assert_array_equal(bins.hstart, [[1, 2]])
+    np.testing.assert_array_equal(bins.hend, [[3, 4]])
+    np.testing.assert_array_equal(bins.wstart, [[0, 2]])
+    np.testing.assert_array_equal(bins.wend, [[2, 4]])
+
+
+# --- roi_pool: gradients and naive == fast --------------------------------------------
+def _pool_gradcheck_inputs(rng):
+    x = distinct(rng, (2, 2, 6, 7))
+    rois = np.array([[0, 0, 0, 6, 5], [1, 1, 2, 4, 4], [1, 0, 0, 1, 1], [0, 3, 3, 10, 9],
+                     [0, 2, 1, 4, 2], [1, 5, 5, 5, 5], [0, 8, 0, 12, 5]], dtype=np.float64)
+    return x, rois
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_pool_gradcheck(impl):
+    forward, backward = POOL_IMPLS[impl]
+    x, rois = _pool_gradcheck_inputs(np.random.default_rng(1))
+    errors = check_layer(forward, backward, {"features": x, "rois": rois},
+                         kwargs={"output_size": (3, 2), "spatial_scale": 1.0}, wrt=["features"])
+    assert errors["features"] <= 1e-7
+
+
+@pytest.mark.parametrize("scale", [1 / 16, 1 / 8, 1.0])
+def test_roi_pool_naive_equals_fast(scale):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((2, 3, 7, 8))
+    rois = random_rois(rng, 20, 2, 8 / scale, past=3 / scale)
+    out_n, cache_n = roi_pool_forward_naive(x, rois, output_size=(3, 4), spatial_scale=scale)
+    out_f, cache_f = roi_pool_forward(x, rois, output_size=(3, 4), spatial_scale=scale)
+    assert rel_error(out_n, out_f) <= 1e-9
+    dout = rng.standard_normal(out_f.shape)
+    dx_n = roi_pool_backward_naive(dout, cache_n)
+    assert rel_error(dx_n, roi_pool_backward(dout, cache_f)) <= 1e-9
+
+
+def test_roi_pool_fast_in_channel_chunks(monkeypatch):
+    """A small table budget makes the fast path pool a few channels at a time."""
+    import minircnn.layers.roi_pool as roi_pool_module
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 5, 6, 7))
+    rois = random_rois(rng, 9, 2, 56, past=16)
+    expected, cache_n = roi_pool_forward_naive(x, rois, output_size=(2, 3), spatial_scale=1 / 8)
+    monkeypatch.setattr(roi_pool_module, "TABLE_ENTRIES", 2 * 6 * 7 * 4 * 2)
+    out, cache = roi_pool_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 8)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
+
+
+def test_roi_pool_float32_and_no_rois():
+    x = ramp((1, 1, 4, 4)).astype(np.float32)
+    rois = np.array([[0, 0, 0, 20, 20]], dtype=np.float32)
+    out, _ = roi_pool_forward(x, rois, output_size=2, spatial_scale=0.1)
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(out[0, 0], [[5, 6], [9, 10]])
+    out, cache = roi_pool_forward(x, np.zeros((0, 5)), output_size=2, spatial_scale=0.1)
+    assert out.shape == (0, 1, 2, 2)
+    np.testing.assert_array_equal(roi_pool_backward(out, cache), np.zeros_like(x))
+
+
+# --- roi_align ------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0, 3])
+def test_roi_align_linear_ramp_gives_bin_centres(impl, aligned, sampling_ratio):
+    """Bilinear interpolation of f(y, x) = 3y + x + 1 is exact, and the samples sit
+    symmetrically in each bin, so each output is f at the bin centre.
+
+    RoI x 8..40, y 12..36 px at scale 1/8: cells x 1..5, y 1.5..4.5 (minus 0.5 if
+    aligned); 2x2 bins of 2 (x) by 1.5 (y) cells, all samples inside the 8x8 map.
+    """
+    forward, _ = ALIGN_IMPLS[impl]
+    h, w = np.meshgrid(np.arange(8.0), np.arange(8.0), indexing="ij")
+    x = (3 * h + w + 1)[None, None]
+    rois = np.array([[0, 8, 12, 40, 36]], dtype=np.float64)
+    out, _ = forward(x, rois, output_size=2, spatial_scale=1 / 8,
+                     sampling_ratio=sampling_ratio, aligned=aligned)
+    shift = 0.5 if aligned else 0.0
+    yc = 1.5 - shift + (np.arange(2) + 0.5) * 1.5
+    xc = 1.0 - shift + (np.arange(2) + 0.5) * 2.0
+    np.testing.assert_allclose(out[0, 0], 3 * yc[:, None] + xc[None, :] + 1, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_align_border_rules(impl):
+    """One sample per bin (sampling_ratio 1) on a 2x3 map x[h, w] = 3h + w:
+    y = 3.5 > H = 2 contributes 0; y = 1.5 is past the last row, so it reads row 1;
+    y = -0.5 is in [-1, 0], so it reads row 0; x = 1.5 interpolates columns 1 and 2."""
+    forward, backward = ALIGN_IMPLS[impl]
+    x = ramp((1, 1, 2, 3))
+    rois = np.array([[0, 1, 3, 2, 4], [0, 1, 1, 2, 2], [0, 1, -1, 2, 0]], dtype=np.float64)
+    out, cache = forward(x, rois, output_size=1, spatial_scale=1.0, sampling_ratio=1)
+    np.testing.assert_allclose(out[:, 0, 0, 0], [0.0, 4.5, 1.5], atol=1e-12)
+    dx = backward(np.ones_like(out), cache)
+    expected = np.zeros_like(x)
+    expected[0, 0, 1, 1:] += 0.5          # RoI 1: half to (1, 1), half to (1, 2)
+    expected[0, 0, 0, 1:] += 0.5          # RoI 2: the same on row 0
+    np.testing.assert_allclose(dx, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_align_roi_size_rules(impl):
+    """A zero-size RoI at (y, x) = (1, 2) on f = 3y + x + 1, 1x1 output:
+    - aligned=False forces it to 1x1 cell: samples average to f(1.5, 2.5) = 8;
+    - aligned=True keeps size 0, shifted by -0.5: every sample is f(0.5, 1.5) = 4;
+    - aligned=True with adaptive sampling: ceil(0 / 1) = 0 samples, output 0.
+    Adaptive grid = ceil(roi_h / PH): rows 0..4 of a map with 8 on row 3 (PH = 1) give
+    samples at y = 0.5, 1.5, 2.5, 3.5 reading 0, 0, 4, 4: mean 2."""
+    forward, _ = ALIGN_IMPLS[impl]
+    h, w = np.meshgrid(np.arange(6.0), np.arange(6.0), indexing="ij")
+    ramp_map = (3 * h + w + 1)[None, None]
+    point = np.array([[0, 2, 1, 2, 1]], dtype=np.float64)
+    kw = {"output_size": 1, "spatial_scale": 1.0}
+    assert forward(ramp_map, point, **kw, aligned=False)[0][0, 0, 0, 0] == pytest.approx(8.0)
+    assert forward(ramp_map, point, **kw, aligned=True)[0][0, 0, 0, 0] == pytest.approx(4.0)
+    out, _ = forward(ramp_map, point, **kw, aligned=True, sampling_ratio=0)
+    assert out[0, 0, 0, 0] == 0.0
+    spike = np.zeros((1, 1, 6, 6))
+    spike[0, 0, 3, :] = 8.0
+    out, _ = forward(spike, np.array([[0, 0, 0, 1, 4]], dtype=np.float64), **kw,
+                     sampling_ratio=0)
+    assert out[0, 0, 0, 0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_roi_align_gradcheck(impl, aligned, sampling_ratio):
+    forward, backward = ALIGN_IMPLS[impl]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 5, 6))
+    rois = np.array([[0, 0, 0, 40, 30], [1, 4, 6, 20, 20], [1, 30, 20, 60, 50],
+                     [0, 10, 10, 10, 10]], dtype=np.float64)
+    errors = check_layer(forward, backward, {"features": x, "rois": rois},
+                         kwargs={"output_size": (2, 3), "spatial_scale": 1 / 8,
+                                 "sampling_ratio": sampling_ratio, "aligned": aligned},
+                         wrt=["features"])
+    assert errors["features"] <= 1e-7
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_roi_align_naive_equals_fast(aligned, sampling_ratio):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 7))
+    rois = random_rois(rng, 15, 2, 56, past=16)
+    kw = {"output_size": (3, 2), "spatial_scale": 1 / 8, "sampling_ratio": sampling_ratio,
+          "aligned": aligned}
+    out_n, cache_n = roi_align_forward_naive(x, rois, **kw)
+    out_f, cache_f = roi_align_forward(x, rois, **kw)
+    assert rel_error(out_n, out_f) <= 1e-9
+    dout = rng.standard_normal(out_f.shape)
+    dx_n = roi_align_backward_naive(dout, cache_n)
+    assert rel_error(dx_n, roi_align_backward(dout, cache_f)) <= 1e-9
+
+
+# --- SPP ------------------------------------------------------------------------------
+def test_spp_layout_is_concatenated_roi_pools():
+    rng = np.random.default_rng(6)
+    x = distinct(rng, (2, 3, 6, 6))
+    rois = random_rois(rng, 5, 2, 96, past=0, min_size=16)
+    out, cache = spp_forward(x, rois, levels=(3, 2, 1), spatial_scale=1 / 16)
+    assert out.shape == (5, 3 * (9 + 4 + 1))
+    parts = [roi_pool_forward(x, rois, output_size=lv, spatial_scale=1 / 16)[0].reshape(5, -1)
+             for lv in (3, 2, 1)]
+    np.testing.assert_array_equal(out, np.concatenate(parts, axis=1))
+    # channel-first inside a level: column c*4 + ph*2 + pw of level 2 is channel c's bin
+    np.testing.assert_array_equal(out[:, 27:31], parts[1][:, :4])
+    errors = check_layer(spp_forward, spp_backward, {"features": x, "rois": rois},
+                         kwargs={"levels": (3, 2, 1), "spatial_scale": 1 / 16}, wrt=["features"])
+    assert errors["features"] <= 1e-7
+
+
+# --- modules --------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_modules_wrap_the_functions(impl):
+    rng = np.random.default_rng(7)
+    x = distinct(rng, (1, 2, 5, 5))
+    rois = np.array([[0, 0, 0, 60, 50], [0, 20, 10, 70, 70]], dtype=np.float64)
+    dout = rng.standard_normal((2, 2, 2, 3))
+    pool = RoIPool((2, 3), 1 / 16, impl=impl)
+    out, cache = roi_pool_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 16)
+    np.testing.assert_array_equal(pool.forward(x, rois), out)
+    np.testing.assert_array_equal(pool.backward(dout), roi_pool_backward(dout, cache))
+    align = RoIAlign((2, 3), 1 / 16, sampling_ratio=0, aligned=True, impl=impl)
+    out, cache = roi_align_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 16,
+                                   sampling_ratio=0, aligned=True)
+    np.testing.assert_allclose(align.forward(x, rois), out, atol=1e-12)
+    np.testing.assert_allclose(align.backward(dout), roi_align_backward(dout, cache), atol=1e-12)
+    spp = SpatialPyramidPool((2, 1), 1 / 16)
+    assert spp.forward(x, rois).shape == (2, 2 * 5)
+    assert spp.backward(np.ones((2, 10))).shape == x.shape
+    assert list(pool.parameters()) == [] and f"impl='{impl}'" in repr(pool)
+
+
+def test_module_misuse():
+    with pytest.raises(RuntimeError, match="before forward"):
+        RoIPool(2, 1.0).backward(np.zeros((1, 1, 2, 2)))
+    pool = RoIPool(2, 1.0, impl="slow")
+    with pytest.raises(ValueError, match="impl"):
+        pool.forward(np.zeros((1, 1, 4, 4)), np.array([[0, 0, 0, 1, 1]]))
+
+
+# --- bad input ------------------------------------------------------------------------
+X = np.zeros((2, 1, 4, 4))
+GOOD = np.array([[0, 0, 0, 2, 2]], dtype=np.float64)
+
+
+@pytest.mark.parametrize("forward", [roi_pool_forward, roi_pool_forward_naive,
+                                     roi_align_forward, roi_align_forward_naive, spp_forward])
+@pytest.mark.parametrize("features, rois, match", [
+    (X, GOOD[:, :4], r"rois must have shape \(R, 5\).*\(1, 4\)"),
+    (X, GOOD[0], r"rois must have shape \(R, 5\)"),
+    (X, [[2, 0, 0, 2, 2]], r"batch indices in \[0, 2\).*row 0 has 2"),
+    (X, [[-1, 0, 0, 2, 2]], r"batch indices"),
+    (X, [[0.5, 0, 0, 2, 2]], r"batch indices"),
+    (X, [[0, 0, 0, 2, 2], [0, np.nan, 0, 2, 2]], r"finite, row 1"),
+    (X, [[0, 0, 0, np.inf, 2]], r"finite"),
+    (X, [[0, 3, 0, 2, 2]], r"x2 >= x1 and y2 >= y1, row 0"),
+    (X, [[0, 0, 3, 2, 2]], r"x2 >= x1 and y2 >= y1"),
+    (X[0], GOOD, r"features must be 4-D \(N, C, H, W\), got shape \(1, 4, 4\)"),
+])
+def test_bad_input_raises(forward, features, rois, match):
+    kw = {"spatial_scale": 1.0} if forward is spp_forward else {"output_size": 2,
+                                                                 "spatial_scale": 1.0}
+    with pytest.raises(ValueError, match=match):
+        forward(features, np.asarray(rois, dtype=np.float64), **kw)
+
+
+def test_bad_hyperparameters_raise():
+    with pytest.raises(TypeError, match="float"):
+        roi_pool_forward(np.zeros((1, 1, 4, 4), dtype=np.int64), GOOD)
+    with pytest.raises(ValueError, match="output_size"):
+        roi_pool_forward(X, GOOD, output_size=0)
+    with pytest.raises(ValueError, match="spatial_scale"):
+        roi_pool_forward(X, GOOD, spatial_scale=-1.0)
+    with pytest.raises(ValueError, match="sampling_ratio"):
+        roi_align_forward(X, GOOD, output_size=2, spatial_scale=1.0, sampling_ratio=1.5)
+    with pytest.raises(ValueError, match="levels"):
+        spp_forward(X, GOOD, levels=(2, 0), spatial_scale=1.0)
+
+
+# --- NumPy vs CuPy --------------------------------------------------------------------
+@pytest.mark.gpu
+def test_numpy_equals_cupy():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 9, 10))
+    rois = random_rois(rng, 30, 2, 160, past=32)
+    xg, rg = to_device(x, "gpu"), to_device(rois, "gpu")
+    cases = [
+        (roi_pool_forward, roi_pool_backward, {"output_size": (3, 4), "spatial_scale": 1 / 16}),
+        (roi_align_forward, roi_align_backward, {"output_size": 3, "spatial_scale": 1 / 16,
+                                                 "sampling_ratio": 0, "aligned": True}),
+        (spp_forward, spp_backward, {"levels": (3, 1), "spatial_scale": 1 / 16}),
+    ]
+    for forward, backward, kw in cases:
+        out, cache = forward(x, rois, **kw)
+        out_g, cache_g = forward(xg, rg, **kw)
+        assert rel_error(out, out_g) <= 1e-9
+        dout = rng.standard_normal(out.shape)
+        dx_g = backward(to_device(dout, "gpu"), cache_g)
+        assert rel_error(backward(dout, cache), dx_g) <= 1e-9
