@@ -15,3 +15,4 @@ from minircnn.detection.boxes import (
     nms,
 )
 from minircnn.detection.evaluate import evaluate, match_detections, recall_vs_proposals
+from minircnn.detection.proposals import compute_proposals, dense_boxes, selective_search
