@@ -1,4 +1,4 @@
-"""Tests of minircnn/layers/roi_pool.py: RoI max pooling, RoIAlign, SPP.
+"""Tests of minircnn/layers/roi_pool.py: RoI max pooling, SPP, the shared input checks.
 
 Every expected array below is worked out by hand (or by a plain per-bin oracle written
 here from torchvision's CPU kernel), never produced by the code under test.
@@ -12,11 +12,8 @@ import pytest
 from minircnn.backend import asnumpy, to_device
 from minircnn.gradcheck import check_layer, rel_error
 from minircnn.layers import (
-    RoIAlign,
     RoIPool,
     SpatialPyramidPool,
-    roi_align_backward,
-    roi_align_backward_naive,
     roi_align_forward,
     roi_align_forward_naive,
     roi_pool_backward,
@@ -30,8 +27,6 @@ from minircnn.layers.roi_pool import c_round, roi_pool_bins
 
 POOL_IMPLS = {"naive": (roi_pool_forward_naive, roi_pool_backward_naive),
               "fast": (roi_pool_forward, roi_pool_backward)}
-ALIGN_IMPLS = {"naive": (roi_align_forward_naive, roi_align_backward_naive),
-               "fast": (roi_align_forward, roi_align_backward)}
 
 
 def ramp(shape):
@@ -267,102 +262,6 @@ def test_roi_pool_float32_and_no_rois():
     np.testing.assert_array_equal(roi_pool_backward(out, cache), np.zeros_like(x))
 
 
-# --- roi_align ------------------------------------------------------------------------
-@pytest.mark.parametrize("impl", ["naive", "fast"])
-@pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio", [2, 0, 3])
-def test_roi_align_linear_ramp_gives_bin_centres(impl, aligned, sampling_ratio):
-    """Bilinear interpolation of f(y, x) = 3y + x + 1 is exact, and the samples sit
-    symmetrically in each bin, so each output is f at the bin centre.
-
-    RoI x 8..40, y 12..36 px at scale 1/8: cells x 1..5, y 1.5..4.5 (minus 0.5 if
-    aligned); 2x2 bins of 2 (x) by 1.5 (y) cells, all samples inside the 8x8 map.
-    """
-    forward, _ = ALIGN_IMPLS[impl]
-    h, w = np.meshgrid(np.arange(8.0), np.arange(8.0), indexing="ij")
-    x = (3 * h + w + 1)[None, None]
-    rois = np.array([[0, 8, 12, 40, 36]], dtype=np.float64)
-    out, _ = forward(x, rois, output_size=2, spatial_scale=1 / 8,
-                     sampling_ratio=sampling_ratio, aligned=aligned)
-    shift = 0.5 if aligned else 0.0
-    yc = 1.5 - shift + (np.arange(2) + 0.5) * 1.5
-    xc = 1.0 - shift + (np.arange(2) + 0.5) * 2.0
-    np.testing.assert_allclose(out[0, 0], 3 * yc[:, None] + xc[None, :] + 1, rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("impl", ["naive", "fast"])
-def test_roi_align_border_rules(impl):
-    """One sample per bin (sampling_ratio 1) on a 2x3 map x[h, w] = 3h + w:
-    y = 3.5 > H = 2 contributes 0; y = 1.5 is past the last row, so it reads row 1;
-    y = -0.5 is in [-1, 0], so it reads row 0; x = 1.5 interpolates columns 1 and 2."""
-    forward, backward = ALIGN_IMPLS[impl]
-    x = ramp((1, 1, 2, 3))
-    rois = np.array([[0, 1, 3, 2, 4], [0, 1, 1, 2, 2], [0, 1, -1, 2, 0]], dtype=np.float64)
-    out, cache = forward(x, rois, output_size=1, spatial_scale=1.0, sampling_ratio=1)
-    np.testing.assert_allclose(out[:, 0, 0, 0], [0.0, 4.5, 1.5], atol=1e-12)
-    dx = backward(np.ones_like(out), cache)
-    expected = np.zeros_like(x)
-    expected[0, 0, 1, 1:] += 0.5          # RoI 1: half to (1, 1), half to (1, 2)
-    expected[0, 0, 0, 1:] += 0.5          # RoI 2: the same on row 0
-    np.testing.assert_allclose(dx, expected, atol=1e-12)
-
-
-@pytest.mark.parametrize("impl", ["naive", "fast"])
-def test_roi_align_roi_size_rules(impl):
-    """A zero-size RoI at (y, x) = (1, 2) on f = 3y + x + 1, 1x1 output:
-    - aligned=False forces it to 1x1 cell: samples average to f(1.5, 2.5) = 8;
-    - aligned=True keeps size 0, shifted by -0.5: every sample is f(0.5, 1.5) = 4;
-    - aligned=True with adaptive sampling: ceil(0 / 1) = 0 samples, output 0.
-    Adaptive grid = ceil(roi_h / PH): rows 0..4 of a map with 8 on row 3 (PH = 1) give
-    samples at y = 0.5, 1.5, 2.5, 3.5 reading 0, 0, 4, 4: mean 2."""
-    forward, _ = ALIGN_IMPLS[impl]
-    h, w = np.meshgrid(np.arange(6.0), np.arange(6.0), indexing="ij")
-    ramp_map = (3 * h + w + 1)[None, None]
-    point = np.array([[0, 2, 1, 2, 1]], dtype=np.float64)
-    kw = {"output_size": 1, "spatial_scale": 1.0}
-    assert forward(ramp_map, point, **kw, aligned=False)[0][0, 0, 0, 0] == pytest.approx(8.0)
-    assert forward(ramp_map, point, **kw, aligned=True)[0][0, 0, 0, 0] == pytest.approx(4.0)
-    out, _ = forward(ramp_map, point, **kw, aligned=True, sampling_ratio=0)
-    assert out[0, 0, 0, 0] == 0.0
-    spike = np.zeros((1, 1, 6, 6))
-    spike[0, 0, 3, :] = 8.0
-    out, _ = forward(spike, np.array([[0, 0, 0, 1, 4]], dtype=np.float64), **kw,
-                     sampling_ratio=0)
-    assert out[0, 0, 0, 0] == pytest.approx(2.0)
-
-
-@pytest.mark.parametrize("impl", ["naive", "fast"])
-@pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio", [2, 0])
-def test_roi_align_gradcheck(impl, aligned, sampling_ratio):
-    forward, backward = ALIGN_IMPLS[impl]
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 2, 5, 6))
-    rois = np.array([[0, 0, 0, 40, 30], [1, 4, 6, 20, 20], [1, 30, 20, 60, 50],
-                     [0, 10, 10, 10, 10]], dtype=np.float64)
-    errors = check_layer(forward, backward, {"features": x, "rois": rois},
-                         kwargs={"output_size": (2, 3), "spatial_scale": 1 / 8,
-                                 "sampling_ratio": sampling_ratio, "aligned": aligned},
-                         wrt=["features"])
-    assert errors["features"] <= 1e-7
-
-
-@pytest.mark.parametrize("aligned", [False, True])
-@pytest.mark.parametrize("sampling_ratio", [2, 0])
-def test_roi_align_naive_equals_fast(aligned, sampling_ratio):
-    rng = np.random.default_rng(5)
-    x = rng.standard_normal((2, 3, 6, 7))
-    rois = random_rois(rng, 15, 2, 56, past=16)
-    kw = {"output_size": (3, 2), "spatial_scale": 1 / 8, "sampling_ratio": sampling_ratio,
-          "aligned": aligned}
-    out_n, cache_n = roi_align_forward_naive(x, rois, **kw)
-    out_f, cache_f = roi_align_forward(x, rois, **kw)
-    assert rel_error(out_n, out_f) <= 1e-9
-    dout = rng.standard_normal(out_f.shape)
-    dx_n = roi_align_backward_naive(dout, cache_n)
-    assert rel_error(dx_n, roi_align_backward(dout, cache_f)) <= 1e-9
-
-
 # --- SPP ------------------------------------------------------------------------------
 def test_spp_layout_is_concatenated_roi_pools():
     rng = np.random.default_rng(6)
@@ -391,11 +290,6 @@ def test_modules_wrap_the_functions(impl):
     out, cache = roi_pool_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 16)
     np.testing.assert_array_equal(pool.forward(x, rois), out)
     np.testing.assert_array_equal(pool.backward(dout), roi_pool_backward(dout, cache))
-    align = RoIAlign((2, 3), 1 / 16, sampling_ratio=0, aligned=True, impl=impl)
-    out, cache = roi_align_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 16,
-                                   sampling_ratio=0, aligned=True)
-    np.testing.assert_allclose(align.forward(x, rois), out, atol=1e-12)
-    np.testing.assert_allclose(align.backward(dout), roi_align_backward(dout, cache), atol=1e-12)
     spp = SpatialPyramidPool((2, 1), 1 / 16)
     assert spp.forward(x, rois).shape == (2, 2 * 5)
     assert spp.backward(np.ones((2, 10))).shape == x.shape
@@ -443,8 +337,6 @@ def test_bad_hyperparameters_raise():
         roi_pool_forward(X, GOOD, output_size=0)
     with pytest.raises(ValueError, match="spatial_scale"):
         roi_pool_forward(X, GOOD, spatial_scale=-1.0)
-    with pytest.raises(ValueError, match="sampling_ratio"):
-        roi_align_forward(X, GOOD, output_size=2, spatial_scale=1.0, sampling_ratio=1.5)
     with pytest.raises(ValueError, match="levels"):
         spp_forward(X, GOOD, levels=(2, 0), spatial_scale=1.0)
 
@@ -458,8 +350,6 @@ def test_numpy_equals_cupy():
     xg, rg = to_device(x, "gpu"), to_device(rois, "gpu")
     cases = [
         (roi_pool_forward, roi_pool_backward, {"output_size": (3, 4), "spatial_scale": 1 / 16}),
-        (roi_align_forward, roi_align_backward, {"output_size": 3, "spatial_scale": 1 / 16,
-                                                 "sampling_ratio": 0, "aligned": True}),
         (spp_forward, spp_backward, {"levels": (3, 1), "spatial_scale": 1 / 16}),
     ]
     for forward, backward, kw in cases:

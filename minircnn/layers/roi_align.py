@@ -1,0 +1,277 @@
+"""RoIAlign: naive loops, a fast version (two small matrix products), and its Module.
+
+RoIAlign (Mask R-CNN) pools every region of interest (RoI) into a fixed PH x PW grid
+like RoI max pooling, but without rounding: each bin averages bilinear samples on a grid
+of sampling_ratio x sampling_ratio points (adaptive ceil(roi_h / PH) when <= 0).
+Semantics match torchvision's CPU kernel exactly (``torchvision.ops.roi_align``).
+
+Input checks and the Module plumbing are shared with RoI max pooling and come from
+roi_pool.py, which also re-exports every public name here (DESIGN.md places the RoI ops
+there). Derivations and worked examples: docs/layers/roi_pool.md.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from minircnn.backend import get_array_module
+from minircnn.layers.roi_common import RoIModule, check_roi_inputs, pair, pick_impl
+
+
+# --------------------------------------------------------------------------------------
+# RoIAlign: bilinear sampling instead of rounding (Mask R-CNN; torchvision.ops.roi_align).
+# --------------------------------------------------------------------------------------
+class RoIAlignCache(NamedTuple):
+    """What roi_align backward needs (naive and fast caches are interchangeable)."""
+
+    features_shape: tuple  # (N, C, H, W)
+    rois: np.ndarray       # (R, 5) checked, in the features' dtype
+    output_size: tuple     # (PH, PW)
+    spatial_scale: float
+    sampling_ratio: int
+    aligned: bool
+
+
+class AlignGeometry(NamedTuple):
+    """Per-RoI sampling grid of roi_align, all (R,) arrays in the features' dtype."""
+
+    batch: np.ndarray    # image index (int)
+    start_h: np.ndarray  # top edge of the RoI in feature cells
+    start_w: np.ndarray  # left edge
+    bin_h: np.ndarray    # bin height in cells
+    bin_w: np.ndarray    # bin width
+    grid_h: np.ndarray   # samples per bin vertically (int, may be <= 0: no samples)
+    grid_w: np.ndarray   # samples per bin horizontally
+    count: np.ndarray    # max(grid_h * grid_w, 1): the average's divisor
+
+
+def roi_align_geometry(rois, output_size, spatial_scale, sampling_ratio: int,
+                       aligned: bool) -> AlignGeometry:
+    """RoI start, bin size and sampling grid as torchvision's roi_align computes them."""
+    xp = get_array_module(rois)
+    dt = rois.dtype.type
+    PH, PW = output_size
+    offset = dt(0.5) if aligned else dt(0.0)      # aligned: pixel centres at +0.5
+    start_w, start_h, end_w, end_h = (rois[:, i] * dt(spatial_scale) - offset for i in (1, 2, 3, 4))
+    roi_w, roi_h = end_w - start_w, end_h - start_h
+    if not aligned:                              # legacy: force malformed RoIs to 1x1
+        roi_w, roi_h = xp.maximum(roi_w, dt(1)), xp.maximum(roi_h, dt(1))
+    bin_h, bin_w = roi_h / dt(PH), roi_w / dt(PW)
+    if sampling_ratio > 0:
+        grid_h = xp.full(rois.shape[0], sampling_ratio, dtype=np.int64)
+        grid_w = grid_h
+    else:                                        # adaptive: about one sample per cell
+        grid_h = xp.ceil(roi_h / dt(PH)).astype(np.int64)
+        grid_w = xp.ceil(roi_w / dt(PW)).astype(np.int64)
+    count = xp.maximum(grid_h * grid_w, 1).astype(rois.dtype)
+    return AlignGeometry(rois[:, 0].astype(np.int64), start_h, start_w, bin_h, bin_w,
+                         grid_h, grid_w, count)
+
+
+def _check_align_args(features, rois, output_size, spatial_scale, sampling_ratio):
+    rois = check_roi_inputs("roi_align", features, rois, spatial_scale)
+    if int(sampling_ratio) != sampling_ratio:
+        raise ValueError(f"roi_align: sampling_ratio must be an int, got {sampling_ratio!r}")
+    return rois, pair(output_size, "roi_align: output_size")
+
+
+def _bilinear_neighbours(y: float, x: float, H: int, W: int) -> list:
+    """The (h, w, weight) cells a sample at (y, x) reads: torchvision's bilinear_interpolate."""
+    if y < -1.0 or y > H or x < -1.0 or x > W:
+        return []                                # outside the map: contributes 0
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= H - 1:                           # on the last row: no row below
+        y_low = y_high = H - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= W - 1:
+        x_low = x_high = W - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1.0 - ly, 1.0 - lx
+    return [(y_low, x_low, hy * hx), (y_low, x_high, hy * lx),
+            (y_high, x_low, ly * hx), (y_high, x_high, ly * lx)]
+
+
+def _align_samples(g: AlignGeometry, r: int, ph: int, pw: int) -> list:
+    """Sample points (y, x) of bin (ph, pw) of RoI r, in torchvision's order."""
+    points = []
+    for iy in range(int(g.grid_h[r])):
+        y = g.start_h[r] + ph * g.bin_h[r] + (iy + 0.5) * g.bin_h[r] / g.grid_h[r]
+        for ix in range(int(g.grid_w[r])):
+            x = g.start_w[r] + pw * g.bin_w[r] + (ix + 0.5) * g.bin_w[r] / g.grid_w[r]
+            points.append((float(y), float(x)))
+    return points
+
+
+def roi_align_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_size,
+                            spatial_scale: float, sampling_ratio: int = 2,
+                            aligned: bool = False):
+    """RoIAlign with explicit loops (same arguments and result as roi_align_forward)."""
+    rois, (PH, PW) = _check_align_args(features, rois, output_size, spatial_scale,
+                                       sampling_ratio)
+    xp = get_array_module(features)
+    N, C, H, W = features.shape
+    g = roi_align_geometry(rois, (PH, PW), spatial_scale, int(sampling_ratio), aligned)
+    out = xp.zeros((rois.shape[0], C, PH, PW), dtype=features.dtype)
+    for r in range(rois.shape[0]):
+        n = int(g.batch[r])
+        for c in range(C):
+            for ph in range(PH):
+                for pw in range(PW):
+                    total = 0.0
+                    for y, x in _align_samples(g, r, ph, pw):
+                        for h, w, weight in _bilinear_neighbours(y, x, H, W):
+                            total += weight * features[n, c, h, w]
+                    out[r, c, ph, pw] = total / g.count[r]   # average over the samples
+    cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
+                          int(sampling_ratio), bool(aligned))
+    return out, cache
+
+
+def roi_align_backward_naive(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
+    """dout (R, C, PH, PW) -> dfeatures (N, C, H, W), one sample at a time."""
+    xp = get_array_module(dout)
+    N, C, H, W = cache.features_shape
+    PH, PW = cache.output_size
+    g = roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
+                           cache.sampling_ratio, cache.aligned)
+    dfeatures = xp.zeros(cache.features_shape, dtype=dout.dtype)
+    for r in range(cache.rois.shape[0]):
+        n = int(g.batch[r])
+        for c in range(C):
+            for ph in range(PH):
+                for pw in range(PW):
+                    for y, x in _align_samples(g, r, ph, pw):
+                        for h, w, weight in _bilinear_neighbours(y, x, H, W):
+                            # out = sum(weight * x[h, w]) / count => dx[h, w] += weight/count * dout
+                            dfeatures[n, c, h, w] += weight * dout[r, c, ph, pw] / g.count[r]
+    return dfeatures
+
+
+# Fast RoIAlign. Bilinear interpolation is separable: a sample's weight on cell (h, w)
+# is (row weight of h) * (column weight of w), and the out-of-map test is one test per
+# axis. So bin (ph, pw) of RoI r is  A_r[ph, :] @ x[n] @ B_r[pw, :]^T / count_r, where
+# A_r (PH, H) sums the row weights of the bin's samples and B_r (PW, W) the column
+# weights: RoIAlign is two small matrix products, and so is its backward.
+def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, batch=None, n_images=1):
+    """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, n_images*size).
+
+    Column ``batch[r] * size + h`` holds the weight of row (or column) h of image
+    batch[r], so a single matrix product serves RoIs from every image of the batch.
+    """
+    xp = get_array_module(start)
+    R, dt = start.shape[0], start.dtype.type
+    G = max(int(grid.max()), 1) if R else 1                     # padded samples per bin
+    p = xp.arange(n_bins, dtype=start.dtype)[None, :, None]     # (1, P, 1)
+    i = xp.arange(G, dtype=start.dtype)[None, None, :]          # (1, 1, G)
+    s, b = start[:, None, None], bin_size[:, None, None]        # (R, 1, 1)
+    g = xp.maximum(grid, 1).astype(start.dtype)[:, None, None]  # no 0-division for empty grids
+    y = s + p * b + (i + dt(0.5)) * b / g                        # (R, P, G) sample coordinates
+    used = (i < grid[:, None, None]) & (y >= -1) & (y <= size)   # real samples, inside the map
+    y = xp.maximum(y, dt(0))
+    low = xp.minimum(y.astype(np.int64), size - 1)               # int() truncates: y >= 0
+    high = xp.minimum(low + 1, size - 1)
+    y = xp.where(low >= size - 1, low.astype(start.dtype), y)    # last row: all weight on it
+    frac = y - low                                               # ly: distance past row low
+    offset = 0 if batch is None else (batch * size)[:, None, None]
+    m = xp.zeros((R, n_bins, n_images * size), dtype=start.dtype)
+    r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(n_bins)[None, :, None]
+    xp.add.at(m, (r_idx, p_idx, low + offset), (1 - frac) * used)   # weight hy on row low
+    xp.add.at(m, (r_idx, p_idx, high + offset), frac * used)        # weight ly on row high
+    return m
+
+
+def _align_matrices(cache: RoIAlignCache):
+    """Row matrix A (R*PH, N*H), column matrix B (R, PW, W), divisor count (R,)."""
+    N, C, H, W = cache.features_shape
+    PH, PW = cache.output_size
+    g = roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
+                           cache.sampling_ratio, cache.aligned)
+    A = _interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, g.batch, N)  # (R, PH, N*H)
+    B = _interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W)              # (R, PW, W)
+    return A.reshape(-1, N * H), B, g.count                              # (R*PH, N*H)
+
+
+def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
+                      spatial_scale: float, sampling_ratio: int = 2, aligned: bool = False):
+    """RoIAlign, exactly as torchvision.ops.roi_align.
+
+    Each bin averages grid_h x grid_w bilinear samples at the centres of a regular grid
+    over the bin (grid = sampling_ratio, or ceil(roi_h / PH) when sampling_ratio <= 0).
+    ``aligned=True`` shifts the RoI by -0.5 cell so samples sit on pixel centres; with
+    ``aligned=False`` RoIs are at least 1x1 cell. Samples with y < -1 or y > H (x alike)
+    contribute 0; samples in [-1, 0] read row 0.
+
+    Args:
+        features: (N, C, H, W) float32 or float64.
+        rois: (R, 5) [batch_index, x1, y1, x2, y2] in image pixels.
+        output_size: PH x PW, an int or a pair.  spatial_scale: cells per image pixel.
+    Returns:
+        out: (R, C, PH, PW) and a RoIAlignCache for roi_align_backward.
+    """
+    rois, (PH, PW) = _check_align_args(features, rois, output_size, spatial_scale,
+                                       sampling_ratio)
+    N, C, H, W = features.shape
+    R = rois.shape[0]
+    cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
+                          int(sampling_ratio), bool(aligned))
+    A, B, count = _align_matrices(cache)
+    x = features.transpose(0, 2, 1, 3).reshape(N * H, C * W)   # (N, C, H, W) -> (N*H, C*W)
+    t = (A @ x).reshape(R, PH * C, W)             # (R*PH, N*H) @ (N*H, C*W) -> (R, PH*C, W)
+    out = t @ B.transpose(0, 2, 1)                # (R, PH*C, W) @ (R, W, PW) -> (R, PH*C, PW)
+    out = out.reshape(R, PH, C, PW).transpose(0, 2, 1, 3)    # -> (R, C, PH, PW)
+    return out / count[:, None, None, None], cache           # average over the samples
+
+
+def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
+    """dout (R, C, PH, PW) -> dfeatures (N, C, H, W).
+
+    out_r = A_r x B_r^T / count_r is linear in x, so dx = sum_r A_r^T dout_r B_r / count_r:
+    every sample hands its four neighbours the share of dout its bilinear weights took.
+    """
+    N, C, H, W = cache.features_shape
+    PH, PW = cache.output_size
+    R = dout.shape[0]
+    A, B, count = _align_matrices(cache)
+    d = (dout / count[:, None, None, None]).transpose(0, 2, 1, 3)  # (R, PH, C, PW)
+    d = d.reshape(R, PH * C, PW) @ B              # (R, PH*C, PW) @ (R, PW, W) -> (R, PH*C, W)
+    dx = A.T @ d.reshape(R * PH, C * W)           # (N*H, R*PH) @ (R*PH, C*W) -> (N*H, C*W)
+    return dx.reshape(N, H, C, W).transpose(0, 2, 1, 3)       # -> (N, C, H, W)
+
+
+# --------------------------------------------------------------------------------------
+# Module.
+# --------------------------------------------------------------------------------------
+class RoIAlign(RoIModule):
+    """Module form of roi_align_forward / roi_align_backward (``impl`` "fast" or "naive")."""
+
+    def __init__(self, output_size, spatial_scale: float, sampling_ratio: int = 2,
+                 aligned: bool = False, impl: str = "fast"):
+        self.output_size = pair(output_size, "RoIAlign: output_size")
+        self.spatial_scale = spatial_scale
+        self.sampling_ratio = sampling_ratio
+        self.aligned = aligned
+        self.impl = impl
+
+    def forward(self, features, rois):
+        fwd = pick_impl(self.impl, roi_align_forward, roi_align_forward_naive)
+        out, self._cache = fwd(features, rois, output_size=self.output_size,
+                               spatial_scale=self.spatial_scale,
+                               sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+        return out
+
+    def backward(self, dout):
+        backward = pick_impl(self.impl, roi_align_backward, roi_align_backward_naive)
+        return self._backward(dout, backward)
+
+    def __repr__(self) -> str:
+        return (f"RoIAlign(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
+                f"sampling_ratio={self.sampling_ratio}, aligned={self.aligned}, "
+                f"impl={self.impl!r})")

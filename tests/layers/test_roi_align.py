@@ -1,0 +1,192 @@
+"""Tests of minircnn/layers/roi_align.py: RoIAlign (torchvision.ops.roi_align semantics).
+
+Every expected array below is worked out by hand, never produced by the code under test.
+The input checks RoIAlign shares with roi_pool are tested in test_roi_pool.py.
+"""
+
+import numpy as np
+import pytest
+
+import minircnn.layers.roi_align as roi_align_module
+import minircnn.layers.roi_pool as roi_pool_module
+from minircnn.backend import to_device
+from minircnn.gradcheck import check_layer, rel_error
+from minircnn.layers import (
+    RoIAlign,
+    roi_align_backward,
+    roi_align_backward_naive,
+    roi_align_forward,
+    roi_align_forward_naive,
+)
+
+ALIGN_IMPLS = {"naive": (roi_align_forward_naive, roi_align_backward_naive),
+               "fast": (roi_align_forward, roi_align_backward)}
+
+
+def ramp(shape):
+    """0, 1, 2, ... laid out row-major: x[n, c, h, w] = ((n*C + c)*H + h)*W + w."""
+    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+
+
+def distinct(rng, shape):
+    """Distinct values 0.1 apart in random order: no max flips under a 1e-5 step."""
+    n = int(np.prod(shape))
+    return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
+
+
+def random_rois(rng, n_rois, n_images, image_size, *, past=8.0, min_size=0.0):
+    """RoIs in image pixels, some reaching past the border by up to ``past`` pixels."""
+    x1y1 = rng.uniform(-past, image_size, (n_rois, 2))
+    wh = rng.uniform(min_size, image_size / 1.5, (n_rois, 2))
+    batch = rng.integers(0, n_images, (n_rois, 1))
+    return np.concatenate([batch, x1y1, x1y1 + wh], axis=1)
+
+
+# --- roi_align ------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0, 3])
+def test_roi_align_linear_ramp_gives_bin_centres(impl, aligned, sampling_ratio):
+    """Bilinear interpolation of f(y, x) = 3y + x + 1 is exact, and the samples sit
+    symmetrically in each bin, so each output is f at the bin centre.
+
+    RoI x 8..40, y 12..36 px at scale 1/8: cells x 1..5, y 1.5..4.5 (minus 0.5 if
+    aligned); 2x2 bins of 2 (x) by 1.5 (y) cells, all samples inside the 8x8 map.
+    """
+    forward, _ = ALIGN_IMPLS[impl]
+    h, w = np.meshgrid(np.arange(8.0), np.arange(8.0), indexing="ij")
+    x = (3 * h + w + 1)[None, None]
+    rois = np.array([[0, 8, 12, 40, 36]], dtype=np.float64)
+    out, _ = forward(x, rois, output_size=2, spatial_scale=1 / 8,
+                     sampling_ratio=sampling_ratio, aligned=aligned)
+    shift = 0.5 if aligned else 0.0
+    yc = 1.5 - shift + (np.arange(2) + 0.5) * 1.5
+    xc = 1.0 - shift + (np.arange(2) + 0.5) * 2.0
+    np.testing.assert_allclose(out[0, 0], 3 * yc[:, None] + xc[None, :] + 1, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_align_border_rules(impl):
+    """One sample per bin (sampling_ratio 1) on a 2x3 map x[h, w] = 3h + w:
+    y = 3.5 > H = 2 contributes 0; y = 1.5 is past the last row, so it reads row 1;
+    y = -0.5 is in [-1, 0], so it reads row 0; x = 1.5 interpolates columns 1 and 2."""
+    forward, backward = ALIGN_IMPLS[impl]
+    x = ramp((1, 1, 2, 3))
+    rois = np.array([[0, 1, 3, 2, 4], [0, 1, 1, 2, 2], [0, 1, -1, 2, 0]], dtype=np.float64)
+    out, cache = forward(x, rois, output_size=1, spatial_scale=1.0, sampling_ratio=1)
+    np.testing.assert_allclose(out[:, 0, 0, 0], [0.0, 4.5, 1.5], atol=1e-12)
+    dx = backward(np.ones_like(out), cache)
+    expected = np.zeros_like(x)
+    expected[0, 0, 1, 1:] += 0.5          # RoI 1: half to (1, 1), half to (1, 2)
+    expected[0, 0, 0, 1:] += 0.5          # RoI 2: the same on row 0
+    np.testing.assert_allclose(dx, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_roi_align_roi_size_rules(impl):
+    """A zero-size RoI at (y, x) = (1, 2) on f = 3y + x + 1, 1x1 output:
+    - aligned=False forces it to 1x1 cell: samples average to f(1.5, 2.5) = 8;
+    - aligned=True keeps size 0, shifted by -0.5: every sample is f(0.5, 1.5) = 4;
+    - aligned=True with adaptive sampling: ceil(0 / 1) = 0 samples, output 0.
+    Adaptive grid = ceil(roi_h / PH): rows 0..4 of a map with 8 on row 3 (PH = 1) give
+    samples at y = 0.5, 1.5, 2.5, 3.5 reading 0, 0, 4, 4: mean 2."""
+    forward, _ = ALIGN_IMPLS[impl]
+    h, w = np.meshgrid(np.arange(6.0), np.arange(6.0), indexing="ij")
+    ramp_map = (3 * h + w + 1)[None, None]
+    point = np.array([[0, 2, 1, 2, 1]], dtype=np.float64)
+    kw = {"output_size": 1, "spatial_scale": 1.0}
+    assert forward(ramp_map, point, **kw, aligned=False)[0][0, 0, 0, 0] == pytest.approx(8.0)
+    assert forward(ramp_map, point, **kw, aligned=True)[0][0, 0, 0, 0] == pytest.approx(4.0)
+    out, _ = forward(ramp_map, point, **kw, aligned=True, sampling_ratio=0)
+    assert out[0, 0, 0, 0] == 0.0
+    spike = np.zeros((1, 1, 6, 6))
+    spike[0, 0, 3, :] = 8.0
+    out, _ = forward(spike, np.array([[0, 0, 0, 1, 4]], dtype=np.float64), **kw,
+                     sampling_ratio=0)
+    assert out[0, 0, 0, 0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_roi_align_gradcheck(impl, aligned, sampling_ratio):
+    forward, backward = ALIGN_IMPLS[impl]
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 2, 5, 6))
+    rois = np.array([[0, 0, 0, 40, 30], [1, 4, 6, 20, 20], [1, 30, 20, 60, 50],
+                     [0, 10, 10, 10, 10]], dtype=np.float64)
+    errors = check_layer(forward, backward, {"features": x, "rois": rois},
+                         kwargs={"output_size": (2, 3), "spatial_scale": 1 / 8,
+                                 "sampling_ratio": sampling_ratio, "aligned": aligned},
+                         wrt=["features"])
+    assert errors["features"] <= 1e-7
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_roi_align_naive_equals_fast(aligned, sampling_ratio):
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 3, 6, 7))
+    rois = random_rois(rng, 15, 2, 56, past=16)
+    kw = {"output_size": (3, 2), "spatial_scale": 1 / 8, "sampling_ratio": sampling_ratio,
+          "aligned": aligned}
+    out_n, cache_n = roi_align_forward_naive(x, rois, **kw)
+    out_f, cache_f = roi_align_forward(x, rois, **kw)
+    assert rel_error(out_n, out_f) <= 1e-9
+    dout = rng.standard_normal(out_f.shape)
+    dx_n = roi_align_backward_naive(dout, cache_n)
+    assert rel_error(dx_n, roi_align_backward(dout, cache_f)) <= 1e-9
+
+
+# --- module ---------------------------------------------------------------------------
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_module_wraps_the_functions(impl):
+    rng = np.random.default_rng(7)
+    x = distinct(rng, (1, 2, 5, 5))
+    rois = np.array([[0, 0, 0, 60, 50], [0, 20, 10, 70, 70]], dtype=np.float64)
+    dout = rng.standard_normal((2, 2, 2, 3))
+    align = RoIAlign((2, 3), 1 / 16, sampling_ratio=0, aligned=True, impl=impl)
+    out, cache = roi_align_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 16,
+                                   sampling_ratio=0, aligned=True)
+    np.testing.assert_allclose(align.forward(x, rois), out, atol=1e-12)
+    np.testing.assert_allclose(align.backward(dout), roi_align_backward(dout, cache), atol=1e-12)
+    assert list(align.parameters()) == [] and f"impl='{impl}'" in repr(align)
+
+
+def test_module_misuse():
+    with pytest.raises(RuntimeError, match="before forward"):
+        RoIAlign(2, 1.0).backward(np.zeros((1, 1, 2, 2)))
+    align = RoIAlign(2, 1.0, impl="slow")
+    with pytest.raises(ValueError, match="impl"):
+        align.forward(np.zeros((1, 1, 4, 4)), np.array([[0, 0, 0, 1, 1]], dtype=np.float64))
+
+
+def test_roi_pool_re_exports_roi_align():
+    """DESIGN.md puts the RoI ops in roi_pool.py: the RoIAlign names are the same objects there."""
+    for name in ("RoIAlign", "RoIAlignCache", "AlignGeometry", "roi_align_geometry",
+                 "roi_align_forward", "roi_align_backward", "roi_align_forward_naive",
+                 "roi_align_backward_naive"):
+        assert getattr(roi_pool_module, name) is getattr(roi_align_module, name)
+
+
+# --- bad input ------------------------------------------------------------------------
+def test_bad_sampling_ratio_raises():
+    x, rois = np.zeros((2, 1, 4, 4)), np.array([[0, 0, 0, 2, 2]], dtype=np.float64)
+    for forward in (roi_align_forward, roi_align_forward_naive):
+        with pytest.raises(ValueError, match="sampling_ratio"):
+            forward(x, rois, output_size=2, spatial_scale=1.0, sampling_ratio=1.5)
+
+
+# --- NumPy vs CuPy --------------------------------------------------------------------
+@pytest.mark.gpu
+def test_numpy_equals_cupy():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((2, 4, 9, 10))
+    rois = random_rois(rng, 30, 2, 160, past=32)
+    kw = {"output_size": 3, "spatial_scale": 1 / 16, "sampling_ratio": 0, "aligned": True}
+    out, cache = roi_align_forward(x, rois, **kw)
+    out_g, cache_g = roi_align_forward(to_device(x, "gpu"), to_device(rois, "gpu"), **kw)
+    assert rel_error(out, out_g) <= 1e-9
+    dout = rng.standard_normal(out.shape)
+    dx_g = roi_align_backward(to_device(dout, "gpu"), cache_g)
+    assert rel_error(roi_align_backward(dout, cache), dx_g) <= 1e-9
