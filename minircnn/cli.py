@@ -161,6 +161,30 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_assign(args: argparse.Namespace) -> int:
+    from minircnn.assign import release
+
+    try:
+        written = release(args.src_dir, args.output)
+    except (OSError, ValueError) as err:   # missing folder, unbalanced solution markers
+        print(f"minircnn assign: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {len(written)} student notebooks to {args.output}/")
+    return 0
+
+
+def _cmd_grade(args: argparse.Namespace) -> int:
+    from minircnn.assign import NotebookFormatError, grade
+
+    try:
+        report = grade(args.notebook)
+    except NotebookFormatError as err:
+        print(f"minircnn grade: {err}", file=sys.stderr)
+        return 2
+    print(report.format_table())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minircnn",
@@ -248,6 +272,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--proposals", choices=["selective_search", "dense"], default="selective_search",
                    help="proposal method of the detection comparison")
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser("assign", help="release student copies of the lessons (solutions removed)")
+    p.add_argument("src_dir", help="folder of lesson notebooks (NN_name.ipynb / .py)")
+    p.add_argument("-o", "--output", required=True, help="folder for the student copies")
+    p.set_defaults(func=_cmd_assign)
+
+    p = sub.add_parser("grade", help="run a notebook's graded checks and print the score")
+    p.add_argument("notebook", help="a lesson notebook (.ipynb or jupytext .py)")
+    p.set_defaults(func=_cmd_grade)
 
     return parser
 

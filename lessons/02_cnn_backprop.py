@@ -1,0 +1,371 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 02 — CNN backprop by hand: convolution and max pooling
+#
+# **Goal.** Derive the backward pass of a convolution and of max pooling, check it on a
+# tiny input whose answer we compute by hand, check it numerically with a float64
+# gradient check, then see why the library's fast (im2col) version computes the same thing
+# much faster. Fast R-CNN's backbone is nothing but these two layers (plus ReLU).
+#
+# | name | shape | meaning |
+# |---|---|---|
+# | `x` | (N, C, H, W) | input: N images, C channels |
+# | `w` | (F, C, KH, KW) | F filters of size KH × KW |
+# | `b` | (F,) | one bias per filter |
+# | `out` | (N, F, OH, OW) | OH = (H + 2·pad − KH) // stride + 1 |
+# | `dout` | (N, F, OH, OW) | upstream gradient ∂L/∂out |
+# | `dx`, `dw`, `db` | like `x`, `w`, `b` | what backward returns |
+# | `cols` | (N, C·KH·KW, OH·OW) | im2col: every window as one column |
+#
+# The library code is in `minircnn/layers/conv.py` and `minircnn/layers/pool.py`; the
+# derivations are in `docs/layers/conv.md` and `docs/layers/pool.md`.
+
+# %%
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minircnn import viz
+from minircnn.data import ShapesDataset
+from minircnn.gradcheck import check_layer, rel_error
+from minircnn.layers import (
+    conv2d_backward,
+    conv2d_backward_naive,
+    conv2d_forward,
+    conv2d_forward_naive,
+    im2col,
+    max_pool2d_backward,
+    max_pool2d_backward_naive,
+    max_pool2d_forward,
+    max_pool2d_forward_naive,
+    relu_forward,
+)
+
+rng = np.random.default_rng(0)
+
+# %% [markdown]
+# ## 1. The forward pass on a tiny input
+#
+# A convolution (really a cross-correlation, as in PyTorch: the kernel is not flipped)
+# slides each filter over the input:
+#
+# $$\text{out}[n, f, i, j] = b[f] + \sum_{c, k_h, k_w} w[f, c, k_h, k_w]\; x_\text{pad}[n, c, i s + k_h, j s + k_w]$$
+#
+# Take a 3×3 input `0..8` and one 2×2 filter `[[1, 2], [3, 4]]`, stride 1, no padding.
+# The top-left output is 0·1 + 1·2 + 3·3 + 4·4 = 27; moving one column right adds
+# 1+2+3+4 = 10 (every input grew by 1), moving one row down adds 3·10 = 30:
+
+# %%
+x = np.arange(9, dtype=np.float64).reshape(1, 1, 3, 3)
+w = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+b = np.zeros(1)
+out_by_hand = np.array([[27.0, 37.0], [57.0, 67.0]])
+
+out, cache = conv2d_forward_naive(x, w, b)
+print(out[0, 0])
+assert out.shape == (1, 1, 2, 2)
+assert np.array_equal(out[0, 0], out_by_hand)
+
+# %% [markdown]
+# ## 2. Deriving the backward pass
+#
+# Each output is a sum of products `w · x`, so by the chain rule each output sends
+# `dout[n, f, i, j]` times "the other factor" to everything it touched:
+#
+# - $\partial L / \partial b[f] = \sum_{n,i,j} \text{dout}[n,f,i,j]$ — the bias was added to every output of filter f;
+# - $\partial L / \partial w[f] = \sum_{n,i,j} \text{dout}[n,f,i,j]\; x_\text{pad}[n, :, \text{window}(i,j)]$ — each window, weighted by its output's gradient;
+# - $\partial L / \partial x_\text{pad}[n, :, \text{window}(i,j)] \mathrel{+}= \text{dout}[n,f,i,j]\; w[f]$ — windows overlap, so contributions **add up**.
+#
+# By hand with `dout = 1` everywhere: `db = 4` (four outputs); `dw[kh, kw]` is the sum of
+# the 2×2 block of inputs at offset (kh, kw): `[[0+1+3+4, 1+2+4+5], [3+4+6+7, 4+5+7+8]]`;
+# `dx[h, w]` sums the weights that touched pixel (h, w): the centre pixel is in all four
+# windows (1+2+3+4 = 10), a corner in one.
+
+# %%
+dout = np.ones((1, 1, 2, 2))
+dx_by_hand = np.array([[1.0, 3.0, 2.0], [4.0, 10.0, 6.0], [3.0, 7.0, 4.0]])
+dw_by_hand = np.array([[8.0, 12.0], [20.0, 24.0]])
+db_by_hand = np.array([4.0])
+
+dx, dw, db = conv2d_backward_naive(dout, cache)
+print("dx =\n", dx[0, 0], "\ndw =\n", dw[0, 0], "\ndb =", db)
+assert np.array_equal(dx[0, 0], dx_by_hand)
+assert np.array_equal(dw[0, 0], dw_by_hand)
+assert np.array_equal(db, db_by_hand)
+
+# %% [markdown]
+# ### Exercise 1 — write the backward loops yourself
+#
+# Complete `conv2d_backward_loops`: explicit loops over `n, f, i, j`, one idea per line,
+# padding handled by working on a zero-padded copy of `x` and cropping `dx` at the end.
+# (The library's `conv2d_backward_naive` is the reference; don't call it.)
+
+# %%
+def conv2d_backward_loops(dout, x, w, *, stride=1, pad=0):
+    """dout (N, F, OH, OW), x (N, C, H, W), w (F, C, KH, KW) -> dx, dw, db."""
+    ### BEGIN SOLUTION
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    _, _, OH, OW = dout.shape
+    x_pad = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    dx_pad = np.zeros_like(x_pad)
+    dw = np.zeros_like(w)
+    db = np.zeros(F)
+    for n in range(N):
+        for f in range(F):
+            for i in range(OH):
+                for j in range(OW):
+                    top, left = i * stride, j * stride
+                    g = dout[n, f, i, j]
+                    dx_pad[n, :, top:top + KH, left:left + KW] += w[f] * g
+                    dw[f] += x_pad[n, :, top:top + KH, left:left + KW] * g
+                    db[f] += g
+    dx = dx_pad[:, :, pad:pad + H, pad:pad + W]
+    return dx, dw, db
+    ### END SOLUTION
+
+# %%
+# GRADED: conv backward on the tiny example (2 points)
+dx, dw, db = conv2d_backward_loops(dout, x, w)
+assert np.array_equal(dx[0, 0], dx_by_hand), dx
+assert np.array_equal(dw[0, 0], dw_by_hand), dw
+assert np.array_equal(db, db_by_hand), db
+
+# %%
+# GRADED: conv backward with stride and padding vs the library (3 points)
+xs = rng.standard_normal((2, 3, 5, 5))
+ws = rng.standard_normal((4, 3, 3, 3))
+bs = rng.standard_normal(4)
+outs, cache_s = conv2d_forward_naive(xs, ws, bs, stride=2, pad=1)
+douts = rng.standard_normal(outs.shape)
+mine = conv2d_backward_loops(douts, xs, ws, stride=2, pad=1)
+library = conv2d_backward_naive(douts, cache_s)
+for name, a, ref in zip(("dx", "dw", "db"), mine, library, strict=True):
+    print(f"{name}: rel error vs library {rel_error(a, ref):.1e}")
+    assert rel_error(a, ref) < 1e-9
+
+# %% [markdown]
+# ## 3. Gradient check
+#
+# The definitive test of a backward pass: compare it with centred differences
+# $\partial L/\partial x_k \approx \sum \text{dout}\cdot(f(x + h e_k) - f(x - h e_k)) / 2h$,
+# in **float64** (float32 has only ~7 digits: the differences would be noise).
+# A correct layer shows a relative error around 1e-9 … 1e-11; a bug, 1e-2 or worse.
+
+# %%
+errors = check_layer(conv2d_forward_naive, conv2d_backward_naive,
+                     {"x": rng.standard_normal((2, 3, 5, 5)),
+                      "w": rng.standard_normal((4, 3, 3, 3)),
+                      "b": rng.standard_normal(4)},
+                     kwargs=dict(stride=2, pad=1))
+for name, err in errors.items():
+    print(f"conv2d (naive) d{name}: rel error {err:.1e}  (expect < 1e-7)")
+assert max(errors.values()) < 1e-7
+
+# %% [markdown]
+# ## 4. The fast version: im2col + one matrix product
+#
+# The loops above run `N·F·OH·OW` tiny Python iterations. `im2col` copies every window
+# into one column of a matrix `cols` (N, C·KH·KW, OH·OW) — once — and then the whole
+# layer is one matrix product `w.reshape(F, -1) @ cols`. On the tiny input the four
+# windows become the four columns:
+
+# %%
+cols = im2col(x, 2, 2)                       # (1, 4, 4): 4 window values x 4 windows
+print(cols[0])
+assert np.array_equal(cols[0, :, 0], [0, 1, 3, 4])   # window (0, 0), flattened
+out_mat = (w.reshape(1, -1) @ cols).reshape(1, 1, 2, 2)   # (1, 4) @ (1, 4, 4) -> (1, 1, 4)
+assert np.array_equal(out_mat[0, 0], out_by_hand)
+
+# %% [markdown]
+# Backward is a linear layer's backward per image (`dw = dout · colsᵀ`,
+# `dcols = wᵀ · dout`) followed by `col2im`, which adds each column back onto its window.
+# Same numbers, different speed:
+
+# %%
+x_big = rng.standard_normal((4, 3, 16, 16))
+w_big = rng.standard_normal((8, 3, 3, 3))
+b_big = rng.standard_normal(8)
+dout_big = rng.standard_normal((4, 8, 16, 16))
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - start
+
+(out_n, cache_n), t_fwd_naive = timed(conv2d_forward_naive, x_big, w_big, b_big, pad=1)
+(out_f, cache_f), t_fwd_fast = timed(conv2d_forward, x_big, w_big, b_big, pad=1)
+grads_n, t_bwd_naive = timed(conv2d_backward_naive, dout_big, cache_n)
+grads_f, t_bwd_fast = timed(conv2d_backward, dout_big, cache_f)
+
+print(f"forward : naive {t_fwd_naive * 1e3:7.1f} ms, fast {t_fwd_fast * 1e3:6.2f} ms, "
+      f"{t_fwd_naive / t_fwd_fast:5.0f}x faster")
+print(f"backward: naive {t_bwd_naive * 1e3:7.1f} ms, fast {t_bwd_fast * 1e3:6.2f} ms, "
+      f"{t_bwd_naive / t_bwd_fast:5.0f}x faster")
+assert rel_error(out_n, out_f) < 1e-9
+for name, g_n, g_f in zip(("dx", "dw", "db"), grads_n, grads_f, strict=True):
+    print(f"{name}: naive vs fast rel error {rel_error(g_n, g_f):.1e}")
+    assert rel_error(g_n, g_f) < 1e-9
+
+# %% [markdown]
+# ## 5. Max pooling, including overlapping windows
+#
+# Max pooling outputs the largest value of each window; its gradient is 1 at that
+# argmax and 0 elsewhere, so **each output's gradient goes to one input**. With
+# `stride < kernel` (overlapping pooling, as in AlexNet) one input can win several
+# windows and then receives the *sum* of their gradients.
+#
+# Below, a 4×4 input pooled with a 3×3 kernel and stride 1: the 9 at (1, 1) wins three
+# windows, the 12 at (3, 3) the fourth. With `dout = [[1, 2], [3, 4]]`, by hand
+# `dx[1, 1] = 1 + 2 + 3 = 6` and `dx[3, 3] = 4`.
+
+# %%
+xp4 = np.array([[1.0, 2.0, 0.0, 3.0],
+                [4.0, 9.0, 5.0, 1.0],
+                [2.0, 6.0, 8.0, 0.0],
+                [3.0, 1.0, 7.0, 12.0]]).reshape(1, 1, 4, 4)
+dout_pool = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+pool_by_hand = {(2, 2): np.array([[9.0, 5.0], [6.0, 12.0]]),     # kernel 2, stride 2
+                (3, 1): np.array([[9.0, 9.0], [9.0, 12.0]])}     # kernel 3, stride 1: overlap
+dx_pool_by_hand = np.zeros((4, 4))
+dx_pool_by_hand[1, 1], dx_pool_by_hand[3, 3] = 6.0, 4.0
+
+for (k, s), expected in pool_by_hand.items():
+    out_p, _ = max_pool2d_forward_naive(xp4, kernel=k, stride=s)
+    print(f"kernel {k}, stride {s}:\n{out_p[0, 0]}")
+    assert np.array_equal(out_p[0, 0], expected)
+out_p, cache_p = max_pool2d_forward_naive(xp4, kernel=3, stride=1)
+dx_p = max_pool2d_backward_naive(dout_pool, cache_p)
+print("dx (kernel 3, stride 1):\n", dx_p[0, 0])
+assert np.array_equal(dx_p[0, 0], dx_pool_by_hand)
+
+# %% [markdown]
+# ### Exercise 2 — max pooling backward
+#
+# Complete `max_pool_backward_loops`: for every output, find the argmax of its window
+# (the *first* maximum in row-major order wins ties, as PyTorch) and **add** the output's
+# gradient there.
+
+# %%
+def max_pool_backward_loops(dout, x, *, kernel, stride):
+    """dout (N, C, OH, OW), x (N, C, H, W) -> dx (N, C, H, W); square kernel and stride."""
+    ### BEGIN SOLUTION
+    N, C, OH, OW = dout.shape
+    dx = np.zeros_like(x)
+    for n in range(N):
+        for c in range(C):
+            for i in range(OH):
+                for j in range(OW):
+                    window = x[n, c, i * stride:i * stride + kernel, j * stride:j * stride + kernel]
+                    kh, kw = divmod(int(np.argmax(window)), kernel)
+                    dx[n, c, i * stride + kh, j * stride + kw] += dout[n, c, i, j]
+    return dx
+    ### END SOLUTION
+
+# %%
+# GRADED: max pooling backward with overlapping windows (2 points)
+assert np.array_equal(max_pool_backward_loops(dout_pool, xp4, kernel=3, stride=1)[0, 0],
+                      dx_pool_by_hand)
+x_rand = rng.permutation(2 * 3 * 7 * 7).reshape(2, 3, 7, 7) * 0.1   # distinct: no ties
+out_r, cache_r = max_pool2d_forward(x_rand, kernel=3, stride=2)
+dout_r = rng.standard_normal(out_r.shape)
+assert rel_error(max_pool_backward_loops(dout_r, x_rand, kernel=3, stride=2),
+                 max_pool2d_backward(dout_r, cache_r)) < 1e-9
+
+# %% [markdown]
+# Gradient check of pooling: keep the inputs **distinct and well separated** (a random
+# permutation times 0.1), otherwise a ±h step can swap the argmax of a window with a tie
+# and the numeric gradient is meaningless. Then naive == fast, forward and backward.
+
+# %%
+errors = check_layer(max_pool2d_forward_naive, max_pool2d_backward_naive,
+                     {"x": rng.permutation(2 * 2 * 7 * 7).reshape(2, 2, 7, 7) * 0.1},
+                     kwargs=dict(kernel=3, stride=2))
+print(f"max_pool2d (naive, overlapping) dx: rel error {errors['x']:.1e}  (expect < 1e-7)")
+assert errors["x"] < 1e-7
+
+x_pool = rng.standard_normal((8, 8, 32, 32))
+(out_pn, cache_pn), t_naive = timed(max_pool2d_forward_naive, x_pool, kernel=3, stride=2)
+(out_pf, cache_pf), t_fast = timed(max_pool2d_forward, x_pool, kernel=3, stride=2)
+dout_pf = rng.standard_normal(out_pf.shape)
+assert np.array_equal(out_pn, out_pf)
+assert rel_error(max_pool2d_backward_naive(dout_pf, cache_pn),
+                 max_pool2d_backward(dout_pf, cache_pf)) < 1e-9
+print(f"max pool forward: naive {t_naive * 1e3:.1f} ms, fast {t_fast * 1e3:.2f} ms "
+      f"({t_naive / t_fast:.0f}x faster)")
+
+# %% [markdown]
+# ## 6. A picture: what a convolution sees
+#
+# Four hand-made 3×3 filters — vertical edges (Sobel x), horizontal edges (Sobel y),
+# a Laplacian and a blur — applied to the grey version of a shapes image, then ReLU and
+# 2×2 max pooling: the first layers of a trained CNN learn filters much like these.
+# First a check we can state exactly: on an image whose right half is bright, the
+# vertical-edge filter responds only at the edge.
+
+# %%
+sobel_x = np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+filters = np.stack([sobel_x, sobel_x.T, np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+                    np.full((3, 3), 1 / 9)])[:, None]            # (4, 1, 3, 3)
+step = np.zeros((1, 1, 8, 8))
+step[..., 4:] = 1.0                                               # edge between columns 3 and 4
+edge, _ = conv2d_forward(step, filters[:1], np.zeros(1))          # (1, 1, 6, 6)
+print("Sobel-x response to a step edge:\n", edge[0, 0])
+assert np.array_equal(np.flatnonzero(edge[0, 0].any(axis=0)), [2, 3])   # windows over the edge
+assert (edge[0, 0, :, 2:4] == 4.0).all()
+
+fig, axes = plt.subplots(1, 2, figsize=(6, 3))
+axes[0].imshow(step[0, 0], cmap="gray", vmin=0, vmax=1)
+axes[0].set_title("input: a step edge")
+axes[1].imshow(edge[0, 0], cmap="viridis")
+axes[1].set_title("Sobel-x response (6×6)")
+fig.tight_layout()
+
+# %% [markdown]
+# Now the four filters on a shapes image, after ReLU and 2×2 max pooling
+# (`viz.show_feature_maps` draws one panel per channel).
+
+# %%
+image = ShapesDataset(1, image_size=96, seed=3)[0]["image"]
+gray = image.mean(axis=0)[None, None].astype(np.float64)         # (1, 1, 96, 96)
+fmap, _ = conv2d_forward(gray, filters, np.zeros(4), pad=1)       # (1, 4, 96, 96)
+fmap, _ = relu_forward(fmap)
+pooled, _ = max_pool2d_forward(fmap, kernel=2, stride=2)          # (1, 4, 48, 48)
+assert pooled.shape == (1, 4, 48, 48)
+fig = viz.show_feature_maps(pooled)
+fig  # noqa: B018 - the last expression of a cell is displayed
+
+# %% [markdown]
+# ## Summary
+#
+# - Conv backward: `db` sums `dout`; `dw` sums windows weighted by `dout`; `dx` adds
+#   `dout · w` back onto every window — overlapping windows accumulate.
+# - Max-pool backward routes each gradient to its window's (first) argmax; with
+#   overlapping windows an input can collect several gradients.
+# - Gradient checks in float64 with inputs off ties and kinks give ~1e-10; assert < 1e-7.
+# - im2col turns the conv into one matrix product: identical results (rel error < 1e-9),
+#   orders of magnitude faster (ratios printed above).
+#
+# ## Exercises
+#
+# 1. Show that `dx` of a stride-1 convolution is a "full" convolution of `dout` with the
+#    kernel rotated by 180°. Check it numerically with `conv2d_forward` and `pad=KH-1`.
+# 2. Why does `col2im` use `+=` on slices, and why is that exact here even though the
+#    windows overlap? (Hint: look at one kernel offset at a time.)
+# 3. What happens to the max-pool gradient check if two inputs of a window are equal?
+#    Try `x = np.ones(...)` and explain the relative error you see.
