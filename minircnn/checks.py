@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minircnn.backend import get_array_module
 from minircnn.gradcheck import check_layer
 from minircnn.layers.activations import (
     dropout_backward,
@@ -196,6 +197,8 @@ def _basic_block_forward(x, *, out_channels, stride):
 
     block = BasicBlock(x.shape[1], out_channels, stride=stride,
                        rng=np.random.default_rng(0), dtype=np.float64)
+    if get_array_module(x) is not np:
+        block.to("gpu")  # weights follow the input (the NumPy == CuPy test)
     return block.forward(x), block
 
 

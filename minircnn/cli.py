@@ -47,8 +47,8 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 def _single_blas_thread() -> None:
     """Default BLAS to one thread (before NumPy loads) unless the user set it.
 
-    The detector's matrices are small; measured on a busy 2-core machine, one OpenBLAS
-    thread ran a training step ~10x faster than two (threads fighting over cores).
+    The detector's matrices are small: on a busy 2-core machine one OpenBLAS thread ran
+    a training step ~8x faster than two, on an idle one ~15% slower (minircnn/blas.py).
     Set OPENBLAS_NUM_THREADS yourself to override.
     """
     import os
@@ -70,8 +70,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
         "sampling": args.sampling}.items() if v is not None}
-    config = TrainConfig(**overrides)
-    out = args.out or os.path.join("runs", config.name)
+    out = args.out or os.path.join("runs", overrides.get("name", TrainConfig.name))
+    saved = os.path.join(out, "config.json")
+    if args.resume and os.path.isfile(saved):  # continue with the run's own settings
+        import dataclasses
+        import json
+
+        with open(saved) as f:
+            config = dataclasses.replace(TrainConfig.from_dict(json.load(f)), **overrides)
+    else:
+        config = TrainConfig(**overrides)
     metrics = train_detector(config, out, resume=args.resume)
     ev, times = metrics["eval"], metrics["times"]
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in ev["per_class_AP"].items())

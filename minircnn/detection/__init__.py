@@ -15,4 +15,11 @@ from minircnn.detection.boxes import (
     nms,
 )
 from minircnn.detection.evaluate import evaluate, match_detections, recall_vs_proposals
+from minircnn.detection.inference import detect, detect_images, postprocess
 from minircnn.detection.proposals import compute_proposals, dense_boxes, selective_search
+from minircnn.detection.sampling import (
+    RoIBatch,
+    hierarchical_batch,
+    region_wise_batch,
+    sample_rois,
+)

@@ -13,7 +13,7 @@ torchvision's ResNet). The residual add ``out = a + b`` (He et al., 2016) is the
 new op: its local derivative is 1 with respect to both inputs, so it hands the upstream
 gradient unchanged to *both* branches; where the branches split again (at the block
 input) the two gradients are summed, which is the whole trick that lets gradients flow
-through deep ResNets. Derivations: docs/layers/resnet.md.
+through deep ResNets. Derivations: docs/layers/global_pool.md.
 """
 
 from __future__ import annotations

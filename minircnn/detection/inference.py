@@ -1,0 +1,145 @@
+"""Test-time detection: scores and class-specific boxes for proposals, then per-class NMS.
+
+Fast R-CNN at test time (paper section 3; torchvision RoIHeads.postprocess_detections):
+
+1. one forward pass: class scores (P, K+1) and deltas (P, 4(K+1)) for the P proposals;
+2. softmax over the K+1 classes;
+3. decode each class's deltas against its proposal, clip to the image;
+4. for every class k >= 1 independently: keep scores > score_thresh, drop boxes with
+   zero width or height, non-maximum suppression at nms_thresh (``batched_nms``);
+5. keep the max_dets highest-scoring detections of all classes.
+
+``detect`` takes any model with ``forward(images, rois) -> (cls_scores, bbox_deltas)``
+and the ``train`` / ``eval`` / ``parameters`` of a Module, so detection never imports
+the models package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from minircnn.backend import asnumpy, get_array_module
+from minircnn.detection.boxes import batched_nms, clip_boxes, decode_boxes
+
+
+def _softmax(logits):
+    """Row-wise softmax, shifted by the row max so exp never overflows."""
+    xp = get_array_module(logits)
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = xp.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _model_xp_dtype(model):
+    params = model.parameters()
+    if not params:
+        return np, np.float32
+    data = params[0].data
+    return get_array_module(data), data.dtype
+
+
+def postprocess(cls_scores, bbox_deltas, proposals, image_size: tuple[int, int], *,
+                score_thresh: float = 0.05, nms_thresh: float = 0.3,
+                max_dets: int = 100) -> dict:
+    """Turn one image's raw outputs into detections (steps 2-5 above).
+
+    Args:
+        cls_scores: (P, K+1) logits.  bbox_deltas: (P, 4(K+1)).
+        proposals: (P, 4) the boxes they were computed for.
+        image_size: (H, W) for clipping.
+    Returns:
+        dict(boxes (D, 4) float32, scores (D,) float32, labels (D,) int64 in 1..K),
+        NumPy arrays sorted by descending score.
+    """
+    cls_scores = np.asarray(asnumpy(cls_scores), dtype=np.float64)
+    bbox_deltas = np.asarray(asnumpy(bbox_deltas), dtype=np.float64)
+    proposals = np.asarray(asnumpy(proposals), dtype=np.float64)
+    P, K1 = cls_scores.shape
+    probs = _softmax(cls_scores)                                   # (P, K+1)
+    boxes = decode_boxes(bbox_deltas, proposals)                   # (P, 4(K+1))
+    boxes = clip_boxes(boxes.reshape(-1, 4), image_size)           # (P(K+1), 4)
+    boxes = boxes.reshape(P, K1, 4)[:, 1:]                         # (P, K, 4): no background
+    labels = np.broadcast_to(np.arange(1, K1), (P, K1 - 1))        # (P, K)
+    boxes, scores, labels = boxes.reshape(-1, 4), probs[:, 1:].reshape(-1), labels.reshape(-1)
+    keep = (scores > score_thresh) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    keep = batched_nms(boxes, scores, labels, nms_thresh)[:max_dets]
+    return dict(boxes=boxes[keep].astype(np.float32), scores=scores[keep].astype(np.float32),
+                labels=labels[keep].astype(np.int64))
+
+
+def detect(model, image, proposals, *, score_thresh: float = 0.05, nms_thresh: float = 0.3,
+           max_dets: int = 100) -> dict:
+    """Detect objects in one image.
+
+    The model is switched to eval mode (dropout off) for the forward pass and put back
+    in the mode it was in.
+
+    Args:
+        model: a Fast R-CNN-like Module (``forward(images, rois)``).
+        image: (3, H, W) float image (or (1, 3, H, W)).
+        proposals: (P, 4) candidate boxes (x1, y1, x2, y2) in pixels.
+        score_thresh: per-class score threshold (torchvision's box_score_thresh 0.05).
+        nms_thresh: per-class NMS IoU threshold (Fast R-CNN uses 0.3).
+        max_dets: detections kept per image (100).
+    Returns:
+        dict(boxes (D, 4), scores (D,), labels (D,) in 1..K) as NumPy arrays.
+    """
+    return detect_images(model, [image], [proposals], score_thresh=score_thresh,
+                         nms_thresh=nms_thresh, max_dets=max_dets)[0]
+
+
+def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: int = 8,
+                  **kwargs) -> list[dict]:
+    """``detect`` on many images, running the backbone on ``batch_size`` images at once.
+
+    Args:
+        images: sequence of (3, H, W) images of equal size.
+        proposals: one (P_i, 4) array per image.
+        **kwargs: score_thresh, nms_thresh, max_dets as ``detect``.
+    Returns:
+        one detections dict per image, in order.
+    """
+    if len(images) != len(proposals):
+        raise ValueError(f"detect_images: {len(images)} images but {len(proposals)} "
+                         "proposal arrays")
+    xp, dtype = _model_xp_dtype(model)
+    was_training = model.training
+    model.eval()
+    try:
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = range(start, min(start + batch_size, len(images)))
+            batch = np.stack([_as_chw(images[i]) for i in chunk])          # (n, 3, H, W)
+            props = [np.asarray(asnumpy(proposals[i]), np.float64).reshape(-1, 4) for i in chunk]
+            index = np.concatenate([np.full(len(p), j) for j, p in enumerate(props)])
+            rois = np.concatenate([index[:, None], np.concatenate(props)], axis=1)  # (R, 5)
+            if len(rois) == 0:  # no proposals at all: nothing to score
+                results.extend(_empty_detections() for _ in props)
+                continue
+            cls_scores, deltas = model.forward(xp.asarray(batch, dtype=dtype),
+                                               xp.asarray(rois, dtype=dtype))
+            cls_scores, deltas = asnumpy(cls_scores), asnumpy(deltas)
+            size = batch.shape[2:]
+            for j, p in enumerate(props):
+                rows = index == j
+                results.append(postprocess(cls_scores[rows], deltas[rows], p, size, **kwargs))
+    finally:
+        model.train(was_training)
+    return results
+
+
+def _empty_detections() -> dict:
+    return dict(boxes=np.zeros((0, 4), np.float32), scores=np.zeros(0, np.float32),
+                labels=np.zeros(0, np.int64))
+
+
+def _as_chw(image) -> np.ndarray:
+    image = np.asarray(asnumpy(image))
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ValueError(f"image must have shape (3, H, W), got {image.shape}")
+    return image

@@ -1,0 +1,121 @@
+"""Backbones: the convolutional trunk that Fast R-CNN runs once on the whole image.
+
+The backbone interface (any Module following it works in ``FastRCNN``):
+
+- ``forward(images)``: images (N, 3, H, W) -> features (N, out_channels, H/s, W/s);
+- ``backward(dfeatures)`` -> dimages (N, 3, H, W), accumulating the parameter grads;
+- attributes ``out_channels`` (C of the features) and ``feature_stride`` (s: one feature
+  cell covers s x s pixels; RoI pooling uses ``spatial_scale = 1 / s``);
+- ``get_config()`` -> the constructor kwargs, so checkpoints can rebuild it.
+
+``SmallVGG`` is a VGG-style stack (Simonyan & Zisserman 2015) shrunk for 128x128 shapes
+images on a CPU: 3x3 convolutions with padding 1 and ReLU, a 2x2 max pool after every
+block but the last. With the default four blocks it has three pools, so
+``feature_stride = 8`` (VGG16's conv5_3 in the paper has stride 16; 8 keeps a 128-pixel
+image's feature map at 16x16, so small shapes still cover a few cells). Like VGG16's
+conv5_3 in Fast R-CNN, the last block has no pool: RoI pooling replaces pool5.
+``num_pools=2`` gives stride 4 (a 32x32 map): what ``minircnn train`` uses, because the
+shapes (12..62 px) are small relative to the stride; see minircnn.train.TrainConfig.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from minircnn.backend import get_array_module
+from minircnn.layers.activations import ReLU
+from minircnn.layers.conv import Conv2d
+from minircnn.layers.module import Module
+from minircnn.layers.norm import BatchNorm2d
+from minircnn.layers.pool import MaxPool2d
+from minircnn.models.resnet import BasicBlock, MiniResNet, ResNetBackbone  # noqa: F401
+
+
+class SmallVGG(Module):
+    """VGG-style backbone: [conv3x3-relu-(maxpool2x2)] x len(channels), stride 2**num_pools.
+
+    Args:
+        channels: output channels of each block.
+        num_pools: the first ``num_pools`` blocks end with a 2x2 max pool, so
+            ``feature_stride = 2 ** num_pools``; default ``len(channels) - 1`` (every
+            block but the last, as VGG16 up to conv5_3).
+        batch_norm: put a BatchNorm2d between each conv and its ReLU (trains from
+            scratch much faster; VGG16 in the paper has none, but it was pretrained).
+        pixel_mean, pixel_std: per-channel constants the images are normalised with
+            first, ``(images - mean) / std`` (detectron2's PIXEL_MEAN / PIXEL_STD; the
+            defaults are the shapes dataset's statistics, measured on 100 images).
+        impl: "fast" or "naive", for every conv and pool layer.
+        rng: np.random.Generator for the He-normal weights (default seed 0).
+        dtype: parameter dtype (float32 to train, float64 for gradient checks).
+
+    Shapes: images (N, 3, H, W) -> features (N, channels[-1], H/stride, W/stride)
+    (H and W divisible by the stride).
+    """
+
+    def __init__(self, channels: Sequence[int] = (16, 32, 64, 64), *,
+                 num_pools: int | None = None, batch_norm: bool = False,
+                 pixel_mean: Sequence[float] = (0.50, 0.49, 0.50),
+                 pixel_std: Sequence[float] = (0.19, 0.20, 0.18), impl: str = "fast",
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        if len(channels) < 1 or any(int(c) <= 0 for c in channels):
+            raise ValueError(f"SmallVGG: channels must be positive ints, got {tuple(channels)}")
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.channels = tuple(int(c) for c in channels)
+        self.dtype = np.dtype(dtype)
+        self.batch_norm = bool(batch_norm)
+        self.num_pools = len(self.channels) - 1 if num_pools is None else int(num_pools)
+        if not 0 <= self.num_pools <= len(self.channels):
+            raise ValueError(f"SmallVGG: num_pools must be in 0..{len(self.channels)}, "
+                             f"got {num_pools}")
+        self.pixel_mean = tuple(float(m) for m in pixel_mean)
+        self.pixel_std = tuple(float(v) for v in pixel_std)
+        self.layers = []
+        in_c = 3
+        for i, out_c in enumerate(self.channels):
+            self.layers.append(Conv2d(in_c, out_c, 3, pad=1, rng=rng, dtype=dtype, impl=impl))
+            if self.batch_norm:
+                self.layers.append(BatchNorm2d(out_c, dtype=dtype))
+            self.layers.append(ReLU())
+            if i < self.num_pools:
+                self.layers.append(MaxPool2d(2, 2, impl=impl))
+            in_c = out_c
+        self.out_channels = self.channels[-1]
+        self.feature_stride = 2 ** self.num_pools
+        self.impl = impl
+
+    def get_config(self) -> dict:
+        return {"channels": list(self.channels), "num_pools": self.num_pools,
+                "batch_norm": self.batch_norm,
+                "pixel_mean": list(self.pixel_mean), "pixel_std": list(self.pixel_std),
+                "impl": self.impl, "dtype": self.dtype.name}
+
+    def _norm_constants(self, images):
+        xp = get_array_module(images)
+        mean = xp.asarray(self.pixel_mean, dtype=images.dtype)[:, None, None]  # (3, 1, 1)
+        std = xp.asarray(self.pixel_std, dtype=images.dtype)[:, None, None]    # (3, 1, 1)
+        return mean, std
+
+    def forward(self, images):
+        """images (N, 3, H, W) -> features (N, out_channels, H/stride, W/stride)."""
+        if images.ndim != 4 or images.shape[1] != 3:
+            raise ValueError(f"SmallVGG: images must have shape (N, 3, H, W), "
+                             f"got {tuple(images.shape)}")
+        s = self.feature_stride
+        if images.shape[2] % s or images.shape[3] % s:
+            raise ValueError(f"SmallVGG: H and W must be divisible by the stride {s}, "
+                             f"got {tuple(images.shape[2:])}")
+        mean, std = self._norm_constants(images)
+        x = (images - mean) / std                     # (N, 3, H, W), broadcast over N, H, W
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, dfeatures):
+        """dfeatures (N, C, h, w) -> dimages (N, 3, H, W); accumulates the conv grads."""
+        dx = dfeatures
+        for layer in reversed(self.layers):
+            dx = layer.backward(dx)
+        _, std = self._norm_constants(dx)
+        return dx / std                               # x = (images - mean) / std

@@ -1,0 +1,155 @@
+"""Fast R-CNN (Girshick, ICCV 2015): one backbone pass per image, RoI pooling, two heads.
+
+::
+
+    images (N,3,H,W) --backbone--> features (N,C,H/s,W/s)
+    features, rois (R,5) --RoI pool/align (scale 1/s)--> (R,C,PH,PW) --flatten--> (R,C*PH*PW)
+    --fc6-relu-dropout--fc7-relu-dropout--> (R,hidden) --+--cls_score--> (R, K+1)
+                                                         +--bbox_pred--> (R, 4(K+1))
+
+``forward`` and ``backward`` chain the layers one line each, so a debugger steps through
+a whole training step; ``backward`` runs them in exactly the reverse order. The two
+heads read the same fc7 output, so its gradient is the *sum* of both heads' gradients.
+Initialisation follows the paper: cls_score ~ N(0, 0.01²), bbox_pred ~ N(0, 0.001²),
+biases 0 (at 2x learning rate, no weight decay).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from minircnn.layers.activations import Dropout, Flatten, ReLU
+from minircnn.layers.linear import Linear
+from minircnn.layers.module import Module
+from minircnn.layers.roi_pool import RoIAlign, RoIPool
+
+
+class FastRCNN(Module):
+    """The Fast R-CNN detector.
+
+    Args:
+        num_classes: K object classes (scores get K+1 columns, class 0 = background).
+        backbone: a Module with forward/backward, ``out_channels`` and ``feature_stride``
+            (see minircnn.models.backbones).
+        roi_op: "pool" (RoIPool, the paper's) or "align" (RoIAlign, Mask R-CNN's).
+        output_size: (PH, PW) of the pooled RoI features (the paper's 7x7).
+        hidden: width of fc6 and fc7 (4096 in VGG16; small here).
+        dropout: drop probability after fc6 and fc7 (0 disables it).
+        impl: "fast" or "naive": sets the ``impl`` of every layer that has one.
+        rng: np.random.Generator for the fc weights (default seed 0); dropout seeds too.
+        dtype: parameter dtype.
+
+    Example:
+        >>> model = FastRCNN(3, SmallVGG())
+        >>> cls_scores, bbox_deltas = model.forward(images, rois)   # rois (R, 5)
+        >>> model.backward(dcls, dbbox)                             # fills p.grad
+    """
+
+    def __init__(self, num_classes: int, backbone: Module, *, roi_op: str = "pool",
+                 output_size: Sequence[int] = (7, 7), hidden: int = 256,
+                 dropout: float = 0.5, impl: str = "fast",
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        if int(num_classes) < 1:
+            raise ValueError(f"FastRCNN: num_classes must be >= 1, got {num_classes}")
+        if roi_op not in ("pool", "align"):
+            raise ValueError(f"FastRCNN: roi_op must be 'pool' or 'align', got {roi_op!r}")
+        for attr in ("out_channels", "feature_stride"):
+            if not hasattr(backbone, attr):
+                raise TypeError(f"FastRCNN: backbone {type(backbone).__name__} has no {attr!r}")
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.num_classes = int(num_classes)
+        self.roi_op = roi_op
+        self.output_size = (int(output_size[0]), int(output_size[1]))
+        self.hidden = int(hidden)
+        self.dropout = float(dropout)
+        self.dtype = np.dtype(dtype)
+        self.backbone = backbone
+        scale = 1.0 / backbone.feature_stride
+        if roi_op == "pool":
+            self.roi = RoIPool(self.output_size, scale, impl=impl)
+        else:
+            self.roi = RoIAlign(self.output_size, scale, impl=impl)
+        PH, PW = self.output_size
+        K1 = self.num_classes + 1
+        seeds = rng.integers(0, 2**31, size=2)
+        self.flatten = Flatten()
+        self.fc6 = Linear(backbone.out_channels * PH * PW, self.hidden, rng=rng, dtype=dtype)
+        self.relu6 = ReLU()
+        self.drop6 = Dropout(self.dropout, seed=int(seeds[0]))
+        self.fc7 = Linear(self.hidden, self.hidden, rng=rng, dtype=dtype)
+        self.relu7 = ReLU()
+        self.drop7 = Dropout(self.dropout, seed=int(seeds[1]))
+        self.cls_score = Linear(self.hidden, K1, rng=rng, dtype=dtype, std=0.01)
+        self.bbox_pred = Linear(self.hidden, 4 * K1, rng=rng, dtype=dtype, std=0.001)
+        self.impl = impl
+
+    # --- configuration -----------------------------------------------------------------
+    @property
+    def impl(self) -> str:
+        return self._impl
+
+    @impl.setter
+    def impl(self, value: str) -> None:
+        """Switch every layer (backbone included) to its "fast" or "naive" version."""
+        if value not in ("fast", "naive"):
+            raise ValueError(f"FastRCNN: impl must be 'fast' or 'naive', got {value!r}")
+        self._impl = value
+        for m in list(self.modules())[1:]:
+            if hasattr(m, "impl"):
+                m.impl = value
+
+    def get_config(self) -> dict:
+        """Constructor kwargs (the backbone as a Module; checkpoints store its spec)."""
+        return {"num_classes": self.num_classes, "backbone": self.backbone,
+                "roi_op": self.roi_op, "output_size": list(self.output_size),
+                "hidden": self.hidden, "dropout": self.dropout, "impl": self.impl,
+                "dtype": self.dtype.name}
+
+    # --- forward / backward --------------------------------------------------------------
+    def forward(self, images, rois):
+        """Class scores and class-specific box deltas for every RoI.
+
+        Args:
+            images: (N, 3, H, W) float images.
+            rois: (R, 5) rows [batch_index, x1, y1, x2, y2] in image pixels.
+        Returns:
+            cls_scores (R, K+1) logits and bbox_deltas (R, 4(K+1)), class c's deltas in
+            columns 4c:4c+4 (encoded as minircnn.detection.encode_boxes).
+        """
+        if rois.ndim != 2 or rois.shape[1] != 5:
+            raise ValueError(f"FastRCNN: rois must have shape (R, 5), got {tuple(rois.shape)}")
+        features = self.backbone.forward(images)      # (N, C, H/s, W/s)
+        pooled = self.roi.forward(features, rois)     # (R, C, PH, PW)
+        x = self.flatten.forward(pooled)              # (R, C*PH*PW)
+        x = self.fc6.forward(x)                       # (R, hidden)
+        x = self.relu6.forward(x)
+        x = self.drop6.forward(x)
+        x = self.fc7.forward(x)                       # (R, hidden)
+        x = self.relu7.forward(x)
+        x = self.drop7.forward(x)
+        cls_scores = self.cls_score.forward(x)        # (R, K+1)
+        bbox_deltas = self.bbox_pred.forward(x)       # (R, 4(K+1))
+        return cls_scores, bbox_deltas
+
+    def backward(self, dcls, dbbox):
+        """dcls (R, K+1), dbbox (R, 4(K+1)) -> dimages (N, 3, H, W); fills every p.grad."""
+        dx = self.cls_score.backward(dcls)            # (R, hidden)
+        dx = dx + self.bbox_pred.backward(dbbox)      # fc7's output feeds both heads: add
+        dx = self.drop7.backward(dx)
+        dx = self.relu7.backward(dx)
+        dx = self.fc7.backward(dx)                    # (R, hidden)
+        dx = self.drop6.backward(dx)
+        dx = self.relu6.backward(dx)
+        dx = self.fc6.backward(dx)                    # (R, C*PH*PW)
+        dpooled = self.flatten.backward(dx)           # (R, C, PH, PW)
+        dfeatures = self.roi.backward(dpooled)        # (N, C, H/s, W/s), summed over RoIs
+        dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W)
+        return dimages
+
+    def detect(self, image, proposals, **kwargs) -> dict:
+        """``minircnn.detection.detect(self, image, proposals, **kwargs)``."""
+        from minircnn.detection.inference import detect
+
+        return detect(self, image, proposals, **kwargs)

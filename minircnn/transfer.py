@@ -1,0 +1,407 @@
+"""Transfer learning with MiniResNet: pretrain on a source task, fine-tune on a target task.
+
+The practice of the study note's ResNet part (an ImageNet ResNet-50 fine-tuned on
+CIFAR-10), shrunk to run on a CPU in minutes:
+
+- ``pretrain(config, out_dir)``: train a MiniResNet classifier on the *source* task,
+  ``ShapesClassification`` with many shape kinds on textured backgrounds (our
+  "ImageNet"). Writes a checkpoint, accuracy curves (PNG) and metrics.json.
+- ``finetune(config, out_dir)``: move to a *target* task with new shape kinds, another
+  background style and little data (our "CIFAR-10"), replace the head and compare
+  (a) training from scratch, (b) a frozen backbone with a new head (fc only),
+  (c) fine-tuning from stage k onward, (d) fine-tuning everything with a lower
+  backbone learning rate (``lr_mult``). Writes the table as JSON and text.
+
+The Fast R-CNN paper (section 4.5, "which layers to fine-tune?") found that training
+only the fully connected layers loses much of the accuracy that fine-tuning the conv
+layers gives; ``finetune`` measures the same question on this toy problem.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from minircnn.data.shapes import ShapesClassification
+from minircnn.layers.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from minircnn.models.checkpoint import load_checkpoint, save_checkpoint
+from minircnn.models.resnet import (
+    MiniResNet,
+    ResNetBackbone,
+    freeze_stages,
+    pretrained_backbone,
+)
+from minircnn.optim import SGD, cosine_lr
+
+SOURCE_CLASSES = ("circle", "square", "triangle", "ellipse", "diamond", "cross")
+TARGET_CLASSES = ("star", "hexagon", "ring", "rectangle")
+STRATEGIES = ("scratch", "frozen", "from_stage", "full")
+
+
+@dataclass
+class PretrainConfig:
+    """Source-task pretraining (the defaults make the shipped weights; see weights/README)."""
+
+    classes: tuple = SOURCE_CLASSES
+    background: str = "textured"
+    num_train: int = 6000
+    num_val: int = 600
+    image_size: int = 32
+    widths: tuple = (16, 32, 64, 128)
+    blocks: tuple = (1, 1, 1, 1)
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_iters: int = 50
+    seed: int = 0
+    impl: str = "fast"
+
+
+@dataclass
+class FinetuneConfig:
+    """Target-task fine-tuning and the comparison of the four strategies."""
+
+    pretrained: str | None = None  # a `minircnn pretrain` checkpoint; None: shipped weights
+    classes: tuple = TARGET_CLASSES
+    background: str = "stripes"
+    train_per_class: int = 20
+    num_test: int = 800
+    image_size: int = 32
+    epochs: int = 15
+    batch_size: int = 32
+    lr: float = 0.02
+    scratch_lr: float = 0.05
+    backbone_lr_mult: float = 0.1
+    finetune_from: int = 3  # strategy (c) trains stages k.. and the head (detectron2 FREEZE_AT)
+    strategies: tuple = STRATEGIES
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    seed: int = 0
+    impl: str = "fast"
+    extra: dict = field(default_factory=dict)
+
+
+# --- the classification loop ----------------------------------------------------------------
+def accuracy(model, x: np.ndarray, y: np.ndarray, *, batch_size: int = 200) -> float:
+    """Top-1 accuracy of ``model`` (eval mode) on images x (N, 3, S, S), labels y (N,)."""
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for start in range(0, len(x), batch_size):
+        logits = model.forward(x[start:start + batch_size])  # (B, K)
+        correct += int((logits.argmax(axis=1) == y[start:start + batch_size]).sum())
+    model.train(was_training)
+    return correct / max(len(x), 1)
+
+
+def train_classifier(model, opt: SGD, x, y, *, epochs: int, batch_size: int, base_lr: float,
+                     warmup_iters: int = 0, seed: int = 0, val=None, desc: str = "train",
+                     on_epoch=None) -> list[dict]:
+    """Minibatch SGD on softmax cross-entropy; returns one dict of metrics per epoch.
+
+    Each iteration: ``opt.lr = cosine_lr(...)``, zero_grad, forward, loss, backward,
+    step. ``val = (x_val, y_val)`` adds ``val_acc``; ``on_epoch(epoch, row)`` runs after
+    each epoch (checkpoints). Raises FloatingPointError when the loss is not finite.
+    """
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng([seed, 2])
+    iters_per_epoch = math.ceil(len(x) / batch_size)
+    total = epochs * iters_per_epoch
+    history, it = [], 0
+    model.train()
+    with tqdm(total=total, desc=desc, unit="it", leave=False) as bar:
+        for epoch in range(epochs):
+            order = rng.permutation(len(x))
+            losses, correct = [], 0
+            for start in range(0, len(x), batch_size):
+                idx = order[start:start + batch_size]
+                opt.lr = cosine_lr(base_lr, it, total_iters=total, warmup_iters=warmup_iters)
+                opt.zero_grad()
+                logits = model.forward(x[idx])  # (B, K)
+                loss, cache = softmax_cross_entropy_forward(logits, y[idx])
+                if not np.isfinite(loss):
+                    raise FloatingPointError(f"{desc}: loss is {loss} at iteration {it}")
+                model.backward(softmax_cross_entropy_backward(1.0, cache))
+                opt.step()
+                losses.append(float(loss))
+                correct += int((logits.argmax(axis=1) == y[idx]).sum())
+                it += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.3f}")
+            row = {"epoch": epoch + 1, "iters": it, "train_loss": float(np.mean(losses)),
+                   "train_acc": correct / len(x)}
+            if val is not None:
+                row["val_acc"] = accuracy(model, *val)
+            history.append(row)
+            if on_epoch is not None:
+                on_epoch(epoch, row)
+    return history
+
+
+def plot_accuracy(history: list[dict], path: str, *, title: str) -> str:
+    """Train / val accuracy per epoch to a PNG (matplotlib's Figure: no global backend)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.add_subplot()
+    epochs = [r["epoch"] for r in history]
+    ax.plot(epochs, [r["train_acc"] for r in history], "o-", label="train (running)")
+    if history and "val_acc" in history[0]:
+        ax.plot(epochs, [r["val_acc"] for r in history], "s-", label="validation")
+    ax.set(xlabel="epoch", ylabel="accuracy", title=title, ylim=(0, 1.02), xticks=epochs)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _write_json(path: str, obj) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)  # atomic, as the checkpoints
+
+
+# --- pretraining -----------------------------------------------------------------------------
+def pretrain(config: PretrainConfig, out_dir: str) -> dict:
+    """Train a MiniResNet on the source task; write checkpoint.npz, metrics.json, accuracy.png.
+
+    Returns:
+        the metrics dict (also in metrics.json): config, per-epoch history,
+        ``val_acc`` (final), ``train_seconds``, ``checkpoint`` path.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    cfg = dataclasses.asdict(config)
+    data = dict(classes=tuple(config.classes), background=config.background,
+                image_size=config.image_size)
+    x, y = ShapesClassification(config.num_train, seed=config.seed, **data).arrays()
+    val = ShapesClassification(config.num_val, seed=config.seed + 10_000, **data).arrays()
+    model = MiniResNet(len(config.classes), widths=config.widths, blocks=config.blocks,
+                       impl=config.impl, rng=np.random.default_rng(config.seed))
+    opt = SGD(model.parameters(), config.lr, momentum=config.momentum,
+              weight_decay=config.weight_decay)
+    ckpt = os.path.join(out_dir, "checkpoint.npz")
+
+    def save(epoch, row):
+        save_checkpoint(model, ckpt, cfg, extra={"epoch": epoch + 1, "val_acc": row["val_acc"]})
+
+    start = time.perf_counter()
+    history = train_classifier(model, opt, x, y, epochs=config.epochs,
+                               batch_size=config.batch_size, base_lr=config.lr,
+                               warmup_iters=config.warmup_iters, seed=config.seed, val=val,
+                               desc="pretrain", on_epoch=save)
+    seconds = time.perf_counter() - start
+    metrics = {"config": cfg, "history": history, "val_acc": history[-1]["val_acc"],
+               "train_seconds": round(seconds, 2), "checkpoint": ckpt}
+    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    plot_accuracy(history, os.path.join(out_dir, "accuracy.png"),
+                  title=f"pretrain: {len(config.classes)} shapes, {config.background}")
+    return metrics
+
+
+# --- fine-tuning and the comparison ----------------------------------------------------------
+DESCRIPTIONS = {
+    "scratch": "(a) from scratch, random init, everything trains",
+    "frozen": "(b) frozen pretrained backbone, new fc only",
+    "from_stage": "(c) pretrained, fine-tune stage {k} onward + new fc",
+    "full": "(d) pretrained, fine-tune all, backbone lr x{mult}",
+}
+
+
+def _load_source(path: str | None) -> MiniResNet:
+    """The pretrained MiniResNet: from ``path`` (a `minircnn pretrain` checkpoint) or the
+    shipped weights when None."""
+    if path is None:
+        return pretrained_backbone()
+    model = load_checkpoint(path)
+    if not isinstance(model, MiniResNet):
+        raise ValueError(f"pretrained: {path} holds a {type(model).__name__}, "
+                         "expected a MiniResNet checkpoint from `minircnn pretrain`")
+    return model
+
+
+def build_strategy_model(strategy: str, source: MiniResNet, num_classes: int,
+                         config: FinetuneConfig) -> tuple[MiniResNet, float]:
+    """The model of one strategy and its base learning rate.
+
+    scratch: a new MiniResNet of the source's architecture; the others start from a
+    copy of ``source`` with a fresh fc head (``replace_head``), then freeze
+    (``freeze_stages``) or scale the backbone's ``lr_mult``.
+    """
+    rng = np.random.default_rng([config.seed, 3])
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    arch = {k: v for k, v in source.get_config().items() if k != "num_classes"}
+    model = MiniResNet(num_classes, **{**arch, "impl": config.impl}, rng=rng)
+    if strategy == "scratch":
+        return model, config.scratch_lr
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("fc.")}
+    model.load_state_dict(state, strict=False)  # everything but the new head
+    if strategy == "frozen":
+        freeze_stages(model, len(model.stages) + 1)
+    elif strategy == "from_stage":
+        freeze_stages(model, config.finetune_from)
+    else:  # "full": the backbone learns slower than the new head
+        for name, p in model.named_parameters():
+            if not name.startswith("fc."):
+                p.lr_mult *= config.backbone_lr_mult
+    return model, config.lr
+
+
+def finetune(config: FinetuneConfig, out_dir: str) -> dict:
+    """Fine-tune on the target task with each strategy; write comparison.json / .txt.
+
+    Returns:
+        {"config", "rows": [{strategy, description, trainable_params, test_acc,
+        train_acc, seconds}], "table": the text table}.
+    """
+    os.makedirs(out_dir, exist_ok=True)
+    classes = tuple(config.classes)
+    data = dict(classes=classes, background=config.background, image_size=config.image_size)
+    x, y = ShapesClassification(config.train_per_class * len(classes), seed=config.seed + 20_000,
+                                **data).arrays()
+    test = ShapesClassification(config.num_test, seed=config.seed + 30_000, **data).arrays()
+    source = _load_source(config.pretrained)
+    rows = []
+    for strategy in config.strategies:
+        model, lr = build_strategy_model(strategy, source, len(classes), config)
+        opt = SGD(model.parameters(), lr, momentum=config.momentum,
+                  weight_decay=config.weight_decay)
+        start = time.perf_counter()
+        history = train_classifier(model, opt, x, y, epochs=config.epochs,
+                                   batch_size=config.batch_size, base_lr=lr, seed=config.seed,
+                                   desc=f"finetune {strategy}")
+        seconds = time.perf_counter() - start
+        rows.append({
+            "strategy": strategy,
+            "description": DESCRIPTIONS[strategy].format(k=config.finetune_from,
+                                                         mult=config.backbone_lr_mult),
+            "trainable_params": int(sum(p.data.size for p in model.parameters()
+                                        if p.requires_grad)),
+            "lr": lr,
+            "train_acc": history[-1]["train_acc"],
+            "test_acc": accuracy(model, *test),
+            "seconds": round(seconds, 2),
+        })
+    table = format_comparison(rows)
+    result = {"config": dataclasses.asdict(config), "num_train": len(x),
+              "num_test": len(test[0]), "rows": rows, "table": table}
+    _write_json(os.path.join(out_dir, "comparison.json"), result)
+    with open(os.path.join(out_dir, "comparison.txt"), "w") as f:
+        f.write(table + "\n")
+    return result
+
+
+def format_comparison(rows: list[dict]) -> str:
+    """Plain-text table: strategy, trainable parameters, test accuracy, training time."""
+    header = ("strategy", "trainable params", "test acc", "train acc", "time (s)")
+    cells = [(r["description"], f"{r['trainable_params']:,}", f"{r['test_acc']:.3f}",
+              f"{r['train_acc']:.3f}", f"{r['seconds']:.1f}") for r in rows]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in [header, tuple("-" * w for w in widths), *cells]]
+    return "\n".join(lines)
+
+
+# --- Fast R-CNN: pretrained vs scratch backbone ----------------------------------------------
+def _detection_batch(config, items, props, rng):
+    """``images_per_batch`` random training images (each flipped with probability 1/2, as
+    minircnn.train) and their hierarchically sampled RoIs."""
+    from minircnn.detection.sampling import hierarchical_batch
+    from minircnn.train import flip_horizontal
+
+    images, targets, proposals = [], [], []
+    for i in rng.choice(len(items), size=config.images_per_batch, replace=False):
+        image, boxes, p = items[i]["image"], items[i]["boxes"], props[i]
+        if config.flip and rng.random() < 0.5:
+            image, boxes, p = flip_horizontal(image, boxes, p)
+        images.append(image)
+        targets.append({"boxes": boxes, "labels": items[i]["labels"]})
+        proposals.append(p)
+    batch = hierarchical_batch(targets, proposals, rois_per_batch=config.rois_per_batch, rng=rng,
+                               fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
+                               bg_iou=tuple(config.bg_iou))
+    return np.stack(images), batch  # (N, 3, H, W), RoIBatch
+
+
+def _detector(init: str, source: MiniResNet, num_classes: int, config, *, num_stages: int,
+              freeze_at: int):
+    """FastRCNN on a ResNetBackbone: the pretrained trunk (frozen BN, stem and stages below
+    ``freeze_at`` fixed) or a random one of the same architecture (BatchNorm2d)."""
+    from minircnn.models.fast_rcnn import FastRCNN
+
+    rng = np.random.default_rng([config.seed, 0])
+    if init == "pretrained":
+        backbone = freeze_stages(source.as_backbone(num_stages, norm="frozen"), freeze_at)
+    elif init == "scratch":
+        arch = {k: v for k, v in source.get_config().items() if k not in ("num_classes", "norm")}
+        backbone = ResNetBackbone(**arch, num_stages=num_stages, norm="bn", rng=rng)
+    else:
+        raise ValueError(f"init must be 'pretrained' or 'scratch', got {init!r}")
+    return FastRCNN(num_classes, backbone, roi_op=config.roi_op,
+                    output_size=(config.output_size, config.output_size), hidden=config.hidden,
+                    dropout=config.dropout, rng=rng)
+
+
+def detection_transfer(config, out_dir: str, *, pretrained: str | None = None,
+                       iterations: int = 300, num_stages: int = 3, freeze_at: int = 2,
+                       inits: tuple = ("scratch", "pretrained")) -> dict:
+    """Fast R-CNN with a ResNetBackbone, initialised from the pretrained MiniResNet or at
+    random, trained for the same number of iterations; VOC07 mAP@0.5 of each.
+
+    Args:
+        config: a ``minircnn.train.TrainConfig`` (data, proposals, sampling, lr, head).
+        out_dir: detection_transfer.json is written here.
+        pretrained: a `minircnn pretrain` checkpoint (None: the shipped weights).
+        iterations: SGD iterations of ``config.images_per_batch`` images each, with
+            warm-up and one 10x decay at 75%.
+        num_stages: backbone stages kept (3: stride 8, as SmallVGG).
+        freeze_at: for the pretrained init, the stem and stages below ``freeze_at``
+            stay fixed (detectron2's FREEZE_AT = 2). Pretrained BN layers are frozen
+            (FrozenBatchNorm2d, detectron2 with 2-image batches); the random init has no
+            statistics to freeze, so it trains with BatchNorm2d.
+    """
+    from minircnn.optim import step_lr
+    from minircnn.train import evaluate_detector, load_proposals, make_datasets, train_step
+
+    os.makedirs(out_dir, exist_ok=True)
+    train_ds, val_ds = make_datasets(config)
+    items = [train_ds[i] for i in range(len(train_ds))]
+    props, val_props = load_proposals(train_ds, config), load_proposals(val_ds, config)
+    source = _load_source(pretrained)
+    rows = []
+    for init in inits:
+        model = _detector(init, source, len(train_ds.classes), config, num_stages=num_stages,
+                          freeze_at=freeze_at)
+        opt = SGD(model.parameters(), config.lr, momentum=config.momentum,
+                  weight_decay=config.weight_decay)
+        rng = np.random.default_rng([config.seed, 1])  # the same minibatches for each init
+        start, losses = time.perf_counter(), []
+        model.train()
+        for it in range(iterations):
+            opt.lr = step_lr(config.lr, it, steps=(int(0.75 * iterations),),
+                             warmup_iters=min(config.warmup_iters, iterations // 4))
+            images, batch = _detection_batch(config, items, props, rng)
+            stats = train_step(model, opt, images, batch.rois, batch.labels, batch.bbox_targets)
+            losses.append(stats["loss"])
+        seconds = time.perf_counter() - start
+        model.eval()
+        metrics, _ = evaluate_detector(model, val_ds, val_props, config)
+        rows.append({"init": init, "iterations": iterations, "voc07_mAP": metrics["voc07_mAP"],
+                     "coco_AP": metrics["coco_AP"], "per_class_AP": metrics["per_class_AP"],
+                     "final_loss": float(np.mean(losses[-20:])),
+                     "train_seconds": round(seconds, 1)})
+    result = {"train_config": config.to_dict(), "num_stages": num_stages,
+              "freeze_at": freeze_at, "rows": rows}
+    _write_json(os.path.join(out_dir, "detection_transfer.json"), result)
+    return result

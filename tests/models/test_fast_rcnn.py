@@ -1,0 +1,161 @@
+"""FastRCNN and SmallVGG (minircnn/models/): shapes, whole-model gradcheck, impl switch."""
+
+import numpy as np
+import pytest
+
+from minircnn.gradcheck import numeric_gradient, rel_error
+from minircnn.models import FastRCNN, SmallVGG
+
+
+def _tiny(roi_op="pool", dtype=np.float64, impl="fast", batch_norm=False):
+    rng = np.random.default_rng(0)
+    backbone = SmallVGG((3, 4), rng=rng, dtype=dtype, impl=impl,       # stride 2
+                        batch_norm=batch_norm)
+    model = FastRCNN(2, backbone, roi_op=roi_op, output_size=(2, 2), hidden=5, dropout=0.0,
+                     rng=rng, dtype=dtype, impl=impl)
+    for p in model.parameters():  # move biases off zero so ReLUs are not all tied
+        if p.data.ndim == 1:
+            p.data[...] = rng.uniform(-0.1, 0.1, p.data.shape)
+    images = rng.random((2, 3, 8, 8))
+    rois = np.array([[0, 0.5, 1.0, 6.0, 7.5], [1, 2.0, 0.0, 8.0, 5.0],
+                     [0, 3.0, 3.0, 7.0, 7.0], [1, 0.0, 0.0, 8.0, 8.0]])
+    return model, images, rois
+
+
+def test_shapes_and_init():
+    model = FastRCNN(3, SmallVGG(), hidden=32)
+    assert model.backbone.feature_stride == 8 and model.roi.spatial_scale == 1 / 8
+    images = np.random.default_rng(0).random((2, 3, 64, 64), dtype=np.float32)
+    rois = np.array([[0, 0, 0, 32, 32], [1, 8, 8, 60, 40], [1, 0, 0, 64, 64]], np.float32)
+    cls, bbox = model.forward(images, rois)
+    assert cls.shape == (3, 4) and bbox.shape == (3, 16) and cls.dtype == np.float32
+    assert abs(model.cls_score.w.data.std() - 0.01) < 0.002      # the paper's init
+    assert abs(model.bbox_pred.w.data.std() - 0.001) < 0.0002
+    dimages = model.backward(np.ones_like(cls), np.ones_like(bbox))
+    assert dimages.shape == images.shape
+    assert all(np.any(p.grad != 0) for p in model.parameters() if p.data.ndim > 1)
+
+
+@pytest.mark.parametrize("roi_op, batch_norm", [("pool", False), ("align", False),
+                                                ("pool", True)])
+def test_whole_model_gradcheck(roi_op, batch_norm):
+    model, images, rois = _tiny(roi_op, batch_norm=batch_norm)
+    rng = np.random.default_rng(1)
+    cls, bbox = model.forward(images, rois)
+    dcls, dbbox = rng.standard_normal(cls.shape), rng.standard_normal(bbox.shape)
+    model.zero_grad()
+    dimages = model.backward(dcls, dbbox)
+    dout = np.concatenate([dcls.ravel(), dbbox.ravel()])
+
+    def outputs():
+        c, b = model.forward(images, rois)
+        return np.concatenate([c.ravel(), b.ravel()])
+
+    errors = {}
+    for name, p in model.named_parameters():
+        numeric = numeric_gradient(outputs, p.data, dout)
+        if batch_norm and np.abs(numeric).max() < 1e-8:  # a conv bias right before BN:
+            assert np.abs(p.grad).max() < 1e-8           # BN subtracts it, gradient 0
+            continue
+        errors[name] = rel_error(p.grad, numeric)
+    errors["images"] = rel_error(dimages, numeric_gradient(outputs, images, dout))
+    worst = max(errors, key=errors.get)
+    assert errors[worst] <= 1e-5, (worst, errors[worst])
+
+
+def test_impl_switch_reaches_every_layer_and_matches():
+    model, images, rois = _tiny()
+    cls_f, bbox_f = model.forward(images, rois)
+    model.zero_grad()
+    dimg_f = model.backward(np.ones_like(cls_f), np.ones_like(bbox_f))
+    grads_f = [p.grad.copy() for p in model.parameters()]
+    model.impl = "naive"
+    assert all(m.impl == "naive" for m in model.modules() if hasattr(m, "impl"))
+    assert model.roi.impl == "naive" and model.backbone.layers[0].impl == "naive"
+    cls_n, bbox_n = model.forward(images, rois)
+    model.zero_grad()
+    dimg_n = model.backward(np.ones_like(cls_n), np.ones_like(bbox_n))
+    assert rel_error(cls_f, cls_n) <= 1e-9 and rel_error(bbox_f, bbox_n) <= 1e-9
+    assert rel_error(dimg_f, dimg_n) <= 1e-9
+    for gf, p in zip(grads_f, model.parameters(), strict=True):
+        assert rel_error(gf, p.grad) <= 1e-9
+    with pytest.raises(ValueError, match="impl"):
+        model.impl = "slow"
+
+
+def test_small_vgg_stride_normalisation_and_config():
+    vgg = SmallVGG((4, 4, 8, 8), batch_norm=True)
+    assert vgg.feature_stride == 8 and vgg.out_channels == 8
+    assert sum(type(m).__name__ == "BatchNorm2d" for m in vgg.modules()) == 4
+    images = np.full((1, 3, 16, 16), 0.5, np.float32)
+    assert vgg.forward(images).shape == (1, 8, 2, 2)
+    rebuilt = SmallVGG(**vgg.get_config())
+    assert rebuilt.get_config() == vgg.get_config()
+    plain = SmallVGG((2,), pixel_mean=(0.5, 0.5, 0.5), pixel_std=(0.25, 0.25, 0.25))
+    plain.layers[0].w.data[...] = 0
+    plain.layers[0].w.data[:, :, 1, 1] = 1.0                     # out = sum_c x_c + b
+    plain.layers[0].b.data[...] = 0.1
+    out = plain.forward(np.full((1, 3, 4, 4), 0.75, np.float32))
+    np.testing.assert_allclose(out, 3 * (0.75 - 0.5) / 0.25 + 0.1, rtol=1e-6)
+
+
+def test_dropout_only_in_training_mode():
+    model = FastRCNN(3, SmallVGG((4, 4)), hidden=16, dropout=0.5)
+    images = np.random.default_rng(0).random((1, 3, 16, 16), dtype=np.float32)
+    rois = np.array([[0, 0, 0, 12, 12]], np.float32)
+    model.eval()
+    a, _ = model.forward(images, rois)
+    b, _ = model.forward(images, rois)
+    assert np.array_equal(a, b)
+    model.train()
+    c, _ = model.forward(images, rois)
+    assert not np.array_equal(a, c)
+
+
+def test_bad_inputs():
+    model = FastRCNN(3, SmallVGG((4, 4)), hidden=8)
+    with pytest.raises(ValueError, match="rois"):
+        model.forward(np.zeros((1, 3, 16, 16), np.float32), np.zeros((2, 4), np.float32))
+    with pytest.raises(ValueError, match="divisible"):
+        model.forward(np.zeros((1, 3, 15, 16), np.float32), np.zeros((2, 5), np.float32))
+    with pytest.raises(ValueError, match="roi_op"):
+        FastRCNN(3, SmallVGG((4,)), roi_op="warp")
+    with pytest.raises(TypeError, match="out_channels"):
+        FastRCNN(3, object())
+
+
+def test_checkpoint_round_trip_of_the_detector(tmp_path):
+    from minircnn.models import load_checkpoint, save_checkpoint
+
+    model, images, rois = _tiny("align")
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "d.npz"))
+    assert isinstance(loaded, FastRCNN) and loaded.roi_op == "align"
+    for a, b in zip(model.forward(images, rois), loaded.forward(images, rois), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.gpu
+def test_numpy_and_cupy_agree():
+    from minircnn.backend import asnumpy, to_device
+
+    model, images, rois = _tiny()
+    cls, bbox = model.forward(images, rois)
+    model.zero_grad()
+    dimages = model.backward(np.ones_like(cls), np.ones_like(bbox))
+    grads = [p.grad.copy() for p in model.parameters()]
+    model.to("gpu")
+    cls_g, bbox_g = model.forward(to_device(images, "gpu"), to_device(rois, "gpu"))
+    model.zero_grad()
+    dimages_g = model.backward(to_device(np.ones_like(cls), "gpu"),
+                               to_device(np.ones_like(bbox), "gpu"))
+    assert rel_error(cls, asnumpy(cls_g)) <= 1e-9 and rel_error(bbox, asnumpy(bbox_g)) <= 1e-9
+    assert rel_error(dimages, asnumpy(dimages_g)) <= 1e-9
+    for g, p in zip(grads, model.parameters(), strict=True):
+        assert rel_error(g, asnumpy(p.grad)) <= 1e-9
+
+
+def test_detect_with_no_proposals_returns_empty_arrays():
+    model = FastRCNN(3, SmallVGG((4, 4)), hidden=8)
+    dets = model.detect(np.zeros((3, 16, 16), np.float32), np.zeros((0, 4), np.float32))
+    assert dets["boxes"].shape == (0, 4) and dets["scores"].shape == (0,)
+    assert dets["labels"].dtype == np.int64 and model.training       # mode restored
