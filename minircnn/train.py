@@ -23,7 +23,6 @@ The whole run is deterministic for a given ``seed``. A NaN/inf loss stops it wit
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from minircnn.detection.evaluate import evaluate
 from minircnn.detection.inference import detect_images
 from minircnn.detection.proposals import compute_proposals
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
+from minircnn.fileio import write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import FastRCNN, SmallVGG, read_checkpoint, save_checkpoint
 from minircnn.models.checkpoint import load_weights
@@ -339,12 +339,6 @@ def _train_epoch(config, model, optimizer, rng, items, props, state, bar) -> dic
     return {**sums, "lr": optimizer.lr, "iterations": iters}
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
 
 def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
                    progress: bool = True) -> dict:
@@ -363,7 +357,7 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
     out_dir = os.fspath(out_dir)
     os.makedirs(out_dir, exist_ok=True)
     start = time.time()
-    _write_json(os.path.join(out_dir, "config.json"), config.to_dict())
+    write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     with blas_threads(config.blas_threads):
         train_ds, val_ds = make_datasets(config)
         items = [train_ds[i] for i in range(len(train_ds))]
@@ -413,7 +407,7 @@ def _train_epochs(config, out_dir, model, optimizer, rng, data, state, metrics,
             state["epoch"] = epoch + 1
             _save_run_checkpoint(os.path.join(out_dir, "checkpoint.npz"), model, optimizer,
                                  rng, config, state)
-            _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+            write_json(os.path.join(out_dir, "metrics.json"), metrics)
 
 
 def _finish(config, out_dir, model, val_ds, state, metrics, times, start) -> dict:
@@ -430,7 +424,7 @@ def _finish(config, out_dir, model, val_ds, state, metrics, times, start) -> dic
         _save_pictures(out_dir, state["history"], val_ds, dets)
     times["total_s"] = time.time() - start
     metrics["times"] = {k: round(v, 2) for k, v in times.items()}
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
 
 

@@ -20,7 +20,6 @@ layers gives; ``finetune`` measures the same question on this toy problem.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import time
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minircnn.data.shapes import ShapesClassification
+from minircnn.fileio import write_json
 from minircnn.layers.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from minircnn.models.checkpoint import load_checkpoint, save_checkpoint
 from minircnn.models.resnet import (
@@ -165,12 +165,6 @@ def plot_accuracy(history: list[dict], path: str, *, title: str) -> str:
     return path
 
 
-def _write_json(path: str, obj) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)  # atomic, as the checkpoints
-
 
 # --- pretraining -----------------------------------------------------------------------------
 def pretrain(config: PretrainConfig, out_dir: str) -> dict:
@@ -203,7 +197,7 @@ def pretrain(config: PretrainConfig, out_dir: str) -> dict:
     seconds = time.perf_counter() - start
     metrics = {"config": cfg, "history": history, "val_acc": history[-1]["val_acc"],
                "train_seconds": round(seconds, 2), "checkpoint": ckpt}
-    _write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
     plot_accuracy(history, os.path.join(out_dir, "accuracy.png"),
                   title=f"pretrain: {len(config.classes)} shapes, {config.background}")
     return metrics
@@ -296,7 +290,7 @@ def finetune(config: FinetuneConfig, out_dir: str) -> dict:
     table = format_comparison(rows)
     result = {"config": dataclasses.asdict(config), "num_train": len(x),
               "num_test": len(test[0]), "rows": rows, "table": table}
-    _write_json(os.path.join(out_dir, "comparison.json"), result)
+    write_json(os.path.join(out_dir, "comparison.json"), result)
     with open(os.path.join(out_dir, "comparison.txt"), "w") as f:
         f.write(table + "\n")
     return result
@@ -403,5 +397,5 @@ def detection_transfer(config, out_dir: str, *, pretrained: str | None = None,
                      "train_seconds": round(seconds, 1)})
     result = {"train_config": config.to_dict(), "num_stages": num_stages,
               "freeze_at": freeze_at, "rows": rows}
-    _write_json(os.path.join(out_dir, "detection_transfer.json"), result)
+    write_json(os.path.join(out_dir, "detection_transfer.json"), result)
     return result

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -20,6 +19,7 @@ from matplotlib.patches import Rectangle
 
 from minircnn.backend import asnumpy
 from minircnn.detection.boxes import check_boxes
+from minircnn.fileio import atomic_write
 
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
             "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
@@ -227,15 +227,6 @@ def save_figure(fig, path) -> str:
     """
     fig = getattr(fig, "figure", fig) if not isinstance(fig, Figure) else fig
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png.tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
     return path

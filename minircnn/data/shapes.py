@@ -14,13 +14,13 @@ the same bytes on every machine (pixels are quantised to 8 bits, as in a PNG).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
 from minircnn.data import draw
+from minircnn.fileio import write_json
 
 CLASSES = ("circle", "square", "triangle")
 
@@ -267,9 +267,4 @@ def export_dataset(dataset, out_dir: str | os.PathLike) -> str:
         matplotlib.image.imsave(os.path.join(out_dir, image["file_name"]), pixels)
     coco = dict(images=images, annotations=annotations,
                 categories=_coco_categories(dataset, annotations))
-    path = os.path.join(out_dir, "annotations.json")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(coco, f)
-    os.replace(tmp, path)
-    return path
+    return write_json(os.path.join(out_dir, "annotations.json"), coco, indent=None)

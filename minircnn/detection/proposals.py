@@ -33,6 +33,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from minircnn.fileio import atomic_write
+
 CACHE_VERSION = 1    # bump when the proposals a set of parameters gives change
 COLOR_BINS, TEXTURE_BINS = 25, 10     # histogram bins per channel (as Uijlings et al.)
 
@@ -388,12 +390,8 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
     proposals = [_proposals_for(dataset[i]["image"], method, max_boxes, kwargs)
                  for i in tqdm(range(len(dataset)), desc=f"proposals ({method})")]
     if cache is not None:
-        path = os.fspath(cache)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
+        with atomic_write(cache, "wb") as f:
             np.savez(f, boxes=np.concatenate(proposals) if proposals else np.zeros((0, 4)),
                      counts=np.array([len(p) for p in proposals], dtype=np.int64),
                      meta=np.array(json.dumps(expected)))
-        os.replace(tmp, path)
     return proposals

@@ -23,13 +23,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from minircnn.backend import asnumpy
+from minircnn.fileio import atomic_write
 from minircnn.layers.module import Module
 
 FORMAT = 1
@@ -95,20 +95,8 @@ def save_checkpoint(model: Module, path, config: dict | None = None, *,
             extra_json[key] = value
     meta = {"format": FORMAT, "model": spec, "config": config or {}, "extra_json": extra_json}
     arrays["meta.json"] = np.array(json.dumps(meta))
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        np.savez(f, **arrays)
     return path
 
 
