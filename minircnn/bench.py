@@ -135,6 +135,25 @@ ROI_FEATURES, ROI_COUNT, ROI_OUT, ROI_SCALE = (2, 64, 16, 16), 256, (7, 7), 1 / 
 ROI_TAG = "2x64x16x16 256 RoIs 7x7"
 
 
+HEAD_ROIS, HEAD_RANK = 2000, 64  # Fast R-CNN section 3.1: fc6/fc7 at 2000 RoIs per image
+
+
+def _setup_head(rng, rank: int | None = None):
+    """fc6 (3136 -> 256) - ReLU - fc7 (256 -> 256) forward at HEAD_ROIS RoIs, the shipped
+    detector's sizes; with ``rank``, both layers replaced by their truncated SVD."""
+    from minircnn.compress import compress_linear, layer_cost
+    from minircnn.layers.linear import Linear
+
+    fc6, fc7 = Linear(3136, 256, rng=rng), Linear(256, 256, rng=rng)
+    if rank is not None:
+        fc6, fc7 = compress_linear(fc6, rank), compress_linear(fc7, rank)
+    x = np.maximum(_f32(rng, HEAD_ROIS, 3136), 0)  # (R, C*7*7) pooled features
+
+    def run():
+        return fc7.forward(np.maximum(fc6.forward(x), 0))  # (R, 256)
+    return run, float(layer_cost(fc6, HEAD_ROIS)["flops"] + layer_cost(fc7, HEAD_ROIS)["flops"])
+
+
 def _setup_roi(rng, forward, backward, **kwargs):
     """Random RoIs (8..128 px, clipped to the 128x128 images) on ROI_FEATURES."""
     x = _f32(rng, *ROI_FEATURES)
@@ -195,6 +214,9 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(f"roi_align fast fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
         rng, roi_align_forward, roi_align_backward, sampling_ratio=2)),
     *DETECTOR_BENCHMARKS,
+    Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs", _setup_head),
+    Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs truncated SVD rank {HEAD_RANK}",
+              lambda rng: _setup_head(rng, HEAD_RANK), compare_to=f"fc6+fc7 fwd {HEAD_ROIS} RoIs"),
 ]
 MATMUL = BENCHMARKS[0].name
 

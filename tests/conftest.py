@@ -4,6 +4,10 @@ import os
 
 import pytest
 
+# One BLAS thread unless the caller chose otherwise: the test matrices are small, and on a
+# busy 2-core machine a second OpenBLAS thread made some tests 5x slower (see
+# minircnn/blas.py). Set before NumPy is imported; the lesson kernels inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 

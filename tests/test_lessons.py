@@ -17,11 +17,12 @@ jupytext = pytest.importorskip("jupytext")
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 SCRIPTS = sorted(LESSONS.glob("[0-9][0-9]_*.py"))
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
-# DESIGN.md "Lessons": 00 setup and the shapes dataset, 02 CNN backprop by hand,
-# 03 RoI pooling vs SPP (and RoIAlign), 04 multi-task loss. (Others add theirs.)
-EXPECTED = {"00": "00_setup_and_data", "02": "02_cnn_backprop", "03": "03_roi_pooling",
-            "04": "04_multitask_loss"}
-WITH_EXERCISES = ("02_cnn_backprop", "03_roi_pooling", "04_multitask_loss")
+# DESIGN.md "Lessons": the ten lessons and their numbers.
+EXPECTED = {"00": "00_setup_and_data", "01": "01_rcnn_to_fast_rcnn", "02": "02_cnn_backprop",
+            "03": "03_roi_pooling", "04": "04_multitask_loss", "05": "05_sampling",
+            "06": "06_training", "07": "07_test_time", "08": "08_ablations_and_limits",
+            "09": "09_resnet_finetuning"}
+WITH_EXERCISES = tuple(v for k, v in EXPECTED.items() if k != "00")
 
 
 def _ids(paths):

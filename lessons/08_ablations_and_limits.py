@@ -1,0 +1,299 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: -all
+#     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 08 — Ablations and limits: proposals are the bottleneck
+#
+# **Goal.** Fast R-CNN made the *network* fast: one backbone pass per image, RoI pooling,
+# a truncated-SVD head (lessons 01, 03, 07). What is left is the part it does not learn:
+# the **region proposals**. We measure, with the shipped detector on held-out images:
+#
+# 1. time: selective search per image vs the whole network's `detect` per image;
+# 2. recall vs the number of proposals, selective search vs dense sliding windows
+#    (`recall_vs_proposals`);
+# 3. the paper's section 5.5: are more proposals better? Dense boxes, and selective
+#    search with dense boxes added;
+# 4. scale: the detector runs at one scale (the paper's single-scale vs multi-scale);
+# 5. where Faster R-CNN goes next: a Region Proposal Network on the shared features.
+#
+# | name | shape | meaning |
+# |---|---|---|
+# | `ss[i]` | (P_i, 4) | selective search boxes of image i, best-ranked first (P_i ≈ 130) |
+# | `dense` | (P, 4) | sliding windows: 6 scales × 3 aspect ratios on a 4-pixel grid |
+# | `recall[t]` | (C,) | fraction of GT boxes with a proposal of IoU ≥ t among the top N, for each N in `counts` |
+#
+# Code: `minircnn/detection/proposals.py`, `minircnn/detection/evaluate.py`
+# (`recall_vs_proposals`, `evaluate`), `minircnn/detection/inference.py`.
+
+# %%
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from minircnn import viz
+from minircnn.data import CLASSES, ShapesDataset
+from minircnn.detection import (
+    batched_nms,
+    box_iou,
+    dense_boxes,
+    detect,
+    detect_images,
+    evaluate,
+    recall_vs_proposals,
+    selective_search,
+)
+from minircnn.layers import conv2d_forward
+from minircnn.models import pretrained_detector
+
+rng = np.random.default_rng(0)
+model = pretrained_detector()
+ds = ShapesDataset(20, seed=1)        # held out: the detector trained on seed 0
+images = [ds[i]["image"] for i in range(len(ds))]
+
+# %% [markdown]
+# ## 1. Time: proposals vs the network
+#
+# The paper: selective search takes about 2 s per image on a CPU, while Fast R-CNN's
+# network takes 0.3 s (VGG16 on a GPU) — "region proposals are now the computational
+# bottleneck". We time both per image, in the same run, on the 20 images.
+
+# %%
+start = time.perf_counter()
+ss = [selective_search(image, max_boxes=None) for image in images]
+ss_seconds = (time.perf_counter() - start) / len(images)
+detect(model, images[0], ss[0])                                   # warm-up
+start = time.perf_counter()
+dets = [detect(model, image, boxes) for image, boxes in zip(images, ss, strict=True)]
+net_seconds = (time.perf_counter() - start) / len(images)
+print(f"selective search {1e3 * ss_seconds:.0f} ms/image ({np.mean([len(b) for b in ss]):.0f} "
+      f"boxes), detect (backbone + RoI pool + head + NMS) {1e3 * net_seconds:.0f} ms/image")
+print(f"proposals take {ss_seconds / (ss_seconds + net_seconds):.0%} of the time per image")
+assert ss_seconds > 1.5 * net_seconds        # measured ~3x on the shared 2-core machine
+
+# %% [markdown]
+# ## 2. Recall vs number of proposals
+#
+# A detector can only find an object some proposal covers. Proposal *recall* at IoU t:
+# the fraction of GT boxes with at least one of the top-N proposals at IoU ≥ t. Selective
+# search ranks its boxes; dense sliding windows have no ranking, so we take them in a
+# random order (fixed seed). 6 scales × 3 aspect ratios on a 4-pixel grid give
+# thousands of windows per 128-pixel image.
+
+# %%
+dense = dense_boxes(128, scales=(16, 24, 32, 48, 64, 96), stride=4)       # (8292, 4)
+dense_ranked = [dense[rng.permutation(len(dense))] for _ in images]
+counts = (10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
+rec_ss = recall_vs_proposals(ss, ds, counts=counts)
+rec_dense = recall_vs_proposals(dense_ranked, ds, counts=counts)
+print(f"{rec_ss['num_gt']} GT boxes; {len(dense)} dense windows per image")
+for name, rec in (("selective search", rec_ss), ("dense", rec_dense)):
+    for t in (0.5, 0.7):
+        print(f"{name:16s} IoU {t}: " + " ".join(f"{r:.2f}" for r in rec["recall"][t]))
+at100 = counts.index(100)
+assert rec_ss["recall"][0.5][at100] >= 0.95 and rec_ss["recall"][0.7][at100] >= 0.9
+assert rec_dense["recall"][0.5][at100] < 0.7 and rec_dense["recall"][0.7][at100] < 0.2
+assert rec_dense["recall"][0.7][counts.index(2000)] < rec_ss["recall"][0.7][counts.index(50)]
+
+fig, ax = plt.subplots(figsize=(5.5, 3.5))
+for name, rec, style in (("selective search", rec_ss, "-"), ("dense", rec_dense, "--")):
+    for t, marker in ((0.5, "o"), (0.7, "s")):
+        ax.semilogx(counts, rec["recall"][t], ls=style, marker=marker, label=f"{name}, IoU {t}")
+ax.set(xlabel="number of proposals N", ylabel="recall", title="proposal recall", ylim=(0, 1.02))
+ax.grid(alpha=0.3)
+ax.legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ### Exercise 1 — recall at N with loops
+#
+# Write `recall_at(proposals_list, gt_list, n, t)`: loop over images and their GT boxes;
+# a GT box counts when one of the image's first `n` proposals has IoU ≥ t with it
+# (use `box_iou`). Return recalled / total GT.
+
+# %%
+def recall_at(proposals_list, gt_list, n, t):
+    """proposals_list, gt_list: one (P_i, 4) and one (G_i, 4) array per image -> float."""
+    ### BEGIN SOLUTION
+    found, total = 0, 0
+    for proposals, gts in zip(proposals_list, gt_list, strict=True):
+        for gt in gts:
+            total += 1
+            if len(proposals[:n]) and box_iou(proposals[:n], gt[None]).max() >= t:
+                found += 1
+    return found / total
+    ### END SOLUTION
+
+# %%
+# GRADED: recall at N by loops equals recall_vs_proposals (2 points)
+gt_list = [ds[i]["boxes"] for i in range(len(ds))]
+for n in (10, 50, 2000):
+    for t in (0.5, 0.7):
+        i = counts.index(n)
+        assert abs(recall_at(ss, gt_list, n, t) - rec_ss["recall"][t][i]) < 1e-12
+        assert abs(recall_at(dense_ranked, gt_list, n, t) - rec_dense["recall"][t][i]) < 1e-12
+
+# %% [markdown]
+# ## 3. More proposals are not better (paper section 5.5)
+#
+# The paper found mAP *rises then falls slightly* as the number of selective search
+# proposals grows, and that swapping in dense boxes, or **adding** dense boxes to
+# selective search, lowers mAP: the softmax classifier now has to reject many more
+# poorly placed windows. We run the shipped detector (trained on selective search
+# boxes) on the 20 images with: the top 20 / 50 / all selective search boxes, 300 dense
+# windows, and all selective search boxes plus 300 dense windows.
+
+# %%
+def mean_ap(proposals):
+    return evaluate(detect_images(model, images, proposals), ds)["mAP"]
+
+
+dense300 = [d[:300] for d in dense_ranked]
+settings = {"selective search, top 20": [b[:20] for b in ss],
+            "selective search, top 50": [b[:50] for b in ss],
+            "selective search, all": ss,
+            "dense, 300": dense300,
+            "selective search + 300 dense": [np.concatenate([b, d])
+                                              for b, d in zip(ss, dense300, strict=True)]}
+ablation = {}
+for name, proposals in settings.items():
+    ablation[name] = mean_ap(proposals)
+    print(f"{name:30s} {np.mean([len(p) for p in proposals]):6.0f} boxes/image  "
+          f"VOC07 mAP {ablation[name]:.3f}")
+assert ablation["selective search, top 20"] < ablation["selective search, all"]
+assert ablation["dense, 300"] < ablation["selective search, all"] - 0.15
+assert ablation["selective search + 300 dense"] <= ablation["selective search, all"] + 1e-9
+
+# %% [markdown]
+# Selective search's ~130 boxes beat 300 dense windows by a wide margin, and adding the
+# windows to selective search brought nothing. Where do the dense windows go wrong? The
+# top detections of one image with each set of proposals:
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(8, 4))
+for ax, name in zip(axes, ("selective search, all", "dense, 300"), strict=True):
+    d = detect(model, images[3], settings[name][3])
+    top = d["scores"] > 0.5
+    viz.draw_boxes(images[3], d["boxes"][top], d["labels"][top], d["scores"][top],
+                   class_names=CLASSES, ax=ax)
+    ax.set_title(f"{name}: {top.sum()} detections > 0.5", fontsize=9)
+fig.tight_layout()
+
+# %% [markdown]
+# ## 4. One scale
+#
+# SPP-net and Fast R-CNN can run at several image scales (an image pyramid) and pick, per
+# RoI, the scale where it is closest to 224² pixels. The paper found 5 scales only a
+# little better than 1 (66.9 vs 66.6 mAP for VGG_CNN_M, §5.2) at several times the cost:
+# deep networks learn scale invariance from data ("brute force"), so Fast R-CNN — and
+# minircnn — test at a single scale. Our shapes appear at many sizes in training; run the
+# detector on 10 of the images upsampled 1.5× (192 pixels, proposals scaled with them),
+# and on both scales with the detections merged by per-class NMS:
+
+# %%
+def upsample(image, factor=1.5):
+    """(3, H, W) -> (3, factor·H, factor·W), nearest neighbour."""
+    rows = (np.arange(round(factor * image.shape[1])) / factor).astype(int)
+    cols = (np.arange(round(factor * image.shape[2])) / factor).astype(int)
+    return image[:, rows][:, :, cols]
+
+
+subset = [ds[i] for i in range(10)]
+start = time.perf_counter()
+at1 = detect_images(model, images[:10], ss[:10], batch_size=2)
+seconds1 = time.perf_counter() - start
+start = time.perf_counter()
+at2 = detect_images(model, [upsample(im) for im in images[:10]], [1.5 * b for b in ss[:10]],
+                    batch_size=2)
+seconds2 = time.perf_counter() - start
+at2 = [{**d, "boxes": d["boxes"] / 1.5} for d in at2]                # back to 128-px coords
+merged = []
+for d1, d2 in zip(at1, at2, strict=True):
+    both = {k: np.concatenate([d1[k], d2[k]]) for k in ("boxes", "scores", "labels")}
+    keep = batched_nms(both["boxes"], both["scores"], both["labels"], 0.3)[:100]
+    merged.append({k: v[keep] for k, v in both.items()})
+scale_map = {"1x": evaluate(at1, subset)["mAP"], "1.5x": evaluate(at2, subset)["mAP"],
+             "1x + 1.5x": evaluate(merged, subset)["mAP"]}
+print(", ".join(f"{k}: mAP {v:.3f}" for k, v in scale_map.items()),
+      f"| time 1x {seconds1:.2f} s, 1.5x {seconds2:.2f} s")
+assert scale_map["1.5x"] > scale_map["1x"] - 0.1          # the network is nearly scale invariant
+assert scale_map["1x + 1.5x"] < scale_map["1x"] + 0.02    # a second scale buys (almost) nothing
+assert seconds2 > 1.2 * seconds1          # ... at a real cost (2.25x the pixels)
+
+# %% [markdown]
+# ## 5. Where Faster R-CNN goes next
+#
+# Faster R-CNN (Ren et al., 2015) removes selective search: a **Region Proposal Network**
+# slides a small network over the *shared* conv feature map — a 3×3 conv, then two 1×1
+# convs giving, at every feature-map cell, an objectness score and 4 box deltas for each
+# of k anchors (k = 9: 3 scales × 3 aspect ratios). The anchors are exactly dense sliding
+# windows like `dense_boxes` above; what makes them work is that the RPN **learns** to
+# score and refine them, then NMS keeps ~300 per image. Since the backbone pass is
+# already paid for, proposals cost only the small RPN head. We time such a head on the
+# shipped backbone's features (64 channels, 32 × 32 at stride 4) with random weights:
+
+# %%
+features = model.backbone.forward(images[0][None])                     # (1, 64, 32, 32)
+k = 9                                                                  # anchors per cell
+w3, b3 = rng.standard_normal((64, 64, 3, 3)) * 0.01, np.zeros(64)
+w_obj, b_obj = rng.standard_normal((k, 64, 1, 1)) * 0.01, np.zeros(k)
+w_box, b_box = rng.standard_normal((4 * k, 64, 1, 1)) * 0.01, np.zeros(4 * k)
+w3, w_obj, w_box = (w.astype(np.float32) for w in (w3, w_obj, w_box))
+
+
+def rpn_head(x):
+    h = np.maximum(conv2d_forward(x, w3, b3.astype(np.float32), pad=1)[0], 0)  # (1, 64, 32, 32)
+    objectness = conv2d_forward(h, w_obj, b_obj.astype(np.float32))[0]        # (1, 9, 32, 32)
+    deltas = conv2d_forward(h, w_box, b_box.astype(np.float32))[0]            # (1, 36, 32, 32)
+    return objectness, deltas
+
+
+objectness, deltas = rpn_head(features)
+assert objectness.shape == (1, k, 32, 32) and deltas.shape == (1, 4 * k, 32, 32)
+start = time.perf_counter()
+for _ in range(5):
+    rpn_head(features)
+rpn_seconds = (time.perf_counter() - start) / 5
+print(f"RPN head: {1e3 * rpn_seconds:.1f} ms for {k * 32 * 32} anchors, vs selective search "
+      f"{1e3 * ss_seconds:.0f} ms")
+assert rpn_seconds < ss_seconds / 3
+
+# %% [markdown]
+# ## Summary
+#
+# - With the network made fast, selective search dominates test time (here about 3× the
+#   whole `detect` per image; in the paper 2 s vs 0.3 s).
+# - Selective search reaches near-full recall with ~100 ranked boxes; unscored dense
+#   windows need thousands and still miss at IoU 0.7.
+# - More proposals are not better: 300 dense windows gave a far lower mAP than ~130
+#   selective search boxes, and adding them to selective search did not help (paper §5.5).
+# - A single test scale is enough: the network learned near scale invariance; a second
+#   scale roughly doubled the time for (almost) no mAP.
+# - Faster R-CNN's RPN turns dense anchors into good proposals by *learning* to score
+#   and regress them on the shared features, for the cost of a small conv head.
+#
+# ## Exercises
+#
+# 1. Plot mAP against the number of selective search proposals (top 5 … all). Where does
+#    it saturate? Try `selective_search(..., scale=(50, 150))` (more, slower boxes).
+# 2. Score the dense windows with the detector's own background probability and keep the
+#    best 100 (a "detector as RPN"). How do recall and mAP change?
+# 3. Time `selective_search` and `detect` on 256 × 256 images. Which grows faster?
+# 4. Anchors: write the k = 9 anchors of one feature-map cell (stride 4, scales 16, 32,
+#    64, ratios 0.5, 1, 2) and draw them with `viz.draw_boxes`.
