@@ -85,7 +85,7 @@ net_seconds = (time.perf_counter() - start) / len(images)
 print(f"selective search {1e3 * ss_seconds:.0f} ms/image ({np.mean([len(b) for b in ss]):.0f} "
       f"boxes), detect (backbone + RoI pool + head + NMS) {1e3 * net_seconds:.0f} ms/image")
 print(f"proposals take {ss_seconds / (ss_seconds + net_seconds):.0%} of the time per image")
-assert ss_seconds > 1.5 * net_seconds        # measured ~3x on the shared 2-core machine
+assert ss_seconds > 1.5 * net_seconds        # measured ~9x on the shared 2-core machine
 
 # %% [markdown]
 # ## 2. Recall vs number of proposals
@@ -246,10 +246,12 @@ assert seconds2 > 1.2 * seconds1          # ... at a real cost (2.25x the pixels
 # windows like `dense_boxes` above; what makes them work is that the RPN **learns** to
 # score and refine them, then NMS keeps ~300 per image. Since the backbone pass is
 # already paid for, proposals cost only the small RPN head. We time such a head on the
-# shipped backbone's features (64 channels, 32 × 32 at stride 4) with random weights:
+# shipped backbone's features (64 channels, 16 × 16 at stride 8) with random weights:
 
 # %%
-features = model.backbone.forward(images[0][None])                     # (1, 64, 32, 32)
+features = model.backbone.forward(images[0][None])                     # (1, 64, 16, 16)
+_, _, FH, FW = features.shape                                          # 128 / stride 8
+assert (FH, FW) == (128 // model.backbone.feature_stride,) * 2
 k = 9                                                                  # anchors per cell
 w3, b3 = rng.standard_normal((64, 64, 3, 3)) * 0.01, np.zeros(64)
 w_obj, b_obj = rng.standard_normal((k, 64, 1, 1)) * 0.01, np.zeros(k)
@@ -258,26 +260,26 @@ w3, w_obj, w_box = (w.astype(np.float32) for w in (w3, w_obj, w_box))
 
 
 def rpn_head(x):
-    h = np.maximum(conv2d_forward(x, w3, b3.astype(np.float32), pad=1)[0], 0)  # (1, 64, 32, 32)
-    objectness = conv2d_forward(h, w_obj, b_obj.astype(np.float32))[0]        # (1, 9, 32, 32)
-    deltas = conv2d_forward(h, w_box, b_box.astype(np.float32))[0]            # (1, 36, 32, 32)
+    h = np.maximum(conv2d_forward(x, w3, b3.astype(np.float32), pad=1)[0], 0)  # (1, 64, FH, FW)
+    objectness = conv2d_forward(h, w_obj, b_obj.astype(np.float32))[0]        # (1, 9, FH, FW)
+    deltas = conv2d_forward(h, w_box, b_box.astype(np.float32))[0]            # (1, 36, FH, FW)
     return objectness, deltas
 
 
 objectness, deltas = rpn_head(features)
-assert objectness.shape == (1, k, 32, 32) and deltas.shape == (1, 4 * k, 32, 32)
+assert objectness.shape == (1, k, FH, FW) and deltas.shape == (1, 4 * k, FH, FW)
 start = time.perf_counter()
 for _ in range(5):
     rpn_head(features)
 rpn_seconds = (time.perf_counter() - start) / 5
-print(f"RPN head: {1e3 * rpn_seconds:.1f} ms for {k * 32 * 32} anchors, vs selective search "
+print(f"RPN head: {1e3 * rpn_seconds:.1f} ms for {k * FH * FW} anchors, vs selective search "
       f"{1e3 * ss_seconds:.0f} ms")
 assert rpn_seconds < ss_seconds / 3
 
 # %% [markdown]
 # ## Summary
 #
-# - With the network made fast, selective search dominates test time (here about 3× the
+# - With the network made fast, selective search dominates test time (here about 9× the
 #   whole `detect` per image; in the paper 2 s vs 0.3 s).
 # - Selective search reaches near-full recall with ~100 ranked boxes; unscored dense
 #   windows need thousands and still miss at IoU 0.7.
@@ -295,5 +297,5 @@ assert rpn_seconds < ss_seconds / 3
 # 2. Score the dense windows with the detector's own background probability and keep the
 #    best 100 (a "detector as RPN"). How do recall and mAP change?
 # 3. Time `selective_search` and `detect` on 256 × 256 images. Which grows faster?
-# 4. Anchors: write the k = 9 anchors of one feature-map cell (stride 4, scales 16, 32,
+# 4. Anchors: write the k = 9 anchors of one feature-map cell (stride 8, scales 16, 32,
 #    64, ratios 0.5, 1, 2) and draw them with `viz.draw_boxes`.
