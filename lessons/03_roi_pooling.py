@@ -216,8 +216,9 @@ for fwd, bwd in ((roi_pool_forward_naive, roi_pool_backward_naive),
 # %% [markdown]
 # ## 4. Fast version: equality and timing
 #
-# The library's fast `roi_pool_forward` builds a table of box maxima once and reads every
-# bin from it with one lookup, instead of looping over RoIs, channels and cells.
+# The library's fast `roi_pool_forward` builds a sparse table of block maxima once (the
+# max of every 2^i × 2^j block, by doubling) and reads every bin from it with four
+# overlapping lookups, instead of looping over RoIs, channels and cells.
 
 # %%
 feat_big = rng.standard_normal((2, 16, 16, 16))

@@ -36,6 +36,8 @@ from minircnn.layers.roi_pool import (
     roi_pool_backward_naive,
     roi_pool_forward,
     roi_pool_forward_naive,
+    spp_backward,
+    spp_forward,
 )
 
 Setup = Callable[[np.random.Generator], tuple[Callable[[], object], "float | None"]]
@@ -161,8 +163,9 @@ def _setup_roi(rng, forward, backward, **kwargs):
     x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (ROI_COUNT, 2)), 127)
     batch = rng.integers(0, ROI_FEATURES[0], (ROI_COUNT, 1))
     rois = np.concatenate([batch, x1y1, x2y2], axis=1).astype(np.float32)  # (R, 5)
-    return _setup_fwd_bwd(forward, backward, (x, rois), output_size=ROI_OUT,
-                          spatial_scale=ROI_SCALE, **kwargs)
+    sizes = {} if "levels" in kwargs else {"output_size": ROI_OUT}   # spp takes levels
+    return _setup_fwd_bwd(forward, backward, (x, rois), spatial_scale=ROI_SCALE,
+                          **sizes, **kwargs)
 
 
 def _detector_benchmarks() -> list[Benchmark]:
@@ -213,6 +216,8 @@ BENCHMARKS: list[Benchmark] = [
         compare_to=f"roi_pool naive fwd+bwd {ROI_TAG}"),
     Benchmark(f"roi_align fast fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
         rng, roi_align_forward, roi_align_backward, sampling_ratio=2)),
+    Benchmark("spp fwd+bwd levels (4, 2, 1) 2x64x16x16 256 RoIs", lambda rng: _setup_roi(
+        rng, spp_forward, spp_backward, levels=(4, 2, 1))),
     *DETECTOR_BENCHMARKS,
     Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs", _setup_head),
     Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs truncated SVD rank {HEAD_RANK}",

@@ -39,6 +39,7 @@ from minircnn.layers.roi_align import (  # noqa: F401
     roi_align_geometry,
 )
 from minircnn.layers.roi_common import RoIModule, check_roi_inputs, pair, pick_impl
+from minircnn.layers.roi_pool_table import block_rows, lookup_bins, sparse_max_table, table_levels
 
 
 # --------------------------------------------------------------------------------------
@@ -162,56 +163,14 @@ def roi_pool_backward_naive(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray
 # --------------------------------------------------------------------------------------
 # RoI max pooling: fast version.
 #
-# Instead of gathering each bin's cells, build one table with the max (and argmax) of
-# every box of up to KH x KW cells that starts at every cell, then read each bin's
-# answer from it with a single lookup. The table is built separably - first widen boxes
-# along rows, then stack rows - and both steps compare with a strict >, so the first
-# maximum in row-major order wins exactly as in the loops above. Its size is
-# N*H*W*C*KH*KW, usually smaller than the R*PH*PW*C*KH*KW cells a padded gather reads.
+# Instead of gathering each bin's cells, build once per image a sparse table with the max
+# (and argmax) of every 2^a x 2^b block of cells (roi_pool_table.py): each level is two
+# blocks of the level below, merged elementwise, so the table costs one pass per level,
+# log2 of the largest bin on each axis. A bin is then four table lookups - the four
+# blocks in its corners cover it - merged with "larger value wins, on equal values the
+# smaller cell index wins", which is exactly torchvision's first max in row-major order.
 # --------------------------------------------------------------------------------------
-TABLE_ENTRIES = 1 << 22   # box-max table entries per pass; more channels are done in chunks
-
-
-def _box_max_table(x, cell, KH: int, KW: int):
-    """x (N, H, W, C) -> best, arg (N*H*KH*W*KW + 1, C): box max and its cell index.
-
-    Row ((((n*H + h)*KH + kh)*W + w)*KW + kw) describes the box of rows h..h+kh and
-    columns w..w+kw of image n; ``arg`` holds the ``cell`` value (N, H, W, C) of its
-    winning input. The extra last row (0, -1) is what empty bins look up.
-    """
-    xp = get_array_module(x)
-    N, H, W, C = x.shape
-    row_best = xp.empty((N, H, W, KW, C), dtype=x.dtype)   # max over cols w..w+kw
-    row_arg = xp.empty((N, H, W, KW, C), dtype=cell.dtype)
-    row_best[:, :, :, 0], row_arg[:, :, :, 0] = x, cell
-    for k in range(1, KW):                    # widen each box by its column w + k
-        col = xp.minimum(xp.arange(W) + k, W - 1)   # boxes past the edge are never read
-        _merge_first_max(row_best[:, :, :, k - 1], row_arg[:, :, :, k - 1],
-                         x[:, :, col], cell[:, :, col], row_best[:, :, :, k], row_arg[:, :, :, k])
-    best = xp.empty((N * H * KH * W * KW + 1, C), dtype=x.dtype)
-    arg = xp.empty((N * H * KH * W * KW + 1, C), dtype=cell.dtype)
-    box_best = best[:-1].reshape(N, H, KH, W, KW, C)   # views: writing them fills the table
-    box_arg = arg[:-1].reshape(N, H, KH, W, KW, C)
-    box_best[:, :, 0], box_arg[:, :, 0] = row_best, row_arg
-    for k in range(1, KH):                    # add row h + k below each box
-        row = xp.minimum(xp.arange(H) + k, H - 1)
-        _merge_first_max(box_best[:, :, k - 1], box_arg[:, :, k - 1],
-                         row_best[:, row], row_arg[:, row], box_best[:, :, k], box_arg[:, :, k])
-    best[-1], arg[-1] = 0, -1                 # the empty bin: output 0, no gradient
-    return best, arg
-
-
-def _merge_first_max(best, arg, new, new_arg, out_best, out_arg) -> None:
-    """out = max(best, new); the argmax moves to new_arg only where new > best.
-
-    The comparison is strict, so on a tie the earlier cell keeps the max: scanning
-    columns left to right, then rows top to bottom, the first maximum in row-major order
-    wins, as in torchvision's loops.
-    """
-    xp = get_array_module(best)
-    better = new > best
-    out_best[...] = xp.where(better, new, best)
-    out_arg[...] = xp.where(better, new_arg, arg)
+TABLE_ENTRIES = 1 << 22   # sparse-table entries per pass; more channels are done in chunks
 
 
 def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 7),
@@ -232,27 +191,21 @@ def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 
     N, C, H, W = features.shape
     R = rois.shape[0]
     bins = roi_pool_bins(rois, (PH, PW), spatial_scale, H, W)
-    bin_h, bin_w = bins.hend - bins.hstart, bins.wend - bins.wstart   # (R, PH), (R, PW)
-    KH = max(int(bin_h.max()), 1) if R else 1
-    KW = max(int(bin_w.max()), 1) if R else 1
+    LH = table_levels(int((bins.hend - bins.hstart).max())) if R else 0   # blocks up to 2^LH rows
+    LW = table_levels(int((bins.wend - bins.wstart).max())) if R else 0
+    rows = block_rows(bins, LH, LW, (N, H, W))             # (4, R, PH, PW) table rows
     x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
-    cell = xp.arange(N * C * H * W).reshape(N, C, H, W).transpose(0, 2, 3, 1)  # (N, H, W, C)
-    n = bins.batch[:, None, None]                          # (R, 1, 1)
-    h0 = xp.minimum(bins.hstart, H - 1)[:, :, None]        # (R, PH, 1)
-    w0 = xp.minimum(bins.wstart, W - 1)[:, None, :]        # (R, 1, PW)
-    kh = xp.maximum(bin_h - 1, 0)[:, :, None]              # box height - 1, (R, PH, 1)
-    kw = xp.maximum(bin_w - 1, 0)[:, None, :]              # (R, 1, PW)
-    row = (((n * H + h0) * KH + kh) * W + w0) * KW + kw    # (R, PH, PW) table row
-    empty = (bin_h <= 0)[:, :, None] | (bin_w <= 0)[:, None, :]
-    row = xp.where(empty, N * H * KH * W * KW, row)        # empty bins read the 0 row
-    step = max(1, TABLE_ENTRIES // (N * H * W * KH * KW))  # channels per table (memory cap)
-    outs, args = [], []
-    for c0 in range(0, C, step):
-        best, arg = _box_max_table(x[..., c0:c0 + step], cell[..., c0:c0 + step], KH, KW)
-        outs.append(best[row])                             # (R, PH, PW, step)
-        args.append(arg[row])                              # cell: index into x.ravel()
-    out = xp.concatenate(outs, axis=3).transpose(0, 3, 1, 2)     # -> (R, C, PH, PW)
-    argmax = xp.concatenate(args, axis=3).transpose(0, 3, 1, 2)  # -> (R, C, PH, PW)
+    index_dtype = np.int32 if N * C * H * W < 2**31 else np.int64   # int32: half the traffic
+    cell = xp.arange(N * C * H * W, dtype=index_dtype).reshape(N, C, H, W)
+    cell = cell.transpose(0, 2, 3, 1)                      # (N, C, H, W) -> (N, H, W, C)
+    step = max(1, TABLE_ENTRIES // (N * H * W * (LH + 1) * (LW + 1)))  # channels per table
+    out = xp.empty((R, PH, PW, C), dtype=features.dtype)
+    argmax = xp.empty((R, PH, PW, C), dtype=np.int64)    # cell: index into x.ravel()
+    for c in range(0, C, step):
+        best, arg = sparse_max_table(x[..., c:c + step], cell[..., c:c + step], LH, LW)
+        lookup_bins(best, arg, rows, out[..., c:c + step], argmax[..., c:c + step])
+    out = out.transpose(0, 3, 1, 2)                        # (R, PH, PW, C) -> (R, C, PH, PW)
+    argmax = argmax.transpose(0, 3, 1, 2)                  # (R, PH, PW, C) -> (R, C, PH, PW)
     return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax)
 
 

@@ -251,6 +251,87 @@ def test_roi_pool_fast_in_channel_chunks(monkeypatch):
     np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
 
 
+@pytest.mark.parametrize("output_size", [1, 2, (1, 3)])
+def test_roi_pool_large_bins_with_ties(output_size):
+    """Bins up to the whole map (sparse-table levels up to 2^4 x 2^4, four overlapping
+    corner blocks per bin) on integer maps full of ties: fast == oracle == naive,
+    value, argmax and gradient location alike."""
+    rng = np.random.default_rng(11)
+    x = rng.integers(0, 3, (2, 3, 19, 23)).astype(np.float64)
+    rois = np.array([[0, 0, 0, 22, 18], [1, 0, 0, 22, 18], [1, 0, 0, 400, 400],
+                     [0, 1, 2, 21, 17], [1, 3, 0, 19, 18], [0, 5, 4, 9, 12]], dtype=np.float64)
+    rois = np.concatenate([rois, random_rois(rng, 10, 2, 23, past=2, min_size=8)])
+    expected, cell = oracle_roi_pool(x, rois, pair_of(output_size), 1.0)
+    for forward, backward in POOL_IMPLS.values():
+        out, cache = forward(x, rois, output_size=output_size, spatial_scale=1.0)
+        np.testing.assert_array_equal(out, expected)
+        np.testing.assert_array_equal(asnumpy(cache.argmax), cell)
+        dout = rng.integers(1, 5, out.shape).astype(np.float64)
+        dx = backward(dout, cache)
+        expected_dx = np.zeros(x.size)
+        hit = cell.ravel() >= 0                              # empty bins send nothing
+        np.add.at(expected_dx, cell.ravel()[hit], dout.ravel()[hit])   # dout to the first max
+        np.testing.assert_array_equal(dx, expected_dx.reshape(x.shape))
+
+
+def pair_of(size):
+    return (size, size) if np.isscalar(size) else tuple(size)
+
+
+def test_roi_pool_whole_map_tie_is_first_in_row_major_order():
+    """A bin of 6 x 7 cells is covered by four overlapping 4 x 4 blocks. The max 5 sits
+    at (1, 5) (top-right block only) and (3, 0) (both left blocks, earlier block order):
+    row-major order reaches (1, 5) first, so it must win."""
+    x = np.zeros((1, 1, 6, 7))
+    x[0, 0, 1, 5] = x[0, 0, 3, 0] = x[0, 0, 5, 6] = 5.0
+    rois = np.array([[0, 0, 0, 6, 5]], dtype=np.float64)
+    out, cache = roi_pool_forward(x, rois, output_size=1, spatial_scale=1.0)
+    assert out[0, 0, 0, 0] == 5.0 and cache.argmax[0, 0, 0, 0] == 1 * 7 + 5
+
+
+def test_roi_pool_signed_zero_ties_keep_the_first_cell_bits():
+    """-0.0 == 0.0: the first one in row-major order is the output, sign bit included."""
+    x = np.full((1, 1, 5, 6), -1.0)
+    x[0, 0, 2, 4], x[0, 0, 3, 1] = -0.0, 0.0      # (2, 4) comes first
+    rois = np.array([[0, 0, 0, 5, 4]], dtype=np.float64)
+    expected, cache_n = roi_pool_forward_naive(x, rois, output_size=1, spatial_scale=1.0)
+    out, cache = roi_pool_forward(x, rois, output_size=1, spatial_scale=1.0)
+    assert np.signbit(out[0, 0, 0, 0]) and np.signbit(expected[0, 0, 0, 0])
+    np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
+
+
+def test_roi_pool_fast_in_channel_and_roi_blocks(monkeypatch):
+    """Tiny table and lookup budgets: one channel per table, one RoI per lookup block;
+    large bins and ties, so the blocks must still agree with the loops exactly."""
+    import minircnn.layers.roi_pool as roi_pool_module
+    import minircnn.layers.roi_pool_table as table_module
+
+    rng = np.random.default_rng(12)
+    x = rng.integers(0, 3, (2, 4, 9, 11)).astype(np.float32)
+    rois = random_rois(rng, 7, 2, 88, past=16, min_size=32)
+    expected, cache_n = roi_pool_forward_naive(x, rois, output_size=(2, 1), spatial_scale=1 / 8)
+    monkeypatch.setattr(roi_pool_module, "TABLE_ENTRIES", 1)
+    monkeypatch.setattr(table_module, "LOOKUP_ENTRIES", 1)
+    out, cache = roi_pool_forward(x, rois, output_size=(2, 1), spatial_scale=1 / 8)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
+
+
+def test_spp_whole_map_levels_match_naive():
+    """SPP's coarse levels (bins as large as the RoI) against the loops, ties included."""
+    rng = np.random.default_rng(13)
+    x = rng.integers(0, 4, (2, 3, 12, 10)).astype(np.float64)
+    rois = np.concatenate([[[0, 0, 0, 159, 191], [1, 0, 0, 159, 191]],
+                           random_rois(rng, 6, 2, 160, past=16, min_size=48)])
+    out, cache = spp_forward(x, rois, levels=(4, 2, 1), spatial_scale=1 / 16)
+    parts = [roi_pool_forward_naive(x, rois, output_size=lv, spatial_scale=1 / 16)
+             for lv in (4, 2, 1)]
+    np.testing.assert_array_equal(out, np.concatenate([p.reshape(len(rois), -1)
+                                                       for p, _ in parts], axis=1))
+    for level_cache, (_, naive_cache) in zip(cache.level_caches, parts, strict=True):
+        np.testing.assert_array_equal(level_cache.argmax, naive_cache.argmax)
+
+
 def test_roi_pool_float32_and_no_rois():
     x = ramp((1, 1, 4, 4)).astype(np.float32)
     rois = np.array([[0, 0, 0, 20, 20]], dtype=np.float32)
