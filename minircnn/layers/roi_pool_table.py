@@ -1,14 +1,22 @@
-"""Max and first argmax of any rectangle of a feature map in four lookups: a 2-D sparse table.
+"""Max and first argmax of any rectangle of a feature map: a box table or a 2-D sparse table.
 
-Used by ``roi_pool_forward`` (roi_pool.py), where every bin is such a rectangle.
+Used by ``roi_pool_forward`` (roi_pool.py), where every bin is such a rectangle. Two
+tables answer the same question, bit for bit; ``plan_table`` picks the cheaper per call.
 
-Level (a, b) of the table holds, for every cell (h, w), the max of the 2^a x 2^b block
-whose top-left cell is (h, w), and the index of its winning cell. A level is two blocks
-of a lower level side by side (or stacked), so the whole table takes one elementwise
-merge per level, however large the bins are (the "doubling" of a 1-D sparse table, on
-both axes). A rectangle [h0, h1) x [w0, w1) with 2^a <= h1 - h0 < 2^(a+1) and
-2^b <= w1 - w0 < 2^(b+1) is exactly covered by the four 2^a x 2^b blocks in its corners;
-they may overlap, which a max does not mind.
+**Box table** (``box_max_table``): for every cell (h, w) and every box size up to the
+largest bin, KH x KW, the max of the box whose top-left cell is (h, w). Built by a row
+pass then a column pass with a strict ``>``, so the first max in row-major order wins.
+KH*KW entries per cell, then one lookup per bin: cheapest while bins are small.
+
+**Sparse table** (``sparse_max_table``): level (a, b) holds, for every cell (h, w), the
+max of the 2^a x 2^b block whose top-left cell is (h, w), and the index of its winning
+cell. A level is two blocks of a lower level side by side (or stacked), so the whole
+table takes one elementwise merge per level, however large the bins are (the "doubling"
+of a 1-D sparse table, on both axes). A rectangle [h0, h1) x [w0, w1) with
+2^a <= h1 - h0 < 2^(a+1) and 2^b <= w1 - w0 < 2^(b+1) is exactly covered by the four
+2^a x 2^b blocks in its corners; they may overlap, which a max does not mind.
+(log2(KH) + 1)*(log2(KW) + 1) entries per cell, then four lookups and three merges per
+bin: cheapest once bins are large (SPP's 1x1 level, big maps).
 
 Ties follow torchvision: the first maximum in row-major order wins. The cell index
 ((n*C + c)*H + h)*W + w grows in row-major order, so "first" means "smallest index
@@ -19,11 +27,134 @@ rectangle is split into blocks, overlapping or not, so the result is exactly the
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from minircnn.backend import get_array_module
 
 LOOKUP_ENTRIES = 1 << 15   # bins x channels merged at a time (see lookup_bins)
+BOX_BIN_COST = 0.25        # one box-table bin (1 lookup) per channel, in table entries
+SPARSE_BIN_COST = 1.5      # one sparse-table bin (4 lookups + 3 merges), in table entries
+BOX_COST_RATIO = 1.0       # box table while its cost <= this x the sparse table's (tests: 0, inf)
+
+
+# --------------------------------------------------------------------------------------
+# Which table: a cost model in "table entries" per channel (measured, see plan_table).
+# --------------------------------------------------------------------------------------
+class TablePlan(NamedTuple):
+    """The chosen table, its size and the table rows every bin reads."""
+
+    method: str         # "box" or "sparse"
+    KH: int             # box: largest bin height; sparse: highest row level LH
+    KW: int             # box: largest bin width; sparse: highest column level LW
+    per_cell: int       # table entries per map cell and channel
+    rows: np.ndarray    # (k, R, PH, PW) table rows: k = 1 (box) or 4 corners (sparse)
+
+
+def plan_table(bins, shape: tuple) -> TablePlan:
+    """Pick the cheaper table for these bins and compute the rows each bin reads.
+
+    Cost per channel, in table entries, with M = N*H*W map cells and B = R*PH*PW bins:
+    box = M*KW*(KH + 1) (row pass, then the boxes) + BOX_BIN_COST*B (one lookup per bin);
+    sparse = M*(LH + 1)*(LW + 1) + SPARSE_BIN_COST*B (four lookups, three merges).
+    Measured (NumPy, float32, one thread): building either table costs 3-7 ns per entry
+    and channel, a box lookup 1-1.5 ns per bin, a sparse one 6.5-10 ns (hence 0.25 and
+    1.5). On (2, 64, 16, 16) with 256 RoIs of 8-128 px at scale 1/8 the crossover lies
+    between 7x7 bins (largest 4x4 cells: box 5.5 ms vs sparse 6.9 ms to build and read)
+    and 4x4 bins (largest 5x5: box 4.9 ms vs sparse 3.5 ms).
+
+    Args:
+        bins: RoIBins (roi_pool.py).  shape: (N, H, W) of the feature map.
+    """
+    N, H, W = shape
+    R, PH = bins.hstart.shape
+    PW = bins.wstart.shape[1]
+    KH = max(int((bins.hend - bins.hstart).max()), 1) if R else 1
+    KW = max(int((bins.wend - bins.wstart).max()), 1) if R else 1
+    LH, LW = table_levels(KH), table_levels(KW)
+    cells, n_bins = N * H * W, R * PH * PW
+    box_cost = cells * KW * (KH + 1) + BOX_BIN_COST * n_bins
+    sparse_cost = cells * (LH + 1) * (LW + 1) + SPARSE_BIN_COST * n_bins
+    if box_cost <= BOX_COST_RATIO * sparse_cost:
+        return TablePlan("box", KH, KW, KH * KW, box_rows(bins, KH, KW, shape))
+    return TablePlan("sparse", LH, LW, (LH + 1) * (LW + 1), block_rows(bins, LH, LW, shape))
+
+
+def build_table(plan: TablePlan, x, cell):
+    """x, cell (N, H, W, C) -> best, arg (table rows, C) of the planned table."""
+    table = box_max_table if plan.method == "box" else sparse_max_table
+    return table(x, cell, plan.KH, plan.KW)
+
+
+# --------------------------------------------------------------------------------------
+# Box table: every box up to KH x KW, one lookup per bin.
+# --------------------------------------------------------------------------------------
+def box_max_table(x, cell, KH: int, KW: int):
+    """x (N, H, W, C) -> best, arg (N*H*KH*W*KW + 1, C): box max and its cell index.
+
+    Row ((((n*H + h)*KH + kh)*W + w)*KW + kw) describes the box of rows h..h+kh and
+    columns w..w+kw of image n; ``arg`` holds the ``cell`` value (N, H, W, C) of its
+    winning input. The extra last row (0, -1) is what empty bins look up.
+    """
+    xp = get_array_module(x)
+    N, H, W, C = x.shape
+    row_best = xp.empty((N, H, W, KW, C), dtype=x.dtype)   # max over cols w..w+kw
+    row_arg = xp.empty((N, H, W, KW, C), dtype=cell.dtype)
+    row_best[:, :, :, 0], row_arg[:, :, :, 0] = x, cell
+    for k in range(1, KW):                    # widen each box by its column w + k
+        col = xp.minimum(xp.arange(W) + k, W - 1)   # boxes past the edge are never read
+        _merge_first_max(row_best[:, :, :, k - 1], row_arg[:, :, :, k - 1],
+                         x[:, :, col], cell[:, :, col], row_best[:, :, :, k], row_arg[:, :, :, k])
+    best = xp.empty((N * H * KH * W * KW + 1, C), dtype=x.dtype)
+    arg = xp.empty((N * H * KH * W * KW + 1, C), dtype=cell.dtype)
+    box_best = best[:-1].reshape(N, H, KH, W, KW, C)   # views: writing them fills the table
+    box_arg = arg[:-1].reshape(N, H, KH, W, KW, C)
+    box_best[:, :, 0], box_arg[:, :, 0] = row_best, row_arg
+    for k in range(1, KH):                    # add row h + k below each box
+        row = xp.minimum(xp.arange(H) + k, H - 1)
+        _merge_first_max(box_best[:, :, k - 1], box_arg[:, :, k - 1],
+                         row_best[:, row], row_arg[:, row], box_best[:, :, k], box_arg[:, :, k])
+    best[-1], arg[-1] = 0, -1                 # the empty bin: output 0, no gradient
+    return best, arg
+
+
+def _merge_first_max(best, arg, new, new_arg, out_best, out_arg) -> None:
+    """out = max(best, new); the argmax moves to new_arg only where new > best.
+
+    The comparison is strict, so on a tie the earlier cell keeps the max: scanning
+    columns left to right, then rows top to bottom, the first maximum in row-major order
+    wins, as in torchvision's loops.
+    """
+    xp = get_array_module(best)
+    better = new > best
+    out_best[...] = xp.where(better, new, best)
+    out_arg[...] = xp.where(better, new_arg, arg)
+
+
+def box_rows(bins, KH: int, KW: int, shape: tuple):
+    """Table row of every bin's box: (1, R, PH, PW) ints (empty bins: the last row).
+
+    Args:
+        bins: RoIBins: batch (R,), hstart/hend (R, PH), wstart/wend (R, PW).
+        KH, KW: the box table's largest box.  shape: (N, H, W) of the feature map.
+    """
+    xp = get_array_module(bins.hstart)
+    N, H, W = shape
+    bin_h, bin_w = bins.hend - bins.hstart, bins.wend - bins.wstart   # (R, PH), (R, PW)
+    n = bins.batch[:, None, None]                          # (R, 1, 1)
+    h0 = xp.minimum(bins.hstart, H - 1)[:, :, None]        # (R, PH, 1)
+    w0 = xp.minimum(bins.wstart, W - 1)[:, None, :]        # (R, 1, PW)
+    kh = xp.maximum(bin_h - 1, 0)[:, :, None]              # box height - 1, (R, PH, 1)
+    kw = xp.maximum(bin_w - 1, 0)[:, None, :]              # (R, 1, PW)
+    row = (((n * H + h0) * KH + kh) * W + w0) * KW + kw    # (R, PH, PW) table row
+    empty = (bin_h <= 0)[:, :, None] | (bin_w <= 0)[:, None, :]
+    return xp.where(empty, N * H * KH * W * KW, row)[None]  # (1, R, PH, PW)
+
+
+# --------------------------------------------------------------------------------------
+# Sparse table: 2^a x 2^b blocks, four corner lookups per bin.
+# --------------------------------------------------------------------------------------
 
 
 def table_levels(size: int) -> int:
@@ -103,15 +234,16 @@ def block_rows(bins, LH: int, LW: int, shape: tuple):
 
 
 def lookup_bins(best, arg, rows, out, argmax) -> None:
-    """Fill out, argmax (R, PH, PW, C) with the bins' max and argmax, from four lookups each.
+    """Fill out, argmax (R, PH, PW, C) with the bins' max and argmax: k lookups each, merged.
 
     On the CPU it works on blocks of about LOOKUP_ENTRIES values: small temporaries are
     reused from the cache, large ones cost fresh memory on every call (measured 2-3x
     slower). On a GPU every op is a kernel launch, so it does all RoIs in one block.
 
     Args:
-        best, arg: (table rows, C) from sparse_max_table.  rows: (4, R, PH, PW) from
-            block_rows.  out, argmax: (R, PH, PW, C) arrays (or views) to write.
+        best, arg: (table rows, C) from build_table.  rows: (k, R, PH, PW) from
+            plan_table: 4 corners (sparse table) or 1 box (box table).
+        out, argmax: (R, PH, PW, C) arrays (or views) to write.
     """
     R, PH, PW, C = out.shape
     budget = LOOKUP_ENTRIES if get_array_module(best) is np else out.size
@@ -122,9 +254,10 @@ def lookup_bins(best, arg, rows, out, argmax) -> None:
 
 
 def _merge_corners(best, arg, rows):
-    """rows (4, r, PH, PW) -> out, argmax (r, PH, PW, C): each bin's winner of its corners.
+    """rows (k, r, PH, PW) -> out, argmax (r, PH, PW, C): each bin's winner of its corners.
 
-    Starts from the top-left block; each other corner replaces it where it wins.
+    Starts from the top-left block; each other corner replaces it where it wins (a box
+    table gives one "corner", the whole bin, and nothing to merge).
     """
     xp = get_array_module(best)
     out, argmax = best[rows[0]], arg[rows[0]]       # (r, PH, PW, C): top-left blocks

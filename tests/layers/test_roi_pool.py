@@ -317,6 +317,57 @@ def test_roi_pool_fast_in_channel_and_roi_blocks(monkeypatch):
     np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
 
 
+@pytest.mark.parametrize("method, ratio", [("box", math.inf), ("sparse", 0.0)])
+@pytest.mark.parametrize("output_size, scale", [((3, 4), 1 / 8), (7, 1.0), (2, 1.0),
+                                                (1, 1.0), ((1, 3), 1.0)])
+@pytest.mark.parametrize("table_entries", [1 << 22, 1])
+def test_roi_pool_each_table_matches_loops_on_ties(monkeypatch, method, ratio, output_size,
+                                                   scale, table_entries):
+    """Force the box table (ratio inf) or the sparse table (ratio 0), with whole-map
+    channel tables or one channel per table, on integer maps full of ties, small bins
+    (7x7 on a 19x23 map) and large ones (1x1 up to the whole map): value, argmax and
+    gradient equal the oracle's and the loops' exactly."""
+    import minircnn.layers.roi_pool as roi_pool_module
+    import minircnn.layers.roi_pool_table as table_module
+
+    monkeypatch.setattr(table_module, "BOX_COST_RATIO", ratio)
+    monkeypatch.setattr(roi_pool_module, "TABLE_ENTRIES", table_entries)
+    rng = np.random.default_rng(14)
+    x = rng.integers(0, 3, (2, 3, 19, 23)).astype(np.float32)
+    rois = np.concatenate([[[0, 0, 0, 22 / scale, 18 / scale], [1, 0, 0, 400, 400]],
+                           random_rois(rng, 12, 2, 23 / scale, past=2 / scale)])
+    bins = roi_pool_bins(rois.astype(np.float32), pair_of(output_size), scale, 19, 23)
+    assert table_module.plan_table(bins, (2, 19, 23)).method == method
+    expected, cell = oracle_roi_pool(x, rois.astype(np.float32), pair_of(output_size), scale)
+    out_n, cache_n = roi_pool_forward_naive(x, rois, output_size=output_size,
+                                            spatial_scale=scale)
+    out, cache = roi_pool_forward(x, rois, output_size=output_size, spatial_scale=scale)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(out, out_n)
+    np.testing.assert_array_equal(cache.argmax, cell)
+    np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
+    dout = rng.integers(1, 5, out.shape).astype(np.float32)
+    np.testing.assert_array_equal(roi_pool_backward(dout, cache),
+                                  roi_pool_backward_naive(dout, cache_n))
+
+
+@pytest.mark.parametrize("output_size, method", [(7, "box"), (1, "sparse"), (2, "sparse")])
+def test_roi_pool_plan_picks_the_cheaper_table(output_size, method):
+    """The issue-4 benchmark's input (2, 64, 16, 16), RoIs of 8-128 px at scale 1/8:
+    7x7 bins (at most 4x4 cells) read a box table; SPP's 2x2 and 1x1 bins (up to the
+    whole 16x16 map) a sparse table, whose build grows with log2 of the bin size."""
+    import minircnn.layers.roi_pool_table as table_module
+
+    rng = np.random.default_rng(15)
+    x1y1 = rng.uniform(0, 120, (256, 2))
+    x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (256, 2)), 127)
+    rois = np.concatenate([rng.integers(0, 2, (256, 1)), x1y1, x2y2], axis=1)
+    bins = roi_pool_bins(rois, pair_of(output_size), 1 / 8, 16, 16)
+    plan = table_module.plan_table(bins, (2, 16, 16))
+    assert plan.method == method
+    assert plan.rows.shape == ((1 if method == "box" else 4), 256, output_size, output_size)
+
+
 def test_spp_whole_map_levels_match_naive():
     """SPP's coarse levels (bins as large as the RoI) against the loops, ties included."""
     rng = np.random.default_rng(13)
@@ -424,7 +475,11 @@ def test_bad_hyperparameters_raise():
 
 # --- NumPy vs CuPy --------------------------------------------------------------------
 @pytest.mark.gpu
-def test_numpy_equals_cupy():
+@pytest.mark.parametrize("ratio", [1.0, math.inf, 0.0])   # automatic, box table, sparse table
+def test_numpy_equals_cupy(monkeypatch, ratio):
+    import minircnn.layers.roi_pool_table as table_module
+
+    monkeypatch.setattr(table_module, "BOX_COST_RATIO", ratio)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 4, 9, 10))
     rois = random_rois(rng, 30, 2, 160, past=32)
