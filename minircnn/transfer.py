@@ -38,6 +38,7 @@ from minircnn.models.resnet import (
     pretrained_backbone,
 )
 from minircnn.optim import SGD, cosine_lr
+from minircnn.viz import save_figure
 
 SOURCE_CLASSES = ("circle", "square", "triangle", "ellipse", "diamond", "cross")
 TARGET_CLASSES = ("star", "hexagon", "ring", "rectangle")
@@ -161,9 +162,7 @@ def plot_accuracy(history: list[dict], path: str, *, title: str) -> str:
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
-
+    return save_figure(fig, path)  # atomic, like the checkpoints
 
 
 # --- pretraining -----------------------------------------------------------------------------
