@@ -109,10 +109,28 @@ class GradcheckRow(NamedTuple):
 
 
 # --- input makers: values kept off kinks and ties ---------------------------------------
-def _distinct(rng, shape):
+def distinct_values(rng, shape):
     """Values 0.1 apart in a random order: no two equal, so a max never flips under h."""
     n = int(np.prod(shape))
     return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
+
+
+def _distinct_x(shape):
+    """Input maker: {"x": distinct values} for max pooling."""
+    return lambda rng: {"x": distinct_values(rng, shape)}
+
+
+def ramp(shape):
+    """0, 1, 2, ... laid out row-major: x[n, c, h, w] = ((n*C + c)*H + h)*W + w."""
+    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+
+
+def random_rois(rng, n_rois, n_images, image_size, *, past=8.0, min_size=0.0):
+    """(R, 5) RoIs in image pixels, some reaching past the border by up to ``past``."""
+    x1y1 = rng.uniform(-past, image_size, (n_rois, 2))
+    wh = rng.uniform(min_size, image_size / 1.5, (n_rois, 2))
+    batch = rng.integers(0, n_images, (n_rois, 1))
+    return np.concatenate([batch, x1y1, x1y1 + wh], axis=1)
 
 
 def _off_zero(rng, shape, gap=0.1):
@@ -159,7 +177,7 @@ def _roi_inputs(shape, distinct=False):
         rois = np.array([[0, 0, 0, 23, 19], [1, 4, 6, 15, 15], [1, 0, 0, 3, 3],
                          [0, 10, 9, 40, 35], [0, 14, 4, 14, 4]], dtype=np.float64)
         rois[:, 0] = np.minimum(rois[:, 0], shape[0] - 1)
-        x = _distinct(rng, shape) if distinct else rng.standard_normal(shape)
+        x = distinct_values(rng, shape) if distinct else rng.standard_normal(shape)
         return {"features": x, "rois": rois}
     return make
 
@@ -230,13 +248,13 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("conv2d_1x2_kernel", conv2d_forward, conv2d_backward,
               _conv_inputs((1, 2, 4, 5), (3, 2, 1, 2)), kwargs={"stride": 1, "pad": 0}),
     LayerCase("max_pool2d_naive", max_pool2d_forward_naive, max_pool2d_backward_naive,
-              lambda rng: {"x": _distinct(rng, (2, 2, 4, 4))}, kwargs={"kernel": 2, "stride": 2}),
+              _distinct_x((2, 2, 4, 4)), kwargs={"kernel": 2, "stride": 2}),
     LayerCase("max_pool2d_naive_overlap", max_pool2d_forward_naive, max_pool2d_backward_naive,
-              lambda rng: {"x": _distinct(rng, (1, 2, 5, 5))}, kwargs={"kernel": 3, "stride": 2}),
+              _distinct_x((1, 2, 5, 5)), kwargs={"kernel": 3, "stride": 2}),
     LayerCase("max_pool2d", max_pool2d_forward, max_pool2d_backward,
-              lambda rng: {"x": _distinct(rng, (2, 3, 6, 6))}, kwargs={"kernel": 2, "stride": 2}),
+              _distinct_x((2, 3, 6, 6)), kwargs={"kernel": 2, "stride": 2}),
     LayerCase("max_pool2d_overlap", max_pool2d_forward, max_pool2d_backward,
-              lambda rng: {"x": _distinct(rng, (2, 2, 7, 7))}, kwargs={"kernel": 3, "stride": 2}),
+              _distinct_x((2, 2, 7, 7)), kwargs={"kernel": 3, "stride": 2}),
     LayerCase("linear", linear_forward, linear_backward,
               lambda rng: {"x": rng.standard_normal((4, 5)), "w": rng.standard_normal((3, 5)),
                            "b": rng.standard_normal(3)}),

@@ -10,6 +10,7 @@ import pytest
 import minircnn.layers.roi_align as roi_align_module
 import minircnn.layers.roi_pool as roi_pool_module
 from minircnn.backend import to_device
+from minircnn.checks import distinct_values, ramp, random_rois
 from minircnn.gradcheck import check_layer, rel_error
 from minircnn.layers import (
     RoIAlign,
@@ -21,25 +22,6 @@ from minircnn.layers import (
 
 ALIGN_IMPLS = {"naive": (roi_align_forward_naive, roi_align_backward_naive),
                "fast": (roi_align_forward, roi_align_backward)}
-
-
-def ramp(shape):
-    """0, 1, 2, ... laid out row-major: x[n, c, h, w] = ((n*C + c)*H + h)*W + w."""
-    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
-
-
-def distinct(rng, shape):
-    """Distinct values 0.1 apart in random order: no max flips under a 1e-5 step."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
-
-
-def random_rois(rng, n_rois, n_images, image_size, *, past=8.0, min_size=0.0):
-    """RoIs in image pixels, some reaching past the border by up to ``past`` pixels."""
-    x1y1 = rng.uniform(-past, image_size, (n_rois, 2))
-    wh = rng.uniform(min_size, image_size / 1.5, (n_rois, 2))
-    batch = rng.integers(0, n_images, (n_rois, 1))
-    return np.concatenate([batch, x1y1, x1y1 + wh], axis=1)
 
 
 # --- roi_align ------------------------------------------------------------------------
@@ -142,7 +124,7 @@ def test_roi_align_naive_equals_fast(aligned, sampling_ratio):
 @pytest.mark.parametrize("impl", ["naive", "fast"])
 def test_module_wraps_the_functions(impl):
     rng = np.random.default_rng(7)
-    x = distinct(rng, (1, 2, 5, 5))
+    x = distinct_values(rng, (1, 2, 5, 5))
     rois = np.array([[0, 0, 0, 60, 50], [0, 20, 10, 70, 70]], dtype=np.float64)
     dout = rng.standard_normal((2, 2, 2, 3))
     align = RoIAlign((2, 3), 1 / 16, sampling_ratio=0, aligned=True, impl=impl)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy, to_device
+from minircnn.checks import distinct_values, ramp, random_rois
 from minircnn.gradcheck import check_layer, rel_error
 from minircnn.layers import (
     RoIPool,
@@ -27,25 +28,6 @@ from minircnn.layers.roi_pool import c_round, roi_pool_bins
 
 POOL_IMPLS = {"naive": (roi_pool_forward_naive, roi_pool_backward_naive),
               "fast": (roi_pool_forward, roi_pool_backward)}
-
-
-def ramp(shape):
-    """0, 1, 2, ... laid out row-major: x[n, c, h, w] = ((n*C + c)*H + h)*W + w."""
-    return np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
-
-
-def distinct(rng, shape):
-    """Distinct values 0.1 apart in random order: no max flips under a 1e-5 step."""
-    n = int(np.prod(shape))
-    return (rng.permutation(n) * 0.1 - 0.05 * n).reshape(shape)
-
-
-def random_rois(rng, n_rois, n_images, image_size, *, past=8.0, min_size=0.0):
-    """RoIs in image pixels, some reaching past the border by up to ``past`` pixels."""
-    x1y1 = rng.uniform(-past, image_size, (n_rois, 2))
-    wh = rng.uniform(min_size, image_size / 1.5, (n_rois, 2))
-    batch = rng.integers(0, n_images, (n_rois, 1))
-    return np.concatenate([batch, x1y1, x1y1 + wh], axis=1)
 
 
 def oracle_roi_pool(x, rois, output_size, scale):
@@ -165,7 +147,7 @@ def test_roi_pool_ties_first_max_in_row_major_order(impl):
 @pytest.mark.parametrize("impl", ["naive", "fast"])
 def test_roi_pool_overlapping_rois_sum_their_gradients(impl):
     forward, backward = POOL_IMPLS[impl]
-    x = distinct(np.random.default_rng(0), (2, 1, 4, 4))
+    x = distinct_values(np.random.default_rng(0), (2, 1, 4, 4))
     rois = np.array([[1, 0, 0, 3, 3], [1, 0, 0, 3, 3], [1, 1, 1, 3, 3], [0, 0, 0, 3, 3]],
                     dtype=np.float64)
     out, cache = forward(x, rois, output_size=1, spatial_scale=1.0)
@@ -209,7 +191,7 @@ def test_roi_pool_bins_shared_helper():
 
 # --- roi_pool: gradients and naive == fast --------------------------------------------
 def _pool_gradcheck_inputs(rng):
-    x = distinct(rng, (2, 2, 6, 7))
+    x = distinct_values(rng, (2, 2, 6, 7))
     rois = np.array([[0, 0, 0, 6, 5], [1, 1, 2, 4, 4], [1, 0, 0, 1, 1], [0, 3, 3, 10, 9],
                      [0, 2, 1, 4, 2], [1, 5, 5, 5, 5], [0, 8, 0, 12, 5]], dtype=np.float64)
     return x, rois
@@ -397,7 +379,7 @@ def test_roi_pool_float32_and_no_rois():
 # --- SPP ------------------------------------------------------------------------------
 def test_spp_layout_is_concatenated_roi_pools():
     rng = np.random.default_rng(6)
-    x = distinct(rng, (2, 3, 6, 6))
+    x = distinct_values(rng, (2, 3, 6, 6))
     rois = random_rois(rng, 5, 2, 96, past=0, min_size=16)
     out, cache = spp_forward(x, rois, levels=(3, 2, 1), spatial_scale=1 / 16)
     assert out.shape == (5, 3 * (9 + 4 + 1))
@@ -415,7 +397,7 @@ def test_spp_layout_is_concatenated_roi_pools():
 @pytest.mark.parametrize("impl", ["naive", "fast"])
 def test_modules_wrap_the_functions(impl):
     rng = np.random.default_rng(7)
-    x = distinct(rng, (1, 2, 5, 5))
+    x = distinct_values(rng, (1, 2, 5, 5))
     rois = np.array([[0, 0, 0, 60, 50], [0, 20, 10, 70, 70]], dtype=np.float64)
     dout = rng.standard_normal((2, 2, 2, 3))
     pool = RoIPool((2, 3), 1 / 16, impl=impl)
