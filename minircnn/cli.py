@@ -193,6 +193,51 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_train_parser(sub) -> None:
+    """`minircnn train`: every TrainConfig field worth a flag (None = the default)."""
+    p = sub.add_parser("train", help="train Fast R-CNN on the shapes dataset, then evaluate")
+    p.add_argument("--epochs", type=int, default=None, help="passes over the training images")
+    p.add_argument("--backbone", choices=["vgg", "resnet"], default=None, help="backbone")
+    p.add_argument("--roi-op", choices=["pool", "align"], default=None, help="RoI pooling op")
+    p.add_argument("--out", default=None, help="run folder (default runs/<name>)")
+    p.add_argument("--name", default=None, help="run name (default 'shapes')")
+    p.add_argument("--seed", type=int, default=None, help="training seed (deterministic)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to train")
+    p.add_argument("--num-train", type=int, default=None, help="training images")
+    p.add_argument("--num-val", type=int, default=None, help="held-out evaluation images")
+    p.add_argument("--lr", type=float, default=None, help="base learning rate")
+    p.add_argument("--hidden", type=int, default=None, help="width of fc6 / fc7")
+    p.add_argument("--proposals", choices=["selective_search", "dense"], default=None,
+                   help="proposal method (default selective_search, as the paper)")
+    p.add_argument("--max-proposals", type=int, default=None, help="proposals per image")
+    p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
+    p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
+                   help="minibatch sampling (default hierarchical, as the paper)")
+    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.npz")
+    p.set_defaults(func=_cmd_train)
+
+
+def _add_finetune_parser(sub) -> None:
+    """`minircnn finetune`: the transfer comparison (FinetuneConfig)."""
+    p = sub.add_parser("finetune", help="transfer MiniResNet to new shapes: compare strategies")
+    p.add_argument("--pretrained", default=None,
+                   help="checkpoint from `minircnn pretrain` (default: the shipped weights)")
+    p.add_argument("--out", default=None, help="run folder (default runs/finetune)")
+    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per strategy")
+    p.add_argument("--train-per-class", type=int, default=None, help="target images per class")
+    p.add_argument("--finetune-from", type=int, default=None,
+                   help="strategy (c) trains stage K onward (detectron2 FREEZE_AT)")
+    p.add_argument("--strategies", default=None,
+                   help="comma-separated subset of scratch,frozen,from_stage,full")
+    p.add_argument("--seed", type=int, default=None, help="seed (deterministic)")
+    p.add_argument("--detection-iters", type=int, default=0,
+                   help="also train Fast R-CNN with a pretrained vs a random ResNet backbone "
+                        "for this many iterations and compare mAP (0: skip)")
+    p.add_argument("--proposals", choices=["selective_search", "dense"], default="selective_search",
+                   help="proposal method of the detection comparison")
+    p.set_defaults(func=_cmd_finetune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="minircnn",
@@ -219,26 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-objects", type=int, default=4, help="objects per image, at most")
     p.set_defaults(func=_cmd_dataset)
 
-    p = sub.add_parser("train", help="train Fast R-CNN on the shapes dataset, then evaluate")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training images")
-    p.add_argument("--backbone", choices=["vgg", "resnet"], default=None, help="backbone")
-    p.add_argument("--roi-op", choices=["pool", "align"], default=None, help="RoI pooling op")
-    p.add_argument("--out", default=None, help="run folder (default runs/<name>)")
-    p.add_argument("--name", default=None, help="run name (default 'shapes')")
-    p.add_argument("--seed", type=int, default=None, help="training seed (deterministic)")
-    p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to train")
-    p.add_argument("--num-train", type=int, default=None, help="training images")
-    p.add_argument("--num-val", type=int, default=None, help="held-out evaluation images")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate")
-    p.add_argument("--hidden", type=int, default=None, help="width of fc6 / fc7")
-    p.add_argument("--proposals", choices=["selective_search", "dense"], default=None,
-                   help="proposal method (default selective_search, as the paper)")
-    p.add_argument("--max-proposals", type=int, default=None, help="proposals per image")
-    p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
-    p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
-                   help="minibatch sampling (default hierarchical, as the paper)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.npz")
-    p.set_defaults(func=_cmd_train)
+    _add_train_parser(sub)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on held-out shapes images")
     p.add_argument("checkpoint", help="a .npz checkpoint (run checkpoint or model.npz)")
@@ -263,23 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=None, help="seed (deterministic)")
     p.set_defaults(func=_cmd_pretrain)
 
-    p = sub.add_parser("finetune", help="transfer MiniResNet to new shapes: compare strategies")
-    p.add_argument("--pretrained", default=None,
-                   help="checkpoint from `minircnn pretrain` (default: the shipped weights)")
-    p.add_argument("--out", default=None, help="run folder (default runs/finetune)")
-    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per strategy")
-    p.add_argument("--train-per-class", type=int, default=None, help="target images per class")
-    p.add_argument("--finetune-from", type=int, default=None,
-                   help="strategy (c) trains stage K onward (detectron2 FREEZE_AT)")
-    p.add_argument("--strategies", default=None,
-                   help="comma-separated subset of scratch,frozen,from_stage,full")
-    p.add_argument("--seed", type=int, default=None, help="seed (deterministic)")
-    p.add_argument("--detection-iters", type=int, default=0,
-                   help="also train Fast R-CNN with a pretrained vs a random ResNet backbone "
-                        "for this many iterations and compare mAP (0: skip)")
-    p.add_argument("--proposals", choices=["selective_search", "dense"], default="selective_search",
-                   help="proposal method of the detection comparison")
-    p.set_defaults(func=_cmd_finetune)
+    _add_finetune_parser(sub)
 
     p = sub.add_parser("assign", help="release student copies of the lessons (solutions removed)")
     p.add_argument("src_dir", help="folder of lesson notebooks (NN_name.ipynb / .py)")
