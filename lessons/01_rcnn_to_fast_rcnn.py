@@ -52,12 +52,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads: see below
 
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn import viz
+from minircnn.bench import best_time
 from minircnn.data import ShapesDataset
 from minircnn.detection import hierarchical_batch, selective_search
 from minircnn.gradcheck import numeric_gradient, rel_error
@@ -155,22 +154,13 @@ print(f"paper scale: 2000 x 227² / (600 x 1000) = {2000 * 227**2 / (600 * 1000)
 # pixels. Detection needs hundreds to thousands of RoIs per image.
 
 # %%
-def best_time(fn, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 counts = (8, 16, 32, 64)
 timings = {"R-CNN": [], "Fast R-CNN": []}
 for r in counts:
     for name in timings:
         model = models[name]
-        timings[name].append(best_time(lambda m=model, r=r: m.forward(images, rois[:r])))
-t_spp = best_time(lambda: models["SPP-net"].forward(images, rois), repeats=1)
+        timings[name].append(best_time(lambda m=model, r=r: m.forward(images, rois[:r]), 3))
+t_spp = best_time(lambda: models["SPP-net"].forward(images, rois), 1)
 for name, ts in timings.items():
     cells = [f"R={r}: {t * 1e3:6.1f} ms" for r, t in zip(counts, ts, strict=True)]
     print(f"{name:10s}", "  ".join(cells))

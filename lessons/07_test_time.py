@@ -40,12 +40,11 @@ import os
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
 
-import time
-
 import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn import viz
+from minircnn.bench import best_time
 from minircnn.blas import blas_threads
 from minircnn.compress import compress_fast_rcnn, head_cost, truncated_svd
 from minircnn.data import CLASSES, ShapesDataset
@@ -255,16 +254,6 @@ fig.tight_layout()
 # fc7 at 45% of VGG16's forward time.
 
 # %%
-def best_time(fn, repeats=5):
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 windows = dense_boxes(128, scales=(16, 32, 48, 64, 96), stride=4)       # (6219, 4)
 rois2000 = np.concatenate([np.zeros((2000, 1)), windows[rng.choice(len(windows), 2000,
                                                                     replace=False)]], axis=1)
@@ -274,10 +263,10 @@ with blas_threads(1):
     feats = model.backbone.forward(image)
     x2000 = model.flatten.forward(model.roi.forward(feats, rois2000))     # (2000, 3136)
     h2000 = model.relu6.forward(model.fc6.forward(x2000))                 # (2000, 256)
-    part_ms = {"backbone": best_time(lambda: model.backbone.forward(image)),
-               "roi_pool": best_time(lambda: model.roi.forward(feats, rois2000)),
-               "fc6": best_time(lambda: model.fc6.forward(x2000)),
-               "fc7": best_time(lambda: model.fc7.forward(h2000))}
+    part_ms = {"backbone": best_time(lambda: model.backbone.forward(image), 5),
+               "roi_pool": best_time(lambda: model.roi.forward(feats, rois2000), 5),
+               "fc6": best_time(lambda: model.fc6.forward(x2000), 5),
+               "fc7": best_time(lambda: model.fc7.forward(h2000), 5)}
 part_ms = {k: 1e3 * v for k, v in part_ms.items()}
 print(", ".join(f"{k} {v:.1f} ms" for k, v in part_ms.items()))
 assert part_ms["fc6"] + part_ms["fc7"] > 2 * part_ms["backbone"]
