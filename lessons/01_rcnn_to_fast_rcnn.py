@@ -167,7 +167,8 @@ for name, ts in timings.items():
 print(f"SPP-net    R=64: {t_spp * 1e3:6.1f} ms")
 speedup = timings["R-CNN"][-1] / timings["Fast R-CNN"][-1]
 print(f"Fast R-CNN is {speedup:.1f}x faster than R-CNN at 64 RoIs")
-assert timings["Fast R-CNN"][-1] < timings["R-CNN"][-1]
+# Times vary with the machine and its load: they are printed, not asserted. The work
+# itself is counted above (macs_rcnn == 16 * macs_fast), and that does not vary.
 
 fig, ax = plt.subplots(figsize=(5, 3.5))
 for name, ts in timings.items():

@@ -274,7 +274,9 @@ for name, t, n in (("hierarchical", t_hier, n_hier), ("region-wise", t_region, n
     print(f"{name:12s}: {n:3d} images, step {t * 1e3:7.1f} ms, "
           f"{t / 128 * 1e3:.2f} ms per RoI, {t / n * 1e3:.1f} ms per image")
 print(f"region-wise / hierarchical: {t_region / t_hier:.0f}x for the same 128 RoIs")
-assert t_hier / 128 < t_region / 128 / 4                          # much cheaper per RoI
+# Times are printed, not asserted (they move with the machine's load); the image count,
+# which the cost follows, is exact:
+assert n_region > 4 * n_hier                                      # backbone passes per step
 
 # %% [markdown]
 # The time per *image* is similar in both, the time per *RoI* is not: cost follows the

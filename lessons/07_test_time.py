@@ -269,7 +269,6 @@ with blas_threads(1):
                "fc7": best_time(lambda: model.fc7.forward(h2000), 5)}
 part_ms = {k: 1e3 * v for k, v in part_ms.items()}
 print(", ".join(f"{k} {v:.1f} ms" for k, v in part_ms.items()))
-assert part_ms["fc6"] + part_ms["fc7"] > 2 * part_ms["backbone"]
 
 # %% [markdown]
 # Everything per-RoI dominates: fc6 + fc7 cost several times the backbone pass. Our RoI
@@ -356,7 +355,8 @@ with blas_threads(1):
 speedup = head_ms["original"] / head_ms["rank 64"]
 print(f"head at 2000 RoIs: {head_ms['original']:.1f} ms -> {head_ms['rank 64']:.1f} ms "
       f"({speedup:.1f}x faster)")
-assert speedup > 1.3   # measured 2.5-3.5x on the 2-core machine; FLOPs fall 3.5x
+# The time ratio is printed, not asserted: it depends on the machine and its load. The
+# FLOP count, asserted above, falls 3.5x on any machine.
 
 map_full = evaluate(dets, ds)["mAP"]
 map_small = evaluate(detections_of(head_outputs(small)), ds)["mAP"]

