@@ -8,7 +8,15 @@ happen inside the handlers so ``minircnn --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+
+from minircnn.errors import UsageError, UserError
+from minircnn.settings import TRAIN_RULES, arg_type, at_least, between, integer_in
+
+_COUNT = at_least(1)                          # --num-images, --repeats, --epochs...
+_FRACTION = between(0, 1)                     # --score-thresh
+_LR = between(0, None, lo_open=True)          # finite and > 0
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -51,17 +59,18 @@ def _single_blas_thread() -> None:
     a training step ~8x faster than two, on an idle one ~15% slower (minircnn/blas.py).
     Set OPENBLAS_NUM_THREADS yourself to override.
     """
-    import os
-
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(var, "1")
 
 
-def _cmd_train(args: argparse.Namespace) -> int:
-    import os
+def _train_config(args: argparse.Namespace, out: str):
+    """The TrainConfig of ``minircnn train``: the flags given, over the run's own settings
+    on --resume; every range checked (a UsageError names what is out of range)."""
+    import dataclasses
 
-    _single_blas_thread()
-    from minircnn.train import TrainConfig, train_detector
+    from minircnn.runs import read_run_config
+    from minircnn.settings import check_train_config
+    from minircnn.train import TrainConfig
 
     overrides = {k: v for k, v in {
         "name": args.name, "epochs": args.epochs, "backbone": args.backbone,
@@ -70,16 +79,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
         "sampling": args.sampling}.items() if v is not None}
-    out = args.out or os.path.join("runs", overrides.get("name", TrainConfig.name))
-    saved = os.path.join(out, "config.json")
-    if args.resume and os.path.isfile(saved):  # continue with the run's own settings
-        import dataclasses
-        import json
-
-        with open(saved) as f:
-            config = dataclasses.replace(TrainConfig.from_dict(json.load(f)), **overrides)
+    if args.resume:                            # continue with the run's own settings
+        saved = read_run_config(out)
+        try:
+            config = TrainConfig.from_dict(saved)
+        except (TypeError, ValueError) as e:
+            raise UserError(f"--resume: {out}/config.json: {e}",
+                            "restore it, or start the run again with --overwrite") from e
+        config = dataclasses.replace(config, **overrides)
     else:
         config = TrainConfig(**overrides)
+    check_train_config(config)
+    return config
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    _single_blas_thread()
+    from minircnn.cli_errors import check_device
+    from minircnn.train import TrainConfig, train_detector
+
+    out = args.out or os.path.join("runs", args.name or TrainConfig.name)
+    config = _train_config(args, out)
+    check_device(config.device)
     metrics = train_detector(config, out, resume=args.resume)
     ev, times = metrics["eval"], metrics["times"]
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in ev["per_class_AP"].items())
@@ -95,7 +116,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
     _single_blas_thread()
+    from minircnn.cli_errors import check_checkpoint, check_device
     from minircnn.predict import evaluate_checkpoint
+
+    check_checkpoint(args.checkpoint, wants="FastRCNN", command="eval")
+    check_device(args.device)
 
     metrics = evaluate_checkpoint(args.checkpoint, num_val=args.num_val,
                                   cache_dir=args.cache_dir, device=args.device)
@@ -110,7 +135,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     _single_blas_thread()
-    from minircnn.predict import detect_image_file
+    from minircnn.cli_errors import check_checkpoint
+    from minircnn.predict import detect_image_file, read_image
+
+    check_checkpoint(args.checkpoint, wants="FastRCNN", command="detect")
+    read_image(args.image)                      # an unreadable image fails before the model loads
 
     dets = detect_image_file(args.checkpoint, args.image, args.output,
                              score_thresh=args.score_thresh)
@@ -121,8 +150,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    import os
-
     from minircnn.transfer import PretrainConfig, pretrain
 
     overrides = {k: v for k, v in {
@@ -141,9 +168,15 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    import os
+    from minircnn.cli_errors import check_checkpoint
+    from minircnn.transfer import STRATEGIES, FinetuneConfig, detection_transfer, finetune
 
-    from minircnn.transfer import FinetuneConfig, detection_transfer, finetune
+    if args.pretrained is not None:
+        check_checkpoint(args.pretrained, wants="MiniResNet", command="finetune --pretrained")
+    unknown = sorted(set(args.strategies.split(",")) - set(STRATEGIES)) if args.strategies else []
+    if unknown:
+        raise UsageError(f"--strategies: unknown {', '.join(unknown)}",
+                         f"choose from {','.join(STRATEGIES)}")
 
     overrides = {k: v for k, v in {
         "pretrained": args.pretrained, "epochs": args.epochs,
@@ -196,20 +229,27 @@ def _cmd_grade(args: argparse.Namespace) -> int:
 def _add_train_parser(sub) -> None:
     """`minircnn train`: every TrainConfig field worth a flag (None = the default)."""
     p = sub.add_parser("train", help="train Fast R-CNN on the shapes dataset, then evaluate")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training images")
+    p.add_argument("--epochs", type=arg_type(TRAIN_RULES["epochs"]), default=None,
+                   help="passes over the training images (>= 1)")
     p.add_argument("--backbone", choices=["vgg", "resnet"], default=None, help="backbone")
     p.add_argument("--roi-op", choices=["pool", "align"], default=None, help="RoI pooling op")
     p.add_argument("--out", default=None, help="run folder (default runs/<name>)")
     p.add_argument("--name", default=None, help="run name (default 'shapes')")
-    p.add_argument("--seed", type=int, default=None, help="training seed (deterministic)")
+    p.add_argument("--seed", type=arg_type(TRAIN_RULES["seed"]), default=None,
+                   help="training seed (deterministic)")
     p.add_argument("--device", choices=["cpu", "gpu"], default=None, help="where to train")
-    p.add_argument("--num-train", type=int, default=None, help="training images")
-    p.add_argument("--num-val", type=int, default=None, help="held-out evaluation images")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate")
-    p.add_argument("--hidden", type=int, default=None, help="width of fc6 / fc7")
+    p.add_argument("--num-train", type=arg_type(TRAIN_RULES["num_train"]), default=None,
+                   help="training images (>= the images of one iteration, 2)")
+    p.add_argument("--num-val", type=arg_type(TRAIN_RULES["num_val"]), default=None,
+                   help="held-out evaluation images (>= 1)")
+    p.add_argument("--lr", type=arg_type(_LR, float), default=None,
+                   help="base learning rate (> 0)")
+    p.add_argument("--hidden", type=arg_type(TRAIN_RULES["hidden"]), default=None,
+                   help="width of fc6 / fc7 (>= 1)")
     p.add_argument("--proposals", choices=["selective_search", "dense"], default=None,
                    help="proposal method (default selective_search, as the paper)")
-    p.add_argument("--max-proposals", type=int, default=None, help="proposals per image")
+    p.add_argument("--max-proposals", type=arg_type(TRAIN_RULES["max_proposals"]), default=None,
+                   help="proposals per image (>= 1)")
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
@@ -223,14 +263,16 @@ def _add_finetune_parser(sub) -> None:
     p.add_argument("--pretrained", default=None,
                    help="checkpoint from `minircnn pretrain` (default: the shipped weights)")
     p.add_argument("--out", default=None, help="run folder (default runs/finetune)")
-    p.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs per strategy")
-    p.add_argument("--train-per-class", type=int, default=None, help="target images per class")
-    p.add_argument("--finetune-from", type=int, default=None,
+    p.add_argument("--epochs", type=arg_type(_COUNT), default=None,
+                   help="fine-tuning epochs per strategy (>= 1)")
+    p.add_argument("--train-per-class", type=arg_type(_COUNT), default=None,
+                   help="target images per class (>= 1)")
+    p.add_argument("--finetune-from", type=arg_type(integer_in(1, 4)), default=None,
                    help="strategy (c) trains stage K onward (detectron2 FREEZE_AT)")
     p.add_argument("--strategies", default=None,
                    help="comma-separated subset of scratch,frozen,from_stage,full")
-    p.add_argument("--seed", type=int, default=None, help="seed (deterministic)")
-    p.add_argument("--detection-iters", type=int, default=0,
+    p.add_argument("--seed", type=arg_type(at_least(0)), default=None, help="seed (deterministic)")
+    p.add_argument("--detection-iters", type=arg_type(at_least(0)), default=0,
                    help="also train Fast R-CNN with a pretrained vs a random ResNet backbone "
                         "for this many iterations and compare mAP (0: skip)")
     p.add_argument("--proposals", choices=["selective_search", "dense"], default="selective_search",
@@ -243,32 +285,40 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minircnn",
         description="Fast R-CNN from scratch in NumPy: train, evaluate, inspect.",
     )
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of an error (or MINIRCNN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     p = sub.add_parser("gradcheck", help="float64 gradient check of every layer (a table)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random inputs")
+    p.add_argument("--seed", type=arg_type(at_least(0)), default=0,
+                   help="seed for the random inputs")
     p.set_defaults(func=_cmd_gradcheck)
 
     p = sub.add_parser("bench", help="time the layers and a training step")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per entry (best kept)")
+    p.add_argument("--repeats", type=arg_type(_COUNT), default=5,
+                   help="timed runs per entry (best kept, >= 1)")
     p.add_argument("--only", default=None, help="substring: run only matching entries")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("dataset", help="write the shapes dataset as PNGs + a COCO json")
     p.add_argument("out_dir", help="output folder (created if missing)")
-    p.add_argument("--num-images", type=int, default=100, help="number of images")
-    p.add_argument("--seed", type=int, default=0, help="dataset seed")
-    p.add_argument("--image-size", type=int, default=128, help="image side in pixels")
-    p.add_argument("--max-objects", type=int, default=4, help="objects per image, at most")
+    p.add_argument("--num-images", type=arg_type(_COUNT), default=100,
+                   help="number of images (>= 1)")
+    p.add_argument("--seed", type=arg_type(at_least(0)), default=0, help="dataset seed")
+    p.add_argument("--image-size", type=arg_type(TRAIN_RULES["image_size"]), default=128,
+                   help="image side in pixels (>= 16)")
+    p.add_argument("--max-objects", type=arg_type(_COUNT), default=4,
+                   help="objects per image, at most (>= 1)")
     p.set_defaults(func=_cmd_dataset)
 
     _add_train_parser(sub)
 
     p = sub.add_parser("eval", help="evaluate a checkpoint on held-out shapes images")
     p.add_argument("checkpoint", help="a .npz checkpoint (run checkpoint or model.npz)")
-    p.add_argument("--num-val", type=int, default=None, help="images (default: as trained)")
+    p.add_argument("--num-val", type=arg_type(_COUNT), default=None,
+                   help="images (>= 1; default: as trained)")
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run")
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -278,15 +328,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help="a .npz checkpoint")
     p.add_argument("image", help="input PNG (RGB or RGBA)")
     p.add_argument("-o", "--output", required=True, help="output PNG with boxes drawn")
-    p.add_argument("--score-thresh", type=float, default=0.5, help="draw scores above this")
+    p.add_argument("--score-thresh", type=arg_type(_FRACTION, float), default=0.5,
+                   help="draw scores above this (0..1)")
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("pretrain", help="pretrain MiniResNet on shapes classification")
     p.add_argument("--out", default=None, help="run folder (default runs/pretrain)")
-    p.add_argument("--epochs", type=int, default=None, help="passes over the training images")
-    p.add_argument("--num-train", type=int, default=None, help="training images")
-    p.add_argument("--lr", type=float, default=None, help="base learning rate")
-    p.add_argument("--seed", type=int, default=None, help="seed (deterministic)")
+    p.add_argument("--epochs", type=arg_type(_COUNT), default=None,
+                   help="passes over the training images (>= 1)")
+    p.add_argument("--num-train", type=arg_type(_COUNT), default=None,
+                   help="training images (>= 1)")
+    p.add_argument("--lr", type=arg_type(_LR, float), default=None,
+                   help="base learning rate (> 0)")
+    p.add_argument("--seed", type=arg_type(at_least(0)), default=None, help="seed (deterministic)")
     p.set_defaults(func=_cmd_pretrain)
 
     _add_finetune_parser(sub)
@@ -300,12 +354,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("notebook", help="a lesson notebook (.ipynb or jupytext .py)")
     p.set_defaults(func=_cmd_grade)
 
+    for command in sub.choices.values():   # also accepted after the command's name
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                             help="show the Python traceback of an error")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; expected failures print one line on stderr (see cli_errors.py).
+
+    Returns the exit status: 0 success, 1 a runtime error (missing file, no GPU,
+    diverged training), 2 a usage error (argparse's own errors exit 2 the same way),
+    130 interrupted. ``--debug`` or MINIRCNN_DEBUG=1 re-raises with the traceback.
+    """
+    from minircnn.cli_errors import explain
+
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    debug = args.debug or os.environ.get("MINIRCNN_DEBUG", "") not in ("", "0")
+    try:
+        return int(args.func(args) or 0)
+    except (Exception, KeyboardInterrupt) as err:
+        known = explain(err)
+        if debug or known is None:    # None: not an expected failure, so a bug: traceback
+            raise
+        code, message = known
+        print(f"minircnn {args.command}: error: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

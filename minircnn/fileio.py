@@ -2,17 +2,24 @@
 
 Every file minircnn writes that a later run reads (checkpoints, proposal caches,
 metrics, figures, COCO json) goes through ``atomic_write``: the bytes go to a temporary
-file in the destination folder, and only a complete file is moved over the old one with
-``os.replace`` (atomic on POSIX and Windows). A crash leaves the previous file intact.
+file ``.tmp-<pid>-<random>-<name>`` in the destination folder, are flushed to the disk
+(fsync), and only then is the complete file moved over the old one with ``os.replace``
+(atomic on POSIX and Windows); the folder is synced after, so the new name survives a
+power cut too. A crash leaves the previous file intact. A process killed mid-write
+(kill -9) leaves its temporary file behind: ``remove_stale_temps`` deletes those whose
+writer is no longer running, and runs call it on their folders at start.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+_TEMP_NAME = re.compile(r"^\.tmp-(\d+)-")   # .tmp-<pid>-...: the writer's process id
 
 
 @contextmanager
@@ -29,18 +36,33 @@ def atomic_write(path, mode: str = "wb") -> Iterator:
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix="-" + os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".tmp-{os.getpid()}-",
+                               suffix="-" + os.path.basename(path))
     try:
         with os.fdopen(fd, mode) as f:
             yield f
+            f.flush()
+            os.fsync(f.fileno())       # the bytes are on disk before the name points at them
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; use the usual permissions
         os.replace(tmp, path)
+        _fsync_folder(folder)          # and the rename itself is on disk
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _fsync_folder(folder: str) -> None:
+    """fsync a folder's entry list (POSIX); Windows cannot open folders, nothing to do."""
+    if os.name != "posix":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path, obj, *, indent: int | None = 2) -> str:
@@ -48,3 +70,39 @@ def write_json(path, obj, *, indent: int | None = 2) -> str:
     with atomic_write(path, "w") as f:
         json.dump(obj, f, indent=indent)
     return os.fspath(path)
+
+
+def pid_alive(pid: int) -> bool:
+    """True when a process with this id runs (or exists but belongs to another user)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)              # signal 0: only checks that the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:                  # Windows: an invalid pid raises OSError
+        return False
+    return True
+
+
+def remove_stale_temps(folder) -> list[str]:
+    """Delete the ``.tmp-<pid>-*`` files in ``folder`` whose writer no longer runs.
+
+    Returns:
+        the paths removed (none when the folder does not exist).
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for name in os.listdir(folder):
+        match = _TEMP_NAME.match(name)
+        if match and int(match.group(1)) != os.getpid() and not pid_alive(int(match.group(1))):
+            try:
+                os.remove(os.path.join(folder, name))
+                removed.append(os.path.join(folder, name))
+            except FileNotFoundError:   # another process cleaned it first
+                pass
+    return removed

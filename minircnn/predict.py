@@ -7,11 +7,13 @@ checkpoint and read the TrainConfig saved with it (dataset split, proposal setti
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import numpy as np
 
 from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
+from minircnn.errors import UserError
 from minircnn.models import load_checkpoint, read_checkpoint
 from minircnn.train import TrainConfig, evaluate_detector, load_proposals, make_datasets
 
@@ -29,16 +31,17 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     Args:
         path: a run checkpoint.npz / model.npz (or the shipped weights).
         num_val: number of val images (default: the run's).
-        cache_dir: proposal cache folder (default: the run's; "" disables).
+        cache_dir: proposal cache folder (default: the per-user cache, see
+            ``proposal_cache_dir``; "" disables).
     Returns:
         the metrics of ``evaluate_detector``.
     """
     config = _checkpoint_config(path)
-    changes = {"device": device}
+    # The cache folder saved with a run is ignored (it may be relative to another working
+    # folder, or someone else's): the per-user cache is shared by every run and folder.
+    changes = {"device": device, "cache_dir": cache_dir}
     if num_val is not None:
         changes["num_val"] = num_val
-    if cache_dir is not None:
-        changes["cache_dir"] = cache_dir
     config = dataclasses.replace(config, **changes)
     model = load_checkpoint(path, device=device)
     _, val_ds = make_datasets(config)
@@ -47,19 +50,52 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     return metrics
 
 
-def read_image(path) -> np.ndarray:
-    """A PNG as float32 (3, H, W) in [0, 1] (alpha dropped, grayscale repeated)."""
-    import matplotlib.image
+# PIL mode -> the largest value of one channel (the scale to [0, 1]); "I" is how some
+# Pillow versions open a 16-bit grayscale PNG (values 0..65535 in int32).
+_MODE_MAX = {"1": 1, "L": 255, "LA": 255, "RGB": 255, "RGBA": 255, "I;16": 65535,
+             "I;16B": 65535, "I;16L": 65535, "I": 65535}
 
-    img = np.asarray(matplotlib.image.imread(path))
-    if img.dtype == np.uint8:
-        img = img / 255.0
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)                   # (H, W) -> (H, W, 3)
-    if img.ndim != 3 or img.shape[2] not in (3, 4):
-        raise ValueError(f"read_image: {path}: expected an RGB(A) or gray image, "
-                         f"got shape {img.shape}")
-    return np.ascontiguousarray(img[:, :, :3].transpose(2, 0, 1), dtype=np.float32)
+
+def read_image(path) -> np.ndarray:
+    """An image file as float32 (3, H, W) in [0, 1].
+
+    PNG and JPEG, 8 or 16 bits per channel: gray (repeated to 3 channels), RGB, RGBA and
+    gray+alpha (alpha dropped), palette (looked up), 1-bit (0 or 1), CMYK/YCbCr JPEGs
+    (converted to RGB). Values are divided by the largest value the file's bit depth can
+    hold (255 or 65535), so a 16-bit image reads the same as its 8-bit version.
+
+    Raises:
+        UserError: no such file, not an image Pillow can read (a text file renamed .png,
+            a truncated file), or a kind of image listed above not being (e.g. 32-bit
+            float TIFF); each names the file.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    todo = "give a PNG or JPEG image (gray, RGB or RGBA, 8 or 16 bits)"
+    if not os.path.isfile(path):
+        raise UserError(f"image {path}: no such file", todo)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            if img.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV"):
+                img = img.convert("RGBA" if img.mode in ("P", "PA") else "RGB")
+            mode, pixels = img.mode, np.asarray(img)
+    except UnidentifiedImageError as e:
+        raise UserError(f"{path} is not an image file Pillow can read", todo) from e
+    except (OSError, SyntaxError, ValueError) as e:   # truncated or corrupt data
+        raise UserError(f"{path} is not a readable image ({e})", todo) from e
+    if mode not in _MODE_MAX:
+        raise UserError(f"{path}: images of mode {mode!r} are not supported", todo)
+    if pixels.ndim == 2:
+        pixels = np.stack([pixels] * 3, axis=-1)            # (H, W) -> (H, W, 3)
+    elif pixels.shape[2] == 2:                              # gray + alpha
+        pixels = np.repeat(pixels[:, :, :1], 3, axis=2)
+    if min(pixels.shape[:2]) < 2:
+        raise UserError(f"{path} is {pixels.shape[1]}x{pixels.shape[0]} pixels",
+                        "give an image at least 2 pixels on each side")
+    rgb = pixels[:, :, :3].astype(np.float64) / _MODE_MAX[mode]   # (H, W, 3) in [0, 1]
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
 
 
 def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float = 0.5) -> dict:

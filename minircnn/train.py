@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -34,13 +35,14 @@ from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
 from minircnn.detection.evaluate import evaluate
 from minircnn.detection.inference import detect_images
-from minircnn.detection.proposals import compute_proposals
+from minircnn.detection.proposals import compute_proposals, proposal_cache_dir
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
-from minircnn.fileio import write_json
+from minircnn.fileio import remove_stale_temps, write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import FastRCNN, SmallVGG, read_checkpoint, save_checkpoint
 from minircnn.models.checkpoint import load_weights
 from minircnn.optim import SGD, step_lr
+from minircnn.workers import map_in_workers
 
 
 @dataclass
@@ -66,7 +68,7 @@ class TrainConfig:
     # proposals
     proposal_method: str = "selective_search"
     max_proposals: int = 300
-    cache_dir: str = "runs/cache"        # proposals are cached here ("" disables)
+    cache_dir: str | None = None         # None: the per-user cache; "" disables caching
     proposal_workers: int = 2            # processes computing proposals (2 CPU cores)
     # model
     backbone: str = "vgg"
@@ -161,34 +163,45 @@ class _Slice:
 
 
 def _proposals_for_slice(args) -> list[np.ndarray]:
+    """One worker's share; a stale or damaged cache file is recomputed and replaced."""
     part, method, max_boxes, cache = args
-    return compute_proposals(part, method=method, max_boxes=max_boxes, cache=cache)
+    try:
+        return compute_proposals(part, method=method, max_boxes=max_boxes, cache=cache)
+    except ValueError as e:
+        if cache is None or not os.path.exists(cache):
+            raise
+        print(f"minircnn: recomputing the proposal cache {cache} ({e})", file=sys.stderr)
+        return compute_proposals(part, method=method, max_boxes=max_boxes, cache=cache,
+                                 recompute=True)
 
 
 def load_proposals(dataset: ShapesDataset, config: TrainConfig) -> list[np.ndarray]:
     """compute_proposals for ``dataset``, in ``config.proposal_workers`` processes.
 
     Each process handles a contiguous share of the images and caches it as its own
-    file in ``config.cache_dir`` (no cache when it is ""), so a second run loads them.
+    file in the per-user cache folder (``proposal_cache_dir(config.cache_dir)``; none
+    when cache_dir is ""), named by the dataset and proposal settings, so any later run
+    or ``minircnn eval``, from any folder, loads them.
     """
     workers = max(1, min(config.proposal_workers, len(dataset)))
     bounds = np.linspace(0, len(dataset), workers + 1).astype(int)
+    folder = proposal_cache_dir(config.cache_dir)
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        remove_stale_temps(folder)             # left by a run killed while writing
     jobs = []
     for k in range(workers):
         cache = None
-        if config.cache_dir:
-            os.makedirs(config.cache_dir, exist_ok=True)
-            cache = os.path.join(config.cache_dir, (
+        if folder:
+            cache = os.path.join(folder, (
                 f"{config.proposal_method}_{config.max_proposals}_s{dataset.image_size}_"
                 f"seed{dataset.seed}_obj{dataset.max_objects}_{bounds[k]}-{bounds[k + 1]}.npz"))
         part = _Slice(dataset, int(bounds[k]), int(bounds[k + 1]))
         jobs.append((part, config.proposal_method, config.max_proposals, cache))
     if workers == 1:
         return _proposals_for_slice(jobs[0])
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return [p for part in pool.map(_proposals_for_slice, jobs) for p in part]
+    parts = map_in_workers(_proposals_for_slice, jobs, workers)
+    return [p for part in parts for p in part]
 
 
 def flip_horizontal(image: np.ndarray, boxes: np.ndarray, proposals: np.ndarray):
@@ -238,6 +251,12 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
                "per_class_coco_AP": {str(k): float(v) for k, v in coco["ap"].items()},
                "num_images": len(dataset)}
     return metrics, dets
+
+
+# The loss starts near log(K + 1) ~ 1.4 (cross-entropy over K + 1 classes) and falls; a
+# loss a million times larger means the weights are blowing up, and float32 overflows a
+# few steps later (seen with lr=1e6: 1.5, then 3e33, then inf at test time). Stop there.
+DIVERGED_LOSS = 1e6
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -327,11 +346,16 @@ def _train_epoch(config, model, optimizer, rng, items, props, state, bar) -> dic
         try:
             stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
                                xp.asarray(batch.labels), xp.asarray(batch.bbox_targets))
+            if not stats["loss"] < DIVERGED_LOSS:
+                raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
+            if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
+                raise FloatingPointError("the update made some weights nan/inf")
         except FloatingPointError as e:
             raise FloatingPointError(
-                f"training diverged at iteration {it} (epoch {state['epoch'] + 1}): {e}. "
-                f"The last good checkpoint is kept; lower the learning rate "
-                f"(lr={config.lr})") from e
+                f"training diverged at iteration {it} (epoch {state['epoch'] + 1}): {e}; "
+                + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
+                   "no epoch finished, so no checkpoint was written; ")
+                + f"lower the learning rate (lr={config.lr})") from e
         state["iteration"] = it + 1
         state["history"]["loss"].append(stats["loss"])
         state["history"]["accuracy"].append(stats["accuracy"])

@@ -1,4 +1,5 @@
-"""Shared test configuration: the `gpu` marker skips itself without CuPy and a GPU.
+"""Shared test configuration: the `gpu` marker skips itself without CuPy and a GPU; every
+test writes proposal caches to a temporary MINIRCNN_CACHE, never to ~/.cache.
 
 Hypothesis profiles. The default, ``ci``, is what ``python -m pytest -q`` and CI run:
 ``derandomize=True`` (the examples follow from each test's source, so two runs and two
@@ -25,6 +26,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    """Proposal caches go to a temporary folder, never to the user's ~/.cache."""
+    monkeypatch.setenv("MINIRCNN_CACHE", str(tmp_path_factory.mktemp("minircnn-cache")))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -322,6 +322,24 @@ def dense_boxes(image_size: int | tuple[int, int], *, scales: Sequence[float] = 
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 4), np.float32)
 
 
+def proposal_cache_dir(cache_dir: str | os.PathLike | None = None) -> str | None:
+    """The folder proposal caches go to: one per user, shared by every run and folder.
+
+    ``cache_dir`` when given ("" means no cache: returns None); else
+    ``$MINIRCNN_CACHE/proposals``; else ``$XDG_CACHE_HOME/minircnn/proposals``; else
+    ``~/.cache/minircnn/proposals`` (the XDG default, also used on macOS and Windows).
+    So ``minircnn eval`` finds the proposals ``minircnn train`` computed, from any
+    working folder, and never writes into the working folder.
+    """
+    if cache_dir is not None:
+        return os.fspath(cache_dir) or None
+    root = os.environ.get("MINIRCNN_CACHE")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "minircnn")
+    return os.path.join(root, "proposals")
+
+
 def _proposals_for(image: np.ndarray, method: str, max_boxes: int | None, kwargs: dict):
     if method == "selective_search":
         return selective_search(image, max_boxes=max_boxes, **kwargs)
