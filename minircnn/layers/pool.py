@@ -6,6 +6,11 @@ Semantics match ``torch.nn.functional.max_pool2d`` with no padding, dilation 1 a
 the gradient of each output goes to that one input. Windows may overlap (stride <
 kernel): an input that is the max of several windows receives the sum of their
 gradients. Derivation: docs/layers/pool.md.
+
+NaN propagates, as in PyTorch's CPU kernel (``if (val > maxval || isnan(val))``): a
+window holding a NaN outputs NaN, and its gradient goes to the *last* NaN of the window
+in row-major order (each NaN takes over from what came before it). +-inf are ordinary
+values (inf wins, -inf loses).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
+from minircnn.validate import check_array, check_dout, check_pair
 
 
 class PoolCache(NamedTuple):
@@ -27,27 +33,29 @@ class PoolCache(NamedTuple):
     stride: tuple           # (SH, SW)
 
 
-def _pair(value, name: str) -> tuple[int, int]:
-    """An int or a pair of ints >= 1, returned as a pair."""
-    pair = (value, value) if np.isscalar(value) else tuple(value)
-    if len(pair) != 2 or any(int(v) != v or v < 1 for v in pair):
-        raise ValueError(f"max_pool2d: {name} must be an int >= 1 or a pair of them, "
-                         f"got {value!r}")
-    return int(pair[0]), int(pair[1])
-
-
 def _check_pool_args(x, kernel, stride):
-    """Validate; return (KH, KW), (SH, SW), (OH, OW)."""
-    if x.ndim != 4:
-        raise ValueError(f"max_pool2d: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"max_pool2d: x must be a float array, got dtype {x.dtype}")
-    (KH, KW), (SH, SW) = _pair(kernel, "kernel"), _pair(stride, "stride")
+    """Validate; return x (a list converted), (KH, KW), (SH, SW), (OH, OW)."""
+    x = check_array("x", x, op="max_pool2d", ndim=4, axes="(N, C, H, W)")
+    KH, KW = check_pair("kernel", kernel, op="max_pool2d")
+    SH, SW = check_pair("stride", stride, op="max_pool2d")
     H, W = x.shape[2:]
     if KH > H or KW > W:
         raise ValueError(f"max_pool2d: kernel {KH}x{KW} is larger than the input "
                          f"{H}x{W} (x {tuple(x.shape)})")
-    return (KH, KW), (SH, SW), ((H - KH) // SH + 1, (W - KW) // SW + 1)
+    return x, (KH, KW), (SH, SW), ((H - KH) // SH + 1, (W - KW) // SW + 1)
+
+
+def _check_pool_dout(dout, cache: PoolCache) -> None:
+    N, C, H, W = cache.x.shape
+    (KH, KW), (SH, SW) = cache.kernel, cache.stride
+    shape = (N, C, (H - KH) // SH + 1, (W - KW) // SW + 1)
+    check_dout(dout, shape, cache.x.dtype, cache.x, op="max_pool2d_backward")
+
+
+def _window_argmax(window, xp) -> int:
+    """Row-major index of the window's winner: the first max, or the last NaN if any."""
+    nan = xp.flatnonzero(xp.isnan(window))
+    return int(nan[-1]) if nan.size else int(xp.argmax(window))
 
 
 # --------------------------------------------------------------------------------------
@@ -55,7 +63,7 @@ def _check_pool_args(x, kernel, stride):
 # --------------------------------------------------------------------------------------
 def max_pool2d_forward_naive(x: np.ndarray, *, kernel=2, stride=2):
     """Max pooling with explicit loops (same arguments and result as max_pool2d_forward)."""
-    (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
+    x, (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
     xp = get_array_module(x)
     N, C = x.shape[:2]
     out = xp.zeros((N, C, OH, OW), dtype=x.dtype)
@@ -70,6 +78,7 @@ def max_pool2d_forward_naive(x: np.ndarray, *, kernel=2, stride=2):
 
 def max_pool2d_backward_naive(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """dout (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's argmax."""
+    _check_pool_dout(dout, cache)
     x, _, (KH, KW), (SH, SW) = cache
     xp = get_array_module(dout)
     N, C, OH, OW = dout.shape
@@ -79,7 +88,7 @@ def max_pool2d_backward_naive(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
             for i in range(OH):
                 for j in range(OW):
                     window = x[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW]  # (KH, KW)
-                    k = int(xp.argmax(window))  # flat row-major index: first max wins
+                    k = _window_argmax(window, xp)  # row-major: first max (or last NaN)
                     kh, kw = divmod(k, KW)
                     # d out / d x = 1 at the argmax, 0 elsewhere; overlapping windows add
                     dx[n, c, i * SH + kh, j * SW + kw] += dout[n, c, i, j]
@@ -109,14 +118,17 @@ def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
         ValueError / TypeError: x not 4-D or not float, bad kernel/stride, kernel larger
             than the input.
     """
-    (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
+    x, (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
     xp = get_array_module(x)
+    has_nan = bool(xp.isnan(x).any())   # one pass; the NaN test per offset only if needed
     out = _offset_view(x, 0, 0, (SH, SW), (OH, OW)).copy()  # offset (0, 0) of every window
     code = np.min_scalar_type(KH * KW - 1).type  # uint8 for kernels up to 16x16
     arg = xp.zeros(out.shape, dtype=code)  # (N, C, OH, OW) winning offset so far
     for k in range(1, KH * KW):
         candidate = _offset_view(x, *divmod(k, KW), (SH, SW), (OH, OW))  # (N, C, OH, OW)
         better = candidate > out  # strict: an equal later value does not take over
+        if has_nan:
+            better |= xp.isnan(candidate)  # as PyTorch: every NaN takes over (the last wins)
         xp.maximum(out, candidate, out=out)
         arg *= ~better  # arg = k where better, else unchanged (arithmetic beats where())
         arg += better.astype(code) * k
@@ -131,6 +143,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     Within one offset no two windows share an input, so ``+=`` on the slice is exact;
     overlapping windows meet across offsets, where the adds accumulate.
     """
+    _check_pool_dout(dout, cache)
     x, arg, (KH, KW), (SH, SW) = cache
     xp = get_array_module(dout)
     OH, OW = dout.shape[2:]
@@ -145,6 +158,10 @@ class MaxPool2d(Module):
     """Max pooling layer (no parameters); ``impl`` is "fast" or "naive"."""
 
     def __init__(self, kernel=2, stride=2, impl: str = "fast"):
+        check_pair("kernel", kernel, op="MaxPool2d")
+        check_pair("stride", stride, op="MaxPool2d")
+        if impl not in ("fast", "naive"):
+            raise ValueError(f"MaxPool2d: impl must be 'fast' or 'naive', got {impl!r}")
         self.kernel = kernel
         self.stride = stride
         self.impl = impl

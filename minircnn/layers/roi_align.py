@@ -17,7 +17,14 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.layers.roi_common import RoIModule, check_roi_inputs, pair, pick_impl
+from minircnn.layers.roi_common import (
+    RoIModule,
+    check_roi_dout,
+    check_roi_inputs,
+    pair,
+    pick_impl,
+)
+from minircnn.validate import check_count, check_positive
 
 
 # --------------------------------------------------------------------------------------
@@ -32,6 +39,7 @@ class RoIAlignCache(NamedTuple):
     spatial_scale: float
     sampling_ratio: int
     aligned: bool
+    dtype: object = None   # features' dtype, which dout must have (None: not checked)
 
 
 class AlignGeometry(NamedTuple):
@@ -71,10 +79,14 @@ def roi_align_geometry(rois, output_size, spatial_scale, sampling_ratio: int,
 
 
 def _check_align_args(features, rois, output_size, spatial_scale, sampling_ratio):
-    rois = check_roi_inputs("roi_align", features, rois, spatial_scale)
-    if int(sampling_ratio) != sampling_ratio:
-        raise ValueError(f"roi_align: sampling_ratio must be an int, got {sampling_ratio!r}")
-    return rois, pair(output_size, "roi_align: output_size")
+    """Checked features, rois (features' dtype), (PH, PW) and sampling_ratio."""
+    features, rois = check_roi_inputs("roi_align", features, rois, spatial_scale)
+    if 0 in features.shape[2:]:
+        raise ValueError(f"roi_align: features must have H, W >= 1 (bilinear samples need "
+                         f"a cell to read), got shape {tuple(features.shape)}")
+    sampling_ratio = check_count("sampling_ratio", sampling_ratio, op="roi_align",
+                                 minimum=-2**31)
+    return features, rois, pair(output_size, "roi_align: output_size"), sampling_ratio
 
 
 def _bilinear_neighbours(y: float, x: float, H: int, W: int) -> list:
@@ -114,11 +126,11 @@ def roi_align_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_si
                             spatial_scale: float, sampling_ratio: int = 2,
                             aligned: bool = False):
     """RoIAlign with explicit loops (same arguments and result as roi_align_forward)."""
-    rois, (PH, PW) = _check_align_args(features, rois, output_size, spatial_scale,
-                                       sampling_ratio)
+    features, rois, (PH, PW), sampling_ratio = _check_align_args(
+        features, rois, output_size, spatial_scale, sampling_ratio)
     xp = get_array_module(features)
     N, C, H, W = features.shape
-    g = roi_align_geometry(rois, (PH, PW), spatial_scale, int(sampling_ratio), aligned)
+    g = roi_align_geometry(rois, (PH, PW), spatial_scale, sampling_ratio, aligned)
     out = xp.zeros((rois.shape[0], C, PH, PW), dtype=features.dtype)
     for r in range(rois.shape[0]):
         n = int(g.batch[r])
@@ -131,12 +143,18 @@ def roi_align_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_si
                             total += weight * features[n, c, h, w]
                     out[r, c, ph, pw] = total / g.count[r]   # average over the samples
     cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
-                          int(sampling_ratio), bool(aligned))
+                          sampling_ratio, bool(aligned), features.dtype)
     return out, cache
+
+
+def _check_align_dout(dout, cache: RoIAlignCache) -> None:
+    shape = (cache.rois.shape[0], cache.features_shape[1], *cache.output_size)
+    check_roi_dout("roi_align_backward", dout, shape, cache.dtype, cache.rois)
 
 
 def roi_align_backward_naive(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     """dout (R, C, PH, PW) -> dfeatures (N, C, H, W), one sample at a time."""
+    _check_align_dout(dout, cache)
     xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
@@ -160,11 +178,16 @@ def roi_align_backward_naive(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarr
 # axis. So bin (ph, pw) of RoI r is  A_r[ph, :] @ x[n] @ B_r[pw, :]^T / count_r, where
 # A_r (PH, H) sums the row weights of the bin's samples and B_r (PW, W) the column
 # weights: RoIAlign is two small matrix products, and so is its backward.
-def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, batch=None, n_images=1):
+def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, batch=None, n_images=1,
+                   part: str = "weights"):
     """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, n_images*size).
 
     Column ``batch[r] * size + h`` holds the weight of row (or column) h of image
     batch[r], so a single matrix product serves RoIs from every image of the batch.
+    ``part`` other than "weights" counts, instead of weights, the samples that read a row
+    at all ("touched"), with a weight > 0 ("positive") or with a weight of exactly 0
+    ("zero"): what NaN and inf cells do to an output depends on those (see
+    ``_non_finite_outputs``).
     """
     xp = get_array_module(start)
     R, dt = start.shape[0], start.dtype.type
@@ -175,28 +198,66 @@ def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, batch=None, n_
     g = xp.maximum(grid, 1).astype(start.dtype)[:, None, None]  # no 0-division for empty grids
     y = s + p * b + (i + dt(0.5)) * b / g                        # (R, P, G) sample coordinates
     used = (i < grid[:, None, None]) & (y >= -1) & (y <= size)   # real samples, inside the map
-    y = xp.maximum(y, dt(0))
+    y = xp.where(used, xp.maximum(y, dt(0)), dt(0))              # unused: any row, weight 0
     low = xp.minimum(y.astype(np.int64), size - 1)               # int() truncates: y >= 0
     high = xp.minimum(low + 1, size - 1)
     y = xp.where(low >= size - 1, low.astype(start.dtype), y)    # last row: all weight on it
     frac = y - low                                               # ly: distance past row low
+    on_low, on_high = {"weights": ((1 - frac) * used, frac * used),   # hy on low, ly on high
+                       "touched": (used, used),
+                       "positive": (used, used & (frac > 0)),         # hy > 0 always
+                       "zero": (used & False, used & (frac == 0))}[part]
     offset = 0 if batch is None else (batch * size)[:, None, None]
     m = xp.zeros((R, n_bins, n_images * size), dtype=start.dtype)
     r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(n_bins)[None, :, None]
-    xp.add.at(m, (r_idx, p_idx, low + offset), (1 - frac) * used)   # weight hy on row low
-    xp.add.at(m, (r_idx, p_idx, high + offset), frac * used)        # weight ly on row high
+    xp.add.at(m, (r_idx, p_idx, low + offset), on_low.astype(m.dtype))
+    xp.add.at(m, (r_idx, p_idx, high + offset), on_high.astype(m.dtype))
     return m
 
 
-def _align_matrices(cache: RoIAlignCache):
+def _align_matrices(cache: RoIAlignCache, part: str = "weights"):
     """Row matrix A (R*PH, N*H), column matrix B (R, PW, W), divisor count (R,)."""
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
     g = roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
                            cache.sampling_ratio, cache.aligned)
-    A = _interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, g.batch, N)  # (R, PH, N*H)
-    B = _interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W)              # (R, PW, W)
-    return A.reshape(-1, N * H), B, g.count                              # (R*PH, N*H)
+    A = _interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, g.batch, N, part)  # (R, PH, N*H)
+    B = _interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W, part=part)         # (R, PW, W)
+    return A.reshape(-1, N * H), B, g.count                                    # (R*PH, N*H)
+
+
+def _pool(A, B, features):
+    """out[r, c] = A_r @ features[n] @ B_r^T for every RoI r: (R, C, PH, PW)."""
+    N, C, H, W = features.shape
+    R, PW = B.shape[:2]
+    PH = A.shape[0] // max(R, 1)
+    x = features.transpose(0, 2, 1, 3).reshape(N * H, C * W)   # (N, C, H, W) -> (N*H, C*W)
+    t = (A @ x).reshape(R, PH * C, W)             # (R*PH, N*H) @ (N*H, C*W) -> (R, PH*C, W)
+    out = t @ B.transpose(0, 2, 1)                # (R, PH*C, W) @ (R, W, PW) -> (R, PH*C, PW)
+    return out.reshape(R, PH, C, PW).transpose(0, 2, 1, 3)    # -> (R, C, PH, PW)
+
+
+def _non_finite_outputs(out, features, cache: RoIAlignCache):
+    """Set the outputs that read a NaN or inf cell as the loops (and torchvision) would.
+
+    A matrix product would spread one NaN to every output (0 * NaN = NaN), so the fast
+    forward pools the finite cells only and this sets the rest: an output is NaN when a
+    sample reads a NaN cell (even with weight 0), reads an inf cell with weight exactly 0
+    (0 * inf), or reads both +inf and -inf with weights > 0; else +-inf when it reads
+    that infinity with a weight > 0; else it keeps its finite value.
+    """
+    xp = get_array_module(features)
+    (At, Bt, _), (Ap, Bp, _), (Az, Bz, _) = (_align_matrices(cache, part)
+                                             for part in ("touched", "positive", "zero"))
+    as_float = features.dtype.type
+    nan, inf = xp.isnan(features).astype(as_float), xp.isinf(features).astype(as_float)
+    pos_inf = (features == np.inf).astype(as_float)
+    neg_inf = (features == -np.inf).astype(as_float)
+    to_nan = (_pool(At, Bt, nan) + _pool(Az, Bt, inf) + _pool(At, Bz, inf)) > 0
+    to_pos, to_neg = _pool(Ap, Bp, pos_inf) > 0, _pool(Ap, Bp, neg_inf) > 0
+    out = xp.where(to_pos, as_float(np.inf), out)
+    out = xp.where(to_neg, as_float(-np.inf), out)
+    return xp.where(to_nan | (to_pos & to_neg), as_float(np.nan), out)
 
 
 def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
@@ -209,25 +270,32 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
     ``aligned=False`` RoIs are at least 1x1 cell. Samples with y < -1 or y > H (x alike)
     contribute 0; samples in [-1, 0] read row 0.
 
+    NaN and inf in ``features`` reach only the outputs whose samples read those cells,
+    as in the loops and torchvision: a NaN read (even with bilinear weight 0) gives NaN,
+    an inf read with weight > 0 gives inf (0 * inf and inf - inf give NaN). Other
+    outputs stay finite.
+
     Args:
-        features: (N, C, H, W) float32 or float64.
-        rois: (R, 5) [batch_index, x1, y1, x2, y2] in image pixels.
+        features: (N, C, H, W) float32 or float64, H, W >= 1.
+        rois: (R, 5) [batch_index, x1, y1, x2, y2] in image pixels; finite, with every
+            coordinate times spatial_scale within +-2**24 feature cells.
         output_size: PH x PW, an int or a pair.  spatial_scale: cells per image pixel.
     Returns:
         out: (R, C, PH, PW) and a RoIAlignCache for roi_align_backward.
     """
-    rois, (PH, PW) = _check_align_args(features, rois, output_size, spatial_scale,
-                                       sampling_ratio)
-    N, C, H, W = features.shape
-    R = rois.shape[0]
+    features, rois, (PH, PW), sampling_ratio = _check_align_args(
+        features, rois, output_size, spatial_scale, sampling_ratio)
+    xp = get_array_module(features)
     cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
-                          int(sampling_ratio), bool(aligned))
+                          sampling_ratio, bool(aligned), features.dtype)
     A, B, count = _align_matrices(cache)
-    x = features.transpose(0, 2, 1, 3).reshape(N * H, C * W)   # (N, C, H, W) -> (N*H, C*W)
-    t = (A @ x).reshape(R, PH * C, W)             # (R*PH, N*H) @ (N*H, C*W) -> (R, PH*C, W)
-    out = t @ B.transpose(0, 2, 1)                # (R, PH*C, W) @ (R, W, PW) -> (R, PH*C, PW)
-    out = out.reshape(R, PH, C, PW).transpose(0, 2, 1, 3)    # -> (R, C, PH, PW)
-    return out / count[:, None, None, None], cache           # average over the samples
+    finite = xp.isfinite(features)
+    all_finite = bool(finite.all())
+    out = _pool(A, B, features if all_finite else xp.where(finite, features, 0))
+    out = out / count[:, None, None, None]       # average over the samples
+    if not all_finite:
+        out = _non_finite_outputs(out, features, cache)
+    return out, cache
 
 
 def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
@@ -236,6 +304,7 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     out_r = A_r x B_r^T / count_r is linear in x, so dx = sum_r A_r^T dout_r B_r / count_r:
     every sample hands its four neighbours the share of dout its bilinear weights took.
     """
+    _check_align_dout(dout, cache)
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
     R = dout.shape[0]
@@ -255,9 +324,11 @@ class RoIAlign(RoIModule):
     def __init__(self, output_size, spatial_scale: float, sampling_ratio: int = 2,
                  aligned: bool = False, impl: str = "fast"):
         self.output_size = pair(output_size, "RoIAlign: output_size")
-        self.spatial_scale = spatial_scale
-        self.sampling_ratio = sampling_ratio
+        self.spatial_scale = check_positive("spatial_scale", spatial_scale, op="RoIAlign")
+        self.sampling_ratio = check_count("sampling_ratio", sampling_ratio, op="RoIAlign",
+                                          minimum=-2**31)
         self.aligned = aligned
+        pick_impl(impl, None, None)
         self.impl = impl
 
     def forward(self, features, rois):

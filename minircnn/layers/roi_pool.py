@@ -38,8 +38,15 @@ from minircnn.layers.roi_align import (  # noqa: F401
     roi_align_forward_naive,
     roi_align_geometry,
 )
-from minircnn.layers.roi_common import RoIModule, check_roi_inputs, pair, pick_impl
+from minircnn.layers.roi_common import (
+    RoIModule,
+    check_roi_dout,
+    check_roi_inputs,
+    pair,
+    pick_impl,
+)
 from minircnn.layers.roi_pool_table import build_table, lookup_bins, plan_table
+from minircnn.validate import check_count, check_positive
 
 
 # --------------------------------------------------------------------------------------
@@ -111,12 +118,13 @@ class RoIPoolCache(NamedTuple):
     features_shape: tuple  # (N, C, H, W)
     batch: np.ndarray      # (R,) image index of each RoI
     argmax: np.ndarray     # (R, C, PH, PW) index of the winner in features.ravel(), -1: empty bin
+    dtype: object = None   # features' dtype, which dout must have (None: not checked)
 
 
 def roi_pool_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 7),
                            spatial_scale: float = 1 / 16):
     """RoI max pooling with explicit loops (same arguments and result as roi_pool_forward)."""
-    rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
+    features, rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
     PH, PW = pair(output_size, "roi_pool: output_size")
     xp = get_array_module(features)
     N, C, H, W = features.shape
@@ -138,11 +146,12 @@ def roi_pool_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_siz
                     if best_idx >= 0:
                         out[r, c, ph, pw] = best
                         argmax[r, c, ph, pw] = best_idx
-    return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax)
+    return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
 
 
 def roi_pool_backward_naive(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray:
     """dout (R, C, PH, PW) -> dfeatures (N, C, H, W), one output at a time."""
+    check_roi_dout("roi_pool_backward", dout, cache.argmax.shape, cache.dtype, cache.argmax)
     xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
     dfeatures = xp.zeros(cache.features_shape, dtype=dout.dtype)
@@ -187,12 +196,16 @@ def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 
     Returns:
         out: (R, C, PH, PW) and a RoIPoolCache for roi_pool_backward.
     """
-    rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
+    features, rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
     PH, PW = pair(output_size, "roi_pool: output_size")
     xp = get_array_module(features)
     N, C, H, W = features.shape
     R = rois.shape[0]
     bins = roi_pool_bins(rois, (PH, PW), spatial_scale, H, W)
+    if R == 0 or H == 0 or W == 0 or C == 0:   # nothing to pool: every bin is empty
+        out = xp.zeros((R, C, PH, PW), dtype=features.dtype)
+        argmax = xp.full((R, C, PH, PW), -1, dtype=np.int64)
+        return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
     plan = plan_table(bins, (N, H, W))                     # box or sparse; rows (k, R, PH, PW)
     x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
     index_dtype = np.int32 if N * C * H * W < 2**31 else np.int64   # int32: half the traffic
@@ -209,7 +222,7 @@ def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 
     argmax = args[0] if len(args) == 1 else xp.concatenate(args, axis=3)
     out = out.transpose(0, 3, 1, 2)                        # (R, PH, PW, C) -> (R, C, PH, PW)
     argmax = argmax.transpose(0, 3, 1, 2)                  # (R, PH, PW, C) -> (R, C, PH, PW)
-    return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax)
+    return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
 
 
 def roi_pool_backward(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray:
@@ -220,6 +233,7 @@ def roi_pool_backward(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray:
     read channel-last, the fast forward's memory order (no copies): all contributions to
     one cell share its channel, so they are still added in (r, ph, pw) order, as the loops.
     """
+    check_roi_dout("roi_pool_backward", dout, cache.argmax.shape, cache.dtype, cache.argmax)
     xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
     index = xp.where(cache.argmax >= 0, cache.argmax, N * C * H * W)  # empty -> spare cell
@@ -254,9 +268,7 @@ def spp_forward(features: np.ndarray, rois: np.ndarray, *, levels=(4, 2, 1), spa
     Returns:
         out: (R, C * sum(l*l)) and an SPPCache for spp_backward.
     """
-    levels = tuple(levels)
-    if not levels or any(int(lv) != lv or lv < 1 for lv in levels):
-        raise ValueError(f"spp: levels must be a non-empty sequence of ints >= 1, got {levels!r}")
+    levels = _check_levels(levels, "spp")
     xp = get_array_module(features)
     outs, caches = [], []
     for lv in levels:
@@ -267,10 +279,20 @@ def spp_forward(features: np.ndarray, rois: np.ndarray, *, levels=(4, 2, 1), spa
     return xp.concatenate(outs, axis=1), SPPCache(levels, tuple(caches))
 
 
+def _check_levels(levels, op: str) -> tuple:
+    """SPP pyramid levels: a non-empty sequence of ints >= 1."""
+    if isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__") or len(levels) == 0:
+        raise ValueError(f"{op}: levels must be a non-empty sequence of ints >= 1, "
+                         f"got {levels!r}")
+    return tuple(check_count("levels", lv, op=op) for lv in levels)
+
+
 def spp_backward(dout: np.ndarray, cache: SPPCache) -> np.ndarray:
     """dout (R, C * sum(l*l)) -> dfeatures (N, C, H, W): sum of each level's roi_pool backward."""
-    R = dout.shape[0]
-    C = cache.level_caches[0].features_shape[1]
+    first = cache.level_caches[0]
+    R, C = first.argmax.shape[:2]
+    width = C * sum(lv * lv for lv in cache.levels)
+    check_roi_dout("spp_backward", dout, (R, width), first.dtype, first.argmax)
     dfeatures, col = None, 0
     for lv, level_cache in zip(cache.levels, cache.level_caches, strict=True):
         block = dout[:, col:col + C * lv * lv].reshape(R, C, lv, lv)   # (R, C*l*l) -> (R, C, l, l)
@@ -288,7 +310,8 @@ class RoIPool(RoIModule):
 
     def __init__(self, output_size=(7, 7), spatial_scale: float = 1 / 16, impl: str = "fast"):
         self.output_size = pair(output_size, "RoIPool: output_size")
-        self.spatial_scale = spatial_scale
+        self.spatial_scale = check_positive("spatial_scale", spatial_scale, op="RoIPool")
+        pick_impl(impl, None, None)
         self.impl = impl
 
     def forward(self, features, rois):
@@ -310,8 +333,8 @@ class SpatialPyramidPool(RoIModule):
     """Module form of spp_forward / spp_backward: (R, C * sum(l*l)) per forward."""
 
     def __init__(self, levels=(4, 2, 1), spatial_scale: float = 1 / 16):
-        self.levels = tuple(levels)
-        self.spatial_scale = spatial_scale
+        self.levels = _check_levels(levels, "SpatialPyramidPool")
+        self.spatial_scale = check_positive("spatial_scale", spatial_scale, op="SpatialPyramidPool")
 
     def forward(self, features, rois):
         out, self._cache = spp_forward(features, rois, levels=self.levels,
