@@ -92,7 +92,8 @@ def to_device(a, device: str):
         if not gpu_available():
             raise RuntimeError(
                 "device='gpu' needs CuPy and a CUDA GPU; install minircnn[gpu] "
-                "(cupy-cuda12x) on a machine with an NVIDIA GPU"
+                "(cupy-cuda12x) on a machine with an NVIDIA GPU (MINIRCNN_FAKE_GPU=1 runs "
+                "the GPU code path on NumPy, for testing without one)"
             )
         return _cupy.asarray(a)
     raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")

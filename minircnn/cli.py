@@ -142,7 +142,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     read_image(args.image)                      # an unreadable image fails before the model loads
 
     dets = detect_image_file(args.checkpoint, args.image, args.output,
-                             score_thresh=args.score_thresh)
+                             score_thresh=args.score_thresh, device=args.device)
     for box, score, name in zip(dets["boxes"], dets["scores"], dets["names"], strict=True):
         print(f"{name:10s} {score:.3f}  " + " ".join(f"{v:6.1f}" for v in box))
     print(f"{len(dets['boxes'])} detections drawn to {args.output}")
@@ -330,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="output PNG with boxes drawn")
     p.add_argument("--score-thresh", type=arg_type(_FRACTION, float), default=0.5,
                    help="draw scores above this (0..1)")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run")
     p.set_defaults(func=_cmd_detect)
 
     p = sub.add_parser("pretrain", help="pretrain MiniResNet on shapes classification")

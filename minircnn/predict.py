@@ -98,12 +98,15 @@ def read_image(path) -> np.ndarray:
     return np.ascontiguousarray(rgb.transpose(2, 0, 1), dtype=np.float32)
 
 
-def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float = 0.5) -> dict:
+def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float = 0.5,
+                      device: str = "cpu") -> dict:
     """Detect shapes in a PNG with a saved model and draw them (``minircnn detect``).
 
     The image is zero-padded at the bottom/right to a multiple of the feature stride;
     proposals come from selective search, as in training.
 
+    Args:
+        device: "cpu" or "gpu": where the network runs (proposals and drawing are host work).
     Returns:
         dict(boxes, scores, labels, names) of the detections drawn (score >= thresh).
     """
@@ -112,7 +115,7 @@ def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float =
     from minircnn.viz import draw_boxes, save_figure
 
     config = _checkpoint_config(checkpoint)
-    model = load_checkpoint(checkpoint)
+    model = load_checkpoint(checkpoint, device=device)
     image = read_image(image_path)
     _, h, w = image.shape
     s = model.backbone.feature_stride

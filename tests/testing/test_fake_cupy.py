@@ -121,3 +121,25 @@ def test_gpu_marked_tests_pass_on_the_fake_gpu():
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1]
+
+
+def test_training_run_and_cli_detect_on_the_fake_gpu(fake_gpu, tmp_path, capsys, monkeypatch):
+    import matplotlib.image
+
+    from minircnn.cli import main
+    from minircnn.data.shapes import ShapesDataset
+    from minircnn.train import TrainConfig, train_detector
+
+    config = TrainConfig(num_train=2, num_val=1, epochs=1, proposal_method="dense",
+                         max_proposals=30, cache_dir="", hidden=8, device="gpu",
+                         pictures=False)        # matplotlib would be most of the time
+    metrics = train_detector(config, tmp_path / "run", progress=False)
+    assert metrics["config"]["device"] == "gpu" and len(metrics["epochs"]) == 1
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, "1"))   # the CLI sets these
+    png = tmp_path / "in.png"
+    matplotlib.image.imsave(png, ShapesDataset(1, seed=5)[0]["image"].transpose(1, 2, 0))
+    out = tmp_path / "out.png"
+    assert main(["detect", str(tmp_path / "run" / "model.npz"), str(png), "-o", str(out),
+                 "--score-thresh", "0", "--device", "gpu"]) == 0
+    assert out.is_file() and "detections drawn" in capsys.readouterr().out
