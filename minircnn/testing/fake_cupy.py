@@ -128,6 +128,7 @@ class _Namespace(types.SimpleNamespace):
     def __init__(self, label: str, **members):
         super().__init__(**members)
         self._label = label
+        self.__name__ = label          # as a module's: "cupy", "cupy.linalg", ...
 
     def __getattr__(self, name: str):
         if name.startswith("__"):
