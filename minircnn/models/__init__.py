@@ -10,6 +10,8 @@ from minircnn.models.checkpoint import (
     load_checkpoint,
     model_spec,
     read_checkpoint,
+    register_model,
+    registered_models,
     save_checkpoint,
 )
 from minircnn.models.fast_rcnn import FastRCNN

@@ -15,15 +15,25 @@ without one can still be saved by passing those kwargs as ``config``.
 
 Files are written atomically: to a temporary file in the same directory, then
 ``os.replace`` (a crash mid-write never leaves a half-written checkpoint under the
-final name). Loading checks the file, the names and the shapes and says what differs.
+final name).
+
+Loading treats the file as untrusted. It never imports or runs code the file names:
+the model's class is looked up by name in an explicit registry (the package's models,
+plus any a program adds with :func:`register_model`). It reads the archive's headers
+before any data (see archive.py) and refuses, saying what differs:
+
+- a config that implies more than ``MAX_PARAMETERS`` values (checked before building);
+- saved names, shapes or dtypes that differ from the rebuilt model's ``state_dict``;
+- an entry that would unpack to more than its header describes (a zip bomb), or
+  training state (``extra/``) larger than ``EXTRA_FACTOR`` times the weights.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
+import math
 import os
-import zipfile
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,8 +41,15 @@ import numpy as np
 from minircnn.backend import asnumpy
 from minircnn.fileio import atomic_write
 from minircnn.layers.module import Module
+from minircnn.models.archive import read_directory, read_entries
 
 FORMAT = 1
+MAX_PARAMETERS = 50_000_000   # values in a model's state_dict (200 MB in float32)
+EXTRA_FACTOR = 4              # training state may hold up to 4x the weights (+ 1 MiB)
+MAX_META_BYTES = 1 << 20      # meta.json: a JSON string of at most 1 MiB
+
+# name -> (class, parameter counter or None); see register_model.
+_REGISTRY: dict[str, tuple[type, Callable | None]] = {}
 
 
 class Checkpoint(NamedTuple):
@@ -58,11 +75,65 @@ def model_spec(model: Module, kwargs: dict | None = None) -> dict:
     return {"class": type(model).__name__, "module": type(model).__module__, "kwargs": encoded}
 
 
+def register_model(cls: type, *, name: str | None = None,
+                   count_parameters: Callable[[dict], int] | None = None) -> type:
+    """Allow checkpoints to rebuild ``cls`` (a Module subclass) under ``name``.
+
+    Loading only ever builds registered classes, looked up by the class name saved in
+    the file; the module path saved beside it is informational and never imported.
+
+    Args:
+        cls: the class.  name: the name saved in files (default ``cls.__name__``).
+        count_parameters: kwargs (nested specs already counted, as ints) -> the number
+            of values the built model holds, used to refuse absurd configs before
+            building. None: no check (the class's own arguments are trusted).
+    Returns:
+        ``cls`` (usable as a decorator).
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Module)):
+        raise TypeError(f"register_model: cls must be a Module subclass, got {cls!r}")
+    _REGISTRY[name or cls.__name__] = (cls, count_parameters)
+    return cls
+
+
+def registered_models() -> list[str]:
+    """Names of the classes checkpoints can rebuild."""
+    _register_builtin_models()
+    return sorted(_REGISTRY)
+
+
 def build_model(spec: dict) -> Module:
-    """Instantiate a model from a ``model_spec`` dict (nested specs are built first)."""
-    cls = _find_class(spec["class"], spec.get("module", ""))
-    kwargs = {k: build_model(v) if _is_spec(v) else v for k, v in spec["kwargs"].items()}
+    """Instantiate a model from a ``model_spec`` dict (nested specs are built first).
+
+    Raises:
+        ValueError: the spec is malformed, names an unregistered class, or implies more
+            than ``MAX_PARAMETERS`` values.
+    """
+    count = count_parameters(spec)
+    if count > MAX_PARAMETERS:
+        raise ValueError(f"model {spec['class']!r} with {spec['kwargs']} would hold {count:,} "
+                         f"values, more than the {MAX_PARAMETERS:,} a checkpoint may build")
+    return _build(spec)
+
+
+def _build(spec: dict) -> Module:
+    cls, _ = _lookup(spec)
+    kwargs = {k: _build(v) if _is_spec(v) else v for k, v in spec["kwargs"].items()}
     return cls(**kwargs)
+
+
+def count_parameters(spec: dict) -> int:
+    """Values (parameters and buffers) the model of ``spec`` would hold, without building
+    it; 0 for a class registered without a counter. Raises ValueError when malformed."""
+    _, counter = _lookup(spec)
+    nested = sum(count_parameters(v) for v in spec["kwargs"].values() if _is_spec(v))
+    if counter is None:
+        return nested
+    try:
+        return nested + int(counter(spec["kwargs"]))
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
+        raise ValueError(f"model {spec['class']!r}: malformed config {spec['kwargs']}: "
+                         f"{e}") from e
 
 
 def save_checkpoint(model: Module, path, config: dict | None = None, *,
@@ -103,52 +174,108 @@ def save_checkpoint(model: Module, path, config: dict | None = None, *,
 def read_checkpoint(path) -> Checkpoint:
     """Read a checkpoint file without building the model.
 
+    The archive's headers are checked first: weights of at most ``MAX_PARAMETERS``
+    values, training state of at most ``EXTRA_FACTOR`` times that, no entry unpacking to
+    more than its header describes.
+
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a readable minircnn checkpoint (truncated, corrupt,
-            not an .npz, or missing its ``meta.json``); the message names the file.
+            not an .npz, missing its ``meta.json``, too large); the message names the file.
     """
     path = os.fspath(path)
+    directory, meta = _read_meta(path)
+    params = {k for k in directory if k.startswith("param/")}
+    weights = sum(math.prod(directory[k].shape) for k in params)
+    if weights > MAX_PARAMETERS:
+        raise ValueError(f"checkpoint {path!r} holds {weights:,} weight values, more than "
+                         f"the {MAX_PARAMETERS:,} a checkpoint may hold")
+    _check_extra_size(path, directory)
+    return _checkpoint(path, directory, meta)
+
+
+def _read_meta(path: str) -> tuple[dict, dict]:
+    """The archive's directory (headers only) and its parsed meta.json."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint {path!r}: no such file")
-    try:
-        with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as data:
-            files = {name: data[name] for name in data.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        raise ValueError(f"checkpoint {path!r} is corrupt or truncated "
-                         f"(not a readable .npz): {e}") from e
-    if "meta.json" not in files:
+    directory = read_directory(path, "checkpoint")
+    entry = directory.get("meta.json")
+    if entry is None:
         raise ValueError(f"checkpoint {path!r} has no meta.json entry: not a minircnn checkpoint")
+    if entry.nbytes > MAX_META_BYTES or entry.shape != ():
+        raise ValueError(f"checkpoint {path!r}: meta.json must be one string of at most "
+                         f"{MAX_META_BYTES} bytes, got {entry.dtype} {entry.shape}")
     try:
-        meta = json.loads(str(files.pop("meta.json")))
+        meta = json.loads(str(read_entries(path, ["meta.json"], "checkpoint")["meta.json"]))
         spec = meta["model"]
+        _check_spec(spec)
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"checkpoint {path!r}: meta.json is unreadable: {e}") from e
     if meta.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path!r}: format {meta.get('format')!r}, expected {FORMAT}")
+    return directory, meta
+
+
+def _check_extra_size(path: str, directory: dict) -> None:
+    weights = sum(e.nbytes for k, e in directory.items() if k.startswith("param/"))
+    extra = sum(e.nbytes for k, e in directory.items() if not k.startswith("param/"))
+    if extra > EXTRA_FACTOR * weights + (1 << 20):
+        raise ValueError(f"checkpoint {path!r}: its training state unpacks to {extra:,} bytes, "
+                         f"more than {EXTRA_FACTOR}x its {weights:,} bytes of weights")
+
+
+def _checkpoint(path: str, directory: dict, meta: dict) -> Checkpoint:
+    files = read_entries(path, [k for k in directory if k != "meta.json"], "checkpoint")
     state = {k[len("param/"):]: v for k, v in files.items() if k.startswith("param/")}
     extra = {k[len("extra/"):]: v for k, v in files.items() if k.startswith("extra/")}
     extra.update(meta.get("extra_json", {}))
-    return Checkpoint(state, spec, meta.get("config", {}), extra)
+    return Checkpoint(state, meta["model"], meta.get("config", {}), extra)
 
 
 def load_checkpoint(path, *, device: str = "cpu") -> Module:
     """Rebuild the model saved at ``path`` and load its weights.
 
+    Order: headers and meta.json; the config's size (``MAX_PARAMETERS``); build the
+    registered class; compare the saved names, shapes and dtypes with its state_dict;
+    only then read the data.
+
     Raises:
         FileNotFoundError / ValueError: as ``read_checkpoint``; ValueError also when the
-            saved names or shapes differ from the rebuilt model's (each difference listed).
+            class is not registered or the saved arrays differ from the rebuilt model's
+            (each difference listed).
     """
-    ckpt = read_checkpoint(path)
+    path = os.fspath(path)
+    directory, meta = _read_meta(path)
     try:
-        model = build_model(ckpt.model_spec)
-    except (TypeError, ValueError, KeyError, ImportError, AttributeError) as e:
-        raise ValueError(f"checkpoint {os.fspath(path)!r}: cannot rebuild model "
-                         f"{ckpt.model_spec.get('class')!r}: {e}") from e
-    load_weights(model, ckpt.state, source=path)
+        model = build_model(meta["model"])
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"checkpoint {path!r}: cannot rebuild model "
+                         f"{meta['model'].get('class')!r}: {e}") from e
+    _compare_headers(path, model, directory)
+    _check_extra_size(path, directory)
+    load_weights(model, _checkpoint(path, directory, meta).state, source=path)
     if device != "cpu":
         model.to(device)
     return model
+
+
+def _compare_headers(path: str, model: Module, directory: dict) -> None:
+    """Saved param/ names, shapes, dtypes == the model's state_dict, from headers only."""
+    want = {k: (tuple(v.shape), np.dtype(v.dtype)) for k, v in model.state_dict().items()}
+    have = {k[len("param/"):]: (e.shape, e.dtype) for k, e in directory.items()
+            if k.startswith("param/")}
+    missing = sorted(set(want) - set(have))
+    unexpected = sorted(set(have) - set(want))
+    problems = ([f"missing keys: {missing}"] if missing else []) + \
+        ([f"unexpected keys: {unexpected}"] if unexpected else [])
+    for k in sorted(set(want) & set(have)):
+        if have[k][0] != want[k][0]:
+            problems.append(f"{k}: expected shape {want[k][0]}, got {have[k][0]}")
+        elif have[k][1] != want[k][1]:
+            problems.append(f"{k}: expected dtype {want[k][1]}, got {have[k][1]}")
+    if problems:
+        raise ValueError(f"checkpoint {path!r} does not match {type(model).__name__}: "
+                         + "; ".join(problems))
 
 
 def load_weights(model: Module, state: dict, *, source: Any = "state") -> None:
@@ -164,16 +291,40 @@ def _is_spec(value) -> bool:
     return isinstance(value, dict) and set(value) == {"class", "module", "kwargs"}
 
 
-def _find_class(name: str, module: str) -> type:
-    """The Module class ``name``: from its saved module when inside minircnn (or a test
-    module), else from the ``minircnn.models`` namespace."""
-    if module.startswith("minircnn.") or module.startswith("tests."):
-        cls = getattr(importlib.import_module(module), name, None)
-        if isinstance(cls, type) and issubclass(cls, Module):
-            return cls
-    models = importlib.import_module("minircnn.models")
-    cls = getattr(models, name, None)
-    if isinstance(cls, type) and issubclass(cls, Module):
-        return cls
-    raise ValueError(f"unknown model class {name!r} (module {module!r}); known in "
-                     f"minircnn.models: {sorted(n for n in dir(models) if n[0].isupper())}")
+def _check_spec(spec) -> None:
+    if not (isinstance(spec, dict) and isinstance(spec.get("class"), str)
+            and isinstance(spec.get("kwargs"), dict)):
+        raise ValueError(f"model spec must be {{'class': str, 'module': str, 'kwargs': dict}}, "
+                         f"got {spec!r:.200}")
+    for value in spec["kwargs"].values():
+        if _is_spec(value):
+            _check_spec(value)
+
+
+def _lookup(spec: dict) -> tuple[type, Callable | None]:
+    """The registered class (and counter) named by ``spec``; nothing is imported."""
+    _check_spec(spec)
+    _register_builtin_models()
+    found = _REGISTRY.get(spec["class"])
+    if found is None:
+        raise ValueError(f"unknown model class {spec['class']!r}; a checkpoint can rebuild "
+                         f"{sorted(_REGISTRY)} (programs add theirs with register_model)")
+    return found
+
+
+def _register_builtin_models() -> None:
+    """The package's models, registered on first use (models import this module)."""
+    if "FastRCNN" in _REGISTRY:
+        return
+    from minircnn.models import sizes
+    from minircnn.models.backbones import SmallVGG
+    from minircnn.models.fast_rcnn import FastRCNN
+    from minircnn.models.rcnn import RCNN, SPPNet
+    from minircnn.models.resnet import MiniResNet, ResNetBackbone
+
+    register_model(SmallVGG, count_parameters=sizes.small_vgg)
+    register_model(MiniResNet, count_parameters=sizes.mini_resnet)
+    register_model(ResNetBackbone, count_parameters=sizes.resnet_backbone)
+    register_model(FastRCNN, count_parameters=sizes.fast_rcnn)
+    register_model(RCNN, count_parameters=sizes.rcnn)
+    register_model(SPPNet, count_parameters=sizes.spp_net)
