@@ -67,6 +67,7 @@ from minircnn.layers.roi_pool import (
     roi_pool_bins,
     roi_pool_forward,
     roi_pool_forward_naive,
+    roi_pool_forward_vectorized,
     spp_backward,
     spp_forward,
 )

@@ -321,6 +321,9 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
 class RoIAlign(RoIModule):
     """Module form of roi_align_forward / roi_align_backward (``impl`` "fast" or "naive")."""
 
+    IMPLS = {"fast": (roi_align_forward, roi_align_backward),
+             "naive": (roi_align_forward_naive, roi_align_backward_naive)}
+
     def __init__(self, output_size, spatial_scale: float, sampling_ratio: int = 2,
                  aligned: bool = False, impl: str = "fast"):
         self.output_size = pair(output_size, "RoIAlign: output_size")
@@ -328,18 +331,18 @@ class RoIAlign(RoIModule):
         self.sampling_ratio = check_count("sampling_ratio", sampling_ratio, op="RoIAlign",
                                           minimum=-2**31)
         self.aligned = aligned
-        pick_impl(impl, None, None)
+        pick_impl(impl, self.IMPLS)
         self.impl = impl
 
     def forward(self, features, rois):
-        fwd = pick_impl(self.impl, roi_align_forward, roi_align_forward_naive)
+        fwd, _ = pick_impl(self.impl, self.IMPLS)
         out, self._cache = fwd(features, rois, output_size=self.output_size,
                                spatial_scale=self.spatial_scale,
                                sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         return out
 
     def backward(self, dout):
-        backward = pick_impl(self.impl, roi_align_backward, roi_align_backward_naive)
+        _, backward = pick_impl(self.impl, self.IMPLS)
         return self._backward(dout, backward)
 
     def __repr__(self) -> str:

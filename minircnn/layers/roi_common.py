@@ -66,10 +66,10 @@ def check_roi_dout(op: str, dout, shape: tuple, dtype, like) -> None:
                like, op=op)
 
 
-def pick_impl(impl: str, fast, naive):
-    if impl not in ("fast", "naive"):
-        raise ValueError(f"impl must be 'fast' or 'naive', got {impl!r}")
-    return fast if impl == "fast" else naive
+def pick_impl(impl: str, impls: dict):
+    if impl not in impls:
+        raise ValueError(f"impl must be one of {sorted(impls)}, got {impl!r}")
+    return impls[impl]
 
 
 class RoIModule(Module):

@@ -1,4 +1,4 @@
-"""RoI max pooling and SPP on RoIs: naive loops, fast versions, Modules.
+"""RoI max pooling and SPP on RoIs: three tiers of RoI max pooling, SPP, Modules.
 
 Fast R-CNN pools every region of interest (RoI) of a shared feature map into a fixed
 PH x PW grid, so RoIs of any size feed the same fully connected layers. Semantics match
@@ -12,7 +12,15 @@ torchvision's CPU kernel exactly (``torchvision.ops.roi_pool``):
   bins and RoIs that share it.
 - spp: roi_pool at each pyramid level, flattened channel-first and concatenated.
 
-Every roi_pool version (naive, fast, SPP) takes its bins from one helper,
+Three tiers of roi_pool forward, bit-identical (ties included) with one cache type:
+
+- ``roi_pool_forward_naive``: loops over RoIs, channels, bins and cells, the specification;
+- ``roi_pool_forward_vectorized``: one loop over the offsets inside the largest bin,
+  every bin of every RoI and channel at once (the idea of ``max_pool2d_forward``);
+- ``roi_pool_forward``: the fastest, used for training; it answers the bins from max
+  tables (roi_max_tables.py, the advanced path).
+
+Every version (naive, vectorized, tables, SPP) takes its bins from one helper,
 :func:`roi_pool_bins`. RoIAlign lives in roi_align.py (it shares the input checks and
 Module plumbing defined here) and is re-exported at the bottom of this file.
 Derivations and worked examples: docs/layers/roi_pool.md.
@@ -45,7 +53,7 @@ from minircnn.layers.roi_common import (
     pair,
     pick_impl,
 )
-from minircnn.layers.roi_pool_table import build_table, lookup_bins, plan_table
+from minircnn.layers.roi_max_tables import roi_max_pool_tables
 from minircnn.validate import check_count, check_positive
 
 
@@ -99,6 +107,17 @@ def roi_pool_bins(rois, output_size, spatial_scale, height: int, width: int) -> 
     return RoIBins(rois[:, 0].astype(np.int64), hstart, hend, wstart, wend)
 
 
+def checked_bins(features, rois, output_size, spatial_scale):
+    """Check roi_pool's inputs and compute every RoI's bins (the first step of every tier).
+
+    Returns:
+        features (as an array) and the RoIBins of every RoI.
+    """
+    features, rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
+    output_size = pair(output_size, "roi_pool: output_size")
+    return features, roi_pool_bins(rois, output_size, spatial_scale, *features.shape[2:])
+
+
 def _axis_bins(start, length, n_bins: int, size: int, dtype):
     """Bins along one axis: floor(p * bin) .. ceil((p + 1) * bin), offset and clipped."""
     xp = get_array_module(start)
@@ -124,12 +143,10 @@ class RoIPoolCache(NamedTuple):
 def roi_pool_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 7),
                            spatial_scale: float = 1 / 16):
     """RoI max pooling with explicit loops (same arguments and result as roi_pool_forward)."""
-    features, rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
-    PH, PW = pair(output_size, "roi_pool: output_size")
+    features, bins = checked_bins(features, rois, output_size, spatial_scale)
     xp = get_array_module(features)
     N, C, H, W = features.shape
-    R = rois.shape[0]
-    bins = roi_pool_bins(rois, (PH, PW), spatial_scale, H, W)
+    (R, PH), PW = bins.hstart.shape, bins.wstart.shape[1]
     out = xp.zeros((R, C, PH, PW), dtype=features.dtype)
     argmax = xp.full((R, C, PH, PW), -1, dtype=np.int64)
     for r in range(R):
@@ -170,23 +187,57 @@ def roi_pool_backward_naive(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray
 
 
 # --------------------------------------------------------------------------------------
-# RoI max pooling: fast version.
-#
-# Instead of gathering each bin's cells, build once a table of the max (and argmax) of
-# rectangles of cells, then answer each bin from it (roi_pool_table.py). Two tables,
-# chosen per call by a measured cost model (plan_table):
-# - box table: every box up to the largest bin KH x KW at every cell, one lookup per bin;
-#   KH*KW entries per cell, so it wins while bins are small (7x7 on a 16x16 map);
-# - sparse table: every 2^a x 2^b block, four overlapping corner lookups per bin;
-#   log2(KH)*log2(KW) entries per cell, so it wins on large bins (SPP's 1x1, big maps).
-# Both give torchvision's first max in row-major order, bit for bit.
+# RoI max pooling, vectorized: loop over the offsets inside the largest bin, never over
+# RoIs, channels or bins.
 # --------------------------------------------------------------------------------------
-TABLE_ENTRIES = 1 << 22   # table entries per pass; more channels are done in chunks
+def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
+                                output_size=(7, 7), spatial_scale: float = 1 / 16):
+    """RoI max pooling, one step per cell offset (kh, kw) of the largest bin (KH x KW).
+
+    Step (kh, kw) reads cell (hstart + kh, wstart + kw) of every bin at once and keeps it
+    where it lies inside its bin and is larger than the max so far. Offsets run in
+    row-major order and the test is a strict ``>``, so the first max wins, as the loops.
+    Same arguments, result and cache as roi_pool_forward_naive.
+    """
+    features, bins = checked_bins(features, rois, output_size, spatial_scale)
+    xp = get_array_module(features)
+    N, C, H, W = features.shape
+    (R, PH), PW = bins.hstart.shape, bins.wstart.shape[1]
+    KH = int((bins.hend - bins.hstart).max(initial=0))     # largest bin: KH x KW cells
+    KW = int((bins.wend - bins.wstart).max(initial=0))
+    x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
+    n = bins.batch[:, None, None]                          # (R, 1, 1)
+    channel = xp.arange(C) * (H * W)                       # (C,) offset of channel c in x.ravel()
+    best = xp.full((R, PH, PW, C), -np.inf, dtype=features.dtype)
+    argmax = xp.full((R, PH, PW, C), -1, dtype=np.int64)   # -1 until a cell wins: empty bin
+    for kh in range(KH):
+        h = bins.hstart + kh                               # (R, PH) row of this offset
+        for kw in range(KW):
+            w = bins.wstart + kw                           # (R, PW) column of this offset
+            inside = (h < bins.hend)[:, :, None] & (w < bins.wend)[:, None, :]  # (R, PH, PW)
+            hh = xp.minimum(h, H - 1)[:, :, None]          # (R, PH, 1), clipped to read safely
+            ww = xp.minimum(w, W - 1)[:, None, :]          # (R, 1, PW)
+            value = x[n, hh, ww]                           # (R, PH, PW, C) gather
+            better = inside[..., None] & (value > best)    # strict >: first max wins
+            best = xp.where(better, value, best)
+            cell = (n * C * H + hh) * W + ww               # (R, PH, PW) index of channel 0
+            argmax = xp.where(better, cell[..., None] + channel, argmax)
+    out = xp.where(argmax >= 0, best, 0).astype(features.dtype)   # empty bin -> 0
+    out = out.transpose(0, 3, 1, 2)                        # (R, PH, PW, C) -> (R, C, PH, PW)
+    argmax = argmax.transpose(0, 3, 1, 2)
+    return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
 
 
+# --------------------------------------------------------------------------------------
+# RoI max pooling, fastest: bins answered from max tables (roi_max_tables.py).
+# --------------------------------------------------------------------------------------
 def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 7),
                      spatial_scale: float = 1 / 16):
     """RoI max pooling, exactly as torchvision.ops.roi_pool (see the module docstring).
+
+    The result equals roi_pool_forward_vectorized's bit for bit; the work is done by
+    roi_max_tables.roi_max_pool_tables, which reads each bin's max from a precomputed
+    table of rectangle maxima instead of visiting its cells.
 
     Args:
         features: (N, C, H, W) feature maps, float32 or float64.
@@ -196,32 +247,8 @@ def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 
     Returns:
         out: (R, C, PH, PW) and a RoIPoolCache for roi_pool_backward.
     """
-    features, rois = check_roi_inputs("roi_pool", features, rois, spatial_scale)
-    PH, PW = pair(output_size, "roi_pool: output_size")
-    xp = get_array_module(features)
-    N, C, H, W = features.shape
-    R = rois.shape[0]
-    bins = roi_pool_bins(rois, (PH, PW), spatial_scale, H, W)
-    if R == 0 or H == 0 or W == 0 or C == 0:   # nothing to pool: every bin is empty
-        out = xp.zeros((R, C, PH, PW), dtype=features.dtype)
-        argmax = xp.full((R, C, PH, PW), -1, dtype=np.int64)
-        return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
-    plan = plan_table(bins, (N, H, W))                     # box or sparse; rows (k, R, PH, PW)
-    x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
-    index_dtype = np.int32 if N * C * H * W < 2**31 else np.int64   # int32: half the traffic
-    cell = xp.arange(N * C * H * W, dtype=index_dtype).reshape(N, C, H, W)
-    cell = cell.transpose(0, 2, 3, 1)                      # (N, C, H, W) -> (N, H, W, C)
-    step = max(1, TABLE_ENTRIES // (N * H * W * plan.per_cell))   # channels per table
-    outs, args = [], []   # made after each table, joined only if chunked: 1.7x faster in a
-    for c in range(0, C, step):   # fwd+bwd loop than one array made up front (fewer page faults)
-        best, arg = build_table(plan, x[..., c:c + step], cell[..., c:c + step])
-        outs.append(xp.empty((R, PH, PW, best.shape[1]), dtype=features.dtype))
-        args.append(xp.empty((R, PH, PW, best.shape[1]), dtype=np.int64))  # into x.ravel()
-        lookup_bins(best, arg, plan.rows, outs[-1], args[-1])
-    out = outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=3)   # (R, PH, PW, C)
-    argmax = args[0] if len(args) == 1 else xp.concatenate(args, axis=3)
-    out = out.transpose(0, 3, 1, 2)                        # (R, PH, PW, C) -> (R, C, PH, PW)
-    argmax = argmax.transpose(0, 3, 1, 2)                  # (R, PH, PW, C) -> (R, C, PH, PW)
+    features, bins = checked_bins(features, rois, output_size, spatial_scale)
+    out, argmax = roi_max_pool_tables(features, bins)      # (R, C, PH, PW) each
     return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
 
 
@@ -229,9 +256,10 @@ def roi_pool_backward(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray:
     """dout (R, C, PH, PW) -> dfeatures (N, C, H, W).
 
     Each output is a copy of its argmax cell, so its gradient goes there; xp.add.at sums
-    the contributions of all bins and RoIs that picked the same cell. Both arrays are
-    read channel-last, the fast forward's memory order (no copies): all contributions to
-    one cell share its channel, so they are still added in (r, ph, pw) order, as the loops.
+    the contributions of all bins and RoIs that picked the same cell. The backward of
+    every forward tier. Both arrays are read channel-last, the faster forwards' memory
+    order (no copies): all contributions to one cell share its channel, so they are still
+    added in (r, ph, pw) order, as the loops.
     """
     check_roi_dout("roi_pool_backward", dout, cache.argmax.shape, cache.dtype, cache.argmax)
     xp = get_array_module(dout)
@@ -306,22 +334,26 @@ def spp_backward(dout: np.ndarray, cache: SPPCache) -> np.ndarray:
 # Modules.
 # --------------------------------------------------------------------------------------
 class RoIPool(RoIModule):
-    """Module form of roi_pool_forward / roi_pool_backward (``impl`` "fast" or "naive")."""
+    """Module form of roi_pool (``impl`` "fast", "vectorized" or "naive")."""
+
+    IMPLS = {"fast": (roi_pool_forward, roi_pool_backward),
+             "vectorized": (roi_pool_forward_vectorized, roi_pool_backward),
+             "naive": (roi_pool_forward_naive, roi_pool_backward_naive)}
 
     def __init__(self, output_size=(7, 7), spatial_scale: float = 1 / 16, impl: str = "fast"):
         self.output_size = pair(output_size, "RoIPool: output_size")
         self.spatial_scale = check_positive("spatial_scale", spatial_scale, op="RoIPool")
-        pick_impl(impl, None, None)
+        pick_impl(impl, self.IMPLS)
         self.impl = impl
 
     def forward(self, features, rois):
-        fwd = pick_impl(self.impl, roi_pool_forward, roi_pool_forward_naive)
+        fwd, _ = pick_impl(self.impl, self.IMPLS)
         out, self._cache = fwd(features, rois, output_size=self.output_size,
                                spatial_scale=self.spatial_scale)
         return out
 
     def backward(self, dout):
-        backward = pick_impl(self.impl, roi_pool_backward, roi_pool_backward_naive)
+        _, backward = pick_impl(self.impl, self.IMPLS)
         return self._backward(dout, backward)
 
     def __repr__(self) -> str:

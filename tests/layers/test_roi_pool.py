@@ -1,4 +1,5 @@
-"""Tests of minircnn/layers/roi_pool.py: RoI max pooling, SPP, the shared input checks.
+"""Tests of minircnn/layers/roi_pool.py (RoI max pooling in three tiers, SPP, the shared
+input checks) and of its table engine, minircnn/layers/roi_max_tables.py.
 
 Every expected array below is worked out by hand (or by a plain per-bin oracle written
 here from torchvision's CPU kernel), never produced by the code under test.
@@ -21,13 +22,28 @@ from minircnn.layers import (
     roi_pool_backward_naive,
     roi_pool_forward,
     roi_pool_forward_naive,
+    roi_pool_forward_vectorized,
     spp_backward,
     spp_forward,
 )
-from minircnn.layers.roi_pool import c_round, roi_pool_bins
+from minircnn.layers.roi_max_tables import plan_table, roi_max_pool_tables
+from minircnn.layers.roi_pool import RoIPoolCache, c_round, checked_bins, roi_pool_bins
 
 POOL_IMPLS = {"naive": (roi_pool_forward_naive, roi_pool_backward_naive),
+              "vectorized": (roi_pool_forward_vectorized, roi_pool_backward),
               "fast": (roi_pool_forward, roi_pool_backward)}
+TIERS = list(POOL_IMPLS)
+
+
+def tables_forward(table, table_entries=1 << 22, lookup_entries=1 << 15):
+    """roi_pool_forward with the table engine's choices made by the test."""
+    def forward(features, rois, *, output_size, spatial_scale):
+        bins = checked_bins(features, rois, output_size, spatial_scale)
+        out, argmax = roi_max_pool_tables(features, bins, table=table,
+                                          table_entries=table_entries,
+                                          lookup_entries=lookup_entries)
+        return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax)
+    return forward
 
 
 def oracle_roi_pool(x, rois, output_size, scale):
@@ -58,7 +74,7 @@ def oracle_roi_pool(x, rois, output_size, scale):
 
 
 # --- roi_pool: hand-computed values --------------------------------------------------
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_worked_example(impl):
     forward, _ = POOL_IMPLS[impl]
     x = ramp((1, 1, 4, 4))                                   # x[h, w] = 4h + w
@@ -74,7 +90,7 @@ def test_c_round_is_half_away_from_zero():
     assert c_round(np.array([0.49999997], dtype=np.float32))[0] == 0
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_coordinates_on_half(impl):
     """At scale 1/16, x1 = 40 -> 2.5 -> 3 and y1 = -8 -> -0.5 -> -1 (C round).
 
@@ -89,7 +105,7 @@ def test_roi_pool_coordinates_on_half(impl):
     np.testing.assert_array_equal(out[0, 0], [[4, 5], [16, 17]])
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_tiny_roi_repeats_its_cell(impl):
     """A 1x1 RoI pooled to 3x3: every bin is the one cell; its gradient sums all 9."""
     forward, backward = POOL_IMPLS[impl]
@@ -105,7 +121,7 @@ def test_roi_pool_tiny_roi_repeats_its_cell(impl):
     np.testing.assert_array_equal(dx, expected)
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_past_the_border_gives_empty_bins(impl):
     """Map values are negative, so an output 0 can only come from an empty bin."""
     forward, backward = POOL_IMPLS[impl]
@@ -122,7 +138,7 @@ def test_roi_pool_past_the_border_gives_empty_bins(impl):
     assert (asnumpy(cache.argmax)[1] == -1).all()
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_ties_first_max_in_row_major_order(impl):
     """Equal maxima at (0, 2) and (1, 0): row-major order reaches (0, 2) first.
 
@@ -144,7 +160,7 @@ def test_roi_pool_ties_first_max_in_row_major_order(impl):
     assert dx[0, 0, 0, 0] == 1.0 and dx.sum() == 1.0
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_overlapping_rois_sum_their_gradients(impl):
     forward, backward = POOL_IMPLS[impl]
     x = distinct_values(np.random.default_rng(0), (2, 1, 4, 4))
@@ -162,7 +178,7 @@ def test_roi_pool_overlapping_rois_sum_their_gradients(impl):
     np.testing.assert_array_equal(dx, expected)
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 @pytest.mark.parametrize("scale", [1 / 16, 1 / 8, 1.0])
 @pytest.mark.parametrize("output_size", [(2, 2), (3, 2), (1, 4)])
 def test_roi_pool_matches_oracle_with_ties(impl, scale, output_size):
@@ -197,7 +213,7 @@ def _pool_gradcheck_inputs(rng):
     return x, rois
 
 
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_roi_pool_gradcheck(impl):
     forward, backward = POOL_IMPLS[impl]
     x, rois = _pool_gradcheck_inputs(np.random.default_rng(1))
@@ -206,29 +222,32 @@ def test_roi_pool_gradcheck(impl):
     assert errors["features"] <= 1e-7
 
 
+@pytest.mark.parametrize("impl", ["vectorized", "fast"])
 @pytest.mark.parametrize("scale", [1 / 16, 1 / 8, 1.0])
-def test_roi_pool_naive_equals_fast(scale):
+def test_roi_pool_tier_equals_naive(impl, scale):
+    """Same bits (value and argmax), and the caches are interchangeable: each backward
+    steps through the other tier's cache."""
+    forward, backward = POOL_IMPLS[impl]
     rng = np.random.default_rng(2)
     x = rng.standard_normal((2, 3, 7, 8))
     rois = random_rois(rng, 20, 2, 8 / scale, past=3 / scale)
     out_n, cache_n = roi_pool_forward_naive(x, rois, output_size=(3, 4), spatial_scale=scale)
-    out_f, cache_f = roi_pool_forward(x, rois, output_size=(3, 4), spatial_scale=scale)
-    assert rel_error(out_n, out_f) <= 1e-9
+    out_f, cache_f = forward(x, rois, output_size=(3, 4), spatial_scale=scale)
+    np.testing.assert_array_equal(out_n, out_f)
+    np.testing.assert_array_equal(cache_n.argmax, cache_f.argmax)
     dout = rng.standard_normal(out_f.shape)
-    dx_n = roi_pool_backward_naive(dout, cache_n)
-    assert rel_error(dx_n, roi_pool_backward(dout, cache_f)) <= 1e-9
+    dx_n = roi_pool_backward_naive(dout, cache_f)
+    assert rel_error(dx_n, backward(dout, cache_n)) <= 1e-9
 
 
-def test_roi_pool_fast_in_channel_chunks(monkeypatch):
+def test_roi_pool_fast_in_channel_chunks():
     """A small table budget makes the fast path pool a few channels at a time."""
-    import minircnn.layers.roi_pool as roi_pool_module
-
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 5, 6, 7))
     rois = random_rois(rng, 9, 2, 56, past=16)
     expected, cache_n = roi_pool_forward_naive(x, rois, output_size=(2, 3), spatial_scale=1 / 8)
-    monkeypatch.setattr(roi_pool_module, "TABLE_ENTRIES", 2 * 6 * 7 * 4 * 2)
-    out, cache = roi_pool_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 8)
+    forward = tables_forward(None, table_entries=2 * 6 * 7 * 4 * 2)
+    out, cache = forward(x, rois, output_size=(2, 3), spatial_scale=1 / 8)
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
 
@@ -267,63 +286,58 @@ def test_roi_pool_whole_map_tie_is_first_in_row_major_order():
     x = np.zeros((1, 1, 6, 7))
     x[0, 0, 1, 5] = x[0, 0, 3, 0] = x[0, 0, 5, 6] = 5.0
     rois = np.array([[0, 0, 0, 6, 5]], dtype=np.float64)
-    out, cache = roi_pool_forward(x, rois, output_size=1, spatial_scale=1.0)
-    assert out[0, 0, 0, 0] == 5.0 and cache.argmax[0, 0, 0, 0] == 1 * 7 + 5
+    for forward, _ in POOL_IMPLS.values():
+        out, cache = forward(x, rois, output_size=1, spatial_scale=1.0)
+        assert out[0, 0, 0, 0] == 5.0 and cache.argmax[0, 0, 0, 0] == 1 * 7 + 5
 
 
-def test_roi_pool_signed_zero_ties_keep_the_first_cell_bits():
+@pytest.mark.parametrize("impl", ["vectorized", "fast"])
+def test_roi_pool_signed_zero_ties_keep_the_first_cell_bits(impl):
     """-0.0 == 0.0: the first one in row-major order is the output, sign bit included."""
     x = np.full((1, 1, 5, 6), -1.0)
     x[0, 0, 2, 4], x[0, 0, 3, 1] = -0.0, 0.0      # (2, 4) comes first
     rois = np.array([[0, 0, 0, 5, 4]], dtype=np.float64)
     expected, cache_n = roi_pool_forward_naive(x, rois, output_size=1, spatial_scale=1.0)
-    out, cache = roi_pool_forward(x, rois, output_size=1, spatial_scale=1.0)
+    out, cache = POOL_IMPLS[impl][0](x, rois, output_size=1, spatial_scale=1.0)
     assert np.signbit(out[0, 0, 0, 0]) and np.signbit(expected[0, 0, 0, 0])
     np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
 
 
-def test_roi_pool_fast_in_channel_and_roi_blocks(monkeypatch):
+def test_roi_pool_fast_in_channel_and_roi_blocks():
     """Tiny table and lookup budgets: one channel per table, one RoI per lookup block;
     large bins and ties, so the blocks must still agree with the loops exactly."""
-    import minircnn.layers.roi_pool as roi_pool_module
-    import minircnn.layers.roi_pool_table as table_module
-
     rng = np.random.default_rng(12)
     x = rng.integers(0, 3, (2, 4, 9, 11)).astype(np.float32)
     rois = random_rois(rng, 7, 2, 88, past=16, min_size=32)
     expected, cache_n = roi_pool_forward_naive(x, rois, output_size=(2, 1), spatial_scale=1 / 8)
-    monkeypatch.setattr(roi_pool_module, "TABLE_ENTRIES", 1)
-    monkeypatch.setattr(table_module, "LOOKUP_ENTRIES", 1)
-    out, cache = roi_pool_forward(x, rois, output_size=(2, 1), spatial_scale=1 / 8)
+    forward = tables_forward(None, table_entries=1, lookup_entries=1)
+    out, cache = forward(x, rois, output_size=(2, 1), spatial_scale=1 / 8)
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
 
 
-@pytest.mark.parametrize("method, ratio", [("box", math.inf), ("sparse", 0.0)])
+@pytest.mark.parametrize("table", ["box", "sparse", "vectorized"])
 @pytest.mark.parametrize("output_size, scale", [((3, 4), 1 / 8), (7, 1.0), (2, 1.0),
                                                 (1, 1.0), ((1, 3), 1.0)])
 @pytest.mark.parametrize("table_entries", [1 << 22, 1])
-def test_roi_pool_each_table_matches_loops_on_ties(monkeypatch, method, ratio, output_size,
-                                                   scale, table_entries):
-    """Force the box table (ratio inf) or the sparse table (ratio 0), with whole-map
-    channel tables or one channel per table, on integer maps full of ties, small bins
-    (7x7 on a 19x23 map) and large ones (1x1 up to the whole map): value, argmax and
-    gradient equal the oracle's and the loops' exactly."""
-    import minircnn.layers.roi_pool as roi_pool_module
-    import minircnn.layers.roi_pool_table as table_module
-
-    monkeypatch.setattr(table_module, "BOX_COST_RATIO", ratio)
-    monkeypatch.setattr(roi_pool_module, "TABLE_ENTRIES", table_entries)
+def test_roi_pool_each_table_matches_loops_on_ties(table, output_size, scale, table_entries):
+    """The box table, the sparse table (whole-map channel tables or one channel per
+    table) and the vectorized tier, on integer maps full of ties, small bins (7x7 on a
+    19x23 map) and large ones (1x1 up to the whole map): value, argmax and gradient
+    equal the oracle's and the loops' exactly."""
     rng = np.random.default_rng(14)
     x = rng.integers(0, 3, (2, 3, 19, 23)).astype(np.float32)
     rois = np.concatenate([[[0, 0, 0, 22 / scale, 18 / scale], [1, 0, 0, 400, 400]],
                            random_rois(rng, 12, 2, 23 / scale, past=2 / scale)])
     bins = roi_pool_bins(rois.astype(np.float32), pair_of(output_size), scale, 19, 23)
-    assert table_module.plan_table(bins, (2, 19, 23)).method == method
+    forward = roi_pool_forward_vectorized
+    if table != "vectorized":
+        assert plan_table(bins, (2, 19, 23), table=table).method == table
+        forward = tables_forward(table, table_entries=table_entries)
     expected, cell = oracle_roi_pool(x, rois.astype(np.float32), pair_of(output_size), scale)
     out_n, cache_n = roi_pool_forward_naive(x, rois, output_size=output_size,
                                             spatial_scale=scale)
-    out, cache = roi_pool_forward(x, rois, output_size=output_size, spatial_scale=scale)
+    out, cache = forward(x, rois, output_size=output_size, spatial_scale=scale)
     np.testing.assert_array_equal(out, expected)
     np.testing.assert_array_equal(out, out_n)
     np.testing.assert_array_equal(cache.argmax, cell)
@@ -335,17 +349,15 @@ def test_roi_pool_each_table_matches_loops_on_ties(monkeypatch, method, ratio, o
 
 @pytest.mark.parametrize("output_size, method", [(7, "box"), (1, "sparse"), (2, "sparse")])
 def test_roi_pool_plan_picks_the_cheaper_table(output_size, method):
-    """The issue-4 benchmark's input (2, 64, 16, 16), RoIs of 8-128 px at scale 1/8:
+    """The benchmark's input (2, 64, 16, 16), RoIs of 8-128 px at scale 1/8:
     7x7 bins (at most 4x4 cells) read a box table; SPP's 2x2 and 1x1 bins (up to the
     whole 16x16 map) a sparse table, whose build grows with log2 of the bin size."""
-    import minircnn.layers.roi_pool_table as table_module
-
     rng = np.random.default_rng(15)
     x1y1 = rng.uniform(0, 120, (256, 2))
     x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (256, 2)), 127)
     rois = np.concatenate([rng.integers(0, 2, (256, 1)), x1y1, x2y2], axis=1)
     bins = roi_pool_bins(rois, pair_of(output_size), 1 / 8, 16, 16)
-    plan = table_module.plan_table(bins, (2, 16, 16))
+    plan = plan_table(bins, (2, 16, 16))
     assert plan.method == method
     assert plan.rows.shape == ((1 if method == "box" else 4), 256, output_size, output_size)
 
@@ -394,7 +406,7 @@ def test_spp_layout_is_concatenated_roi_pools():
 
 
 # --- modules --------------------------------------------------------------------------
-@pytest.mark.parametrize("impl", ["naive", "fast"])
+@pytest.mark.parametrize("impl", TIERS)
 def test_modules_wrap_the_functions(impl):
     rng = np.random.default_rng(7)
     x = distinct_values(rng, (1, 2, 5, 5))
@@ -423,7 +435,8 @@ GOOD = np.array([[0, 0, 0, 2, 2]], dtype=np.float64)
 
 
 @pytest.mark.parametrize("forward", [roi_pool_forward, roi_pool_forward_naive,
-                                     roi_align_forward, roi_align_forward_naive, spp_forward])
+                                     roi_pool_forward_vectorized, roi_align_forward,
+                                     roi_align_forward_naive, spp_forward])
 @pytest.mark.parametrize("features, rois, match", [
     (X, GOOD[:, :4], r"rois must have shape \(R, 5\).*\(1, 4\)"),
     (X, GOOD[0], r"rois must have shape \(R, 5\)"),
@@ -456,17 +469,15 @@ def test_bad_hyperparameters_raise():
 
 # --- NumPy vs CuPy --------------------------------------------------------------------
 @pytest.mark.gpu
-@pytest.mark.parametrize("ratio", [1.0, math.inf, 0.0])   # automatic, box table, sparse table
-def test_numpy_equals_cupy(monkeypatch, ratio):
-    import minircnn.layers.roi_pool_table as table_module
-
-    monkeypatch.setattr(table_module, "BOX_COST_RATIO", ratio)
+@pytest.mark.parametrize("pool", ["vectorized", None, "box", "sparse"])   # None: automatic
+def test_numpy_equals_cupy(pool):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 4, 9, 10))
     rois = random_rois(rng, 30, 2, 160, past=32)
     xg, rg = to_device(x, "gpu"), to_device(rois, "gpu")
+    forward = roi_pool_forward_vectorized if pool == "vectorized" else tables_forward(pool)
     cases = [
-        (roi_pool_forward, roi_pool_backward, {"output_size": (3, 4), "spatial_scale": 1 / 16}),
+        (forward, roi_pool_backward, {"output_size": (3, 4), "spatial_scale": 1 / 16}),
         (spp_forward, spp_backward, {"levels": (3, 1), "spatial_scale": 1 / 16}),
     ]
     for forward, backward, kw in cases:
@@ -476,3 +487,9 @@ def test_numpy_equals_cupy(monkeypatch, ratio):
         dout = rng.standard_normal(out.shape)
         dx_g = backward(to_device(dout, "gpu"), cache_g)
         assert rel_error(backward(dout, cache), dx_g) <= 1e-9
+
+
+def test_unknown_table_raises():
+    bins = roi_pool_bins(GOOD, (2, 2), 1.0, 4, 4)
+    with pytest.raises(ValueError, match="table must be 'box', 'sparse' or None"):
+        plan_table(bins, (2, 4, 4), table="boxes")

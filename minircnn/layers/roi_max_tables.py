@@ -1,7 +1,11 @@
-"""Max and first argmax of any rectangle of a feature map: a box table or a 2-D sparse table.
+"""The advanced RoI max pooling engine: bins answered from precomputed max tables.
 
-Used by ``roi_pool_forward`` (roi_pool.py), where every bin is such a rectangle. Two
-tables answer the same question, bit for bit; ``plan_table`` picks the cheaper per call.
+``roi_pool_forward`` (roi_pool.py) calls :func:`roi_max_pool_tables`. It gives exactly
+the loops' result (``roi_pool_forward_naive``), like the readable
+``roi_pool_forward_vectorized``, but spends its work differently: instead of visiting
+each bin's cells, it builds once a table of the max (and argmax) of rectangles of
+cells, then answers every bin by looking rows up in it. Read the vectorized tier first;
+this file is for when you want to see how far the same result can be pushed in NumPy.
 
 **Box table** (``box_max_table``): for every cell (h, w) and every box size up to the
 largest bin, KH x KW, the max of the box whose top-left cell is (h, w). Built by a row
@@ -18,6 +22,9 @@ of a 1-D sparse table, on both axes). A rectangle [h0, h1) x [w0, w1) with
 (log2(KH) + 1)*(log2(KW) + 1) entries per cell, then four lookups and three merges per
 bin: cheapest once bins are large (SPP's 1x1 level, big maps).
 
+``plan_table`` picks the cheaper table per call from a cost model; timings of both are
+in docs/performance.md.
+
 Ties follow torchvision: the first maximum in row-major order wins. The cell index
 ((n*C + c)*H + h)*W + w grows in row-major order, so "first" means "smallest index
 among the cells holding the max", and the merge rule is: the larger value wins; on
@@ -33,14 +40,51 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 
+TABLE_ENTRIES = 1 << 22   # table entries per pass; more channels are done in chunks
 LOOKUP_ENTRIES = 1 << 15   # bins x channels merged at a time (see lookup_bins)
 BOX_BIN_COST = 0.25        # one box-table bin (1 lookup) per channel, in table entries
 SPARSE_BIN_COST = 1.5      # one sparse-table bin (4 lookups + 3 merges), in table entries
-BOX_COST_RATIO = 1.0       # box table while its cost <= this x the sparse table's (tests: 0, inf)
+
+
+def roi_max_pool_tables(features, bins, *, table: str | None = None,
+                        table_entries: int = TABLE_ENTRIES, lookup_entries: int = LOOKUP_ENTRIES):
+    """Max and first argmax of every bin, from a box or a sparse table.
+
+    Args:
+        features: (N, C, H, W).  bins: RoIBins (roi_pool.py) with R RoIs, PH x PW bins.
+        table: "box", "sparse" or None (the cheaper by ``plan_table``'s cost model).
+        table_entries: table entries per pass; more channels are pooled in chunks.
+        lookup_entries: bins x channels merged at a time on the CPU (see lookup_bins).
+    Returns:
+        out (R, C, PH, PW) in features' dtype (0 in empty bins) and argmax (R, C, PH, PW)
+        int64: index of the winner in features.ravel(), -1 for an empty bin.
+    """
+    xp = get_array_module(features)
+    N, C, H, W = features.shape
+    R, PH = bins.hstart.shape
+    PW = bins.wstart.shape[1]
+    if R == 0 or C == 0 or H == 0 or W == 0:               # nothing to pool: every bin is empty
+        return (xp.zeros((R, C, PH, PW), dtype=features.dtype),
+                xp.full((R, C, PH, PW), -1, dtype=np.int64))
+    plan = plan_table(bins, (N, H, W), table=table)        # rows (k, R, PH, PW)
+    x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
+    index_dtype = np.int32 if N * C * H * W < 2**31 else np.int64   # int32: half the traffic
+    cell = xp.arange(N * C * H * W, dtype=index_dtype).reshape(N, C, H, W)
+    cell = cell.transpose(0, 2, 3, 1)                      # (N, C, H, W) -> (N, H, W, C)
+    step = max(1, table_entries // (N * H * W * plan.per_cell))   # channels per table
+    outs, args = [], []   # one output per chunk, joined only if chunked (fewer page faults
+    for c in range(0, C, step):   # than one array made up front)
+        best, arg = build_table(plan, x[..., c:c + step], cell[..., c:c + step])
+        outs.append(xp.empty((R, PH, PW, best.shape[1]), dtype=features.dtype))
+        args.append(xp.empty((R, PH, PW, best.shape[1]), dtype=np.int64))  # into x.ravel()
+        lookup_bins(best, arg, plan.rows, outs[-1], args[-1], lookup_entries)
+    out = outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=3)   # (R, PH, PW, C)
+    argmax = args[0] if len(args) == 1 else xp.concatenate(args, axis=3)
+    return out.transpose(0, 3, 1, 2), argmax.transpose(0, 3, 1, 2)   # -> (R, C, PH, PW)
 
 
 # --------------------------------------------------------------------------------------
-# Which table: a cost model in "table entries" per channel (measured, see plan_table).
+# Which table: a cost model in "table entries" per channel.
 # --------------------------------------------------------------------------------------
 class TablePlan(NamedTuple):
     """The chosen table, its size and the table rows every bin reads."""
@@ -52,20 +96,18 @@ class TablePlan(NamedTuple):
     rows: np.ndarray    # (k, R, PH, PW) table rows: k = 1 (box) or 4 corners (sparse)
 
 
-def plan_table(bins, shape: tuple) -> TablePlan:
+def plan_table(bins, shape: tuple, *, table: str | None = None) -> TablePlan:
     """Pick the cheaper table for these bins and compute the rows each bin reads.
 
     Cost per channel, in table entries, with M = N*H*W map cells and B = R*PH*PW bins:
     box = M*KW*(KH + 1) (row pass, then the boxes) + BOX_BIN_COST*B (one lookup per bin);
     sparse = M*(LH + 1)*(LW + 1) + SPARSE_BIN_COST*B (four lookups, three merges).
-    Measured (NumPy, float32, one thread): building either table costs 3-7 ns per entry
-    and channel, a box lookup 1-1.5 ns per bin, a sparse one 6.5-10 ns (hence 0.25 and
-    1.5). On (2, 64, 16, 16) with 256 RoIs of 8-128 px at scale 1/8 the crossover lies
-    between 7x7 bins (largest 4x4 cells: box 5.5 ms vs sparse 6.9 ms to build and read)
-    and 4x4 bins (largest 5x5: box 4.9 ms vs sparse 3.5 ms).
+    The two bin costs are a lookup's time relative to building one table entry, as
+    measured with NumPy in float32 (docs/performance.md).
 
     Args:
         bins: RoIBins (roi_pool.py).  shape: (N, H, W) of the feature map.
+        table: "box" or "sparse" to force one, None to pick by cost.
     """
     N, H, W = shape
     R, PH = bins.hstart.shape
@@ -76,7 +118,9 @@ def plan_table(bins, shape: tuple) -> TablePlan:
     cells, n_bins = N * H * W, R * PH * PW
     box_cost = cells * KW * (KH + 1) + BOX_BIN_COST * n_bins
     sparse_cost = cells * (LH + 1) * (LW + 1) + SPARSE_BIN_COST * n_bins
-    if box_cost <= BOX_COST_RATIO * sparse_cost:
+    if table not in (None, "box", "sparse"):
+        raise ValueError(f"table must be 'box', 'sparse' or None, got {table!r}")
+    if table == "box" or (table is None and box_cost <= sparse_cost):
         return TablePlan("box", KH, KW, KH * KW, box_rows(bins, KH, KW, shape))
     return TablePlan("sparse", LH, LW, (LH + 1) * (LW + 1), block_rows(bins, LH, LW, shape))
 
@@ -155,8 +199,6 @@ def box_rows(bins, KH: int, KW: int, shape: tuple):
 # --------------------------------------------------------------------------------------
 # Sparse table: 2^a x 2^b blocks, four corner lookups per bin.
 # --------------------------------------------------------------------------------------
-
-
 def table_levels(size: int) -> int:
     """Highest level needed for blocks up to ``size`` cells long: floor(log2(size))."""
     return max(int(size), 1).bit_length() - 1
@@ -233,20 +275,21 @@ def block_rows(bins, LH: int, LW: int, shape: tuple):
     return xp.where(empty, N * (LH + 1) * (LW + 1) * H * W, rows)  # empty: the last row
 
 
-def lookup_bins(best, arg, rows, out, argmax) -> None:
+def lookup_bins(best, arg, rows, out, argmax, lookup_entries: int = LOOKUP_ENTRIES) -> None:
     """Fill out, argmax (R, PH, PW, C) with the bins' max and argmax: k lookups each, merged.
 
-    On the CPU it works on blocks of about LOOKUP_ENTRIES values: small temporaries are
-    reused from the cache, large ones cost fresh memory on every call (measured 2-3x
-    slower). On a GPU every op is a kernel launch, so it does all RoIs in one block.
+    On the CPU it works on blocks of about ``lookup_entries`` values: small temporaries
+    are reused from the cache, large ones cost fresh memory on every call. On a GPU
+    every op is a kernel launch, so it does all RoIs in one block.
 
     Args:
         best, arg: (table rows, C) from build_table.  rows: (k, R, PH, PW) from
             plan_table: 4 corners (sparse table) or 1 box (box table).
         out, argmax: (R, PH, PW, C) arrays (or views) to write.
+        lookup_entries: bins x channels per block on the CPU.
     """
     R, PH, PW, C = out.shape
-    budget = LOOKUP_ENTRIES if get_array_module(best) is np else out.size
+    budget = lookup_entries if get_array_module(best) is np else out.size
     step = max(1, budget // (PH * PW * C))             # RoIs per block
     for r0 in range(0, R, step):
         out[r0:r0 + step], argmax[r0:r0 + step] = _merge_corners(best, arg,
