@@ -55,6 +55,7 @@ from minircnn.layers import (
     roi_pool_bins,
     roi_pool_forward,
     roi_pool_forward_naive,
+    roi_pool_forward_vectorized,
     spp_backward,
     spp_forward,
 )
@@ -111,8 +112,9 @@ def roi_pool_loops(features, rois, *, output_size, spatial_scale):
     N, C, H, W = features.shape
     out = np.zeros((len(rois), C, PH, PW))
 
-    def c_round(v):
-        return int(np.sign(v) * np.floor(abs(v) + 0.5))
+    def c_round(v):   # C's round, half away from zero; exact part test, safe in float32
+        whole = np.floor(abs(v))
+        return int(np.copysign(whole + (abs(v) - whole >= 0.5), v))
 
     for r, (n, x1, y1, x2, y2) in enumerate(rois):
         x1, y1, x2, y2 = (c_round(v * spatial_scale) for v in (x1, y1, x2, y2))
@@ -214,11 +216,18 @@ for fwd, bwd in ((roi_pool_forward_naive, roi_pool_backward_naive),
     assert err < 1e-7
 
 # %% [markdown]
-# ## 4. Fast version: equality and timing
+# ## 4. Vectorized version: a loop over the offsets inside a bin
 #
-# The library's fast `roi_pool_forward` builds a sparse table of block maxima once (the
-# max of every 2^i × 2^j block, by doubling) and reads every bin from it with four
-# overlapping lookups, instead of looping over RoIs, channels and cells.
+# The loops above visit R · C · PH · PW bins one by one. `roi_pool_forward_vectorized`
+# turns the loops inside out, as `max_pool2d_forward` does for max pooling: it loops only
+# over the cell offsets `(kh, kw)` of the largest bin (KH × KW), and at each offset reads
+# cell `(hstart + kh, wstart + kw)` of **every** bin, RoI and channel in one gather. The
+# cell counts where it lies inside its bin and is strictly larger than the max so far;
+# offsets run in row-major order, so the first maximum wins, exactly as in the loops.
+# Read it (below), then check that it matches the loops bit for bit, argmax included.
+
+# %%
+print(inspect.getsource(roi_pool_forward_vectorized))
 
 # %%
 feat_big = rng.standard_normal((2, 16, 16, 16))
@@ -229,21 +238,29 @@ rois_big = np.column_stack([np.arange(k) % 2,
                             np.minimum(corners[:, 1], corners[:, 3]),
                             np.maximum(corners[:, 0], corners[:, 2]),
                             np.maximum(corners[:, 1], corners[:, 3])])
-start = time.perf_counter()
-out_naive, cache_naive = roi_pool_forward_naive(feat_big, rois_big, output_size=(7, 7),
-                                                spatial_scale=1 / 16)
-t_naive = time.perf_counter() - start
-start = time.perf_counter()
-out_fast, cache_fast = roi_pool_forward(feat_big, rois_big, output_size=(7, 7),
-                                        spatial_scale=1 / 16)
-t_fast = time.perf_counter() - start
-dout_big = rng.standard_normal(out_fast.shape)
-print(f"roi_pool forward, {k} RoIs x 16 channels: naive {t_naive * 1e3:.0f} ms, "
-      f"fast {t_fast * 1e3:.1f} ms ({t_naive / t_fast:.0f}x faster)")
-assert np.array_equal(out_naive, out_fast)
-assert np.array_equal(cache_naive.argmax, cache_fast.argmax)
-assert rel_error(roi_pool_backward_naive(dout_big, cache_naive),
-                 roi_pool_backward(dout_big, cache_fast)) < 1e-9
+times, results = {}, {}
+for name, forward in (("naive", roi_pool_forward_naive),
+                      ("vectorized", roi_pool_forward_vectorized),
+                      ("tables (the default)", roi_pool_forward)):
+    start = time.perf_counter()
+    results[name] = forward(feat_big, rois_big, output_size=(7, 7), spatial_scale=1 / 16)
+    times[name] = time.perf_counter() - start
+    print(f"roi_pool forward {name:>20}, {k} RoIs x 16 channels: {times[name] * 1e3:7.1f} ms")
+out_naive, cache_naive = results["naive"]
+for out_tier, cache_tier in results.values():
+    assert np.array_equal(out_naive, out_tier)
+    assert np.array_equal(cache_naive.argmax, cache_tier.argmax)
+# the caches are interchangeable: the naive backward steps through the vectorized cache
+dout_big = rng.standard_normal(out_naive.shape)
+assert rel_error(roi_pool_backward_naive(dout_big, results["vectorized"][1]),
+                 roi_pool_backward(dout_big, cache_naive)) < 1e-9
+
+# %% [markdown]
+# The default `roi_pool_forward`, used for training, gives the same bits again but
+# spends its work differently: it builds a table of rectangle maxima once and answers each
+# bin by looking it up (`minircnn/layers/roi_max_tables.py`, the advanced path, explained
+# in `docs/layers/roi_pool.md`). All three share one backward, `roi_pool_backward`, which
+# scatters `dout` to the argmax cells with `xp.add.at`.
 
 # %% [markdown]
 # ## 5. A breakpoint inside `roi_pool.py`, hit from this notebook
@@ -388,7 +405,10 @@ fig.tight_layout()
 # - RoI pooling: round the RoI to cells (C rounding, inclusive end), split it into PH × PW
 #   floor/ceil bins (they may overlap, repeat or be empty), max-pool each bin.
 # - Its backward sends each output's gradient to its argmax cell; cells picked several
-#   times sum their gradients (`xp.add.at` in the fast version).
+#   times sum their gradients (`xp.add.at` in the vectorized version).
+# - The vectorized version loops over the cell offsets of the largest bin, not over RoIs,
+#   channels and bins; the default one reads bins from precomputed max tables. All three
+#   give the same bits, ties included.
 # - SPP-net = RoI pooling at several levels, concatenated; Fast R-CNN uses one level (7×7).
 # - RoIAlign samples bilinearly at exact positions: no quantisation, so the features follow
 #   the box to sub-cell precision — which matters for precise localisation (and masks).

@@ -13,12 +13,14 @@ and ``flops`` is the counted work (None when GFLOP/s means little, e.g. ReLU). G
 from __future__ import annotations
 
 import os
+import platform
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from minircnn.blas import blas_threads
 from minircnn.layers.activations import relu_backward, relu_forward
 from minircnn.layers.conv import (
     conv2d_backward,
@@ -36,9 +38,11 @@ from minircnn.layers.roi_pool import (
     roi_pool_backward_naive,
     roi_pool_forward,
     roi_pool_forward_naive,
+    roi_pool_forward_vectorized,
     spp_backward,
     spp_forward,
 )
+from minircnn.text_tables import text_table
 
 Setup = Callable[[np.random.Generator], tuple[Callable[[], object], "float | None"]]
 
@@ -163,9 +167,29 @@ def _setup_roi(rng, forward, backward, **kwargs):
     x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (ROI_COUNT, 2)), 127)
     batch = rng.integers(0, ROI_FEATURES[0], (ROI_COUNT, 1))
     rois = np.concatenate([batch, x1y1, x2y2], axis=1).astype(np.float32)  # (R, 5)
-    sizes = {} if "levels" in kwargs else {"output_size": ROI_OUT}   # spp takes levels
+    sizes = {} if "levels" in kwargs or "output_size" in kwargs else {"output_size": ROI_OUT}
     return _setup_fwd_bwd(forward, backward, (x, rois), spatial_scale=ROI_SCALE,
                           **sizes, **kwargs)
+
+
+def _roi_table_benchmarks() -> list[Benchmark]:
+    """Both tables forced, at 7x7 bins (box is cheaper) and 1x1 (sparse is cheaper)."""
+    return [Benchmark(f"roi_pool {table} table fwd+bwd 2x64x16x16 256 RoIs {size}x{size}",
+                      lambda rng, t=table, s=size: _setup_roi(
+                          rng, roi_pool_forward, roi_pool_backward, output_size=(s, s), table=t))
+            for size in (7, 1) for table in ("box", "sparse")]
+
+
+def _with_blas_threads(setup: Setup, n: int) -> Setup:
+    """The same benchmark run with ``n`` BLAS threads."""
+    def threaded_setup(rng):
+        run, flops = setup(rng)
+
+        def threaded_run():
+            with blas_threads(n):
+                return run()
+        return threaded_run, flops
+    return threaded_setup
 
 
 def _detector_benchmarks() -> list[Benchmark]:
@@ -176,6 +200,9 @@ def _detector_benchmarks() -> list[Benchmark]:
     infer = "fast r-cnn inference per image (300 proposals)"
     return [
         Benchmark(step, d.setup_train_step),
+        Benchmark(f"{step}, 1 BLAS thread", _with_blas_threads(d.setup_train_step, 1)),
+        Benchmark(f"{step}, 2 BLAS threads", _with_blas_threads(d.setup_train_step, 2),
+                  compare_to=f"{step}, 1 BLAS thread"),
         Benchmark("fast r-cnn train step part: backbone fwd+bwd", d.setup_train_backbone,
                   part_of=step),
         Benchmark("fast r-cnn train step part: roi_pool fwd+bwd", d.setup_train_roi,
@@ -211,11 +238,15 @@ BENCHMARKS: list[Benchmark] = [
         relu_forward, relu_backward, (_f32(rng, *FEATURE_SHAPE),))),
     Benchmark(f"roi_pool naive fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
         rng, roi_pool_forward_naive, roi_pool_backward_naive)),
+    Benchmark(f"roi_pool vectorized fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
+        rng, roi_pool_forward_vectorized, roi_pool_backward),
+        compare_to=f"roi_pool naive fwd+bwd {ROI_TAG}"),
     Benchmark(f"roi_pool fast fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
         rng, roi_pool_forward, roi_pool_backward),
         compare_to=f"roi_pool naive fwd+bwd {ROI_TAG}"),
     Benchmark(f"roi_align fast fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
         rng, roi_align_forward, roi_align_backward, sampling_ratio=2)),
+    *_roi_table_benchmarks(),
     Benchmark("spp fwd+bwd levels (4, 2, 1) 2x64x16x16 256 RoIs", lambda rng: _setup_roi(
         rng, spp_forward, spp_backward, levels=(4, 2, 1))),
     *DETECTOR_BENCHMARKS,
@@ -247,7 +278,7 @@ def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0) -> dict:
     runs after a warm-up run.
     Returns:
         {"numpy": version, "repeats": repeats, "cpu_count": int, "load_avg": float,
-         "matmul_gflops": float,
+         "machine": {"platform", "cpu", "blas"} (strings), "matmul_gflops": float,
          "entries": {name: {"ms", "flops", "gflops", "pct_of_matmul", ["speedup"]}}};
         flops / gflops / pct_of_matmul are None for entries without a FLOP count.
     """
@@ -275,7 +306,24 @@ def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0) -> dict:
         if bench.part_of in entries:
             entry["pct_of_whole"] = 100.0 * entry["ms"] / entries[bench.part_of]["ms"]
     return {"numpy": np.__version__, "repeats": repeats, "cpu_count": os.cpu_count(),
-            "load_avg": _load_average(), "matmul_gflops": matmul_gflops, "entries": entries}
+            "load_avg": _load_average(), "machine": machine(), "matmul_gflops": matmul_gflops,
+            "entries": entries}
+
+
+def machine() -> dict:
+    """What the timings ran on: OS, CPU model and the BLAS library NumPy calls."""
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:   # Linux: the model name; elsewhere processor()
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = [f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
+            for p in threadpool_info() if p["user_api"] == "blas"]
+    return {"platform": platform.platform(), "cpu": cpu or "unknown",
+            "blas": ", ".join(blas) or "unknown"}
 
 
 def _load_average() -> float | None:
@@ -287,26 +335,33 @@ def _load_average() -> float | None:
         return None
 
 
-def format_bench_table(results: dict) -> str:
-    """The results of run_bench as a plain-text table."""
+BENCH_HEADER = ("benchmark", "ms", "GFLOP/s", "% of matmul", "speed-up / part")
+
+
+def bench_rows(results: dict) -> list[tuple[str, ...]]:
+    """One row of formatted cells per entry of run_bench's results (see BENCH_HEADER)."""
     def fmt(v, spec):
         return "-" if v is None else format(v, spec)
 
     def relative(e):  # "12x" faster than compare_to, or "34% of whole" for a part
         if "pct_of_whole" in e:
             return f"{e['pct_of_whole']:.0f}% of whole"
-        return fmt(e.get("speedup"), ".0f") + "x" * ("speedup" in e)
+        return fmt(e.get("speedup"), ".1f") + "x" * ("speedup" in e)
 
-    header = ("benchmark", "ms", "GFLOP/s", "% of matmul", "speed-up / part")
-    rows = [(name, fmt(e["ms"], ".2f"), fmt(e["gflops"], ".1f"),
+    return [(name, fmt(e["ms"], ".2f"), fmt(e["gflops"], ".1f"),
              fmt(e["pct_of_matmul"], ".1f"), relative(e))
             for name, e in results["entries"].items()]
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(5)]
+
+
+def describe_run(results: dict) -> str:
+    """One line: NumPy version, CPUs, load, repeats and the matmul yardstick."""
     load = results.get("load_avg")
-    machine = f"{results.get('cpu_count')} CPUs" + ("" if load is None else f", load {load:.1f}")
-    lines = [f"NumPy {results['numpy']}, {machine}, best of {results['repeats']}; "
-             f"float32 matmul {results['matmul_gflops']:.1f} GFLOP/s"]
-    for r in [header, tuple("-" * w for w in widths), *rows]:
-        lines.append("  ".join([r[0].ljust(widths[0])]
-                               + [c.rjust(w) for c, w in zip(r[1:], widths[1:], strict=True)]))
-    return "\n".join(lines)
+    cpus = f"{results.get('cpu_count')} CPUs" + ("" if load is None else f", load {load:.1f}")
+    return (f"NumPy {results['numpy']}, {cpus}, best of {results['repeats']}; "
+            f"float32 matmul {results['matmul_gflops']:.1f} GFLOP/s")
+
+
+def format_bench_table(results: dict) -> str:
+    """The results of run_bench as a plain-text table."""
+    return describe_run(results) + "\n" + text_table(BENCH_HEADER, bench_rows(results),
+                                                      right=(1, 2, 3, 4))

@@ -70,9 +70,11 @@ from minircnn.layers.roi_pool import (
     roi_pool_backward_naive,
     roi_pool_forward,
     roi_pool_forward_naive,
+    roi_pool_forward_vectorized,
     spp_backward,
     spp_forward,
 )
+from minircnn.text_tables import text_table
 
 THRESHOLD = 1e-7  # max relative error of a single layer's gradients in float64
 
@@ -279,6 +281,9 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("roi_pool_naive", roi_pool_forward_naive, roi_pool_backward_naive,
               _roi_inputs((2, 2, 5, 6), distinct=True),
               kwargs={"output_size": (3, 2), "spatial_scale": 1 / 4}, wrt=("features",)),
+    LayerCase("roi_pool_vectorized", roi_pool_forward_vectorized, roi_pool_backward,
+              _roi_inputs((2, 3, 6, 7), distinct=True),
+              kwargs={"output_size": (3, 2), "spatial_scale": 1 / 4}, wrt=("features",)),
     LayerCase("roi_pool", roi_pool_forward, roi_pool_backward,
               _roi_inputs((2, 3, 6, 7), distinct=True),
               kwargs={"output_size": (3, 2), "spatial_scale": 1 / 4}, wrt=("features",)),
@@ -334,7 +339,4 @@ def format_gradcheck_table(rows: Sequence[GradcheckRow]) -> str:
     cells = [(r.layer, r.shapes, "  ".join(f"d{k} {v:.1e}" for k, v in r.errors.items()),
               "pass" if r.passed else "FAIL") for r in rows]
     header = ("layer", "input shapes", f"max relative error (pass <= {THRESHOLD:.0e})", "result")
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, tuple("-" * w for w in widths), *cells]]
-    return "\n".join(lines)
+    return text_table(header, cells)

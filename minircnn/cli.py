@@ -55,8 +55,8 @@ def _cmd_dataset(args: argparse.Namespace) -> int:
 def _single_blas_thread() -> None:
     """Default BLAS to one thread (before NumPy loads) unless the user set it.
 
-    The detector's matrices are small: on a busy 2-core machine one OpenBLAS thread ran
-    a training step ~8x faster than two, on an idle one ~15% slower (minircnn/blas.py).
+    The detector's matrices are small: a second BLAS thread gains little on an idle
+    machine and loses much on a busy one (minircnn/blas.py, docs/performance.md).
     Set OPENBLAS_NUM_THREADS yourself to override.
     """
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -52,10 +52,7 @@ class TrainConfig:
     The backbone runs at feature stride 8 (a 16x16 map for a 128-pixel image; objects are
     12..62 px, so a small shape covers ~2 cells). At that stride RoIAlign's bilinear
     sampling beats RoIPool's rounding, and 800 training images beat 400 at the same
-    number of iterations. VOC07 mAP on the 300 val images (stride 8 unless noted):
-    RoIPool 400 images 16 epochs 0.872; RoIAlign 400 images 16 / 24 epochs 0.885 / 0.899;
-    RoIAlign 800 images 12 / 16 epochs 0.905 / 0.906 (the default: 12); stride 4
-    RoIPool 400 images 12 epochs 0.922, at 1.5-2x the time per iteration (measured).
+    number of iterations (the mAP of each setting: docs/performance.md).
     """
     name: str = "shapes"                 # run name: runs/<name>/
     seed: int = 0                        # model init, sampling, flips, dropout
@@ -101,7 +98,7 @@ class TrainConfig:
     nms_thresh: float = 0.3
     max_dets: int = 100
     device: str = "cpu"
-    blas_threads: int | None = 1         # OpenBLAS threads while training (minircnn/blas.py)
+    blas_threads: int | None = 1         # BLAS threads while training (minircnn/blas.py)
     pictures: bool = True                # write loss_curve.png and detections.png
     extra: dict = field(default_factory=dict)  # free-form notes saved with the run
 

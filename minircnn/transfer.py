@@ -38,6 +38,7 @@ from minircnn.models.resnet import (
     pretrained_backbone,
 )
 from minircnn.optim import SGD, cosine_lr
+from minircnn.text_tables import text_table
 from minircnn.viz import save_figure
 
 SOURCE_CLASSES = ("circle", "square", "triangle", "ellipse", "diamond", "cross")
@@ -300,10 +301,7 @@ def format_comparison(rows: list[dict]) -> str:
     header = ("strategy", "trainable params", "test acc", "train acc", "time (s)")
     cells = [(r["description"], f"{r['trainable_params']:,}", f"{r['test_acc']:.3f}",
               f"{r['train_acc']:.3f}", f"{r['seconds']:.1f}") for r in rows]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in [header, tuple("-" * w for w in widths), *cells]]
-    return "\n".join(lines)
+    return text_table(header, cells)
 
 
 # --- Fast R-CNN: pretrained vs scratch backbone ----------------------------------------------

@@ -21,9 +21,10 @@ settings.register_profile("explore", derandomize=False, deadline=None, print_blo
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # One BLAS thread unless the caller chose otherwise: the test matrices are small, and on a
-# busy 2-core machine a second OpenBLAS thread made some tests 5x slower (see
+# busy 2-core machine a second BLAS thread makes some tests several times slower (as in
 # minircnn/blas.py). Set before NumPy is imported; the lesson kernels inherit it.
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 

@@ -232,7 +232,7 @@ def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
 # RoI max pooling, fastest: bins answered from max tables (roi_max_tables.py).
 # --------------------------------------------------------------------------------------
 def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 7),
-                     spatial_scale: float = 1 / 16):
+                     spatial_scale: float = 1 / 16, table: str | None = None):
     """RoI max pooling, exactly as torchvision.ops.roi_pool (see the module docstring).
 
     The result equals roi_pool_forward_vectorized's bit for bit; the work is done by
@@ -244,11 +244,13 @@ def roi_pool_forward(features: np.ndarray, rois: np.ndarray, *, output_size=(7, 
         rois: (R, 5) [batch_index, x1, y1, x2, y2] in image pixels, x2 >= x1, y2 >= y1.
         output_size: PH x PW, an int or a pair.
         spatial_scale: feature cells per image pixel (1/16 for VGG16 conv5).
+        table: None picks the cheaper max table; "box" or "sparse" forces one (tests
+            and benchmarks compare them).
     Returns:
         out: (R, C, PH, PW) and a RoIPoolCache for roi_pool_backward.
     """
     features, bins = checked_bins(features, rois, output_size, spatial_scale)
-    out, argmax = roi_max_pool_tables(features, bins)      # (R, C, PH, PW) each
+    out, argmax = roi_max_pool_tables(features, bins, table=table)   # (R, C, PH, PW) each
     return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
 
 
