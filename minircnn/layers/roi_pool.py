@@ -203,8 +203,8 @@ def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
     xp = get_array_module(features)
     N, C, H, W = features.shape
     (R, PH), PW = bins.hstart.shape, bins.wstart.shape[1]
-    KH = int((bins.hend - bins.hstart).max(initial=0))     # largest bin: KH x KW cells
-    KW = int((bins.wend - bins.wstart).max(initial=0))
+    KH = int((bins.hend - bins.hstart).max()) if R else 0  # largest bin: KH x KW cells
+    KW = int((bins.wend - bins.wstart).max()) if R else 0
     x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
     n = bins.batch[:, None, None]                          # (R, 1, 1)
     channel = xp.arange(C) * (H * W)                       # (C,) offset of channel c in x.ravel()
