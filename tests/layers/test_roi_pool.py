@@ -38,11 +38,11 @@ TIERS = list(POOL_IMPLS)
 def tables_forward(table, table_entries=1 << 22, lookup_entries=1 << 15):
     """roi_pool_forward with the table engine's choices made by the test."""
     def forward(features, rois, *, output_size, spatial_scale):
-        bins = checked_bins(features, rois, output_size, spatial_scale)
+        features, bins = checked_bins(features, rois, output_size, spatial_scale)
         out, argmax = roi_max_pool_tables(features, bins, table=table,
                                           table_entries=table_entries,
                                           lookup_entries=lookup_entries)
-        return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax)
+        return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
     return forward
 
 
