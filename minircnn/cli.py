@@ -135,9 +135,10 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     _single_blas_thread()
-    from minircnn.cli_errors import check_checkpoint
+    from minircnn.cli_errors import check_checkpoint, check_device
     from minircnn.predict import detect_image_file, read_image
 
+    check_device(args.device)
     check_checkpoint(args.checkpoint, wants="FastRCNN", command="detect")
     read_image(args.image)                      # an unreadable image fails before the model loads
 
