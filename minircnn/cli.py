@@ -101,7 +101,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     out = args.out or os.path.join("runs", args.name or TrainConfig.name)
     config = _train_config(args, out)
     check_device(config.device)
-    metrics = train_detector(config, out, resume=args.resume)
+    metrics = train_detector(config, out, resume=args.resume, overwrite=args.overwrite)
     ev, times = metrics["eval"], metrics["times"]
     per_class = ", ".join(f"{k} {v:.3f}" for k, v in ev["per_class_AP"].items())
     print(f"VOC07 mAP@0.5 = {ev['voc07_mAP']:.4f} on {ev['num_images']} held-out images "
@@ -254,7 +254,11 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
-    p.add_argument("--resume", action="store_true", help="continue from <out>/checkpoint.npz")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true",
+                      help="continue the run in --out from its checkpoint (its own settings)")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="replace the run already in --out (else that is an error)")
     p.set_defaults(func=_cmd_train)
 
 

@@ -38,6 +38,9 @@ class RunInterrupted(UserError):
 
     exit_code = 130
 
+    def __str__(self) -> str:   # "interrupted at iteration 7; continue with: minircnn ..."
+        return f"{self.what}; {self.todo}" if self.todo else self.what
+
 
 class RunInUse(UserError):
     """Another live process holds the lock of a run folder."""

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from minircnn.errors import UserError
+from minircnn.errors import RunInterrupted, RunInUse, UserError
 
 # Settings a config.json may not choose: where files go is decided by the command line
 # (--out, --cache-dir, MINIRCNN_CACHE), never by a file found in the run folder.
@@ -39,3 +44,150 @@ def read_run_config(out_dir) -> dict:
         raise UserError(f"--resume: {path} holds a {type(saved).__name__}, not the run's "
                         "settings", "restore it, or start the run again with --overwrite")
     return {k: v for k, v in saved.items() if k not in PATH_SETTINGS}
+
+
+# --- one run at a time in a folder ---------------------------------------------------------
+LOCK_NAME = ".lock"
+# The files a detection run writes; a folder holding any of them holds a run.
+RUN_FILES = ("config.json", "checkpoint.npz", "metrics.json", "model.npz", "loss_curve.png",
+             "detections.png")
+
+
+class RunLock:
+    """An exclusive lock on a run folder while a run writes to it.
+
+    ``out_dir/.lock`` holds the PID of the run that owns the folder. On POSIX the file is
+    also ``flock``-ed, so the kernel releases it when that process dies in any way
+    (kill -9 included) and the next run takes it over; elsewhere a lock whose PID no
+    longer runs is taken over.
+
+    Raises (on enter):
+        RunInUse: another live process holds the lock; the message names its PID.
+    """
+
+    def __init__(self, out_dir):
+        self.path = os.path.join(os.fspath(out_dir), LOCK_NAME)
+        self.fd = None
+
+    def __enter__(self) -> RunLock:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd, self.path):
+            holder = _read_pid(fd)
+            os.close(fd)
+            folder = os.path.dirname(self.path)
+            raise RunInUse(f"{folder} is in use by another minircnn run (PID {holder})",
+                           "wait for it to finish or stop it, or choose another --out")
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        os.ftruncate(self.fd, 0)        # the file stays (removing it races with a new run)
+        os.close(self.fd)               # closing releases the flock
+        self.fd = None
+
+
+def _read_pid(fd: int) -> int:
+    os.lseek(fd, 0, os.SEEK_SET)
+    text = os.read(fd, 32).decode(errors="replace").strip()
+    return int(text) if text.isdigit() else 0
+
+
+def _try_lock(fd: int, path: str) -> bool:
+    """flock(LOCK_EX | LOCK_NB) on POSIX; elsewhere: free when its PID no longer runs."""
+    try:
+        import fcntl
+    except ImportError:                             # Windows: the PID file decides
+        from minircnn.fileio import pid_alive
+
+        holder = _read_pid(fd)
+        return holder in (0, os.getpid()) or not pid_alive(holder)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def check_fresh_or_resume(out_dir, *, resume: bool, overwrite: bool) -> None:
+    """A fresh run needs an empty folder (or ``overwrite``); a resumed one needs a checkpoint.
+
+    ``overwrite`` deletes the previous run's files (RUN_FILES only; anything else in the
+    folder stays).
+
+    Raises:
+        UsageError: the folder holds a run and neither resume nor overwrite was asked,
+            or resume was asked and there is no checkpoint.npz.
+    """
+    from minircnn.errors import UsageError
+
+    out_dir = os.fspath(out_dir)
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
+    weights = [name for name in found if name.endswith(".npz")]   # config.json alone: no run
+    if resume:
+        if "checkpoint.npz" not in found:
+            raise UsageError(f"--resume: {out_dir} has no checkpoint.npz (no epoch or "
+                             "interrupted iteration was saved)",
+                             f"start it again with `minircnn train --out {out_dir} --overwrite`")
+        return
+    if weights and not overwrite:
+        raise UsageError(f"{out_dir} already holds a run ({', '.join(found)})",
+                         f"continue it with `minircnn train --out {out_dir} --resume`, start "
+                         "over with --overwrite, or choose another --out")
+    for name in found:
+        os.remove(os.path.join(out_dir, name))
+
+
+# --- Ctrl-C and SIGTERM ----------------------------------------------------------------------
+class StopSignals:
+    """SIGINT (Ctrl-C) and SIGTERM: during training, finish the iteration, then stop.
+
+    Inside ``with stop.deferred():`` (the training loop) the first signal only sets
+    ``stop.received``; the loop checks it after each iteration, writes a resumable
+    checkpoint at that iteration and raises RunInterrupted. A second signal, or one
+    outside the loop (proposals, evaluation), raises KeyboardInterrupt at once. Signal
+    handlers belong to the main thread: elsewhere this does nothing.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None      # the signal number once one arrived in the loop
+        self._defer = False
+        self._old = {}
+
+    def _handler(self, signum, frame) -> None:
+        if self._defer and self.received is None:
+            self.received = signum
+            return
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old = {}
+
+    @contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+
+
+def interrupted(out_dir, iteration: int | None) -> RunInterrupted:
+    """The error of an interrupted run: where it stopped and the command that continues it."""
+    again = f"minircnn train --out {shlex.quote(os.fspath(out_dir))}"
+    if iteration is None:
+        return RunInterrupted("interrupted before the first checkpoint",
+                              f"start again with: {again} --overwrite (proposals are cached)")
+    return RunInterrupted(f"interrupted at iteration {iteration}",
+                          f"continue with: {again} --resume")

@@ -37,11 +37,19 @@ from minircnn.detection.evaluate import evaluate
 from minircnn.detection.inference import detect_images
 from minircnn.detection.proposals import compute_proposals, proposal_cache_dir
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
+from minircnn.errors import UsageError
 from minircnn.fileio import remove_stale_temps, write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import FastRCNN, SmallVGG, read_checkpoint, save_checkpoint
 from minircnn.models.checkpoint import load_weights
 from minircnn.optim import SGD, step_lr
+from minircnn.runs import (
+    RunLock,
+    StopSignals,
+    check_fresh_or_resume,
+    interrupted,
+)
+from minircnn.settings import check_train_config
 from minircnn.workers import map_in_workers
 
 
@@ -297,8 +305,10 @@ def _restore_run(path, config, model, optimizer, rng) -> dict:
     mine, saved = config.to_dict(), ckpt.config
     differ = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and saved.get(k) != mine[k])
     if differ:
-        raise ValueError(f"resume: {path} was trained with different settings: " + ", ".join(
-            f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ))
+        raise UsageError(f"resume: {path} was trained with different settings: " + ", ".join(
+            f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ),
+            "resume with the run's own settings (leave those options out), "
+            "or start over with --overwrite")
     load_weights(model, ckpt.state, source=path)
     opt_state = dict(ckpt.extra["optimizer"])
     opt_state["velocity"] = [ckpt.extra.get(f"velocity.{i}") for i in range(len(optimizer.params))]
@@ -325,62 +335,100 @@ def _sample_batch(config, items, props, idx, rng):
     return np.stack(images), batch
 
 
-def _train_epoch(config, model, optimizer, rng, items, props, state, bar) -> dict:
-    """One pass over the training images; appends per-iteration losses to ``state``."""
+def _train_epoch(config, model, optimizer, rng, items, props, state, bar, stop) -> dict | None:
+    """One pass over the training images; appends per-iteration losses to ``state``.
+
+    A run interrupted mid-epoch saved its place in ``state["partial_epoch"]`` (the
+    epoch's image order, the next minibatch, the running sums): it continues from there.
+    After each iteration, a stop signal (``stop.received``) records that place there and
+    returns None (the caller saves the checkpoint).
+    """
     per_iter = _images_per_iter(config)
     iters = _iters_per_epoch(config, len(items))
     total = iters * config.epochs
     steps = tuple(int(f * total) for f in config.lr_steps)
-    order = rng.permutation(len(items))
-    sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0, "accuracy": 0.0}
-    for b in range(iters):
-        it = state["iteration"]
-        optimizer.lr = step_lr(config.lr, it, steps=steps, gamma=config.gamma,
-                               warmup_iters=config.warmup_iters)
-        images, batch = _sample_batch(config, items, props, order[b * per_iter:(b + 1) * per_iter],
-                                      rng)
-        xp = get_array_module(model.parameters()[0].data)
-        try:
-            stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
-                               xp.asarray(batch.labels), xp.asarray(batch.bbox_targets))
-            if not stats["loss"] < DIVERGED_LOSS:
-                raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
-            if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
-                raise FloatingPointError("the update made some weights nan/inf")
-        except FloatingPointError as e:
-            raise FloatingPointError(
-                f"training diverged at iteration {it} (epoch {state['epoch'] + 1}): {e}; "
-                + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
-                   "no epoch finished, so no checkpoint was written; ")
-                + f"lower the learning rate (lr={config.lr})") from e
-        state["iteration"] = it + 1
-        state["history"]["loss"].append(stats["loss"])
-        state["history"]["accuracy"].append(stats["accuracy"])
+    partial = state.pop("partial_epoch", None)
+    if partial:
+        order, first, sums = np.asarray(partial["order"]), partial["next"], partial["sums"]
+    else:
+        order, first = rng.permutation(len(items)), 0
+        sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0, "accuracy": 0.0}
+    for b in range(first, iters):
+        stats = _train_iteration(config, model, optimizer, rng, items, props, state,
+                                 order[b * per_iter:(b + 1) * per_iter], steps)
         for k in sums:
             sums[k] += stats[k] / iters
         bar.update(1)
         bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}",
                         lr=f"{optimizer.lr:.2g}", refresh=False)
+        if stop.received is not None and b + 1 < iters:   # at an epoch's end: saved anyway
+            state["partial_epoch"] = {"order": order.tolist(), "next": b + 1, "sums": sums}
+            return None
     return {**sums, "lr": optimizer.lr, "iterations": iters}
 
 
+def _train_iteration(config, model, optimizer, rng, items, props, state, idx, steps) -> dict:
+    """Sample a minibatch of images ``idx``, one SGD step; NaN/inf or divergence stops."""
+    it = state["iteration"]
+    optimizer.lr = step_lr(config.lr, it, steps=steps, gamma=config.gamma,
+                           warmup_iters=config.warmup_iters)
+    images, batch = _sample_batch(config, items, props, idx, rng)
+    xp = get_array_module(model.parameters()[0].data)
+    try:
+        stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
+                           xp.asarray(batch.labels), xp.asarray(batch.bbox_targets))
+        if not stats["loss"] < DIVERGED_LOSS:
+            raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
+        if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
+            raise FloatingPointError("the update made some weights nan/inf")
+    except FloatingPointError as e:
+        raise FloatingPointError(
+            f"training diverged at iteration {it} (epoch {state['epoch'] + 1}): {e}; "
+            + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
+               "no epoch finished, so no checkpoint was written; ")
+            + f"lower the learning rate (lr={config.lr})") from e
+    state["iteration"] = it + 1
+    state["history"]["loss"].append(stats["loss"])
+    state["history"]["accuracy"].append(stats["accuracy"])
+    return stats
+
 
 def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
-                   progress: bool = True) -> dict:
+                   overwrite: bool = False, progress: bool = True) -> dict:
     """Train, evaluate and write a run directory (see the module docstring).
 
     Args:
-        config: the settings.  out_dir: where the run is written.
+        config: the settings (each checked against its range first).
+        out_dir: where the run is written; locked while this runs.
         resume: continue from ``out_dir/checkpoint.npz`` (same config), bit for bit as
-            the uninterrupted run would have.
+            the uninterrupted run would have, also from a mid-epoch interruption.
+        overwrite: replace the run already in ``out_dir`` (else that is an error).
         progress: show a tqdm bar (TQDM_DISABLE=1 also silences it).
     Returns:
         the metrics dict also written to metrics.json.
     Raises:
-        FloatingPointError: the loss became NaN/inf (the last checkpoint is kept).
+        UsageError: a setting out of range; ``out_dir`` holds a run and neither resume
+            nor overwrite was asked; resume without a checkpoint.
+        RunInUse: another live process is writing a run into ``out_dir``.
+        RunInterrupted: SIGINT / SIGTERM; a checkpoint at the current iteration was
+            written (``resume=True`` continues it).
+        FloatingPointError: the loss became NaN/inf or diverged (the last checkpoint is kept).
     """
     out_dir = os.fspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    check_train_config(config)
+    with RunLock(out_dir), StopSignals() as stop:
+        remove_stale_temps(out_dir)              # left by a run killed while writing
+        check_fresh_or_resume(out_dir, resume=resume, overwrite=overwrite)
+        try:
+            return _run(config, out_dir, resume, progress, stop)
+        except KeyboardInterrupt:                # outside the training loop, or twice
+            ckpt = os.path.join(out_dir, "checkpoint.npz")
+            saved = read_checkpoint(ckpt).extra["run_state"]["iteration"] \
+                if os.path.exists(ckpt) else None
+            raise interrupted(out_dir, saved) from None
+
+
+def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) -> dict:
     start = time.time()
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     with blas_threads(config.blas_threads):
@@ -400,7 +448,7 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
         metrics = {"config": config.to_dict(), "epochs": state["epochs"]}
         t_train = time.time()
         _train_epochs(config, out_dir, model, optimizer, rng, (items, props), state, metrics,
-                      progress)
+                      (progress, stop))
         times["train_s"] = time.time() - t_train
         return _finish(config, out_dir, model, val_ds, state, metrics, times, start)
 
@@ -414,25 +462,33 @@ def _iters_per_epoch(config: TrainConfig, num_images: int) -> int:
 
 
 def _train_epochs(config, out_dir, model, optimizer, rng, data, state, metrics,
-                  progress) -> None:
-    """Epochs state["epoch"]..config.epochs-1, a checkpoint and metrics.json after each."""
+                  control) -> None:
+    """Epochs state["epoch"]..config.epochs-1, a checkpoint and metrics.json after each.
+
+    A stop signal ends the loop after the current iteration with a checkpoint there
+    (RunInterrupted names the iteration and the command that continues).
+    """
     from tqdm.auto import tqdm
 
     items, props = data
+    progress, stop = control
+    ckpt = os.path.join(out_dir, "checkpoint.npz")
     total = _iters_per_epoch(config, len(items)) * config.epochs
     quiet = {} if progress else {"disable": True}  # an explicit False would override TQDM_DISABLE
     with tqdm(total=total, initial=state["iteration"], desc="train", dynamic_ncols=True,
-              **quiet) as bar:
+              **quiet) as bar, stop.deferred():
         for epoch in range(state["epoch"], config.epochs):
             t_epoch = time.time()
             model.train()
-            stats = _train_epoch(config, model, optimizer, rng, items, props, state, bar)
-            state["epochs"].append({"epoch": epoch + 1, **stats,
-                                    "time_s": round(time.time() - t_epoch, 2)})
-            state["epoch"] = epoch + 1
-            _save_run_checkpoint(os.path.join(out_dir, "checkpoint.npz"), model, optimizer,
-                                 rng, config, state)
+            stats = _train_epoch(config, model, optimizer, rng, items, props, state, bar, stop)
+            if stats is not None:
+                state["epochs"].append({"epoch": epoch + 1, **stats,
+                                        "time_s": round(time.time() - t_epoch, 2)})
+                state["epoch"] = epoch + 1
+            _save_run_checkpoint(ckpt, model, optimizer, rng, config, state)
             write_json(os.path.join(out_dir, "metrics.json"), metrics)
+            if stop.received is not None:
+                raise interrupted(out_dir, state["iteration"])
 
 
 def _finish(config, out_dir, model, val_ds, state, metrics, times, start) -> dict:

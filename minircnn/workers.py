@@ -27,6 +27,8 @@ _PR_SET_PDEATHSIG = 1          # from <linux/prctl.h>
 def _die_with_parent(parent_pid: int) -> None:
     """Pool initializer: this worker exits when process ``parent_pid`` is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a forked worker inherits the parent's
+                                                    # handler; Pool.terminate() sends SIGTERM
     armed = False
     if sys.platform.startswith("linux"):
         try:

@@ -10,6 +10,7 @@ from minircnn.data.shapes import ShapesDataset
 from minircnn.detection.evaluate import evaluate
 from minircnn.detection.inference import detect_images
 from minircnn.detection.sampling import hierarchical_batch
+from minircnn.errors import RunInterrupted
 from minircnn.models import FastRCNN, SmallVGG, read_checkpoint
 from minircnn.optim import SGD, step_lr
 from minircnn.train import TrainConfig, flip_horizontal, train_detector, train_step
@@ -104,7 +105,7 @@ def test_run_is_deterministic_and_resume_continues_identically(tmp_path, monkeyp
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(train_mod, "_save_run_checkpoint", crash_after_first_epoch)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(RunInterrupted, match="interrupted at iteration 2; continue with"):
         train_detector(quiet, tmp_path / "c", progress=False)
     monkeypatch.setattr(train_mod, "_save_run_checkpoint", real_save)
     with pytest.raises(ValueError, match=r"different settings: lr=0.01 \(now 0.5\)"):
