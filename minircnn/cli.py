@@ -140,6 +140,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
     check_device(args.device)
     check_checkpoint(args.checkpoint, wants="FastRCNN", command="detect")
+    check_device(args.device)
     read_image(args.image)                      # an unreadable image fails before the model loads
 
     dets = detect_image_file(args.checkpoint, args.image, args.output,
