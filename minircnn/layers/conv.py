@@ -21,22 +21,13 @@ from minircnn.layers.module import Module, Parameter
 
 
 class ConvCache(NamedTuple):
-    """What conv2d_backward needs (fast path)."""
+    """What both conv2d backward passes need (naive and fast caches are interchangeable)."""
 
-    x_shape: tuple   # (N, C, H, W) of the input
-    cols: np.ndarray  # (N, C*KH*KW, OH*OW) im2col of the padded input
-    w: np.ndarray     # (F, C, KH, KW) weights
+    x: np.ndarray            # (N, C, H, W) input
+    w: np.ndarray            # (F, C, KH, KW) weights
     stride: int
     pad: int
-
-
-class ConvNaiveCache(NamedTuple):
-    """What conv2d_backward_naive needs."""
-
-    x: np.ndarray  # (N, C, H, W) input
-    w: np.ndarray  # (F, C, KH, KW) weights
-    stride: int
-    pad: int
+    cols: np.ndarray | None  # (N, C*KH*KW, OH*OW) im2col of the padded input; None: naive
 
 
 def _check_conv_args(x, w, b, stride, pad) -> tuple[int, int]:
@@ -69,7 +60,7 @@ def _check_conv_args(x, w, b, stride, pad) -> tuple[int, int]:
 # Naive version: the specification, one loop per output index.
 # --------------------------------------------------------------------------------------
 def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
-                         stride: int = 1, pad: int = 0) -> tuple[np.ndarray, ConvNaiveCache]:
+                         stride: int = 1, pad: int = 0) -> tuple[np.ndarray, ConvCache]:
     """Convolution with explicit loops (same arguments and result as conv2d_forward)."""
     OH, OW = _check_conv_args(x, w, b, stride, pad)
     xp = get_array_module(x)
@@ -84,12 +75,12 @@ def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                     top, left = i * stride, j * stride
                     window = x_pad[n, :, top:top + KH, left:left + KW]  # (C, KH, KW)
                     out[n, f, i, j] = xp.sum(window * w[f]) + b[f]
-    return out, ConvNaiveCache(x, w, stride, pad)
+    return out, ConvCache(x, w, stride, pad, None)
 
 
-def conv2d_backward_naive(dout: np.ndarray, cache: ConvNaiveCache):
+def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
     """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,), by loops."""
-    x, w, stride, pad = cache
+    x, w, stride, pad, _ = cache
     xp = get_array_module(dout)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -193,7 +184,7 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
     w_mat = w.reshape(F, -1).astype(x.dtype, copy=False)  # (F, K)
     out = w_mat @ cols  # (F, K) @ (N, K, P) -> (N, F, P): one batched matmul
     out += b.astype(x.dtype, copy=False)[:, None]  # (N, F, P) + (F, 1)
-    return out.reshape(N, F, OH, OW), ConvCache(tuple(x.shape), cols, w, stride, pad)
+    return out.reshape(N, F, OH, OW), ConvCache(x, w, stride, pad, cols)
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache):
@@ -202,10 +193,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     With out[n] = w_mat @ cols[n] + b it is a linear layer's backward per image, then
     col2im. Derivation: docs/layers/conv.md.
     """
-    x_shape, cols, w, stride, pad = cache
+    x, w, stride, pad, cols = cache
     xp = get_array_module(dout)
     N, F = dout.shape[:2]
     KH, KW = w.shape[2:]
+    if cols is None:   # a cache from conv2d_forward_naive: unfold the input now
+        cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, C*KH*KW, OH*OW)
     dout3 = dout.reshape(N, F, -1).astype(cols.dtype, copy=False)  # (N, F, P)
     db = dout3.sum(axis=(0, 2))  # b[f] was added at every n and pixel: sum them, (F,)
     # dL/dw_mat = sum_n dout[n] cols[n]^T, computed transposed (BLAS is faster this way):
@@ -213,7 +206,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)  # (F, K) -> (F, C, KH, KW)
     w_mat = w.reshape(F, -1).astype(cols.dtype, copy=False)  # (F, K)
     dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
-    dx = col2im(dcols, x_shape, KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
+    dx = col2im(dcols, tuple(x.shape), KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
     return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
 
 
@@ -230,6 +223,9 @@ class Conv2d(Module):
         dtype: parameter dtype.  impl: "fast" (im2col) or "naive" (loops).
     """
 
+    IMPLS = {"fast": (conv2d_forward, conv2d_backward),
+             "naive": (conv2d_forward_naive, conv2d_backward_naive)}
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
                  pad: int = 0, rng: np.random.Generator | None = None, dtype=np.float32,
                  impl: str = "fast"):
@@ -241,22 +237,16 @@ class Conv2d(Module):
         self.b = Parameter(np.zeros(out_channels, dtype=dtype), lr_mult=2.0, decay_mult=0.0)
         self.stride = stride
         self.pad = pad
-        self.impl = impl
-        self._cache = None
-        self._backward = None
+        self.impl = self.check_impl(impl)
 
     def forward(self, x):
-        if self.impl not in ("fast", "naive"):
-            raise ValueError(f"Conv2d: impl must be 'fast' or 'naive', got {self.impl!r}")
-        fwd, self._backward = ((conv2d_forward, conv2d_backward) if self.impl == "fast"
-                               else (conv2d_forward_naive, conv2d_backward_naive))
-        out, self._cache = fwd(x, self.w.data, self.b.data, stride=self.stride, pad=self.pad)
+        forward, _ = self.ops()
+        out, self._cache = forward(x, self.w.data, self.b.data, stride=self.stride, pad=self.pad)
         return out
 
     def backward(self, dout):
-        if self._cache is None:
-            raise RuntimeError("Conv2d.backward called before forward")
-        dx, dw, db = self._backward(dout, self._cache)
+        _, backward = self.ops()
+        dx, dw, db = backward(dout, self.saved_cache())
         self.w.accumulate(dw)
         self.b.accumulate(db)
         return dx

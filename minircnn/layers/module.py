@@ -196,6 +196,31 @@ class Module:
                 setattr(m, name, to_device(getattr(m, name), device))
         return self
 
+    # --- layers with several versions: the one naive/fast switch ------------------------
+    IMPLS: dict = {}   # impl name ("fast", "naive", ...) -> (op_forward, op_backward)
+    _cache = None      # what the last forward kept for backward
+
+    def check_impl(self, impl: str) -> str:
+        """``impl`` if it names one of the layer's versions (IMPLS), else a ValueError."""
+        if impl not in self.IMPLS:
+            names = ", ".join(repr(name) for name in self.IMPLS)
+            raise ValueError(f"{type(self).__name__}: impl must be one of {names}, got {impl!r}")
+        return impl
+
+    def ops(self) -> tuple:
+        """(op_forward, op_backward) of the version ``self.impl`` names.
+
+        Looked up at every call, so ``impl`` may change between a forward and its
+        backward: the versions of an op keep interchangeable caches.
+        """
+        return self.IMPLS[self.check_impl(self.impl)]
+
+    def saved_cache(self):
+        """The cache the last forward kept (backward before forward is an error)."""
+        if self._cache is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._cache
+
     # --- the interface subclasses implement --------------------------------------------
     def forward(self, *args):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")

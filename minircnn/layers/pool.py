@@ -25,10 +25,10 @@ from minircnn.validate import check_array, check_dout, check_pair
 
 
 class PoolCache(NamedTuple):
-    """What the max_pool2d backward passes need."""
+    """What the max_pool2d backward passes need (naive and fast caches are interchangeable)."""
 
     x: np.ndarray           # (N, C, H, W) input
-    arg: np.ndarray | None  # (N, C, OH, OW) winning offset kh*KW + kw (fast path), else None
+    arg: np.ndarray         # (N, C, OH, OW) winning offset kh*KW + kw of each window
     kernel: tuple           # (KH, KW)
     stride: tuple           # (SH, SW)
 
@@ -67,19 +67,21 @@ def max_pool2d_forward_naive(x: np.ndarray, *, kernel=2, stride=2):
     xp = get_array_module(x)
     N, C = x.shape[:2]
     out = xp.zeros((N, C, OH, OW), dtype=x.dtype)
+    arg = xp.zeros((N, C, OH, OW), dtype=np.int64)
     for n in range(N):
         for c in range(C):
             for i in range(OH):
                 for j in range(OW):
                     window = x[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW]  # (KH, KW)
                     out[n, c, i, j] = window.max()
-    return out, PoolCache(x, None, (KH, KW), (SH, SW))
+                    arg[n, c, i, j] = _window_argmax(window, xp)  # first max (or last NaN)
+    return out, PoolCache(x, arg, (KH, KW), (SH, SW))
 
 
 def max_pool2d_backward_naive(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """dout (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's argmax."""
     _check_pool_dout(dout, cache)
-    x, _, (KH, KW), (SH, SW) = cache
+    x, arg, (KH, KW), (SH, SW) = cache
     xp = get_array_module(dout)
     N, C, OH, OW = dout.shape
     dx = xp.zeros_like(x)
@@ -87,9 +89,7 @@ def max_pool2d_backward_naive(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
         for c in range(C):
             for i in range(OH):
                 for j in range(OW):
-                    window = x[n, c, i * SH:i * SH + KH, j * SW:j * SW + KW]  # (KH, KW)
-                    k = _window_argmax(window, xp)  # row-major: first max (or last NaN)
-                    kh, kw = divmod(k, KW)
+                    kh, kw = divmod(int(arg[n, c, i, j]), KW)   # the window's argmax offset
                     # d out / d x = 1 at the argmax, 0 elsewhere; overlapping windows add
                     dx[n, c, i * SH + kh, j * SW + kw] += dout[n, c, i, j]
     return dx
@@ -157,29 +157,24 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
 class MaxPool2d(Module):
     """Max pooling layer (no parameters); ``impl`` is "fast" or "naive"."""
 
+    IMPLS = {"fast": (max_pool2d_forward, max_pool2d_backward),
+             "naive": (max_pool2d_forward_naive, max_pool2d_backward_naive)}
+
     def __init__(self, kernel=2, stride=2, impl: str = "fast"):
         check_pair("kernel", kernel, op="MaxPool2d")
         check_pair("stride", stride, op="MaxPool2d")
-        if impl not in ("fast", "naive"):
-            raise ValueError(f"MaxPool2d: impl must be 'fast' or 'naive', got {impl!r}")
         self.kernel = kernel
         self.stride = stride
-        self.impl = impl
-        self._cache = None
-        self._backward = None
+        self.impl = self.check_impl(impl)
 
     def forward(self, x):
-        if self.impl not in ("fast", "naive"):
-            raise ValueError(f"MaxPool2d: impl must be 'fast' or 'naive', got {self.impl!r}")
-        fwd, self._backward = ((max_pool2d_forward, max_pool2d_backward) if self.impl == "fast"
-                               else (max_pool2d_forward_naive, max_pool2d_backward_naive))
-        out, self._cache = fwd(x, kernel=self.kernel, stride=self.stride)
+        forward, _ = self.ops()
+        out, self._cache = forward(x, kernel=self.kernel, stride=self.stride)
         return out
 
     def backward(self, dout):
-        if self._cache is None:
-            raise RuntimeError("MaxPool2d.backward called before forward")
-        return self._backward(dout, self._cache)
+        _, backward = self.ops()
+        return backward(dout, self.saved_cache())
 
     def __repr__(self) -> str:
         return f"MaxPool2d(kernel={self.kernel}, stride={self.stride}, impl={self.impl!r})"

@@ -17,12 +17,11 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.layers.roi_common import (
-    RoIModule,
+from minircnn.layers.module import Module
+from minircnn.layers.roi_checks import (
     check_roi_dout,
     check_roi_inputs,
     pair,
-    pick_impl,
 )
 from minircnn.validate import check_count, check_positive
 
@@ -318,7 +317,7 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Module.
 # --------------------------------------------------------------------------------------
-class RoIAlign(RoIModule):
+class RoIAlign(Module):
     """Module form of roi_align_forward / roi_align_backward (``impl`` "fast" or "naive")."""
 
     IMPLS = {"fast": (roi_align_forward, roi_align_backward),
@@ -331,19 +330,18 @@ class RoIAlign(RoIModule):
         self.sampling_ratio = check_count("sampling_ratio", sampling_ratio, op="RoIAlign",
                                           minimum=-2**31)
         self.aligned = aligned
-        pick_impl(impl, self.IMPLS)
-        self.impl = impl
+        self.impl = self.check_impl(impl)
 
     def forward(self, features, rois):
-        fwd, _ = pick_impl(self.impl, self.IMPLS)
-        out, self._cache = fwd(features, rois, output_size=self.output_size,
+        forward, _ = self.ops()
+        out, self._cache = forward(features, rois, output_size=self.output_size,
                                spatial_scale=self.spatial_scale,
                                sampling_ratio=self.sampling_ratio, aligned=self.aligned)
         return out
 
     def backward(self, dout):
-        _, backward = pick_impl(self.impl, self.IMPLS)
-        return self._backward(dout, backward)
+        _, backward = self.ops()
+        return backward(dout, self.saved_cache())
 
     def __repr__(self) -> str:
         return (f"RoIAlign(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "

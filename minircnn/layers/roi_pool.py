@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
+from minircnn.layers.module import Module
 
 # RoIAlign lives in roi_align.py (file length) and is re-exported here, where DESIGN.md
 # places the RoI ops.
@@ -46,12 +47,10 @@ from minircnn.layers.roi_align import (  # noqa: F401
     roi_align_forward_naive,
     roi_align_geometry,
 )
-from minircnn.layers.roi_common import (
-    RoIModule,
+from minircnn.layers.roi_checks import (
     check_roi_dout,
     check_roi_inputs,
     pair,
-    pick_impl,
 )
 from minircnn.layers.roi_max_tables import roi_max_pool_tables
 from minircnn.validate import check_count, check_positive
@@ -335,7 +334,7 @@ def spp_backward(dout: np.ndarray, cache: SPPCache) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Modules.
 # --------------------------------------------------------------------------------------
-class RoIPool(RoIModule):
+class RoIPool(Module):
     """Module form of roi_pool (``impl`` "fast", "vectorized" or "naive")."""
 
     IMPLS = {"fast": (roi_pool_forward, roi_pool_backward),
@@ -345,25 +344,24 @@ class RoIPool(RoIModule):
     def __init__(self, output_size=(7, 7), spatial_scale: float = 1 / 16, impl: str = "fast"):
         self.output_size = pair(output_size, "RoIPool: output_size")
         self.spatial_scale = check_positive("spatial_scale", spatial_scale, op="RoIPool")
-        pick_impl(impl, self.IMPLS)
-        self.impl = impl
+        self.impl = self.check_impl(impl)
 
     def forward(self, features, rois):
-        fwd, _ = pick_impl(self.impl, self.IMPLS)
-        out, self._cache = fwd(features, rois, output_size=self.output_size,
+        forward, _ = self.ops()
+        out, self._cache = forward(features, rois, output_size=self.output_size,
                                spatial_scale=self.spatial_scale)
         return out
 
     def backward(self, dout):
-        _, backward = pick_impl(self.impl, self.IMPLS)
-        return self._backward(dout, backward)
+        _, backward = self.ops()
+        return backward(dout, self.saved_cache())
 
     def __repr__(self) -> str:
         return (f"RoIPool(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
                 f"impl={self.impl!r})")
 
 
-class SpatialPyramidPool(RoIModule):
+class SpatialPyramidPool(Module):
     """Module form of spp_forward / spp_backward: (R, C * sum(l*l)) per forward."""
 
     def __init__(self, levels=(4, 2, 1), spatial_scale: float = 1 / 16):
@@ -376,7 +374,7 @@ class SpatialPyramidPool(RoIModule):
         return out
 
     def backward(self, dout):
-        return self._backward(dout, spp_backward)
+        return spp_backward(dout, self.saved_cache())
 
     def __repr__(self) -> str:
         return f"SpatialPyramidPool(levels={self.levels}, spatial_scale={self.spatial_scale})"

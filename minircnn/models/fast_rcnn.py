@@ -97,8 +97,9 @@ class FastRCNN(Module):
             raise ValueError(f"FastRCNN: impl must be 'fast' or 'naive', got {value!r}")
         self._impl = value
         for m in list(self.modules())[1:]:
-            if hasattr(m, "impl"):
+            if m.IMPLS:                       # a layer with naive and fast versions
                 m.impl = value
+        self.backbone.impl = value            # recorded in the backbone's config
 
     def get_config(self) -> dict:
         """Constructor kwargs (the backbone as a Module; checkpoints store its spec)."""

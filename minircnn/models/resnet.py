@@ -34,10 +34,6 @@ from minircnn.backend import get_array_module
 from minircnn.layers.activations import ReLU
 from minircnn.layers.conv import (
     Conv2d,
-    conv2d_backward,
-    conv2d_backward_naive,
-    conv2d_forward,
-    conv2d_forward_naive,
 )
 from minircnn.layers.global_pool import GlobalAvgPool, add_backward, add_forward
 from minircnn.layers.linear import Linear
@@ -59,19 +55,15 @@ class ConvNoBias(Conv2d):
         del self.b
 
     def forward(self, x):
-        if self.impl not in ("fast", "naive"):
-            raise ValueError(f"Conv2d: impl must be 'fast' or 'naive', got {self.impl!r}")
-        fwd, self._backward = ((conv2d_forward, conv2d_backward) if self.impl == "fast"
-                               else (conv2d_forward_naive, conv2d_backward_naive))
+        forward, _ = self.ops()
         xp = get_array_module(x)
         zero_bias = xp.zeros(self.w.shape[0], dtype=self.w.data.dtype)  # (F,) on x's device
-        out, self._cache = fwd(x, self.w.data, zero_bias, stride=self.stride, pad=self.pad)
+        out, self._cache = forward(x, self.w.data, zero_bias, stride=self.stride, pad=self.pad)
         return out
 
     def backward(self, dout):
-        if self._cache is None:
-            raise RuntimeError("Conv2d.backward called before forward")
-        dx, dw, _ = self._backward(dout, self._cache)  # no bias: db is not used
+        _, backward = self.ops()
+        dx, dw, _ = backward(dout, self.saved_cache())  # no bias: db is not used
         self.w.accumulate(dw)
         return dx
 

@@ -95,6 +95,10 @@ def test_naive_equals_fast(shape):
                                conv2d_backward(dout, cache_fast), strict=True):
         assert g_fast.shape == g_naive.shape
         assert rel_error(g_naive, g_fast) <= 1e-9
+    # the caches are interchangeable: each backward steps through the other's cache
+    for g_a, g_b in zip(conv2d_backward_naive(dout, cache_fast),
+                        conv2d_backward(dout, cache_naive), strict=True):
+        assert rel_error(g_a, g_b) <= 1e-9
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=str)

@@ -69,3 +69,35 @@ def test_frozen_parameters_do_not_accumulate_and_modes_propagate():
     assert not m.training and not m[0].training
     m.train()
     assert m[1].training
+
+
+def test_one_naive_fast_switch_for_every_layer_with_versions():
+    """Conv2d, MaxPool2d, RoIPool and RoIAlign pick their op pair through Module.ops();
+    impl can change between forward and backward, as the caches are interchangeable."""
+    from minircnn.layers import Conv2d, MaxPool2d, RoIAlign, RoIPool
+
+    x = np.random.default_rng(0).permutation(2 * 2 * 6 * 6).reshape(2, 2, 6, 6) * 0.1
+    rois = np.array([[0, 0, 0, 4, 5], [1, 1, 1, 5, 3]], dtype=np.float64)
+    layers = [(Conv2d(2, 3, 3, pad=1, dtype=np.float64), (x,)),
+              (MaxPool2d(2, 2), (x,)),
+              (RoIPool(2, 1.0), (x, rois)),
+              (RoIAlign(2, 1.0), (x, rois))]
+    for layer, inputs in layers:
+        assert set(layer.IMPLS) >= {"fast", "naive"}
+        assert layer.ops() == layer.IMPLS["fast"]
+        out = layer.forward(*inputs)
+        dout = np.random.default_rng(1).standard_normal(out.shape)
+        layer.impl = "naive"                        # step the naive backward through the
+        dx_naive = layer.backward(dout)             # cache the fast forward made
+        layer.impl = "fast"
+        dx_fast = layer.backward(dout)
+        np.testing.assert_allclose(dx_naive, dx_fast, rtol=1e-9, atol=1e-12)
+        with pytest.raises(ValueError, match=f"{type(layer).__name__}: impl must be one of"):
+            layer.check_impl("slow")
+
+
+def test_backward_before_forward_names_the_layer():
+    from minircnn.layers import MaxPool2d
+
+    with pytest.raises(RuntimeError, match="MaxPool2d.backward called before forward"):
+        MaxPool2d().backward(np.zeros((1, 1, 1, 1)))

@@ -17,7 +17,7 @@ from minircnn.layers import (
     roi_pool_forward,
     roi_pool_forward_naive,
 )
-from minircnn.layers.roi_common import COORD_LIMIT
+from minircnn.layers.roi_checks import COORD_LIMIT
 
 
 def _features_with(values, rng, shape=(2, 2, 6, 7)):

@@ -109,6 +109,10 @@ def test_naive_equals_fast(case):
     dx_naive = max_pool2d_backward_naive(dout, cache_naive)
     dx_fast = max_pool2d_backward(dout, cache_fast)
     assert rel_error(dx_naive, dx_fast) <= 1e-9
+    np.testing.assert_array_equal(cache_naive.arg, cache_fast.arg)   # same argmax, ties too
+    # the caches are interchangeable: each backward steps through the other's cache
+    assert rel_error(max_pool2d_backward_naive(dout, cache_fast), dx_fast) <= 1e-9
+    assert rel_error(max_pool2d_backward(dout, cache_naive), dx_naive) <= 1e-9
     np.testing.assert_allclose(dx_fast.sum(), dout.sum())  # every gradient lands once
 
 

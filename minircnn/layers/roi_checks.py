@@ -1,5 +1,6 @@
-"""Helpers shared by the RoI ops (roi_pool.py, roi_align.py): argument checks and
-the Module plumbing. The bin arithmetic itself is ``roi_pool_bins`` in roi_pool.py.
+"""Argument checks shared by the RoI ops (roi_pool.py, roi_align.py): output sizes,
+features and RoIs on the way in, dout on the way back. The bin arithmetic itself is
+``roi_pool_bins`` in roi_pool.py.
 """
 
 from __future__ import annotations
@@ -7,7 +8,6 @@ from __future__ import annotations
 import numpy as np
 
 from minircnn.backend import asnumpy
-from minircnn.layers.module import Module
 from minircnn.validate import check_array, check_dout, check_pair, check_positive
 
 # Largest |coordinate * spatial_scale| accepted, in feature cells: 2**24 is where float32
@@ -65,19 +65,3 @@ def check_roi_dout(op: str, dout, shape: tuple, dtype, like) -> None:
     check_dout(dout, shape, dout.dtype if dtype is None and hasattr(dout, "dtype") else dtype,
                like, op=op)
 
-
-def pick_impl(impl: str, impls: dict):
-    if impl not in impls:
-        raise ValueError(f"impl must be one of {sorted(impls)}, got {impl!r}")
-    return impls[impl]
-
-
-class RoIModule(Module):
-    """Shared forward/backward plumbing: keep the cache, no parameters."""
-
-    _cache = None
-
-    def _backward(self, dout, backward):
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return backward(dout, self._cache)
