@@ -33,7 +33,7 @@
 # | `w2 = U_t` | (out, t) | second factor (keeps the original bias) |
 #
 # Code: `minircnn/detection/boxes.py` (`nms`, `batched_nms`),
-# `minircnn/detection/inference.py` (`detect`, `postprocess`), `minircnn/compress.py`.
+# `minircnn/detection/inference.py` (`detect`, `postprocess`), `minircnn/compress.py` and `minircnn/layers/low_rank_linear.py`.
 
 # %%
 import os
@@ -46,7 +46,7 @@ import numpy as np
 from minircnn import viz
 from minircnn.bench import best_time
 from minircnn.blas import blas_threads
-from minircnn.compress import compress_fast_rcnn, head_cost, truncated_svd
+from minircnn.compress import compress_fast_rcnn, head_cost
 from minircnn.data import CLASSES, ShapesDataset
 from minircnn.detection import (
     batched_nms,
@@ -58,6 +58,7 @@ from minircnn.detection import (
     nms,
     postprocess,
 )
+from minircnn.layers import truncated_svd
 from minircnn.models import pretrained_detector
 
 rng = np.random.default_rng(0)

@@ -20,7 +20,7 @@ _LR = between(0, None, lo_open=True)          # finite and > 0
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
-    from minircnn.checks import format_gradcheck_table, run_gradchecks
+    from minircnn.gradcheck_cases import format_gradcheck_table, run_gradchecks
 
     rows = run_gradchecks(seed=args.seed)
     print(format_gradcheck_table(rows))
@@ -117,7 +117,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     _single_blas_thread()
     from minircnn.cli_errors import check_checkpoint, check_device
-    from minircnn.predict import evaluate_checkpoint
+    from minircnn.eval_and_detect import evaluate_checkpoint
 
     check_checkpoint(args.checkpoint, wants="FastRCNN", command="eval")
     check_device(args.device)
@@ -136,7 +136,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_detect(args: argparse.Namespace) -> int:
     _single_blas_thread()
     from minircnn.cli_errors import check_checkpoint, check_device
-    from minircnn.predict import detect_image_file, read_image
+    from minircnn.eval_and_detect import detect_image_file, read_image
 
     check_device(args.device)
     check_checkpoint(args.checkpoint, wants="FastRCNN", command="detect")

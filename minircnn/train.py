@@ -14,7 +14,7 @@
    state, so ``resume=True`` continues exactly as an uninterrupted run);
 5. at the end: VOC07 mAP@0.5, COCO AP@[.5:.95] and per-class AP on the val split,
    loss_curve.png and detections.png, and model.npz (weights and config only).
-Evaluating a saved model and detecting in a PNG live in minircnn/predict.py.
+Evaluating a saved model and detecting in a PNG live in minircnn/eval_and_detect.py.
 
 The whole run is deterministic for a given ``seed``. A NaN/inf loss stops it with a
 ``FloatingPointError`` that names the iteration; the last good checkpoint stays.

@@ -5,28 +5,28 @@ import sys
 
 import pytest
 
-from minircnn import checks
+from minircnn import gradcheck_cases
 from minircnn.cli import main
 
 
 def test_gradcheck_passes_and_prints_every_layer(capsys):
     assert main(["gradcheck"]) == 0
     out = capsys.readouterr().out
-    for case in checks.LAYER_CASES:
+    for case in gradcheck_cases.LAYER_CASES:
         assert f"\n{case.name} " in out
-    assert f"{len(checks.LAYER_CASES)} passed, 0 failed" in out
+    assert f"{len(gradcheck_cases.LAYER_CASES)} passed, 0 failed" in out
     assert "FAIL" not in out
 
 
 def test_gradcheck_exits_1_on_a_broken_layer(capsys, monkeypatch):
-    linear = next(c for c in checks.LAYER_CASES if c.name == "linear")
+    linear = next(c for c in gradcheck_cases.LAYER_CASES if c.name == "linear")
 
     def wrong_backward(dout, cache):
         dx, dw, db = linear.backward(dout, cache)
         return dx, dw * 1.5, db  # dw off by 50 %
 
     broken = dataclasses.replace(linear, name="linear_broken", backward=wrong_backward)
-    monkeypatch.setattr(checks, "LAYER_CASES", [linear, broken])
+    monkeypatch.setattr(gradcheck_cases, "LAYER_CASES", [linear, broken])
     assert main(["gradcheck", "--seed", "3"]) == 1
     out = capsys.readouterr().out
     assert "1 passed, 1 failed" in out

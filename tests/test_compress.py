@@ -1,21 +1,19 @@
-"""minircnn.compress: truncated SVD of Linear layers (Fast R-CNN section 3.1)."""
+"""minircnn.compress and minircnn/layers/low_rank_linear.py: truncated SVD of Linear
+layers (Fast R-CNN section 3.1)."""
 
 import numpy as np
 import pytest
 
 from minircnn.blas import blas_threads
-from minircnn.compress import (
+from minircnn.compress import compress_fast_rcnn, compress_linear, head_cost, layer_cost
+from minircnn.gradcheck import check_layer, rel_error
+from minircnn.layers.linear import Linear
+from minircnn.layers.low_rank_linear import (
     LowRankLinear,
-    compress_fast_rcnn,
-    compress_linear,
-    head_cost,
-    layer_cost,
     low_rank_linear_backward,
     low_rank_linear_forward,
     truncated_svd,
 )
-from minircnn.gradcheck import check_layer, rel_error
-from minircnn.layers.linear import Linear
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -22,10 +22,7 @@ from minircnn.layers.conv import (
     im2col,
 )
 from minircnn.layers.global_pool import (
-    AddCache,
     GlobalAvgPool,
-    add_backward,
-    add_forward,
     global_avg_pool_backward,
     global_avg_pool_forward,
 )
@@ -37,6 +34,12 @@ from minircnn.layers.losses import (
     smooth_l1_forward,
     softmax_cross_entropy_backward,
     softmax_cross_entropy_forward,
+)
+from minircnn.layers.low_rank_linear import (
+    LowRankLinear,
+    low_rank_linear_backward,
+    low_rank_linear_forward,
+    truncated_svd,
 )
 from minircnn.layers.module import Module, Parameter, Sequential
 from minircnn.layers.norm import (
@@ -54,6 +57,7 @@ from minircnn.layers.pool import (
     max_pool2d_forward,
     max_pool2d_forward_naive,
 )
+from minircnn.layers.residual_add import AddCache, add_backward, add_forward
 from minircnn.layers.roi_pool import (
     RoIAlign,
     RoIPool,

@@ -1,4 +1,5 @@
-"""Global average pooling and the residual add: the two ops a ResNet adds to a VGG.
+"""Global average pooling: the op a ResNet's head adds to a VGG (with the residual add,
+residual_add.py).
 
 Global average pooling (GAP) averages each channel over all spatial positions:
 
@@ -9,11 +10,7 @@ so every input position receives an equal share of the upstream gradient:
     dx[n, c, i, j] = dout[n, c] / (H W)
 
 It matches ``torch.nn.AdaptiveAvgPool2d(1)`` followed by ``flatten(1)`` (the head of
-torchvision's ResNet). The residual add ``out = a + b`` (He et al., 2016) is the other
-new op: its local derivative is 1 with respect to both inputs, so it hands the upstream
-gradient unchanged to *both* branches; where the branches split again (at the block
-input) the two gradients are summed, which is the whole trick that lets gradients flow
-through deep ResNets. Derivations: docs/layers/global_pool.md.
+torchvision's ResNet). Derivation: docs/layers/global_pool.md.
 """
 
 from __future__ import annotations
@@ -57,37 +54,6 @@ def global_avg_pool_backward(dout: np.ndarray, cache: GlobalAvgPoolCache) -> np.
     share = dout / (h * w)  # dL/dx[n,c,i,j] = dout[n,c] / (H W), the same for every i, j
     dx = xp.broadcast_to(share[:, :, None, None], cache.x_shape)  # (N, C, 1, 1) -> (N, C, H, W)
     return xp.ascontiguousarray(dx)
-
-
-class AddCache(NamedTuple):
-    shape: tuple  # the common shape of both summands
-
-
-def add_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, AddCache]:
-    """Residual add ``out = a + b`` of two same-shaped arrays (no broadcasting).
-
-    Args:
-        a: residual branch output, any shape, e.g. (N, C, H, W).
-        b: shortcut output, the same shape as ``a``.
-    Returns:
-        out: a + b, and an AddCache.
-    Raises:
-        ValueError: the shapes differ (a ResNet then needs a projection shortcut).
-    """
-    if tuple(a.shape) != tuple(b.shape):
-        raise ValueError(f"add_forward: a and b must have the same shape, got a {tuple(a.shape)} "
-                         f"and b {tuple(b.shape)} (use a projection shortcut)")
-    return a + b, AddCache(tuple(a.shape))
-
-
-def add_backward(dout: np.ndarray, cache: AddCache) -> tuple[np.ndarray, np.ndarray]:
-    """dout -> (da, db): the add copies the gradient to both branches."""
-    if tuple(dout.shape) != cache.shape:
-        raise ValueError(f"add_backward: dout must have shape {cache.shape}, "
-                         f"got {tuple(dout.shape)}")
-    da = dout  # d(a + b)/da = 1
-    db = dout  # d(a + b)/db = 1
-    return da, db
 
 
 class GlobalAvgPool(Module):

@@ -32,13 +32,12 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.activations import ReLU
-from minircnn.layers.conv import (
-    Conv2d,
-)
-from minircnn.layers.global_pool import GlobalAvgPool, add_backward, add_forward
+from minircnn.layers.conv import Conv2d
+from minircnn.layers.global_pool import GlobalAvgPool
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module, Sequential
 from minircnn.layers.norm import BatchNorm2d, FrozenBatchNorm2d
+from minircnn.layers.residual_add import add_backward, add_forward
 
 NORMS = ("bn", "frozen")
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy, to_device
-from minircnn.checks import distinct_values, ramp, random_rois
 from minircnn.gradcheck import check_layer, rel_error
+from minircnn.gradcheck_cases import distinct_values, ramp, random_rois
 from minircnn.layers import (
     RoIPool,
     SpatialPyramidPool,

@@ -1,4 +1,4 @@
-"""minircnn/predict.py: reading images of every common kind, and eval's proposal cache."""
+"""minircnn/eval_and_detect.py: reading images of every common kind, and eval's proposal cache."""
 
 import json
 import os
@@ -9,7 +9,7 @@ from PIL import Image
 
 from minircnn.detection.proposals import proposal_cache_dir
 from minircnn.errors import UserError
-from minircnn.predict import read_image
+from minircnn.eval_and_detect import read_image
 
 RGB = (np.arange(24 * 32 * 3).reshape(24, 32, 3) * 7 % 256).astype(np.uint8)   # (H, W, 3)
 EXPECTED = RGB.transpose(2, 0, 1) / 255.0                                          # (3, H, W)

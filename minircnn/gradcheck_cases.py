@@ -9,7 +9,7 @@ layer is one entry appended to ``LAYER_CASES``::
         "my_op", my_op_forward, my_op_backward,
         lambda rng: {"x": rng.standard_normal((2, 3))}, kwargs={"alpha": 0.5}))
 
-``tests/test_checks.py`` runs every case; so does ``minircnn gradcheck``.
+``tests/test_gradcheck_cases.py`` runs every case; so does ``minircnn gradcheck``.
 """
 
 from __future__ import annotations
@@ -34,12 +34,7 @@ from minircnn.layers.conv import (
     conv2d_forward,
     conv2d_forward_naive,
 )
-from minircnn.layers.global_pool import (
-    add_backward,
-    add_forward,
-    global_avg_pool_backward,
-    global_avg_pool_forward,
-)
+from minircnn.layers.global_pool import global_avg_pool_backward, global_avg_pool_forward
 from minircnn.layers.linear import linear_backward, linear_forward
 from minircnn.layers.losses import (
     fast_rcnn_loss_backward,
@@ -61,6 +56,7 @@ from minircnn.layers.pool import (
     max_pool2d_forward,
     max_pool2d_forward_naive,
 )
+from minircnn.layers.residual_add import add_backward, add_forward
 from minircnn.layers.roi_pool import (
     roi_align_backward,
     roi_align_backward_naive,

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minircnn.backend import asnumpy, to_device
-from minircnn.checks import (
+from minircnn.gradcheck_cases import (
     LAYER_CASES,
     THRESHOLD,
     format_gradcheck_table,
