@@ -24,9 +24,10 @@ from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, RoIPool
+from minircnn.models.detector import Detector
 
 
-class FastRCNN(Module):
+class FastRCNN(Detector):
     """The Fast R-CNN detector.
 
     Args:
@@ -149,8 +150,3 @@ class FastRCNN(Module):
         dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W)
         return dimages
 
-    def detect(self, image, proposals, **kwargs) -> dict:
-        """``minircnn.detection.detect(self, image, proposals, **kwargs)``."""
-        from minircnn.detection.inference import detect
-
-        return detect(self, image, proposals, **kwargs)

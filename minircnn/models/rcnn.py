@@ -26,6 +26,7 @@ from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, SpatialPyramidPool
+from minircnn.models.detector import Detector
 
 
 class _Head(Module):
@@ -55,7 +56,7 @@ class _Head(Module):
         return self.fc6.backward(self.relu6.backward(self.drop6.backward(dx)))
 
 
-class RCNN(Module):
+class RCNN(Detector):
     """R-CNN: warp each RoI to ``crop_size`` pixels and run the backbone on every crop.
 
     Args:
@@ -96,13 +97,9 @@ class RCNN(Module):
         dcrops = self.backbone.backward(dfeatures)         # (R, 3, S, S)
         return self.warp.backward(dcrops)                  # (N, 3, H, W)
 
-    def detect(self, image, proposals, **kwargs) -> dict:
-        from minircnn.detection.inference import detect
-
-        return detect(self, image, proposals, **kwargs)
 
 
-class SPPNet(Module):
+class SPPNet(Detector):
     """SPP-net: backbone once per image, spatial pyramid pooling of each RoI, fc head.
 
     Args:
@@ -137,7 +134,3 @@ class SPPNet(Module):
         dfeatures = self.spp.backward(dpooled)             # (N, C, H/s, W/s)
         return self.backbone.backward(dfeatures)           # (N, 3, H, W)
 
-    def detect(self, image, proposals, **kwargs) -> dict:
-        from minircnn.detection.inference import detect
-
-        return detect(self, image, proposals, **kwargs)
