@@ -317,8 +317,12 @@ def _restore_run(path, config, model, optimizer, rng) -> dict:
     return ckpt.extra["run_state"]
 
 
-def _sample_batch(config, items, props, idx, rng):
-    """Images (n, 3, H, W) and an RoIBatch for the training images ``idx``."""
+def sample_batch(config, items, props, idx, rng):
+    """Images (n, 3, H, W) and an RoIBatch for the training images ``idx``.
+
+    Each image is flipped with probability 1/2 (``config.flip``); RoIs are sampled
+    hierarchically or region-wise (``config.sampling``).
+    """
     images, targets, proposals = [], [], []
     flips = rng.random(len(idx)) < 0.5 if config.flip else np.zeros(len(idx), bool)
     for i, flip in zip(idx, flips, strict=True):
@@ -372,7 +376,7 @@ def _train_iteration(config, model, optimizer, rng, items, props, state, idx, st
     it = state["iteration"]
     optimizer.lr = step_lr(config.lr, it, steps=steps, gamma=config.gamma,
                            warmup_iters=config.warmup_iters)
-    images, batch = _sample_batch(config, items, props, idx, rng)
+    images, batch = sample_batch(config, items, props, idx, rng)
     xp = get_array_module(model.parameters()[0].data)
     try:
         stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),

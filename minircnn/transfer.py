@@ -305,26 +305,6 @@ def format_comparison(rows: list[dict]) -> str:
 
 
 # --- Fast R-CNN: pretrained vs scratch backbone ----------------------------------------------
-def _detection_batch(config, items, props, rng):
-    """``images_per_batch`` random training images (each flipped with probability 1/2, as
-    minircnn.train) and their hierarchically sampled RoIs."""
-    from minircnn.detection.sampling import hierarchical_batch
-    from minircnn.train import flip_horizontal
-
-    images, targets, proposals = [], [], []
-    for i in rng.choice(len(items), size=config.images_per_batch, replace=False):
-        image, boxes, p = items[i]["image"], items[i]["boxes"], props[i]
-        if config.flip and rng.random() < 0.5:
-            image, boxes, p = flip_horizontal(image, boxes, p)
-        images.append(image)
-        targets.append({"boxes": boxes, "labels": items[i]["labels"]})
-        proposals.append(p)
-    batch = hierarchical_batch(targets, proposals, rois_per_batch=config.rois_per_batch, rng=rng,
-                               fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
-                               bg_iou=tuple(config.bg_iou))
-    return np.stack(images), batch  # (N, 3, H, W), RoIBatch
-
-
 def _detector(init: str, source: MiniResNet, num_classes: int, config, *, num_stages: int,
               freeze_at: int):
     """FastRCNN on a ResNetBackbone: the pretrained trunk (frozen BN, stem and stages below
@@ -363,7 +343,13 @@ def detection_transfer(config, out_dir: str, *, pretrained: str | None = None,
             statistics to freeze, so it trains with BatchNorm2d.
     """
     from minircnn.optim import step_lr
-    from minircnn.train import evaluate_detector, load_proposals, make_datasets, train_step
+    from minircnn.train import (
+        evaluate_detector,
+        load_proposals,
+        make_datasets,
+        sample_batch,
+        train_step,
+    )
 
     os.makedirs(out_dir, exist_ok=True)
     train_ds, val_ds = make_datasets(config)
@@ -382,7 +368,8 @@ def detection_transfer(config, out_dir: str, *, pretrained: str | None = None,
         for it in range(iterations):
             opt.lr = step_lr(config.lr, it, steps=(int(0.75 * iterations),),
                              warmup_iters=min(config.warmup_iters, iterations // 4))
-            images, batch = _detection_batch(config, items, props, rng)
+            idx = rng.choice(len(items), size=config.images_per_batch, replace=False)
+            images, batch = sample_batch(config, items, props, idx, rng)
             stats = train_step(model, opt, images, batch.rois, batch.labels, batch.bbox_targets)
             losses.append(stats["loss"])
         seconds = time.perf_counter() - start
