@@ -59,7 +59,7 @@ from minircnn import viz
 from minircnn.bench import best_time
 from minircnn.data import ShapesDataset
 from minircnn.detection import hierarchical_batch, selective_search
-from minircnn.gradcheck import numeric_gradient, rel_error
+from minircnn.gradcheck import gradient_error, numeric_gradient_with_bound
 from minircnn.layers import Conv2d, fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import RCNN, FastRCNN, SmallVGG, SPPNet
 from minircnn.optim import SGD
@@ -246,8 +246,8 @@ loss, cache = fast_rcnn_loss_forward(*tiny.forward(tiny_images, tiny_rois),
                                      tiny_labels, tiny_targets)
 tiny.zero_grad()
 tiny.backward(*fast_rcnn_loss_backward(1.0, cache))
-numeric = numeric_gradient(tiny_loss, conv1_w.data, 1.0)
-err = rel_error(conv1_w.grad, numeric)
+numeric = numeric_gradient_with_bound(tiny_loss, conv1_w.data, 1.0)   # .grad and its .bound
+err = gradient_error(conv1_w.grad, numeric)
 print(f"loss {float(loss):.4f}; |dconv1| = {np.abs(conv1_w.grad).sum():.3e}; "
       f"rel error vs numeric {err:.1e}  (expect < 1e-7)")
 assert np.abs(conv1_w.grad).sum() > 0                              # the conv layer learns

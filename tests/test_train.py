@@ -56,7 +56,7 @@ def _fit(model, items, props, iters, lr=0.01, seed=0):
 def test_loss_decreases_over_a_few_steps():
     _, items, props = _two_images()
     losses = _fit(_small_model(), items, props, iters=30, lr=0.02)
-    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:3]), losses   # measured: 0.77
+    assert np.mean(losses[-5:]) < 0.85 * np.mean(losses[:3]), losses   # measured: 0.44
 
 
 def test_overfitting_two_images_reaches_high_map():

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from minircnn.gradcheck import numeric_gradient, rel_error
+from minircnn.checks import basic_block_relu_margin
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound
 from minircnn.layers import (
     BatchNorm2d,
     FrozenBatchNorm2d,
@@ -20,17 +21,18 @@ from minircnn.models.resnet import (
 from minircnn.optim import SGD
 
 
-def module_gradcheck(module, x, *, seed=0):
-    """{name: rel error} of dx and of every parameter gradient of ``module``, float64."""
+def module_gradcheck(module, x, *, seed=0, threshold=THRESHOLD):
+    """{name: gradient_error} of dx and of every parameter gradient of ``module``, float64."""
     out = module.forward(x)
     dout = np.random.default_rng([seed, 7]).standard_normal(out.shape)
     module.zero_grad()
     dx = module.backward(dout)
-    errors = {"x": rel_error(dx, numeric_gradient(lambda: module.forward(x), x, dout))}
-    for name, p in module.named_parameters():
-        analytic = p.grad.copy()
-        numeric = numeric_gradient(lambda: module.forward(x), p.data, dout)
-        errors[name] = rel_error(analytic, numeric)
+    targets = [("x", x, dx)] + [(name, p.data, p.grad.copy())
+                                for name, p in module.named_parameters()]
+    errors = {}
+    for name, array, analytic in targets:
+        numeric = numeric_gradient_with_bound(lambda: module.forward(x), array, dout)
+        errors[name] = gradient_error(analytic, numeric, threshold=threshold)
     return errors
 
 
@@ -44,16 +46,30 @@ def randomize_bn(model, rng):
             m.running_var[...] = 0.5 + rng.random(m.num_features)
 
 
-@pytest.mark.parametrize("in_c, out_c, stride", [(3, 3, 1), (3, 4, 2), (2, 4, 1)],
-                         ids=["identity", "projection_stride2", "projection_channels"])
-def test_basic_block_gradcheck_float64_train_mode_bn(in_c, out_c, stride):
-    rng = np.random.default_rng(1)
+BLOCK_CONFIGS = {"identity": (3, 3, 1), "projection_stride2": (3, 4, 2),
+                 "projection_channels": (2, 4, 1)}
+
+
+def block_and_input(in_c, out_c, stride, seed, *, margin=1e-3):
+    """A float64 BasicBlock (train-mode BN, random gamma/beta) and an x whose ReLU inputs
+    all stay >= margin from 0, redrawn until they do (a finite difference across a kink
+    measures the kink, not the backward pass)."""
+    rng = np.random.default_rng(seed)
     block = BasicBlock(in_c, out_c, stride=stride, rng=rng, dtype=np.float64)
     randomize_bn(block, rng)
-    assert (block.proj_conv is None) == (in_c == out_c and stride == 1)
-    x = rng.standard_normal((2, in_c, 6, 6))
-    errors = module_gradcheck(block, x, seed=in_c + out_c)
-    assert max(errors.values()) <= 1e-7, errors
+    while True:
+        x = rng.standard_normal((2, in_c, 6, 6))
+        if basic_block_relu_margin(block, x) >= margin:
+            return block, x
+
+
+@pytest.mark.parametrize("config", BLOCK_CONFIGS.values(), ids=BLOCK_CONFIGS.keys())
+@pytest.mark.parametrize("seed", [1, 2])
+def test_basic_block_gradcheck_float64_train_mode_bn(config, seed):
+    block, x = block_and_input(*config, seed)
+    assert (block.proj_conv is None) == (config[0] == config[1] and config[2] == 1)
+    errors = module_gradcheck(block, x, seed=seed)
+    assert max(errors.values()) <= THRESHOLD, errors  # margins: scripts/gradcheck_margins.py
 
 
 def test_basic_block_residual_gradient_is_the_sum_of_both_branches():
@@ -93,7 +109,7 @@ def test_whole_mini_resnet_gradcheck_float64():
 
     errors = module_gradcheck(WithLoss(), x)
     assert len(errors) == 1 + len(model.parameters())
-    assert max(errors.values()) <= 1e-5, errors
+    assert max(errors.values()) <= THRESHOLD, errors
 
 
 def test_shapes_strides_and_names():
