@@ -13,9 +13,10 @@ import numpy as np
 
 from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
+from minircnn.dataset_proposals import load_proposals
 from minircnn.errors import UserError
 from minircnn.models import load_checkpoint, read_checkpoint
-from minircnn.train import TrainConfig, evaluate_detector, load_proposals, make_datasets
+from minircnn.train import TrainConfig, evaluate_detector, make_datasets
 
 
 def _checkpoint_config(path) -> TrainConfig:

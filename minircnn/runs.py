@@ -17,7 +17,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from minircnn.errors import RunInterrupted, RunInUse, UserError
+import numpy as np
+
+from minircnn.errors import RunInterrupted, RunInUse, UsageError, UserError
+from minircnn.models import read_checkpoint, save_checkpoint
+from minircnn.models.checkpoint import load_weights
 
 # Settings a config.json may not choose: where files go is decided by the command line
 # (--out, --cache-dir, MINIRCNN_CACHE), never by a file found in the run folder.
@@ -121,8 +125,6 @@ def check_fresh_or_resume(out_dir, *, resume: bool, overwrite: bool) -> None:
         UsageError: the folder holds a run and neither resume nor overwrite was asked,
             or resume was asked and there is no checkpoint.npz.
     """
-    from minircnn.errors import UsageError
-
     out_dir = os.fspath(out_dir)
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
     weights = [name for name in found if name.endswith(".npz")]   # config.json alone: no run
@@ -191,3 +193,86 @@ def interrupted(out_dir, iteration: int | None) -> RunInterrupted:
                               f"start again with: {again} --overwrite (proposals are cached)")
     return RunInterrupted(f"interrupted at iteration {iteration}",
                           f"continue with: {again} --resume")
+
+
+# --- what a run saves and a resumed run restores -----------------------------------------
+def rng_states(model, rng: np.random.Generator) -> list:
+    """Bit-generator states of the sampling rng and of every module that owns one."""
+    gens = [rng] + [m.rng for m in model.modules() if isinstance(getattr(m, "rng", None),
+                                                                   np.random.Generator)]
+    return [g.bit_generator.state for g in gens]
+
+
+def set_rng_states(model, rng: np.random.Generator, states: list) -> None:
+    gens = [rng] + [m.rng for m in model.modules() if isinstance(getattr(m, "rng", None),
+                                                                   np.random.Generator)]
+    if len(gens) != len(states):
+        raise ValueError(f"resume: checkpoint has {len(states)} RNG states, model has {len(gens)}")
+    for g, s in zip(gens, states, strict=True):
+        g.bit_generator.state = s
+
+
+def save_run_checkpoint(path, model, optimizer, rng, config, state) -> None:
+    """checkpoint.npz of a run: weights, config, optimizer momentum, RNG states, run state."""
+    extra = {"run_state": state, "rng_states": rng_states(model, rng),
+             "optimizer": {k: v for k, v in optimizer.state_dict().items() if k != "velocity"}}
+    for i, v in enumerate(optimizer.state_dict()["velocity"]):
+        if v is not None:
+            extra[f"velocity.{i}"] = v
+    save_checkpoint(model, path, config.to_dict(), extra=extra)
+
+
+# Settings that do not change the computation, so a resumed run may differ in them.
+_RESUME_MAY_CHANGE = {"device", "pictures", "blas_threads", "cache_dir", "proposal_workers",
+                      "extra", "name"}
+
+
+def restore_run(path, config, model, optimizer, rng) -> dict:
+    """Load weights, momentum buffers and RNG states; return the saved run state.
+
+    Raises:
+        ValueError: the checkpoint was written with other settings (each one listed).
+    """
+    ckpt = read_checkpoint(path)
+    mine, saved = config.to_dict(), ckpt.config
+    differ = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and saved.get(k) != mine[k])
+    if differ:
+        raise UsageError(f"resume: {path} was trained with different settings: " + ", ".join(
+            f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ),
+            "resume with the run's own settings (leave those options out), "
+            "or start over with --overwrite")
+    load_weights(model, ckpt.state, source=path)
+    opt_state = dict(ckpt.extra["optimizer"])
+    opt_state["velocity"] = [ckpt.extra.get(f"velocity.{i}") for i in range(len(optimizer.params))]
+    optimizer.load_state_dict(opt_state)
+    set_rng_states(model, rng, ckpt.extra["rng_states"])
+    return ckpt.extra["run_state"]
+
+
+def save_run_pictures(out_dir: str, history: dict, dataset, dets: list, num: int = 8,
+                   score_thresh: float = 0.5) -> None:
+    """loss_curve.png (training loss and accuracy) and detections.png: the first ``num``
+    val images with their detections scoring >= score_thresh."""
+    from matplotlib.figure import Figure
+
+    from minircnn.viz import draw_boxes, plot_curves, save_figure
+
+    def smooth(values, k=50):  # mean of the last k iterations (the raw values are noisy)
+        c = np.cumsum(np.concatenate([[0.0], values]))
+        return (c[k:] - c[:-k]) / k if len(values) > k else np.asarray(values, float)
+
+    curves = {"training loss (mean of 50 iterations)": smooth(history["loss"]),
+              "RoI accuracy (mean of 50 iterations)": smooth(history["accuracy"])}
+    save_figure(plot_curves(curves, xlabel="iteration"), os.path.join(out_dir, "loss_curve.png"))
+    n = min(num, len(dataset))
+    cols = min(4, n)
+    fig = Figure(figsize=(3 * cols, 3 * ((n + cols - 1) // cols)), layout="constrained")
+    axes = fig.subplots((n + cols - 1) // cols, cols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < n:
+            keep = dets[i]["scores"] >= score_thresh
+            d = {k: v[keep] for k, v in dets[i].items()}
+            draw_boxes(dataset[i]["image"], d["boxes"], d["labels"], d["scores"],
+                       class_names=dataset.classes, ax=ax)
+    save_figure(fig, os.path.join(out_dir, "detections.png"))

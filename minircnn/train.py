@@ -14,7 +14,10 @@
    state, so ``resume=True`` continues exactly as an uninterrupted run);
 5. at the end: VOC07 mAP@0.5, COCO AP@[.5:.95] and per-class AP on the val split,
    loss_curve.png and detections.png, and model.npz (weights and config only).
-Evaluating a saved model and detecting in a PNG live in minircnn/eval_and_detect.py.
+Evaluating a saved model and detecting in a PNG live in minircnn/eval_and_detect.py;
+the run plumbing (run folder lock, checkpoints with optimizer and RNG state, resume
+checks, pictures) in minircnn/runs.py; proposals of a whole dataset (worker processes,
+cache) in minircnn/dataset_proposals.py. What stays here is the recipe and the loop.
 
 The whole run is deterministic for a given ``seed``. A NaN/inf loss stops it with a
 ``FloatingPointError`` that names the iteration; the last good checkpoint stays.
@@ -24,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -33,24 +35,24 @@ import numpy as np
 from minircnn.backend import get_array_module
 from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
+from minircnn.dataset_proposals import load_proposals
 from minircnn.detection.evaluate import evaluate
 from minircnn.detection.inference import detect_images
-from minircnn.detection.proposals import compute_proposals, proposal_cache_dir
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
-from minircnn.errors import UsageError
 from minircnn.fileio import remove_stale_temps, write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import FastRCNN, SmallVGG, read_checkpoint, save_checkpoint
-from minircnn.models.checkpoint import load_weights
 from minircnn.optim import SGD, step_lr
 from minircnn.runs import (
     RunLock,
     StopSignals,
     check_fresh_or_resume,
     interrupted,
+    restore_run,
+    save_run_checkpoint,
+    save_run_pictures,
 )
 from minircnn.settings import check_train_config
-from minircnn.workers import map_in_workers
 
 
 @dataclass
@@ -151,64 +153,6 @@ def make_datasets(config: TrainConfig) -> tuple[ShapesDataset, ShapesDataset]:
             ShapesDataset(config.num_val, seed=config.data_seed + 1, **kw))
 
 
-class _Slice:
-    """Images start..stop-1 of a dataset, as a dataset (one worker's share of proposals)."""
-
-    def __init__(self, dataset, start: int, stop: int):
-        self.dataset, self.start, self.stop = dataset, start, stop
-
-    def __len__(self) -> int:
-        return self.stop - self.start
-
-    def __getitem__(self, i: int) -> dict:
-        return self.dataset[self.start + i]
-
-    def __repr__(self) -> str:
-        return f"{self.dataset!r}[{self.start}:{self.stop}]"
-
-
-def _proposals_for_slice(args) -> list[np.ndarray]:
-    """One worker's share; a stale or damaged cache file is recomputed and replaced."""
-    part, method, max_boxes, cache = args
-    try:
-        return compute_proposals(part, method=method, max_boxes=max_boxes, cache=cache)
-    except ValueError as e:
-        if cache is None or not os.path.exists(cache):
-            raise
-        print(f"minircnn: recomputing the proposal cache {cache} ({e})", file=sys.stderr)
-        return compute_proposals(part, method=method, max_boxes=max_boxes, cache=cache,
-                                 recompute=True)
-
-
-def load_proposals(dataset: ShapesDataset, config: TrainConfig) -> list[np.ndarray]:
-    """compute_proposals for ``dataset``, in ``config.proposal_workers`` processes.
-
-    Each process handles a contiguous share of the images and caches it as its own
-    file in the per-user cache folder (``proposal_cache_dir(config.cache_dir)``; none
-    when cache_dir is ""), named by the dataset and proposal settings, so any later run
-    or ``minircnn eval``, from any folder, loads them.
-    """
-    workers = max(1, min(config.proposal_workers, len(dataset)))
-    bounds = np.linspace(0, len(dataset), workers + 1).astype(int)
-    folder = proposal_cache_dir(config.cache_dir)
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-        remove_stale_temps(folder)             # left by a run killed while writing
-    jobs = []
-    for k in range(workers):
-        cache = None
-        if folder:
-            cache = os.path.join(folder, (
-                f"{config.proposal_method}_{config.max_proposals}_s{dataset.image_size}_"
-                f"seed{dataset.seed}_obj{dataset.max_objects}_{bounds[k]}-{bounds[k + 1]}.npz"))
-        part = _Slice(dataset, int(bounds[k]), int(bounds[k + 1]))
-        jobs.append((part, config.proposal_method, config.max_proposals, cache))
-    if workers == 1:
-        return _proposals_for_slice(jobs[0])
-    parts = map_in_workers(_proposals_for_slice, jobs, workers)
-    return [p for part in parts for p in part]
-
-
 def flip_horizontal(image: np.ndarray, boxes: np.ndarray, proposals: np.ndarray):
     """Mirror an image (3, H, W) and its (G, 4) boxes and (P, 4) proposals left-right."""
     width = image.shape[-1]
@@ -264,59 +208,7 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
 DIVERGED_LOSS = 1e6
 
 
-# --- the run -------------------------------------------------------------------------------
-def _rng_states(model, rng: np.random.Generator) -> list:
-    """Bit-generator states of the sampling rng and of every module that owns one."""
-    gens = [rng] + [m.rng for m in model.modules() if isinstance(getattr(m, "rng", None),
-                                                                   np.random.Generator)]
-    return [g.bit_generator.state for g in gens]
-
-
-def _set_rng_states(model, rng: np.random.Generator, states: list) -> None:
-    gens = [rng] + [m.rng for m in model.modules() if isinstance(getattr(m, "rng", None),
-                                                                   np.random.Generator)]
-    if len(gens) != len(states):
-        raise ValueError(f"resume: checkpoint has {len(states)} RNG states, model has {len(gens)}")
-    for g, s in zip(gens, states, strict=True):
-        g.bit_generator.state = s
-
-
-def _save_run_checkpoint(path, model, optimizer, rng, config, state) -> None:
-    extra = {"run_state": state, "rng_states": _rng_states(model, rng),
-             "optimizer": {k: v for k, v in optimizer.state_dict().items() if k != "velocity"}}
-    for i, v in enumerate(optimizer.state_dict()["velocity"]):
-        if v is not None:
-            extra[f"velocity.{i}"] = v
-    save_checkpoint(model, path, config.to_dict(), extra=extra)
-
-
-# Settings that do not change the computation, so a resumed run may differ in them.
-_RESUME_MAY_CHANGE = {"device", "pictures", "blas_threads", "cache_dir", "proposal_workers",
-                      "extra", "name"}
-
-
-def _restore_run(path, config, model, optimizer, rng) -> dict:
-    """Load weights, momentum buffers and RNG states; return the saved run state.
-
-    Raises:
-        ValueError: the checkpoint was written with other settings (each one listed).
-    """
-    ckpt = read_checkpoint(path)
-    mine, saved = config.to_dict(), ckpt.config
-    differ = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and saved.get(k) != mine[k])
-    if differ:
-        raise UsageError(f"resume: {path} was trained with different settings: " + ", ".join(
-            f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ),
-            "resume with the run's own settings (leave those options out), "
-            "or start over with --overwrite")
-    load_weights(model, ckpt.state, source=path)
-    opt_state = dict(ckpt.extra["optimizer"])
-    opt_state["velocity"] = [ckpt.extra.get(f"velocity.{i}") for i in range(len(optimizer.params))]
-    optimizer.load_state_dict(opt_state)
-    _set_rng_states(model, rng, ckpt.extra["rng_states"])
-    return ckpt.extra["run_state"]
-
-
+# --- the training loop ---------------------------------------------------------------------
 def sample_batch(config, items, props, idx, rng):
     """Images (n, 3, H, W) and an RoIBatch for the training images ``idx``.
 
@@ -447,8 +339,8 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) 
         state = {"epoch": 0, "iteration": 0, "epochs": [],
                  "history": {"loss": [], "accuracy": []}}
         if resume:
-            state = _restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
-                                 optimizer, rng)
+            state = restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
+                                optimizer, rng)
         metrics = {"config": config.to_dict(), "epochs": state["epochs"]}
         t_train = time.time()
         _train_epochs(config, out_dir, model, optimizer, rng, (items, props), state, metrics,
@@ -489,7 +381,7 @@ def _train_epochs(config, out_dir, model, optimizer, rng, data, state, metrics,
                 state["epochs"].append({"epoch": epoch + 1, **stats,
                                         "time_s": round(time.time() - t_epoch, 2)})
                 state["epoch"] = epoch + 1
-            _save_run_checkpoint(ckpt, model, optimizer, rng, config, state)
+            save_run_checkpoint(ckpt, model, optimizer, rng, config, state)
             write_json(os.path.join(out_dir, "metrics.json"), metrics)
             if stop.received is not None:
                 raise interrupted(out_dir, state["iteration"])
@@ -506,37 +398,8 @@ def _finish(config, out_dir, model, val_ds, state, metrics, times, start) -> dic
     save_checkpoint(model, os.path.join(out_dir, "model.npz"), config.to_dict())
     metrics["history"] = state["history"]
     if config.pictures:
-        _save_pictures(out_dir, state["history"], val_ds, dets)
+        save_run_pictures(out_dir, state["history"], val_ds, dets)
     times["total_s"] = time.time() - start
     metrics["times"] = {k: round(v, 2) for k, v in times.items()}
     write_json(os.path.join(out_dir, "metrics.json"), metrics)
     return metrics
-
-
-def _save_pictures(out_dir: str, history: dict, dataset, dets: list, num: int = 8,
-                   score_thresh: float = 0.5) -> None:
-    """loss_curve.png (training loss and accuracy) and detections.png: the first ``num``
-    val images with their detections scoring >= score_thresh."""
-    from matplotlib.figure import Figure
-
-    from minircnn.viz import draw_boxes, plot_curves, save_figure
-
-    def smooth(values, k=50):  # mean of the last k iterations (the raw values are noisy)
-        c = np.cumsum(np.concatenate([[0.0], values]))
-        return (c[k:] - c[:-k]) / k if len(values) > k else np.asarray(values, float)
-
-    curves = {"training loss (mean of 50 iterations)": smooth(history["loss"]),
-              "RoI accuracy (mean of 50 iterations)": smooth(history["accuracy"])}
-    save_figure(plot_curves(curves, xlabel="iteration"), os.path.join(out_dir, "loss_curve.png"))
-    n = min(num, len(dataset))
-    cols = min(4, n)
-    fig = Figure(figsize=(3 * cols, 3 * ((n + cols - 1) // cols)), layout="constrained")
-    axes = fig.subplots((n + cols - 1) // cols, cols, squeeze=False).ravel()
-    for i, ax in enumerate(axes):
-        ax.set_axis_off()
-        if i < n:
-            keep = dets[i]["scores"] >= score_thresh
-            d = {k: v[keep] for k, v in dets[i].items()}
-            draw_boxes(dataset[i]["image"], d["boxes"], d["labels"], d["scores"],
-                       class_names=dataset.classes, ax=ax)
-    save_figure(fig, os.path.join(out_dir, "detections.png"))

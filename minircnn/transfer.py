@@ -342,14 +342,9 @@ def detection_transfer(config, out_dir: str, *, pretrained: str | None = None,
             (FrozenBatchNorm2d, detectron2 with 2-image batches); the random init has no
             statistics to freeze, so it trains with BatchNorm2d.
     """
+    from minircnn.dataset_proposals import load_proposals
     from minircnn.optim import step_lr
-    from minircnn.train import (
-        evaluate_detector,
-        load_proposals,
-        make_datasets,
-        sample_batch,
-        train_step,
-    )
+    from minircnn.train import evaluate_detector, make_datasets, sample_batch, train_step
 
     os.makedirs(out_dir, exist_ok=True)
     train_ds, val_ds = make_datasets(config)

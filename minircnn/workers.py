@@ -1,6 +1,6 @@
 """Worker processes that never outlive the run that started them.
 
-Selective search runs in a few processes (minircnn.train.load_proposals). If the parent
+Selective search runs in a few processes (minircnn.dataset_proposals.load_proposals). If the parent
 is killed (kill -9, a closed terminal, a batch system's time limit), plain pool workers
 keep running, orphaned, for as long as their share takes, or wait forever. Here:
 

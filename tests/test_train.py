@@ -98,16 +98,16 @@ def test_run_is_deterministic_and_resume_continues_identically(tmp_path, monkeyp
     for name in ("metrics.json", "config.json", "model.npz", "loss_curve.png", "detections.png"):
         assert (tmp_path / "a" / name).is_file(), name
 
-    real_save = train_mod._save_run_checkpoint
+    real_save = train_mod.save_run_checkpoint
 
     def crash_after_first_epoch(path, model, optimizer, rng, config, state):
         real_save(path, model, optimizer, rng, config, state)
         raise KeyboardInterrupt("simulated crash")
 
-    monkeypatch.setattr(train_mod, "_save_run_checkpoint", crash_after_first_epoch)
+    monkeypatch.setattr(train_mod, "save_run_checkpoint", crash_after_first_epoch)
     with pytest.raises(RunInterrupted, match="interrupted at iteration 2; continue with"):
         train_detector(quiet, tmp_path / "c", progress=False)
-    monkeypatch.setattr(train_mod, "_save_run_checkpoint", real_save)
+    monkeypatch.setattr(train_mod, "save_run_checkpoint", real_save)
     with pytest.raises(ValueError, match=r"different settings: lr=0.01 \(now 0.5\)"):
         train_detector(dataclasses.replace(quiet, lr=0.5), tmp_path / "c", resume=True)
     resumed = train_detector(quiet, tmp_path / "c", resume=True, progress=False)
