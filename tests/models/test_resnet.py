@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from minircnn.checks import basic_block_relu_margin
 from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound
+from minircnn.gradcheck_cases import basic_block_relu_margin
 from minircnn.layers import (
     BatchNorm2d,
     FrozenBatchNorm2d,
