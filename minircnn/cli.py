@@ -171,7 +171,8 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from minircnn.cli_errors import check_checkpoint
-    from minircnn.transfer import STRATEGIES, FinetuneConfig, detection_transfer, finetune
+    from minircnn.detection_transfer import detection_transfer
+    from minircnn.transfer import STRATEGIES, FinetuneConfig, finetune
 
     if args.pretrained is not None:
         check_checkpoint(args.pretrained, wants="MiniResNet", command="finetune --pretrained")

@@ -105,20 +105,6 @@ def test_finetune_cli_prints_and_saves_the_table(tmp_path, capsys):
         assert [r["strategy"] for r in json.load(f)["rows"]] == ["frozen", "full"]
 
 
-@pytest.mark.skipif(not os.path.isfile(WEIGHTS_FILE), reason="shipped weights not built yet")
-def test_detection_transfer_smoke(tmp_path):
-    from minircnn.train import TrainConfig
-    from minircnn.transfer import detection_transfer
-
-    cfg = TrainConfig(num_train=4, num_val=2, image_size=64, proposal_method="dense",
-                      cache_dir="", max_proposals=50, rois_per_batch=16, hidden=16)
-    result = detection_transfer(cfg, str(tmp_path), iterations=2)
-    assert [r["init"] for r in result["rows"]] == ["scratch", "pretrained"]
-    assert all(0 <= r["voc07_mAP"] <= 1 and np.isfinite(r["final_loss"]) for r in result["rows"])
-    with open(tmp_path / "detection_transfer.json") as f:
-        assert json.load(f)["rows"] == result["rows"]
-
-
 def test_pretrain_cli_writes_a_loadable_checkpoint(tmp_path, capsys):
     from minircnn.cli import main
 
