@@ -14,6 +14,7 @@ import numpy as np
 from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
 from minircnn.dataset_proposals import load_proposals
+from minircnn.detection.inference import check_model_classes
 from minircnn.errors import UserError
 from minircnn.models import load_checkpoint, read_checkpoint
 from minircnn.train import TrainConfig, evaluate_detector, make_datasets
@@ -46,6 +47,7 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     config = dataclasses.replace(config, **changes)
     model = load_checkpoint(path, device=device)
     _, val_ds = make_datasets(config)
+    check_model_classes(model, val_ds.classes, source=f"checkpoint {path}")
     with blas_threads(config.blas_threads):
         metrics, _ = evaluate_detector(model, val_ds, load_proposals(val_ds, config), config)
     return metrics
@@ -117,6 +119,8 @@ def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float =
 
     config = _checkpoint_config(checkpoint)
     model = load_checkpoint(checkpoint, device=device)
+    classes = getattr(model, "classes", None) or ShapesDataset.classes   # older: unnamed
+    check_model_classes(model, classes, source=f"checkpoint {checkpoint}")
     image = read_image(image_path)
     _, h, w = image.shape
     s = model.backbone.feature_stride
@@ -128,7 +132,6 @@ def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float =
     keep = dets["scores"] >= score_thresh
     dets = {k: v[keep] for k, v in dets.items()}
     dets["boxes"] = clip_boxes(dets["boxes"], (h, w))
-    classes = ShapesDataset.classes
     dets["names"] = [classes[k - 1] for k in dets["labels"]]
     ax = draw_boxes(image, dets["boxes"], dets["labels"], dets["scores"], class_names=classes)
     save_figure(ax, out_path)

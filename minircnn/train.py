@@ -142,8 +142,9 @@ def make_detector(config: TrainConfig) -> FastRCNN:
     else:
         raise ValueError(f"backbone must be 'vgg' or 'resnet', got {config.backbone!r}")
     size = (config.output_size, config.output_size)
-    return FastRCNN(3, backbone, roi_op=config.roi_op, output_size=size,
-                    hidden=config.hidden, dropout=config.dropout, rng=rng)
+    return FastRCNN(len(ShapesDataset.classes), backbone, roi_op=config.roi_op,
+                    output_size=size, hidden=config.hidden, dropout=config.dropout, rng=rng,
+                    classes=ShapesDataset.classes)
 
 
 def make_datasets(config: TrainConfig) -> tuple[ShapesDataset, ShapesDataset]:

@@ -15,7 +15,12 @@ from minircnn.detection.boxes import (
     nms,
 )
 from minircnn.detection.evaluate import evaluate, match_detections, recall_vs_proposals
-from minircnn.detection.inference import detect, detect_images, postprocess
+from minircnn.detection.inference import (
+    check_model_classes,
+    detect,
+    detect_images,
+    postprocess,
+)
 from minircnn.detection.proposals import compute_proposals, dense_boxes, selective_search
 from minircnn.detection.sampling import (
     RoIBatch,

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
+from minircnn.validate import check_array, check_number, check_positive
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)  # torchvision BoxCoder: largest dw, dh when decoding
 
@@ -58,6 +59,17 @@ def _check_vector(values, name: str, length: int):
     if np.issubdtype(values.dtype, np.floating) and not bool(xp.isfinite(values).all()):
         raise ValueError(f"{name} must be finite")
     return values
+
+
+def _check_iou_threshold(value, op: str) -> float:
+    return check_number("iou_threshold", value, op=op, low=0.0, high=1.0)
+
+
+def _check_weights(weights, op: str) -> tuple[float, float, float, float]:
+    """(wx, wy, ww, wh): four finite numbers > 0 (they divide the deltas)."""
+    if isinstance(weights, (str, bytes)) or not hasattr(weights, "__len__") or len(weights) != 4:
+        raise ValueError(f"{op}: weights must be four numbers (wx, wy, ww, wh), got {weights!r}")
+    return tuple(check_positive("weights", w, op=op) for w in weights)
 
 
 def box_area(boxes) -> np.ndarray:
@@ -112,9 +124,11 @@ def clip_boxes(boxes, image_size) -> np.ndarray:
         (N, 4) clipped copy.
     """
     boxes = check_boxes(boxes, "boxes")
-    if len(image_size) != 2:
-        raise ValueError(f"image_size must be (H, W), got {image_size!r}")
-    height, width = image_size
+    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or \
+            len(image_size) != 2:
+        raise ValueError(f"clip_boxes: image_size must be (H, W), got {image_size!r}")
+    height, width = (check_positive("image_size", v, op="clip_boxes", allow_zero=True)
+                     for v in image_size)
     xp = get_array_module(boxes)
     out = boxes.copy()
     out[:, 0::2] = xp.clip(boxes[:, 0::2], 0, width)  # x1, x2
@@ -136,6 +150,7 @@ def nms(boxes, scores, iou_threshold: float) -> np.ndarray:
     """
     boxes = check_boxes(boxes, "boxes")
     scores = _check_vector(scores, "scores", boxes.shape[0])
+    iou_threshold = _check_iou_threshold(iou_threshold, "nms")
     xp = get_array_module(boxes)
     order = xp.argsort(-scores, kind="stable")  # best first; ties in index order
     keep = []
@@ -166,6 +181,9 @@ def batched_nms(boxes, scores, labels, iou_threshold: float) -> np.ndarray:
     boxes = check_boxes(boxes, "boxes")
     scores = _check_vector(scores, "scores", boxes.shape[0])
     labels = _check_vector(labels, "labels", boxes.shape[0])
+    if labels.dtype.kind not in "iub":
+        raise TypeError(f"batched_nms: labels must be an integer array, got dtype {labels.dtype}")
+    _check_iou_threshold(iou_threshold, "batched_nms")
     xp = get_array_module(boxes)
     keep_mask = xp.zeros(boxes.shape[0], dtype=bool)
     for label in xp.unique(labels):
@@ -214,7 +232,7 @@ def encode_boxes(reference, gt, weights=(10.0, 10.0, 5.0, 5.0)) -> np.ndarray:
     _require_positive_size(reference, "reference")
     _require_positive_size(gt, "gt")
     xp = get_array_module(reference, gt)
-    wx, wy, ww, wh = weights
+    wx, wy, ww, wh = _check_weights(weights, "encode_boxes")
     ref_w, ref_h, ref_cx, ref_cy = _centers_sizes(reference)
     gt_w, gt_h, gt_cx, gt_cy = _centers_sizes(gt)
     dx = wx * (gt_cx - ref_cx) / ref_w
@@ -239,7 +257,7 @@ def decode_boxes(deltas, reference, weights=(10.0, 10.0, 5.0, 5.0)) -> np.ndarra
     """
     reference = check_boxes(reference, "reference")
     xp = get_array_module(deltas, reference)
-    deltas = xp.asarray(deltas)
+    deltas = check_array("deltas", deltas, op="decode_boxes", kinds="fiu", like=reference)
     if deltas.ndim != 2 or deltas.shape[1] % 4 != 0 or deltas.shape[0] != reference.shape[0]:
         raise ValueError(
             f"deltas must have shape ({reference.shape[0]}, 4*k) to match reference, "
@@ -250,7 +268,7 @@ def decode_boxes(deltas, reference, weights=(10.0, 10.0, 5.0, 5.0)) -> np.ndarra
     if not np.issubdtype(deltas.dtype, np.floating):
         deltas = deltas.astype(xp.float64)
     reference = reference.astype(deltas.dtype)
-    wx, wy, ww, wh = weights
+    wx, wy, ww, wh = _check_weights(weights, "decode_boxes")
     widths, heights, ctr_x, ctr_y = _centers_sizes(reference)
     dx = deltas[:, 0::4] / wx  # (R, k)
     dy = deltas[:, 1::4] / wy

@@ -22,6 +22,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy
 from minircnn.detection.boxes import _pairwise_iou, check_boxes
+from minircnn.validate import check_array, check_count, check_number
 
 # pycocotools Params.setDetParams, verbatim, so the float values are identical.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)
@@ -96,6 +97,9 @@ def match_detections(det_boxes, det_scores, gt_boxes, *, iou_threshold: float = 
         raise ValueError(f"det_scores must have shape ({len(det_boxes)},), got {det_scores.shape}")
     if rule not in ("voc", "coco"):
         raise ValueError(f"rule must be 'voc' or 'coco', got {rule!r}")
+    check_number("iou_threshold", iou_threshold, op="match_detections", low=0, high=1)
+    if max_dets is not None:
+        check_count("max_dets", max_dets, op="match_detections")
     order = np.argsort(-det_scores, kind="mergesort")[:max_dets]  # (D,) best first
     ious = _pairwise_iou(det_boxes[order], gt_boxes)  # (D, G)
     if rule == "voc":
@@ -135,9 +139,7 @@ def _load_images(detections, dataset) -> list[dict]:
     images = []
     for i, det in enumerate(detections):
         item = dataset[i]
-        d_boxes = asnumpy(check_boxes(det["boxes"], f"detections[{i}]['boxes']"))
-        d_scores = asnumpy(det["scores"]).astype(np.float64).reshape(-1)
-        d_labels = asnumpy(det["labels"]).astype(np.int64).reshape(-1)
+        d_boxes, d_scores, d_labels = _detection_arrays(det, i)
         if not len(d_boxes) == len(d_scores) == len(d_labels):
             raise ValueError(
                 f"detections[{i}] boxes/scores/labels lengths differ: "
@@ -151,6 +153,22 @@ def _load_images(detections, dataset) -> list[dict]:
                            boxes=d_boxes.astype(np.float64), scores=d_scores, labels=d_labels,
                            image_id=item.get("image_id", i) if hasattr(item, "get") else i))
     return images
+
+
+def _detection_arrays(det, i: int):
+    """boxes (D, 4), scores (D,) float64 and labels (D,) int64 of detections[i], checked."""
+    if not hasattr(det, "keys") or not {"boxes", "scores", "labels"} <= set(det.keys()):
+        keys = sorted(det.keys()) if hasattr(det, "keys") else "no keys"
+        raise ValueError(f"detections[{i}] must be a dict with boxes, scores and labels, "
+                         f"got {type(det).__name__} with {keys}")
+    boxes = asnumpy(check_boxes(det["boxes"], f"detections[{i}]['boxes']"))
+    scores = check_array(f"detections[{i}]['scores']", det["scores"], kinds="fiu", finite=True)
+    labels = check_array(f"detections[{i}]['labels']", det["labels"], kinds="iu")
+    labels = asnumpy(labels).astype(np.int64).reshape(-1)
+    if bool((labels < 1).any()):   # 0 is the background, never a detection
+        raise ValueError(f"detections[{i}]['labels'] must be class labels >= 1, got "
+                         f"{labels[labels < 1][0]}")
+    return boxes, asnumpy(scores).astype(np.float64).reshape(-1), labels
 
 
 def _cumulative_pr(scores: list, tps: list):
@@ -233,6 +251,7 @@ def evaluate(detections, dataset, *, iou_threshold: float = 0.5, metric: str = "
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    check_number("iou_threshold", iou_threshold, op="evaluate", low=0, high=1)
     images = _load_images(detections, dataset)
     labels = sorted({int(v) for im in images for v in im["gt_labels"]})
     result = dict(ap={}, pr={}, num_gt={}, metric=metric, iou_threshold=iou_threshold)
@@ -274,7 +293,12 @@ def recall_vs_proposals(proposals_list, dataset, *, iou_thresholds=(0.5, 0.7),
     if len(proposals_list) != len(dataset):
         raise ValueError(f"proposals_list has {len(proposals_list)} entries for "
                          f"{len(dataset)} images in dataset")
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = np.array([check_count("counts", n, op="recall_vs_proposals") for n in counts],
+                      dtype=np.int64)
+    if counts.size == 0:
+        raise ValueError("recall_vs_proposals: counts must hold at least one N >= 1, got ()")
+    for t in iou_thresholds:
+        check_number("iou_thresholds", t, op="recall_vs_proposals", low=0, high=1)
     best = []  # per image: (C, G) best IoU of each GT among the top-N proposals
     for i, props in enumerate(proposals_list):
         props = asnumpy(check_boxes(props, f"proposals_list[{i}]")).astype(np.float64)

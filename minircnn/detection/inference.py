@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
-from minircnn.detection.boxes import batched_nms, clip_boxes, decode_boxes
+from minircnn.detection.boxes import batched_nms, check_boxes, clip_boxes, decode_boxes
+from minircnn.validate import check_array, check_count, check_number
 
 
 def _softmax(logits):
@@ -40,6 +41,32 @@ def _model_xp_dtype(model):
     return get_array_module(data), data.dtype
 
 
+def check_model_classes(model, classes, *, source="the model") -> None:
+    """Refuse a model that does not detect ``classes`` (a dataset's class names).
+
+    A detector knows how many classes it scores (``num_classes``) and, when it was saved
+    with them, their names (``classes``); both must match, or its labels would index the
+    wrong names (or none).
+
+    Raises:
+        ValueError: naming ``source`` and both class lists.
+    """
+    classes = tuple(classes)
+    count = getattr(model, "num_classes", None)
+    names = getattr(model, "classes", None)
+    if count is not None and count != len(classes) or names is not None and \
+            tuple(names) != classes:
+        made = f"{count} classes" + (f" {list(names)}" if names is not None else "")
+        raise ValueError(f"{source} detects {made}, but the dataset has {len(classes)} "
+                         f"classes {list(classes)}: use a model trained on these classes")
+
+
+def _check_thresholds(score_thresh, nms_thresh, max_dets, op: str) -> None:
+    check_number("score_thresh", score_thresh, op=op, low=0.0, high=1.0)
+    check_number("nms_thresh", nms_thresh, op=op, low=0.0, high=1.0)
+    check_count("max_dets", max_dets, op=op)
+
+
 def postprocess(cls_scores, bbox_deltas, proposals, image_size: tuple[int, int], *,
                 score_thresh: float = 0.05, nms_thresh: float = 0.3,
                 max_dets: int = 100) -> dict:
@@ -53,10 +80,17 @@ def postprocess(cls_scores, bbox_deltas, proposals, image_size: tuple[int, int],
         dict(boxes (D, 4) float32, scores (D,) float32, labels (D,) int64 in 1..K),
         NumPy arrays sorted by descending score.
     """
+    _check_thresholds(score_thresh, nms_thresh, max_dets, "postprocess")
+    cls_scores = check_array("cls_scores", cls_scores, op="postprocess", ndim=2, axes="(P, K+1)")
+    P, K1 = cls_scores.shape
+    check_array("bbox_deltas", bbox_deltas, op="postprocess", shape=(P, 4 * K1))
+    proposals = check_boxes(proposals, "proposals")
+    if len(proposals) != P:
+        raise ValueError(f"postprocess: proposals must have {P} rows (one per row of "
+                         f"cls_scores), got {len(proposals)}")
     cls_scores = np.asarray(asnumpy(cls_scores), dtype=np.float64)
     bbox_deltas = np.asarray(asnumpy(bbox_deltas), dtype=np.float64)
     proposals = np.asarray(asnumpy(proposals), dtype=np.float64)
-    P, K1 = cls_scores.shape
     probs = _softmax(cls_scores)                                   # (P, K+1)
     boxes = decode_boxes(bbox_deltas, proposals)                   # (P, 4(K+1))
     boxes = clip_boxes(boxes.reshape(-1, 4), image_size)           # (P(K+1), 4)
@@ -105,6 +139,11 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
     if len(images) != len(proposals):
         raise ValueError(f"detect_images: {len(images)} images but {len(proposals)} "
                          "proposal arrays")
+    batch_size = check_count("batch_size", batch_size, op="detect_images")
+    _check_thresholds(kwargs.get("score_thresh", 0.05), kwargs.get("nms_thresh", 0.3),
+                      kwargs.get("max_dets", 100), "detect")
+    for i, p in enumerate(proposals):
+        check_boxes(p, f"proposals[{i}]")
     xp, dtype = _model_xp_dtype(model)
     was_training = model.training
     model.eval()
@@ -113,7 +152,7 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
         for start in range(0, len(images), batch_size):
             chunk = range(start, min(start + batch_size, len(images)))
             batch = np.stack([_as_chw(images[i]) for i in chunk])          # (n, 3, H, W)
-            props = [np.asarray(asnumpy(proposals[i]), np.float64).reshape(-1, 4) for i in chunk]
+            props = [np.asarray(asnumpy(check_boxes(proposals[i])), np.float64) for i in chunk]
             index = np.concatenate([np.full(len(p), j) for j, p in enumerate(props)])
             rois = np.concatenate([index[:, None], np.concatenate(props)], axis=1)  # (R, 5)
             if len(rois) == 0:  # no proposals at all: nothing to score

@@ -33,7 +33,9 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from minircnn.archive import read_directory, read_entries
 from minircnn.fileio import atomic_write
+from minircnn.validate import check_count, check_pair, check_positive
 
 CACHE_VERSION = 1    # bump when the proposals a set of parameters gives change
 COLOR_BINS, TEXTURE_BINS = 25, 10     # histogram bins per channel (as Uijlings et al.)
@@ -276,6 +278,16 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
     boxes in 2.5x the time.
     """
     rgb = _check_image(image)
+    for k in _as_tuple(scale):
+        check_positive("scale", k, op="selective_search")
+    check_positive("sigma", sigma, op="selective_search", allow_zero=True)
+    check_count("min_size", min_size, op="selective_search", minimum=0)
+    if max_boxes is not None:
+        check_count("max_boxes", max_boxes, op="selective_search")
+    for space in color_spaces:
+        if space not in ("rgb", "hsv", "opponent"):
+            raise ValueError(f"selective_search: color_spaces must hold 'rgb', 'hsv' or "
+                             f"'opponent', got {space!r}")
     for s in strategies:
         if not s or set(s) - set("ctsf"):
             raise ValueError(f"strategies: expected strings of letters 'ctsf', got {s!r}")
@@ -306,9 +318,12 @@ def dense_boxes(image_size: int | tuple[int, int], *, scales: Sequence[float] = 
     The paper's "dense vs selective search" comparison (Fast R-CNN, Sec. 5.5).
     Returns (P, 4) float32, ordered by scale, then ratio, then row, then column.
     """
-    h, w = (image_size, image_size) if np.isscalar(image_size) else tuple(image_size)
-    if stride < 1:
-        raise ValueError(f"stride: expected an int >= 1, got {stride}")
+    h, w = check_pair("image_size", image_size, op="dense_boxes")
+    stride = check_count("stride", stride, op="dense_boxes")
+    for v in scales:
+        check_positive("scales", v, op="dense_boxes")
+    for v in aspect_ratios:
+        check_positive("aspect_ratios", v, op="dense_boxes")
     out = []
     for s in scales:
         for ratio in aspect_ratios:
@@ -365,14 +380,43 @@ def _fingerprint(dataset, method: str, max_boxes, kwargs: dict) -> dict:
 
 
 def _load_cache(path: str, expected: dict) -> list[np.ndarray]:
-    with np.load(path, allow_pickle=False) as f:
-        meta = json.loads(str(f["meta"]))
-        if meta != expected:
-            diff = {k: (meta.get(k), v) for k, v in expected.items() if meta.get(k) != v}
-            raise ValueError(f"cache {path!r} was computed for different settings "
-                             f"(cached, wanted): {diff}; delete it or pass recompute=True")
-        counts = f["counts"]
-        return np.split(f["boxes"], np.cumsum(counts)[:-1]) if len(counts) else []
+    """The proposals cached at ``path``, after checking the file is what it claims.
+
+    Raises:
+        ValueError: naming ``path``: not a readable .npz (a plain .npy, truncated),
+            entries missing or of the wrong shape, counts that do not add up to the boxes,
+            or settings other than ``expected``; delete it or pass recompute=True.
+    """
+    todo = "delete it or pass recompute=True"
+    directory = read_directory(path, "proposal cache")
+    missing = sorted({"boxes", "counts", "meta"} - set(directory))
+    if missing:
+        raise ValueError(f"proposal cache {path!r} has no {missing} entries: not a minircnn "
+                         f"proposal cache; {todo}")
+    boxes, counts, meta = directory["boxes"], directory["counts"], directory["meta"]
+    if (len(boxes.shape) != 2 or boxes.shape[1] != 4 or boxes.dtype.kind != "f"
+            or len(counts.shape) != 1 or counts.dtype.kind not in "iu"
+            or meta.shape != () or meta.nbytes > 1 << 20):
+        raise ValueError(f"proposal cache {path!r} is inconsistent: boxes {boxes.dtype} "
+                         f"{boxes.shape}, counts {counts.dtype} {counts.shape}, meta "
+                         f"{meta.dtype} {meta.shape}; {todo}")
+    try:
+        meta = json.loads(str(read_entries(path, ["meta"], "proposal cache")["meta"]))
+    except ValueError as e:
+        raise ValueError(f"proposal cache {path!r}: meta is unreadable ({e}); {todo}") from e
+    if meta != expected:
+        diff = {k: (meta.get(k), v) for k, v in expected.items()
+                if not isinstance(meta, dict) or meta.get(k) != v}
+        raise ValueError(f"cache {path!r} was computed for different settings "
+                         f"(cached, wanted): {diff}; {todo}")
+    arrays = read_entries(path, ["boxes", "counts"], "proposal cache")
+    counts, boxes = arrays["counts"].astype(np.int64), arrays["boxes"]
+    if len(counts) != expected["num_images"] or (counts < 0).any() or \
+            counts.sum() != len(boxes) or not np.isfinite(boxes).all():
+        raise ValueError(f"proposal cache {path!r} is inconsistent: {len(counts)} counts "
+                         f"summing to {int(counts.sum())} for {len(boxes)} boxes and "
+                         f"{expected['num_images']} images; {todo}")
+    return np.split(boxes, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
 def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: int | None = 300,
@@ -398,6 +442,8 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
 
     if method not in ("selective_search", "dense"):
         raise ValueError(f"method: expected 'selective_search' or 'dense', got {method!r}")
+    if max_boxes is not None:
+        check_count("max_boxes", max_boxes, op="compute_proposals")
     if method == "dense":
         inspect.signature(dense_boxes).bind(0, **kwargs)            # TypeError on a typo
     else:

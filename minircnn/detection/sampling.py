@@ -28,7 +28,8 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import asnumpy
-from minircnn.detection.boxes import box_iou, encode_boxes
+from minircnn.detection.boxes import box_iou, check_boxes, encode_boxes
+from minircnn.validate import check_array, check_count, check_number, check_rng
 
 
 def sample_rois(proposals, gt_boxes, gt_labels, *, rois_per_image: int = 64,
@@ -50,12 +51,10 @@ def sample_rois(proposals, gt_boxes, gt_labels, *, rois_per_image: int = 64,
         bbox_targets (R, 4) float32: ``encode_boxes(rois, matched_gt)`` for the
         foreground rows, zeros for background. R <= rois_per_image.
     """
+    _check_sampling("sample_rois", rois_per_image, fg_fraction, fg_iou, bg_iou, rng)
     proposals = _as_boxes(proposals, "proposals")
     gt_boxes = _as_boxes(gt_boxes, "gt_boxes")
-    gt_labels = np.asarray(asnumpy(gt_labels)).astype(np.int64).reshape(-1)
-    if gt_labels.shape[0] != gt_boxes.shape[0]:
-        raise ValueError(f"gt_labels must have shape ({gt_boxes.shape[0]},) like gt_boxes, "
-                         f"got {gt_labels.shape}")
+    gt_labels = _as_labels(gt_labels, len(gt_boxes), "gt_labels")
     candidates, max_iou, matched = _match(proposals, gt_boxes)
     fg_inds, bg_inds = _pick(max_iou, rois_per_image, fg_fraction=fg_fraction, fg_iou=fg_iou,
                              bg_iou=bg_iou, rng=rng)
@@ -84,6 +83,7 @@ def hierarchical_batch(targets: Sequence[dict], proposals: Sequence, *,
         RoIBatch whose ``rois[:, 0]`` is the image's index in ``targets``.
     """
     n = len(targets)
+    check_count("rois_per_batch", rois_per_batch, op="hierarchical_batch")
     if n == 0 or len(proposals) != n or rois_per_batch % n:
         raise ValueError(f"hierarchical_batch: need N >= 1 images with one proposal array "
                          f"each and rois_per_batch divisible by N; got {n} targets, "
@@ -113,6 +113,7 @@ def region_wise_batch(targets: Sequence[dict], proposals: Sequence, *,
     if len(targets) == 0 or len(proposals) != len(targets):
         raise ValueError(f"region_wise_batch: need one proposal array per image, got "
                          f"{len(targets)} targets and {len(proposals)} proposal arrays")
+    _check_sampling("region_wise_batch", rois_per_batch, fg_fraction, fg_iou, bg_iou, rng)
     matches = [_match(_as_boxes(p, "proposals"), _as_boxes(t["boxes"], "gt_boxes"))
                for t, p in zip(targets, proposals, strict=True)]
     image_of = np.concatenate([np.full(len(m[0]), i) for i, m in enumerate(matches)])
@@ -124,9 +125,9 @@ def region_wise_batch(targets: Sequence[dict], proposals: Sequence, *,
     for i, (t, (cands, _, matched)) in enumerate(zip(targets, matches, strict=True)):
         fg = fg_inds[image_of[fg_inds] == i] - offsets[i]            # this image's picks
         bg = bg_inds[image_of[bg_inds] == i] - offsets[i]
-        labels = np.asarray(asnumpy(t["labels"])).astype(np.int64).reshape(-1)
-        rois, lab, tgt = _targets(cands, matched, _as_boxes(t["boxes"], "gt_boxes"),
-                                  labels, fg, bg)
+        gt = _as_boxes(t["boxes"], f"targets[{i}]['boxes']")
+        labels = _as_labels(t["labels"], len(gt), f"targets[{i}]['labels']")
+        rois, lab, tgt = _targets(cands, matched, gt, labels, fg, bg)
         parts.append((_with_index(rois, i), lab, tgt))
     rois, labels, bbox_targets = (np.concatenate(a, axis=0) for a in zip(*parts, strict=True))
     order = np.argsort(labels == 0, kind="stable")                    # foreground rows first
@@ -135,10 +136,29 @@ def region_wise_batch(targets: Sequence[dict], proposals: Sequence, *,
 
 # --- shared steps ------------------------------------------------------------------------
 def _as_boxes(boxes, name: str) -> np.ndarray:
-    boxes = np.asarray(asnumpy(boxes), dtype=np.float64)
-    if boxes.ndim != 2 or boxes.shape[1] != 4:
-        raise ValueError(f"{name} must have shape (N, 4), got {boxes.shape}")
-    return boxes
+    return np.asarray(asnumpy(check_boxes(boxes, name)), dtype=np.float64)
+
+
+def _as_labels(labels, count: int, name: str) -> np.ndarray:
+    """(G,) int64 class labels >= 1 (0 is the background, never a GT class)."""
+    labels = check_array(name, labels, kinds="iu", shape=(count,))
+    labels = np.asarray(asnumpy(labels)).astype(np.int64)
+    if bool((labels < 1).any()):
+        raise ValueError(f"{name} must be object classes >= 1 (0 is the background), "
+                         f"got {labels[labels < 1][0]}")
+    return labels
+
+
+def _check_sampling(op: str, num, fg_fraction, fg_iou, bg_iou, rng) -> None:
+    check_count("rois_per_image" if op == "sample_rois" else "rois_per_batch", num, op=op)
+    check_number("fg_fraction", fg_fraction, op=op, low=0.0, high=1.0)
+    check_number("fg_iou", fg_iou, op=op, low=0.0, high=1.0)
+    if isinstance(bg_iou, (str, bytes)) or not hasattr(bg_iou, "__len__") or len(bg_iou) != 2:
+        raise ValueError(f"{op}: bg_iou must be a pair (lo, hi), got {bg_iou!r}")
+    lo, hi = (check_number("bg_iou", v, op=op, low=0.0, high=1.0) for v in bg_iou)
+    if lo > hi:
+        raise ValueError(f"{op}: bg_iou must be (lo, hi) with lo <= hi, got {bg_iou!r}")
+    check_rng("rng", rng, op=op)
 
 
 def _match(proposals: np.ndarray, gt_boxes: np.ndarray):

@@ -38,10 +38,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from minircnn.archive import read_directory, read_entries
 from minircnn.backend import asnumpy
 from minircnn.fileio import atomic_write
 from minircnn.layers.module import Module
-from minircnn.models.archive import read_directory, read_entries
 
 FORMAT = 1
 MAX_PARAMETERS = 50_000_000   # values in a model's state_dict (200 MB in float32)

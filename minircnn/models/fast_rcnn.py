@@ -25,6 +25,7 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, RoIPool
 from minircnn.models.detector import Detector
+from minircnn.validate import check_count, check_number
 
 
 class FastRCNN(Detector):
@@ -41,6 +42,8 @@ class FastRCNN(Detector):
         impl: "fast" or "naive": sets the ``impl`` of every layer that has one.
         rng: np.random.Generator for the fc weights (default seed 0); dropout seeds too.
         dtype: parameter dtype.
+        classes: the K class names (label k is classes[k-1]); saved with the model so a
+            checkpoint says what it detects (None: unnamed, as older checkpoints).
 
     Example:
         >>> model = FastRCNN(3, SmallVGG())
@@ -51,9 +54,14 @@ class FastRCNN(Detector):
     def __init__(self, num_classes: int, backbone: Module, *, roi_op: str = "pool",
                  output_size: Sequence[int] = (7, 7), hidden: int = 256,
                  dropout: float = 0.5, impl: str = "fast",
-                 rng: np.random.Generator | None = None, dtype=np.float32):
-        if int(num_classes) < 1:
-            raise ValueError(f"FastRCNN: num_classes must be >= 1, got {num_classes}")
+                 rng: np.random.Generator | None = None, dtype=np.float32,
+                 classes: Sequence[str] | None = None):
+        num_classes = check_count("num_classes", num_classes, op="FastRCNN")
+        hidden = check_count("hidden", hidden, op="FastRCNN")
+        dropout = check_number("dropout", dropout, op="FastRCNN", low=0, high=1, high_open=True)
+        if not isinstance(backbone, Module):
+            raise TypeError(f"FastRCNN: backbone must be a Module, got {type(backbone).__name__}")
+        self.classes = _check_classes(classes, num_classes)
         if roi_op not in ("pool", "align"):
             raise ValueError(f"FastRCNN: roi_op must be 'pool' or 'align', got {roi_op!r}")
         for attr in ("out_channels", "feature_stride"):
@@ -107,7 +115,8 @@ class FastRCNN(Detector):
         return {"num_classes": self.num_classes, "backbone": self.backbone,
                 "roi_op": self.roi_op, "output_size": list(self.output_size),
                 "hidden": self.hidden, "dropout": self.dropout, "impl": self.impl,
-                "dtype": self.dtype.name}
+                "dtype": self.dtype.name,
+                "classes": None if self.classes is None else list(self.classes)}
 
     # --- forward / backward --------------------------------------------------------------
     def forward(self, images, rois):
@@ -150,3 +159,14 @@ class FastRCNN(Detector):
         dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W)
         return dimages
 
+
+def _check_classes(classes, num_classes: int) -> tuple[str, ...] | None:
+    """None, or exactly ``num_classes`` distinct names, as a tuple."""
+    if classes is None:
+        return None
+    if isinstance(classes, str) or not all(isinstance(c, str) for c in classes):
+        raise TypeError(f"FastRCNN: classes must be a sequence of names, got {classes!r}")
+    if len(classes) != num_classes or len(set(classes)) != len(classes):
+        raise ValueError(f"FastRCNN: classes must be {num_classes} distinct names "
+                         f"(num_classes={num_classes}), got {list(classes)}")
+    return tuple(classes)
