@@ -22,6 +22,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
 from minircnn.layers.module import Parameter
+from minircnn.validate import check_count, check_number, check_positive
 
 
 class SGD:
@@ -48,12 +49,11 @@ class SGD:
         for i, p in enumerate(self.params):
             if not isinstance(p, Parameter):
                 raise TypeError(f"SGD: params[{i}] must be a Parameter, got {type(p).__name__}")
-        if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ValueError(f"SGD: lr, momentum and weight_decay must be >= 0, got "
-                             f"lr={lr}, momentum={momentum}, weight_decay={weight_decay}")
-        self.lr = float(lr)
-        self.momentum = float(momentum)
-        self.weight_decay = float(weight_decay)
+        if not self.params:
+            raise ValueError("SGD: params is empty: nothing to optimize (as torch.optim)")
+        self.lr = check_number("lr", lr, op="SGD", low=0.0)
+        self.momentum = check_number("momentum", momentum, op="SGD", low=0.0, high=1.0)
+        self.weight_decay = check_number("weight_decay", weight_decay, op="SGD", low=0.0)
         self.velocity: list = [None] * len(self.params)  # created lazily on the first step
 
     def zero_grad(self) -> None:
@@ -112,6 +112,13 @@ class SGD:
             self.velocity.append(None if v is None else xp.asarray(v, dtype=p.data.dtype).copy())
 
 
+def _check_schedule(op: str, base_lr, it, warmup_iters, warmup_factor) -> None:
+    check_number("base_lr", base_lr, op=op, low=0.0)
+    check_count("it", it, op=op, minimum=0)
+    check_count("warmup_iters", warmup_iters, op=op, minimum=0)
+    check_number("warmup_factor", warmup_factor, op=op, low=0.0, high=1.0)
+
+
 def step_lr(base_lr: float, it: int, *, steps: Sequence[int] = (), gamma: float = 0.1,
             warmup_iters: int = 0, warmup_factor: float = 1.0 / 3) -> float:
     """Learning rate at iteration ``it``: linear warm-up, then step decay.
@@ -125,8 +132,10 @@ def step_lr(base_lr: float, it: int, *, steps: Sequence[int] = (), gamma: float 
         >>> step_lr(0.01, 0, steps=(10,), warmup_iters=4)   # 0.01 / 3
         >>> step_lr(0.01, 10, steps=(10,))                   # 0.001
     """
-    if it < 0:
-        raise ValueError(f"step_lr: it must be >= 0, got {it}")
+    _check_schedule("step_lr", base_lr, it, warmup_iters, warmup_factor)
+    check_positive("gamma", gamma, op="step_lr")
+    for s in steps:
+        check_count("steps", s, op="step_lr", minimum=0)
     if list(steps) != sorted(steps):
         raise ValueError(f"step_lr: steps must be increasing, got {tuple(steps)}")
     factor = 1.0
@@ -144,8 +153,9 @@ def cosine_lr(base_lr: float, it: int, *, total_iters: int, warmup_iters: int = 
     detectron2's ``WarmupCosineLR``: ``base_lr * (final + (1 - final) * 0.5 * (1 + cos(pi
     * it / total_iters)))``, times the same linear warm-up factor as ``step_lr``.
     """
-    if total_iters <= 0:
-        raise ValueError(f"cosine_lr: total_iters must be > 0, got {total_iters}")
+    _check_schedule("cosine_lr", base_lr, it, warmup_iters, warmup_factor)
+    check_count("total_iters", total_iters, op="cosine_lr")
+    check_number("final_factor", final_factor, op="cosine_lr", low=0.0, high=1.0)
     factor = 1.0
     if it < warmup_iters:
         alpha = it / warmup_iters

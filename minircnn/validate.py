@@ -151,7 +151,8 @@ def check_pair(name: str, value, *, op: str | None = None, minimum: int = 1) -> 
 
 def check_dout(dout, shape: tuple, dtype, like, *, op: str, name: str = "dout"):
     """The upstream gradient of a backward pass: an array of the forward output's shape,
-    dtype and array module (``like`` is an array from the cache). Returned unchanged."""
+    dtype (None: any float dtype) and array module (``like`` is an array from the
+    cache). Returned unchanged."""
     if not is_array(dout):
         raise TypeError(f"{op}: {name} must be an array of shape {tuple(shape)}, "
                         f"got {type(dout).__name__}")
@@ -161,7 +162,9 @@ def check_dout(dout, shape: tuple, dtype, like, *, op: str, name: str = "dout"):
     if tuple(dout.shape) != tuple(shape):
         raise ValueError(f"{op}: {name} must have the forward output's shape {tuple(shape)}, "
                          f"got {tuple(dout.shape)}")
-    if dout.dtype != np.dtype(dtype):
+    if dtype is None and dout.dtype.kind != "f":
+        raise TypeError(f"{op}: {name} must be a float array, got dtype {dout.dtype}")
+    if dtype is not None and dout.dtype != np.dtype(dtype):
         raise TypeError(f"{op}: {name} must have the forward output's dtype "
                         f"{np.dtype(dtype)}, got {dout.dtype}")
     return dout

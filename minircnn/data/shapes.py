@@ -233,6 +233,12 @@ def _coco_categories(dataset, annotations: list[dict]) -> list[dict]:
     return [dict(id=k + 1, name=name) for k, name in enumerate(classes)]
 
 
+def _check_sample(sample, i: int) -> None:
+    if not hasattr(sample, "keys") or not {"image", "boxes", "labels"} <= set(sample.keys()):
+        raise TypeError(f"to_coco: dataset[{i}] must be a dict with image, boxes and labels "
+                        f"(a ShapesDataset sample), got {type(sample).__name__}")
+
+
 def to_coco(dataset) -> dict:
     """A JSON-serialisable COCO ground-truth dict for a detection dataset.
 
@@ -242,7 +248,8 @@ def to_coco(dataset) -> dict:
     treats id 0 as "unmatched").
     """
     images, annotations = [], []
-    for sample in dataset:
+    for i, sample in enumerate(dataset):
+        _check_sample(sample, i)
         image, anns = _coco_entries(sample, len(annotations) + 1)
         images.append(image)
         annotations.extend(anns)

@@ -11,6 +11,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
+from minircnn.validate import check_array, check_dout, check_number, check_rng
 
 
 # --- ReLU ------------------------------------------------------------------------------
@@ -26,6 +27,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, ReluCache]:
     Returns:
         out with the shape and dtype of x, and a ReluCache.
     """
+    x = check_array("x", x, op="relu", kinds="fiu")
     xp = get_array_module(x)
     out = xp.maximum(x, 0)  # same dtype as x (0 is a weak Python scalar)
     return out, ReluCache(x > 0)
@@ -33,6 +35,7 @@ def relu_forward(x: np.ndarray) -> tuple[np.ndarray, ReluCache]:
 
 def relu_backward(dout: np.ndarray, cache: ReluCache) -> np.ndarray:
     """dout (shape of x) -> dx. The subgradient at x == 0 is taken as 0, as torch."""
+    check_dout(dout, cache.positive.shape, None, cache.positive, op="relu_backward")
     dx = dout * cache.positive  # dL/dx = dout·[x > 0]
     return dx
 
@@ -70,8 +73,9 @@ def dropout_forward(x: np.ndarray, *, p: float, train: bool,
     Returns:
         out (shape of x) and a DropoutCache.
     """
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"dropout: p must be a probability in [0, 1], got {p}")
+    x = check_array("x", x, op="dropout", kinds="f")   # an int array would truncate 1/(1-p)
+    p = check_number("p", p, op="dropout", low=0.0, high=1.0)
+    check_rng("rng", rng, op="dropout")
     if not train or p == 0.0:
         return x, DropoutCache(None)
     xp = get_array_module(x)
@@ -85,6 +89,7 @@ def dropout_backward(dout: np.ndarray, cache: DropoutCache) -> np.ndarray:
     """dout (shape of x) -> dx = dout * mask (identity when the forward was)."""
     if cache.mask is None:
         return dout  # out = x: dL/dx = dout
+    check_dout(dout, cache.mask.shape, cache.mask.dtype, cache.mask, op="dropout_backward")
     return dout * cache.mask  # out = x·mask: dL/dx = dout·mask
 
 
@@ -97,9 +102,7 @@ class Dropout(Module):
     """
 
     def __init__(self, p: float = 0.5, seed: int = 0):
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"Dropout: p must be a probability in [0, 1], got {p}")
-        self.p = p
+        self.p = check_number("p", p, op="Dropout", low=0.0, high=1.0)
         self.rng = np.random.default_rng(seed)
 
     def forward(self, x):

@@ -18,6 +18,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module, Parameter
+from minircnn.validate import check_array, check_count, check_dout, check_pair
 
 
 class ConvCache(NamedTuple):
@@ -30,30 +31,35 @@ class ConvCache(NamedTuple):
     cols: np.ndarray | None  # (N, C*KH*KW, OH*OW) im2col of the padded input; None: naive
 
 
-def _check_conv_args(x, w, b, stride, pad) -> tuple[int, int]:
-    """Validate conv2d inputs; return the output size (OH, OW)."""
-    for name, a, nd in (("x", x, 4), ("w", w, 4), ("b", b, 1)):
-        if a.ndim != nd:
-            raise ValueError(f"conv2d: {name} must be {nd}-D, got shape {tuple(a.shape)}")
-        if not np.issubdtype(a.dtype, np.floating):
-            raise TypeError(f"conv2d: {name} must be a float array, got dtype {a.dtype}")
+def _check_conv_args(x, w, b, stride, pad):
+    """Validate conv2d inputs (lists become arrays); return x, w, b, stride, pad and the
+    output size (OH, OW)."""
+    x = check_array("x", x, op="conv2d", ndim=4, axes="(N, C, H, W)")
+    w = check_array("w", w, op="conv2d", ndim=4, axes="(F, C, KH, KW)", like=x)
+    b = check_array("b", b, op="conv2d", ndim=1, axes="(F,)", like=x)
     if x.shape[1] != w.shape[1]:
         raise ValueError(f"conv2d: channels of x {tuple(x.shape)} and w {tuple(w.shape)} "
                          f"differ: x has C={x.shape[1]}, w expects C={w.shape[1]}")
     if b.shape != (w.shape[0],):
         raise ValueError(f"conv2d: b must have shape ({w.shape[0]},) for w {tuple(w.shape)}, "
                          f"got {tuple(b.shape)}")
-    if int(stride) != stride or stride < 1:
-        raise ValueError(f"conv2d: stride must be an integer >= 1, got {stride!r}")
-    if int(pad) != pad or pad < 0:
-        raise ValueError(f"conv2d: pad must be an integer >= 0, got {pad!r}")
+    stride = check_count("stride", stride, op="conv2d")
+    pad = check_count("pad", pad, op="conv2d", minimum=0)
     _, _, H, W = x.shape
     _, _, KH, KW = w.shape
     if KH > H + 2 * pad or KW > W + 2 * pad:
         raise ValueError(f"conv2d: kernel {KH}x{KW} (w {tuple(w.shape)}) is larger than the "
                          f"padded input {H + 2 * pad}x{W + 2 * pad} "
                          f"(x {tuple(x.shape)}, pad={pad})")
-    return (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    return x, w, b, stride, pad, ((H + 2 * pad - KH) // stride + 1,
+                                  (W + 2 * pad - KW) // stride + 1)
+
+
+def _check_conv_dout(dout, x_shape: tuple, w, stride: int, pad: int, dtype, like) -> None:
+    N, _, H, W = x_shape
+    F, _, KH, KW = w.shape
+    shape = (N, F, (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1)
+    check_dout(dout, shape, dtype, like, op="conv2d_backward")
 
 
 # --------------------------------------------------------------------------------------
@@ -62,7 +68,7 @@ def _check_conv_args(x, w, b, stride, pad) -> tuple[int, int]:
 def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                          stride: int = 1, pad: int = 0) -> tuple[np.ndarray, ConvCache]:
     """Convolution with explicit loops (same arguments and result as conv2d_forward)."""
-    OH, OW = _check_conv_args(x, w, b, stride, pad)
+    x, w, b, stride, pad, (OH, OW) = _check_conv_args(x, w, b, stride, pad)
     xp = get_array_module(x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -81,6 +87,7 @@ def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
 def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
     """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,), by loops."""
     x, w, stride, pad, _ = cache
+    _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
     xp = get_array_module(dout)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
@@ -177,11 +184,11 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
         ValueError / TypeError: wrong ndim, channel or bias mismatch, kernel larger than
             the padded input, non-float dtype, stride < 1 or pad < 0.
     """
-    OH, OW = _check_conv_args(x, w, b, stride, pad)
+    x, w, b, stride, pad, (OH, OW) = _check_conv_args(x, w, b, stride, pad)
     N = x.shape[0]
     F, C, KH, KW = w.shape
     cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, K, P), K = C*KH*KW, P = OH*OW
-    w_mat = w.reshape(F, -1).astype(x.dtype, copy=False)  # (F, K)
+    w_mat = w.reshape(F, C * KH * KW).astype(x.dtype, copy=False)  # (F, K); F may be 0
     out = w_mat @ cols  # (F, K) @ (N, K, P) -> (N, F, P): one batched matmul
     out += b.astype(x.dtype, copy=False)[:, None]  # (N, F, P) + (F, 1)
     return out.reshape(N, F, OH, OW), ConvCache(x, w, stride, pad, cols)
@@ -194,17 +201,18 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     col2im. Derivation: docs/layers/conv.md.
     """
     x, w, stride, pad, cols = cache
+    _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
     xp = get_array_module(dout)
-    N, F = dout.shape[:2]
+    N, F, OH, OW = dout.shape
     KH, KW = w.shape[2:]
     if cols is None:   # a cache from conv2d_forward_naive: unfold the input now
         cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, C*KH*KW, OH*OW)
-    dout3 = dout.reshape(N, F, -1).astype(cols.dtype, copy=False)  # (N, F, P)
+    dout3 = dout.reshape(N, F, OH * OW).astype(cols.dtype, copy=False)  # (N, F, P)
     db = dout3.sum(axis=(0, 2))  # b[f] was added at every n and pixel: sum them, (F,)
     # dL/dw_mat = sum_n dout[n] cols[n]^T, computed transposed (BLAS is faster this way):
     dw_t = (cols @ dout3.transpose(0, 2, 1)).sum(axis=0)  # (N, K, P) @ (N, P, F) -> (K, F)
     dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)  # (F, K) -> (F, C, KH, KW)
-    w_mat = w.reshape(F, -1).astype(cols.dtype, copy=False)  # (F, K)
+    w_mat = w.reshape(F, cols.shape[1]).astype(cols.dtype, copy=False)  # (F, K)
     dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
     dx = col2im(dcols, tuple(x.shape), KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
     return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
@@ -229,7 +237,13 @@ class Conv2d(Module):
     def __init__(self, in_channels: int, out_channels: int, kernel_size, *, stride: int = 1,
                  pad: int = 0, rng: np.random.Generator | None = None, dtype=np.float32,
                  impl: str = "fast"):
-        KH, KW = (kernel_size, kernel_size) if np.isscalar(kernel_size) else kernel_size
+        KH, KW = check_pair("kernel_size", kernel_size, op="Conv2d")
+        in_channels = check_count("in_channels", in_channels, op="Conv2d")
+        out_channels = check_count("out_channels", out_channels, op="Conv2d")
+        check_count("stride", stride, op="Conv2d")
+        check_count("pad", pad, op="Conv2d", minimum=0)
+        if impl not in ("fast", "naive"):
+            raise ValueError(f"Conv2d: impl must be 'fast' or 'naive', got {impl!r}")
         rng = np.random.default_rng(0) if rng is None else rng
         fan_in = in_channels * KH * KW
         w = rng.standard_normal((out_channels, in_channels, KH, KW)) * np.sqrt(2.0 / fan_in)

@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.layers.module import Module, Parameter
+from minircnn.validate import as_array, check_array, check_count, check_dout, check_positive
 
 
 class LinearCache(NamedTuple):
@@ -17,7 +18,11 @@ class LinearCache(NamedTuple):
     w: np.ndarray  # (M, D) weights
 
 
-def _check_linear_inputs(x, w, b) -> None:
+def _check_linear_inputs(x, w, b):
+    """Validate (lists become arrays); return x, w, b."""
+    x = as_array("x", x, op="linear")
+    w = check_array("w", w, op="linear", like=x)
+    b = check_array("b", b, op="linear", like=x)
     if x.ndim != 2:
         raise ValueError(
             f"linear: x must be 2-D (N, in_features), got shape {tuple(x.shape)}; "
@@ -32,6 +37,7 @@ def _check_linear_inputs(x, w, b) -> None:
         )
     if b.shape != (w.shape[0],):
         raise ValueError(f"linear: b must have shape ({w.shape[0]},), got {tuple(b.shape)}")
+    return x, w, b
 
 
 def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, LinearCache]:
@@ -47,13 +53,15 @@ def linear_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> tuple[np.ndar
         ValueError: x not 2-D, or w / b shapes that do not match x.
         TypeError: x is not a float array.
     """
-    _check_linear_inputs(x, w, b)
+    x, w, b = _check_linear_inputs(x, w, b)
     out = x @ w.T + b  # (N, D) @ (D, M) -> (N, M), + (M,) broadcast over rows
     return out, LinearCache(x, w)
 
 
 def linear_backward(dout: np.ndarray, cache: LinearCache) -> tuple[np.ndarray, ...]:
     """dout (N, M) -> dx (N, D), dw (M, D), db (M,). Derivation: docs/layers/linear.md."""
+    shape = (cache.x.shape[0], cache.w.shape[0])
+    check_dout(dout, shape, None, cache.x, op="linear_backward")
     dx = dout @ cache.w  # dL/dx = dout W:       (N, M) @ (M, D) -> (N, D)
     dw = dout.T @ cache.x  # dL/dW = dout^T x:   (M, N) @ (N, D) -> (M, D)
     db = dout.sum(axis=0)  # b was broadcast over N rows: sum them -> (M,)
@@ -79,6 +87,10 @@ class Linear(Module):
 
     def __init__(self, in_features: int, out_features: int, *, rng=None,
                  dtype=np.float32, std: float | None = None):
+        in_features = check_count("in_features", in_features, op="Linear")
+        out_features = check_count("out_features", out_features, op="Linear")
+        if std is not None:
+            check_positive("std", std, op="Linear", allow_zero=True)
         rng = np.random.default_rng(0) if rng is None else rng
         scale = np.sqrt(2.0 / in_features) if std is None else std
         w = rng.standard_normal((out_features, in_features)) * scale  # (M, D)
@@ -89,6 +101,7 @@ class Linear(Module):
         self.cache: LinearCache | None = None
 
     def forward(self, x):
+        x = as_array("x", x, op="Linear")
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(
                 f"Linear: x must have shape (N, {self.in_features}), got {tuple(x.shape)}"

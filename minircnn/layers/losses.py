@@ -12,6 +12,13 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
+from minircnn.validate import (
+    as_array,
+    check_array,
+    check_number,
+    check_positive,
+    check_scalar_grad,
+)
 
 
 def _check_finite(name: str, a) -> None:
@@ -49,6 +56,8 @@ def softmax_cross_entropy_forward(logits: np.ndarray,
     Returns:
         loss (a 0-d array) and a CrossEntropyCache.
     """
+    logits = as_array("logits", logits, op="softmax_cross_entropy")
+    labels = as_array("labels", labels, op="softmax_cross_entropy", like=logits)
     if logits.ndim != 2 or logits.shape[0] == 0:
         raise ValueError(f"logits must be 2-D (R, C) with R >= 1, got {tuple(logits.shape)}")
     if logits.dtype.kind != "f":
@@ -67,6 +76,7 @@ def softmax_cross_entropy_forward(logits: np.ndarray,
 
 def softmax_cross_entropy_backward(dloss, cache: CrossEntropyCache) -> np.ndarray:
     """dloss (scalar) -> dlogits (R, C) = dloss · (softmax − onehot(labels)) / R."""
+    check_scalar_grad("dloss", dloss, op="softmax_cross_entropy_backward")
     xp = get_array_module(cache.probs)
     num_rows = cache.probs.shape[0]
     dlogits = cache.probs.copy()  # (R, C)
@@ -97,6 +107,10 @@ def smooth_l1_forward(pred: np.ndarray, target: np.ndarray, *, beta: float = 1.0
     Returns:
         loss (a 0-d array) and a SmoothL1Cache.
     """
+    pred = check_array("pred", pred, op="smooth_l1", kinds="f")
+    target = check_array("target", target, op="smooth_l1", kinds="fiu", like=pred)
+    beta = check_number("beta", beta, op="smooth_l1", low=0.0)
+    normalizer = check_positive("normalizer", normalizer, op="smooth_l1")
     if pred.shape != target.shape:
         raise ValueError(f"smooth_l1: pred {tuple(pred.shape)} and target "
                          f"{tuple(target.shape)} must have the same shape")
@@ -120,6 +134,7 @@ def smooth_l1_backward(dloss, cache: SmoothL1Cache) -> np.ndarray:
 
     Per element: d / beta inside |d| < beta, sign(d) outside (sign(0) = 0 for L1).
     """
+    check_scalar_grad("dloss", dloss, op="smooth_l1_backward")
     xp = get_array_module(cache.diff)
     d, beta = cache.diff, cache.beta
     if beta == 0:
@@ -182,6 +197,11 @@ def fast_rcnn_loss_forward(cls_scores: np.ndarray, bbox_deltas: np.ndarray,
         total loss (a 0-d array) and a FastRCNNLossCache, whose ``loss_cls``,
         ``loss_box`` and ``accuracy`` are floats for logging.
     """
+    cls_scores, bbox_deltas, labels, bbox_targets = (
+        as_array(name, a, op="fast_rcnn_loss") for name, a in
+        (("cls_scores", cls_scores), ("bbox_deltas", bbox_deltas), ("labels", labels),
+         ("bbox_targets", bbox_targets)))
+    check_number("beta", beta, op="fast_rcnn_loss", low=0.0)
     _check_fast_rcnn_inputs(cls_scores, bbox_deltas, labels, bbox_targets)
     xp = get_array_module(cls_scores)
     num_rois = cls_scores.shape[0]
@@ -199,6 +219,7 @@ def fast_rcnn_loss_forward(cls_scores: np.ndarray, bbox_deltas: np.ndarray,
 
 def fast_rcnn_loss_backward(dloss, cache: FastRCNNLossCache) -> tuple[np.ndarray, np.ndarray]:
     """dloss (scalar) -> dcls (R, K+1), dbbox (R, 4(K+1)) (zero outside the fg columns)."""
+    check_scalar_grad("dloss", dloss, op="fast_rcnn_loss_backward")
     dcls = softmax_cross_entropy_backward(dloss, cache.cls)  # (R, K+1)
     dfg = smooth_l1_backward(dloss, cache.box)  # (F, 4)
     xp = get_array_module(dcls)

@@ -13,20 +13,25 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module, Parameter
+from minircnn.validate import check_array, check_count, check_dout, check_number, check_positive
 
 
 def _per_channel(v):
     return v.reshape(1, -1, 1, 1)  # (C,) -> (1, C, 1, 1), broadcasts over N, H, W
 
 
-def _check_bn_inputs(x, gamma, beta) -> None:
-    if x.ndim != 4:
-        raise ValueError(f"batchnorm2d: x must be 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+def _check_bn_inputs(x, gamma, beta, eps=1e-5):
+    """Validate (lists become arrays; an integer x is refused); return x, gamma, beta."""
+    x = check_array("x", x, op="batchnorm2d", ndim=4, axes="(N, C, H, W)")
+    gamma = check_array("gamma", gamma, op="batchnorm2d", like=x, kinds="fiu")
+    beta = check_array("beta", beta, op="batchnorm2d", like=x, kinds="fiu")
+    check_positive("eps", eps, op="batchnorm2d", allow_zero=True)   # torch allows 0
     c = x.shape[1]
     for name, v in (("gamma", gamma), ("beta", beta)):
         if v.shape != (c,):
             raise ValueError(f"batchnorm2d: {name} must have shape ({c},) for x with "
                              f"{c} channels, got {tuple(v.shape)}")
+    return x, gamma, beta
 
 
 # --- training mode: batch statistics ---------------------------------------------------
@@ -51,7 +56,7 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *,
     Returns:
         out (N, C, H, W) and a BatchNormCache (its mean / var are the batch statistics).
     """
-    _check_bn_inputs(x, gamma, beta)
+    x, gamma, beta = _check_bn_inputs(x, gamma, beta, eps)
     xp = get_array_module(x)
     mean = x.mean(axis=(0, 2, 3))  # (C,)
     centered = x - _per_channel(mean)  # (N, C, H, W)
@@ -70,6 +75,7 @@ def batchnorm2d_backward(dout: np.ndarray, cache: BatchNormCache) -> tuple[np.nd
     channel. Derivation: docs/layers/norm.md.
     """
     xhat, gamma, inv_std = cache.xhat, cache.gamma, cache.inv_std
+    check_dout(dout, xhat.shape, xhat.dtype, xhat, op="batchnorm2d_backward")
     m = xhat.shape[0] * xhat.shape[2] * xhat.shape[3]  # values per channel
     dbeta = dout.sum(axis=(0, 2, 3))  # beta broadcast over N, H, W: sum -> (C,)
     dgamma = (dout * xhat).sum(axis=(0, 2, 3))  # dL/dgamma = sum dout·xhat -> (C,)
@@ -102,8 +108,8 @@ def batchnorm2d_eval_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
     Returns:
         out (N, C, H, W) and a BatchNormEvalCache.
     """
-    _check_bn_inputs(x, gamma, beta)
-    _check_bn_inputs(x, running_mean, running_var)
+    x, gamma, beta = _check_bn_inputs(x, gamma, beta, eps)
+    x, running_mean, running_var = _check_bn_inputs(x, running_mean, running_var)
     xp = get_array_module(x)
     inv_std = 1.0 / xp.sqrt(running_var + eps)  # (C,)
     scale = gamma * inv_std  # (C,)
@@ -115,6 +121,7 @@ def batchnorm2d_eval_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
 def batchnorm2d_eval_backward(dout: np.ndarray,
                               cache: BatchNormEvalCache) -> tuple[np.ndarray, ...]:
     """dout (N, C, H, W) -> dx (N, C, H, W), dgamma (C,), dbeta (C,); statistics are constants."""
+    check_dout(dout, cache.x.shape, None, cache.x, op="batchnorm2d_eval_backward")
     dx = dout * _per_channel(cache.scale)  # out = x·scale + shift: dL/dx = dout·scale
     xhat = (cache.x - _per_channel(cache.mean)) * _per_channel(cache.inv_std)  # (N, C, H, W)
     dgamma = (dout * xhat).sum(axis=(0, 2, 3))  # out = gamma·xhat + beta: sum dout·xhat -> (C,)
@@ -140,9 +147,9 @@ class BatchNorm2d(Module):
 
     def __init__(self, num_features: int, momentum: float = 0.1, eps: float = 1e-5, *,
                  dtype=np.float32):
-        self.num_features = num_features
-        self.momentum = momentum
-        self.eps = eps
+        self.num_features = check_count("num_features", num_features, op="BatchNorm2d")
+        self.momentum = check_number("momentum", momentum, op="BatchNorm2d", low=0.0, high=1.0)
+        self.eps = check_positive("eps", eps, op="BatchNorm2d", allow_zero=True)
         self.weight = Parameter(np.ones(num_features, dtype=dtype))
         self.bias = Parameter(np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))
@@ -189,8 +196,8 @@ class FrozenBatchNorm2d(Module):
     """
 
     def __init__(self, num_features: int, eps: float = 1e-5, *, dtype=np.float32):
-        self.num_features = num_features
-        self.eps = eps
+        self.num_features = check_count("num_features", num_features, op="FrozenBatchNorm2d")
+        self.eps = check_positive("eps", eps, op="FrozenBatchNorm2d", allow_zero=True)
         self.register_buffer("weight", np.ones(num_features, dtype=dtype))
         self.register_buffer("bias", np.zeros(num_features, dtype=dtype))
         self.register_buffer("running_mean", np.zeros(num_features, dtype=dtype))

@@ -25,7 +25,7 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, RoIPool
 from minircnn.models.detector import Detector
-from minircnn.validate import check_count, check_number
+from minircnn.validate import check_array, check_count, check_number
 
 
 class FastRCNN(Detector):
@@ -129,6 +129,8 @@ class FastRCNN(Detector):
             cls_scores (R, K+1) logits and bbox_deltas (R, 4(K+1)), class c's deltas in
             columns 4c:4c+4 (encoded as minircnn.detection.encode_boxes).
         """
+        images = check_array("images", images, op="FastRCNN", ndim=4, axes="(N, 3, H, W)")
+        rois = check_array("rois", rois, op="FastRCNN", kinds="fiu", like=images)
         if rois.ndim != 2 or rois.shape[1] != 5:
             raise ValueError(f"FastRCNN: rois must have shape (R, 5), got {tuple(rois.shape)}")
         features = self.backbone.forward(images)      # (N, C, H/s, W/s)
@@ -146,6 +148,8 @@ class FastRCNN(Detector):
 
     def backward(self, dcls, dbbox):
         """dcls (R, K+1), dbbox (R, 4(K+1)) -> dimages (N, 3, H, W); fills every p.grad."""
+        if self.cls_score.cache is None:
+            raise RuntimeError("FastRCNN.backward called before forward")
         dx = self.cls_score.backward(dcls)            # (R, hidden)
         dx = dx + self.bbox_pred.backward(dbbox)      # fc7's output feeds both heads: add
         dx = self.drop7.backward(dx)

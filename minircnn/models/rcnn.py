@@ -27,6 +27,7 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, SpatialPyramidPool
 from minircnn.models.detector import Detector
+from minircnn.validate import check_count, check_number
 
 
 class _Head(Module):
@@ -56,6 +57,15 @@ class _Head(Module):
         return self.fc6.backward(self.relu6.backward(self.drop6.backward(dx)))
 
 
+def _check_head_args(op: str, num_classes, backbone, hidden, dropout) -> None:
+    check_count("num_classes", num_classes, op=op)
+    check_count("hidden", hidden, op=op)
+    check_number("dropout", dropout, op=op, low=0.0, high=1.0, high_open=True)
+    for attr in ("out_channels", "feature_stride"):
+        if not hasattr(backbone, attr):
+            raise TypeError(f"{op}: backbone {type(backbone).__name__} has no {attr!r}")
+
+
 class RCNN(Detector):
     """R-CNN: warp each RoI to ``crop_size`` pixels and run the backbone on every crop.
 
@@ -68,6 +78,8 @@ class RCNN(Detector):
     def __init__(self, num_classes: int, backbone: Module, *, crop_size: int = 32,
                  hidden: int = 256, dropout: float = 0.5,
                  rng: np.random.Generator | None = None, dtype=np.float32):
+        _check_head_args("RCNN", num_classes, backbone, hidden, dropout)
+        crop_size = check_count("crop_size", crop_size, op="RCNN")
         rng = np.random.default_rng(0) if rng is None else rng
         if crop_size % backbone.feature_stride:
             raise ValueError(f"RCNN: crop_size {crop_size} must be divisible by the "
@@ -110,6 +122,11 @@ class SPPNet(Detector):
     def __init__(self, num_classes: int, backbone: Module, *, levels: Sequence[int] = (4, 2, 1),
                  hidden: int = 256, dropout: float = 0.5,
                  rng: np.random.Generator | None = None, dtype=np.float32):
+        _check_head_args("SPPNet", num_classes, backbone, hidden, dropout)
+        if isinstance(levels, (str, bytes)) or not hasattr(levels, "__len__") or not levels:
+            raise ValueError(f"SPPNet: levels must be a non-empty sequence of ints >= 1, "
+                             f"got {levels!r}")
+        levels = [check_count("levels", v, op="SPPNet") for v in levels]
         rng = np.random.default_rng(0) if rng is None else rng
         self.num_classes, self.levels = int(num_classes), tuple(int(v) for v in levels)
         self.hidden, self.dropout, self.dtype = int(hidden), float(dropout), np.dtype(dtype)

@@ -96,7 +96,7 @@ def test_dropout_module_follows_training_flag_and_seed():
 
 
 def test_dropout_bad_p():
-    with pytest.raises(ValueError, match=r"p must be a probability in \[0, 1\], got 1.5"):
+    with pytest.raises(ValueError, match=r"p must be in \[0.0, 1.0\], got 1.5"):
         dropout_forward(np.ones(3), p=1.5, train=True, rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="got -0.1"):
         Dropout(p=-0.1)

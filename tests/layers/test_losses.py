@@ -103,9 +103,9 @@ def test_smooth_l1_gradcheck_off_the_joins(beta):
 def test_smooth_l1_bad_inputs():
     with pytest.raises(ValueError, match=r"pred \(2,\) and target \(3,\)"):
         smooth_l1_forward(np.zeros(2), np.zeros(3))
-    with pytest.raises(ValueError, match="beta >= 0"):
+    with pytest.raises(ValueError, match="beta must be >= 0.0, got -1.0"):
         smooth_l1_forward(np.zeros(2), np.zeros(2), beta=-1.0)
-    with pytest.raises(ValueError, match="normalizer=0"):
+    with pytest.raises(ValueError, match="normalizer must be > 0.0, got 0"):
         smooth_l1_forward(np.zeros(2), np.zeros(2), normalizer=0)
 
 
