@@ -59,8 +59,6 @@ class FastRCNN(Detector):
         num_classes = check_count("num_classes", num_classes, op="FastRCNN")
         hidden = check_count("hidden", hidden, op="FastRCNN")
         dropout = check_number("dropout", dropout, op="FastRCNN", low=0, high=1, high_open=True)
-        if not isinstance(backbone, Module):
-            raise TypeError(f"FastRCNN: backbone must be a Module, got {type(backbone).__name__}")
         self.classes = _check_classes(classes, num_classes)
         if roi_op not in ("pool", "align"):
             raise ValueError(f"FastRCNN: roi_op must be 'pool' or 'align', got {roi_op!r}")
