@@ -163,3 +163,12 @@ def test_a_plain_npy_names_the_file(tmp_path):
     np.save(path, np.ones(3))
     with pytest.raises(ValueError, match=r"a\.npy.*not a readable \.npz"):
         load_checkpoint(path)
+
+
+def test_the_class_list_travels_with_the_model(tmp_path):
+    model = FastRCNN(2, SmallVGG(channels=(4, 4)), hidden=8, classes=("cat", "dog"))
+    path = tmp_path / "pets.npz"
+    save_checkpoint(model, path)
+    assert load_checkpoint(path).classes == ("cat", "dog")
+    with pytest.raises(ValueError, match="2 distinct names"):
+        FastRCNN(2, SmallVGG(channels=(4, 4)), classes=("cat",))
