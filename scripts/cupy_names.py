@@ -8,6 +8,7 @@ script wrote earlier under another CuPy version: the committed list keeps only t
 
 import inspect
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -44,13 +45,36 @@ def describe(obj):
     return {"kind": "function", "params": list(sig.parameters)}
 
 
+def method_params(method):
+    """Parameter names of a compiled ndarray method, from its docstring's signature line
+    ("_ndarray_base.max(self, axis=None, out=None, keepdims=False) -> ..."); None when
+    it has none or takes **kwargs."""
+    match = re.match(r"\s*[\w.]+\((.*?)\)", method.__doc__ or "")
+    if not match:
+        return None
+    names = []
+    for part in match.group(1).split(","):
+        part = part.split("=")[0].strip()
+        if part.startswith("**"):
+            return None
+        name = part.lstrip("*").split()[-1] if part.lstrip("*") else ""
+        if name and name != "self":
+            names.append(name)
+    return names
+
+
 def snapshot():
     spaces = {}
     for label, module in NAMESPACES.items():
         names = [n for n in dir(module) if not n.startswith("_") and n != "annotations"]
         spaces[label] = {n: describe(getattr(module, n)) for n in names}
-    spaces["ndarray"] = {n: {"kind": "attribute", "params": None}
-                         for n in dir(cupy.ndarray) if not n.startswith("_")}
+    spaces["ndarray"] = {}
+    for n in dir(cupy.ndarray):
+        if not n.startswith("_"):
+            attr = getattr(cupy.ndarray, n)
+            params = method_params(attr) if callable(attr) else None
+            spaces["ndarray"][n] = {"kind": "method" if callable(attr) else "attribute",
+                                    "params": params}
     return {"versions": [cupy.__version__], "namespaces": spaces}
 
 

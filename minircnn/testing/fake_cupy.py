@@ -25,7 +25,14 @@ import types
 import numpy as np
 
 from minircnn.testing.fake_ndarray import NAMES as _NAMES
-from minircnn.testing.fake_ndarray import _host_error, _unwrap, _unwrap_kwargs, _wrap, ndarray
+from minircnn.testing.fake_ndarray import (
+    _check_keywords,
+    _host_error,
+    _unwrap,
+    _unwrap_kwargs,
+    _wrap,
+    ndarray,
+)
 
 VERSIONS = _NAMES["versions"]          # the CuPy versions the name list was taken from
 _HOST_INPUT_OK = {"array", "asarray", "asanyarray", "ascontiguousarray", "asfortranarray"}
@@ -40,16 +47,6 @@ _AT_DTYPES = {
     "bitwise_or": ("int32", "int64", "uint32", "uint64"),
     "bitwise_xor": ("int32", "int64", "uint32", "uint64"),
 }
-
-
-def _check_keywords(label: str, name: str, kwargs: dict) -> None:
-    params = _NAMES["namespaces"][label][name]["params"]
-    if params is None:
-        return
-    unknown = sorted(set(kwargs) - set(params))
-    if unknown:
-        raise TypeError(f"{label}.{name}() got unexpected keyword argument(s) {unknown}: "
-                        f"CuPy's signature is ({', '.join(params)})")
 
 
 class ufunc:

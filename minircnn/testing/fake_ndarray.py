@@ -56,6 +56,17 @@ def _wrap(obj):
     return obj
 
 
+def _check_keywords(label: str, name: str, kwargs: dict) -> None:
+    """A keyword CuPy's ``label.name`` does not take is a TypeError, as on CuPy."""
+    params = NAMES["namespaces"][label][name]["params"]
+    if params is None:                     # not introspectable, or takes **kwargs
+        return
+    unknown = sorted(set(kwargs) - set(params))
+    if unknown:
+        raise TypeError(f"{label}.{name}() got unexpected keyword argument(s) {unknown}: "
+                        f"CuPy's signature is ({', '.join(params)})")
+
+
 def _ufunc(name: str):
     from minircnn.testing.fake_cupy import module
 
@@ -119,6 +130,7 @@ class ndarray:  # noqa: N801  (CuPy's name)
             return _wrap(value)                      # .T, .real, .imag, .base
 
         def method(*args, **kwargs):
+            _check_keywords("ndarray", name, kwargs)
             where = f"cupy.ndarray.{name}"
             result = value(*_unwrap(args, where), **_unwrap_kwargs(kwargs, where))
             return result if name in ("tolist", "item", "tobytes") else _wrap(result)
