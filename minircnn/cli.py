@@ -138,7 +138,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from minircnn.cli_errors import check_checkpoint, check_device
     from minircnn.eval_and_detect import detect_image_file, read_image
 
-    check_device(args.device)
     check_checkpoint(args.checkpoint, wants="FastRCNN", command="detect")
     check_device(args.device)
     read_image(args.image)                      # an unreadable image fails before the model loads
