@@ -6,7 +6,8 @@
 code may touch and what it may not:
 
 - Only names CuPy has exist (cupy_names.json, generated from CuPy 13 and 14 by
-  scripts/cupy_names.py); keyword arguments CuPy's signature lacks are a TypeError.
+  scripts/cupy_names.py); a keyword argument that CuPy's function or ndarray method
+  lacks is a TypeError.
 - The array refuses implicit conversion to host memory, as CuPy's does:
   ``np.asarray(x)`` and ``np.array(x)`` raise, NumPy functions on it dispatch to the
   fake module (``__array_function__``) and fail when CuPy lacks the function, and
