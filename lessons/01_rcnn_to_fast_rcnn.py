@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -194,7 +194,7 @@ assert len(ax.lines) == 2
 # backbone on that one crop, flatten, and apply the head (`model.head.forward`).
 # Write that loop and return the stacked class scores (R, K+1).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "rcnn_loop_code", "locked": false, "schema_version": 3, "solution": true}
 def rcnn_one_roi_at_a_time(model, images, rois):
     """R-CNN's flow as a loop over RoIs: warp, backbone, head. Returns cls_scores (R, K+1)."""
     ### BEGIN SOLUTION
@@ -207,12 +207,22 @@ def rcnn_one_roi_at_a_time(model, images, rois):
     return np.stack(scores)                                       # (R, K+1)
     ### END SOLUTION
 
-# %%
-# GRADED: R-CNN's per-RoI loop equals the batched RCNN.forward (3 points)
+# %% nbgrader={"grade": true, "grade_id": "rcnn_loop", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.models.rcnn.RCNN.forward
+batched, _ = models["R-CNN"].forward(images, rois[:8])            # expected, before the guard
+### BEGIN HIDDEN TESTS
+hidden_rois = rois[20:25][::-1].copy()                            # other RoIs, reversed
+hidden_expected, _ = models["R-CNN"].forward(images, hidden_rois)
+### END HIDDEN TESTS
+# TEST the per-RoI loop equals the batched RCNN.forward on 8 RoIs (3 points)
 looped = rcnn_one_roi_at_a_time(models["R-CNN"], images, rois[:8])
-batched, _ = models["R-CNN"].forward(images, rois[:8])
 assert looped.shape == (8, 4), looped.shape
 assert np.allclose(looped, batched, atol=1e-5), np.abs(looped - batched).max()
+### BEGIN HIDDEN TESTS
+# TEST other RoIs in another order (1 point)
+hidden_looped = rcnn_one_roi_at_a_time(models["R-CNN"], images, hidden_rois)
+assert np.allclose(hidden_looped, hidden_expected, atol=1e-5)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. The gradient flows through RoI pooling into the convolutions

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -115,7 +115,7 @@ assert np.array_equal(db, db_by_hand)
 # padding handled by working on a zero-padded copy of `x` and cropping `dx` at the end.
 # (The library's `conv2d_backward_naive` is the reference; don't call it.)
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "conv_backward_code", "locked": false, "schema_version": 3, "solution": true}
 def conv2d_backward_loops(dout, x, w, *, stride=1, pad=0):
     """dout (N, F, OH, OW), x (N, C, H, W), w (F, C, KH, KW) -> dx, dw, db."""
     ### BEGIN SOLUTION
@@ -139,25 +139,36 @@ def conv2d_backward_loops(dout, x, w, *, stride=1, pad=0):
     return dx, dw, db
     ### END SOLUTION
 
-# %%
-# GRADED: conv backward on the tiny example (2 points)
+# %% nbgrader={"grade": true, "grade_id": "conv_backward", "locked": true, "points": 7, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.conv.conv2d_backward_naive, minircnn.layers.conv.conv2d_backward
+xs = rng.standard_normal((2, 3, 5, 5))                            # expected values first,
+ws = rng.standard_normal((4, 3, 3, 3))                            # before the guard goes up
+bs = rng.standard_normal(4)
+outs, cache_s = conv2d_forward_naive(xs, ws, bs, stride=2, pad=1)
+douts = rng.standard_normal(outs.shape)
+library = conv2d_backward_naive(douts, cache_s)
+### BEGIN HIDDEN TESTS
+hidden_rng = np.random.default_rng(2024)
+xh, wh = hidden_rng.standard_normal((1, 2, 7, 6)), hidden_rng.standard_normal((3, 2, 2, 3))
+outh, cache_h = conv2d_forward_naive(xh, wh, np.zeros(3), stride=3, pad=2)
+douth = hidden_rng.standard_normal(outh.shape)
+expected_h = conv2d_backward_naive(douth, cache_h)
+### END HIDDEN TESTS
+# TEST the tiny example, by hand (2 points)
 dx, dw, db = conv2d_backward_loops(dout, x, w)
 assert np.array_equal(dx[0, 0], dx_by_hand), dx
 assert np.array_equal(dw[0, 0], dw_by_hand), dw
 assert np.array_equal(db, db_by_hand), db
-
-# %%
-# GRADED: conv backward with stride and padding vs the library (3 points)
-xs = rng.standard_normal((2, 3, 5, 5))
-ws = rng.standard_normal((4, 3, 3, 3))
-bs = rng.standard_normal(4)
-outs, cache_s = conv2d_forward_naive(xs, ws, bs, stride=2, pad=1)
-douts = rng.standard_normal(outs.shape)
+# TEST stride 2 and padding 1 vs the library (3 points)
 mine = conv2d_backward_loops(douts, xs, ws, stride=2, pad=1)
-library = conv2d_backward_naive(douts, cache_s)
 for name, a, ref in zip(("dx", "dw", "db"), mine, library, strict=True):
     print(f"{name}: rel error vs library {rel_error(a, ref):.1e}")
     assert rel_error(a, ref) < 1e-9
+### BEGIN HIDDEN TESTS
+# TEST a 2x3 kernel, stride 3, padding 2 (2 points)
+for a, ref in zip(conv2d_backward_loops(douth, xh, wh, stride=3, pad=2), expected_h, strict=True):
+    assert rel_error(a, ref) < 1e-9
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. Gradient check
@@ -261,7 +272,7 @@ assert np.array_equal(dx_p[0, 0], dx_pool_by_hand)
 # (the *first* maximum in row-major order wins ties, as PyTorch) and **add** the output's
 # gradient there.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "pool_backward_code", "locked": false, "schema_version": 3, "solution": true}
 def max_pool_backward_loops(dout, x, *, kernel, stride):
     """dout (N, C, OH, OW), x (N, C, H, W) -> dx (N, C, H, W); square kernel and stride."""
     ### BEGIN SOLUTION
@@ -277,15 +288,29 @@ def max_pool_backward_loops(dout, x, *, kernel, stride):
     return dx
     ### END SOLUTION
 
-# %%
-# GRADED: max pooling backward with overlapping windows (2 points)
-assert np.array_equal(max_pool_backward_loops(dout_pool, xp4, kernel=3, stride=1)[0, 0],
-                      dx_pool_by_hand)
+# %% nbgrader={"grade": true, "grade_id": "pool_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.pool.max_pool2d_backward, minircnn.layers.pool.max_pool2d_backward_naive
 x_rand = rng.permutation(2 * 3 * 7 * 7).reshape(2, 3, 7, 7) * 0.1   # distinct: no ties
 out_r, cache_r = max_pool2d_forward(x_rand, kernel=3, stride=2)
 dout_r = rng.standard_normal(out_r.shape)
-assert rel_error(max_pool_backward_loops(dout_r, x_rand, kernel=3, stride=2),
-                 max_pool2d_backward(dout_r, cache_r)) < 1e-9
+expected_r = max_pool2d_backward(dout_r, cache_r)
+### BEGIN HIDDEN TESTS
+hidden_rng = np.random.default_rng(77)
+x_hid = hidden_rng.permutation(1 * 2 * 6 * 6).reshape(1, 2, 6, 6) * 0.5
+out_hid, cache_hid = max_pool2d_forward(x_hid, kernel=2, stride=2)
+dout_hid = hidden_rng.standard_normal(out_hid.shape)
+expected_hid = max_pool2d_backward(dout_hid, cache_hid)
+### END HIDDEN TESTS
+# TEST overlapping windows, by hand (1 point)
+assert np.array_equal(max_pool_backward_loops(dout_pool, xp4, kernel=3, stride=1)[0, 0],
+                      dx_pool_by_hand)
+# TEST kernel 3, stride 2 vs the library (2 points)
+assert rel_error(max_pool_backward_loops(dout_r, x_rand, kernel=3, stride=2), expected_r) < 1e-9
+### BEGIN HIDDEN TESTS
+# TEST kernel 2, stride 2 (1 point)
+assert rel_error(max_pool_backward_loops(dout_hid, x_hid, kernel=2, stride=2),
+                 expected_hid) < 1e-9
+### END HIDDEN TESTS
 
 # %% [markdown]
 # Gradient check of pooling: keep the inputs **distinct and well separated** (a random

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -104,7 +104,7 @@ assert bins.hstart[1].tolist() == [1, 2] and bins.hend[1].tolist() == [3, 4]
 #    `start + ceil((ph+1)·bin_h)`, clipped to the map; same for columns;
 # 4. each output is the max of its bin, 0 for an empty bin.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "roi_pool_code", "locked": false, "schema_version": 3, "solution": true}
 def roi_pool_loops(features, rois, *, output_size, spatial_scale):
     """features (N, C, H, W), rois (R, 5) -> out (R, C, PH, PW) by explicit loops."""
     PH, PW = output_size
@@ -131,13 +131,9 @@ def roi_pool_loops(features, rois, *, output_size, spatial_scale):
     return out
     ### END SOLUTION
 
-# %%
-# GRADED: RoI pooling of the worked example (2 points)
-mine = roi_pool_loops(features, rois, output_size=(2, 2), spatial_scale=0.1)
-assert np.array_equal(mine[:, 0], out_by_hand), mine
-
-# %%
-# GRADED: RoI pooling matches the library on random RoIs (3 points)
+# %% nbgrader={"grade": true, "grade_id": "roi_pool", "locked": true, "points": 7, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.roi_pool.roi_pool_forward, minircnn.layers.roi_pool.spp_forward
+# forbid: minircnn.layers.roi_pool.roi_pool_forward_naive, minircnn.layers.roi_pool.roi_pool_bins
 feats = rng.standard_normal((2, 3, 10, 12))
 xy = rng.uniform(0, 190, size=(12, 4))
 rand_rois = np.column_stack([np.arange(12) % 2,
@@ -145,8 +141,25 @@ rand_rois = np.column_stack([np.arange(12) % 2,
                              np.maximum(xy[:, 0], xy[:, 2]), np.maximum(xy[:, 1], xy[:, 3])])
 rand_rois[0, 1:] = [8, 8, 40, 24]                                 # corners land on .5 cells
 ref, _ = roi_pool_forward(feats, rand_rois, output_size=(3, 3), spatial_scale=1 / 16)
+### BEGIN HIDDEN TESTS
+hidden_feats = np.random.default_rng(31).standard_normal((1, 2, 9, 9))
+hidden_rois = np.array([[0, 0.0, 0.0, 3.0, 3.0],                  # smaller than the grid
+                        [0, 40.0, 10.0, 90.0, 70.0],              # past the border
+                        [0, 12.0, 20.0, 12.0, 20.0]])             # 1 x 1
+hidden_ref, _ = roi_pool_forward(hidden_feats, hidden_rois, output_size=(2, 3),
+                                 spatial_scale=1 / 8)
+### END HIDDEN TESTS
+# TEST the worked example (2 points)
+mine = roi_pool_loops(features, rois, output_size=(2, 2), spatial_scale=0.1)
+assert np.array_equal(mine[:, 0], out_by_hand), mine
+# TEST random RoIs on two images vs the library (3 points)
 assert rel_error(roi_pool_loops(feats, rand_rois, output_size=(3, 3), spatial_scale=1 / 16),
                  ref) < 1e-12
+### BEGIN HIDDEN TESTS
+# TEST tiny, border and 1x1 RoIs, a 2x3 grid at scale 1/8 (2 points)
+assert np.array_equal(roi_pool_loops(hidden_feats, hidden_rois, output_size=(2, 3),
+                                     spatial_scale=1 / 8), hidden_ref)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. Quantisation: where RoI pooling rounds

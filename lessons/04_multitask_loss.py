@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -94,7 +94,7 @@ assert err < 1e-7
 # Return the mean hinge loss over rows and `dscores` (R, C). The gradient of each active
 # margin term `s_j − s_y + 1 > 0` is +1 for `s_j` and −1 for `s_y`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "svm_loss_code", "locked": false, "schema_version": 3, "solution": true}
 def multiclass_svm_loss(scores, labels, *, margin=1.0):
     """scores (R, C), labels (R,) -> (mean hinge loss, dscores (R, C))."""
     ### BEGIN SOLUTION
@@ -109,12 +109,22 @@ def multiclass_svm_loss(scores, labels, *, margin=1.0):
     return loss, dscores / R
     ### END SOLUTION
 
-# %%
-# GRADED: SVM loss value and gradient (3 points)
+# %% nbgrader={"grade": true, "grade_id": "svm_loss", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+### BEGIN HIDDEN TESTS
+hidden_scores = np.array([[2.0, 0.5, 1.8], [0.0, 3.0, -1.0]])
+hidden_labels = np.array([0, 2])
+hidden_loss = (0.3 + (1.5 + 4.5)) / 2                             # by hand: margin 0.5
+### END HIDDEN TESTS
+# TEST the loss of the 3 rows by hand (2 points)
 svm_loss, dsvm = multiclass_svm_loss(scores, labels3)
 assert abs(svm_loss - svm_rows_by_hand.mean()) < 1e-12, svm_loss
+# TEST the gradient vs a numeric gradient (1 point)
 numeric = numeric_gradient(lambda: multiclass_svm_loss(scores, labels3)[0], scores, 1.0)
 assert rel_error(dsvm, numeric) < 1e-7
+### BEGIN HIDDEN TESTS
+# TEST another margin (1 point)
+assert abs(multiclass_svm_loss(hidden_scores, hidden_labels, margin=0.5)[0] - hidden_loss) < 1e-12
+### END HIDDEN TESTS
 
 # %% [markdown]
 # Doubling the scores of the already-correct row 1 leaves its SVM loss at 0, but its
@@ -285,7 +295,7 @@ random_args = (rng.standard_normal((R8, K + 1)), rng.standard_normal((R8, 4 * (K
 # Write `fast_rcnn_loss_loops`: a loop over RoIs adding each RoI's cross-entropy and, for
 # a foreground RoI, the smooth L1 (β = 1) of its own class's 4 deltas; divide the sum by R.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "loss_loops_code", "locked": false, "schema_version": 3, "solution": true}
 def fast_rcnn_loss_loops(cls_scores, bbox_deltas, labels, bbox_targets):
     """(R, K+1), (R, 4(K+1)), (R,), (R, 4) -> the total loss as a float."""
     ### BEGIN SOLUTION
@@ -300,12 +310,25 @@ def fast_rcnn_loss_loops(cls_scores, bbox_deltas, labels, bbox_targets):
     return total / len(labels)
     ### END SOLUTION
 
-# %%
-# GRADED: multi-task loss by loops vs the library (3 points)
+# %% nbgrader={"grade": true, "grade_id": "loss_loops", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.losses.fast_rcnn_loss_forward, minircnn.layers.losses.smooth_l1_forward
+# forbid: minircnn.layers.losses.softmax_cross_entropy_forward
+library_loss, _ = fast_rcnn_loss_forward(*random_args)
+### BEGIN HIDDEN TESTS
+hidden_rng = np.random.default_rng(404)
+hidden_args = (hidden_rng.standard_normal((5, 3)), hidden_rng.standard_normal((5, 12)) * 3,
+               np.array([0, 0, 2, 1, 0]), hidden_rng.standard_normal((5, 4)))
+hidden_loss, _ = fast_rcnn_loss_forward(*hidden_args)
+### END HIDDEN TESTS
+# TEST the 3 RoIs by hand (1 point)
 assert abs(fast_rcnn_loss_loops(cls_scores, bbox_deltas, labels, bbox_targets)
            - (cls_by_hand + box_by_hand)) < 1e-12
-library_loss, _ = fast_rcnn_loss_forward(*random_args)
+# TEST random RoIs vs the library (2 points)
 assert abs(fast_rcnn_loss_loops(*random_args) - float(library_loss)) < 1e-12
+### BEGIN HIDDEN TESTS
+# TEST mostly background RoIs and large box errors (1 point)
+assert abs(fast_rcnn_loss_loops(*hidden_args) - float(hidden_loss)) < 1e-12
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 5. Gradient check of the multi-task loss

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -119,7 +119,7 @@ assert labels_tiny[:2].tolist() == [2, 2]                         # foreground r
 # filling the rest up to `num`. Sample each group uniformly **without replacement** with
 # `rng.choice`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "fg_bg_code", "locked": false, "schema_version": 3, "solution": true}
 def pick_fg_bg(max_iou, num, rng, *, fg_fraction=0.25, fg_iou=0.5, bg_iou=(0.1, 0.5)):
     """max_iou (P,) -> (fg_inds, bg_inds), int arrays of candidate indices."""
     ### BEGIN SOLUTION
@@ -132,17 +132,29 @@ def pick_fg_bg(max_iou, num, rng, *, fg_fraction=0.25, fg_iou=0.5, bg_iou=(0.1, 
     return fg_inds, bg_inds
     ### END SOLUTION
 
-# %%
-# GRADED: foreground / background picking follows the rules (3 points)
+# %% nbgrader={"grade": true, "grade_id": "fg_bg", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.detection.sampling._pick, minircnn.detection.sampling.sample_rois
 ious = np.random.default_rng(5).uniform(0, 1, size=500)           # (500,) candidates
+few = np.array([0.9, 0.3, 0.05, 0.6, 0.45])                       # 2 fg, 2 bg candidates
+### BEGIN HIDDEN TESTS
+hidden_ious = np.random.default_rng(55).uniform(0, 1, size=300)
+### END HIDDEN TESTS
+# TEST 64 RoIs from 500 candidates: 16 fg, 48 bg, each in its IoU range (2 points)
 fg_inds, bg_inds = pick_fg_bg(ious, 64, np.random.default_rng(6))
 assert len(fg_inds) == 16 and len(bg_inds) == 48, (len(fg_inds), len(bg_inds))
 assert len(set(fg_inds.tolist())) == 16 and len(set(bg_inds.tolist())) == 48   # no repeats
 assert (ious[fg_inds] >= 0.5).all()
 assert ((ious[bg_inds] >= 0.1) & (ious[bg_inds] < 0.5)).all()
-few = np.array([0.9, 0.3, 0.05, 0.6, 0.45])                       # 2 fg, 2 bg candidates
+# TEST too few candidates: take them all (1 point)
 fg_few, bg_few = pick_fg_bg(few, 64, np.random.default_rng(7))
 assert sorted(fg_few.tolist()) == [0, 3] and sorted(bg_few.tolist()) == [1, 4]
+### BEGIN HIDDEN TESTS
+# TEST other fraction and thresholds (1 point)
+fg_h, bg_h = pick_fg_bg(hidden_ious, 20, np.random.default_rng(8), fg_fraction=0.5,
+                        fg_iou=0.7, bg_iou=(0.0, 0.3))
+assert len(fg_h) == 10 and len(bg_h) == 10 and len(set(bg_h.tolist())) == 10
+assert (hidden_ious[fg_h] >= 0.7).all() and (hidden_ious[bg_h] < 0.3).all()
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. Hierarchical sampling: N = 2 images × 64 RoIs

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -174,7 +174,7 @@ assert all(np.array_equal(v, model.state_dict()[k]) for k, v in twin.state_dict(
 # $$g = \nabla_p L + \text{wd}\cdot\text{decay\_mult}\cdot p,\qquad
 #   v \leftarrow \mu v + g,\qquad p \leftarrow p - \text{lr}\cdot\text{lr\_mult}\cdot v$$
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "sgd_momentum_code", "locked": false, "schema_version": 3, "solution": true}
 def sgd_momentum_step(params, velocities, *, lr, momentum=0.9, weight_decay=5e-4):
     """Update each Parameter's .data in place; velocities: one array per param (in place)."""
     ### BEGIN SOLUTION
@@ -187,25 +187,47 @@ def sgd_momentum_step(params, velocities, *, lr, momentum=0.9, weight_decay=5e-4
         p.data -= lr * p.lr_mult * v
     ### END SOLUTION
 
-# %%
-# GRADED: SGD with momentum matches minircnn.optim.SGD over 3 steps (3 points)
-check_rng = np.random.default_rng(11)
-shapes = [(3, 4), (4,), (2, 2)]
-mine = [Parameter(check_rng.standard_normal(s)) for s in shapes]
-mine[1].lr_mult, mine[1].decay_mult = 2.0, 0.0                     # a bias, as Fast R-CNN's
-mine[2].requires_grad = False                                      # frozen: never touched
-reference = [Parameter(p.data.copy(), lr_mult=p.lr_mult, decay_mult=p.decay_mult,
-                       requires_grad=p.requires_grad) for p in mine]
-ref_opt = SGD(reference, lr=0.1, momentum=0.9, weight_decay=0.01)
-buffers = [np.zeros_like(p.data) for p in mine]
-for _ in range(3):
-    grads = [check_rng.standard_normal(s) for s in shapes]
-    for p, q, g in zip(mine, reference, grads, strict=True):
-        p.grad, q.grad = g.copy(), g.copy()
-    sgd_momentum_step(mine, buffers, lr=0.1, momentum=0.9, weight_decay=0.01)
-    ref_opt.step()
-for p, q in zip(mine, reference, strict=True):
-    assert np.allclose(p.data, q.data, rtol=0, atol=1e-12), (p.data, q.data)
+# %% nbgrader={"grade": true, "grade_id": "sgd_momentum", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.optim.SGD.step
+def sgd_case(seed, steps, **hyper):
+    """Parameters for the exercise, their gradients, and where minircnn.optim.SGD takes them."""
+    case_rng = np.random.default_rng(seed)
+    shapes = [(3, 4), (4,), (2, 2)]
+    params = [Parameter(case_rng.standard_normal(s)) for s in shapes]
+    params[1].lr_mult, params[1].decay_mult = 2.0, 0.0            # a bias, as Fast R-CNN's
+    params[2].requires_grad = False                               # frozen: never touched
+    reference = [Parameter(p.data.copy(), lr_mult=p.lr_mult, decay_mult=p.decay_mult,
+                           requires_grad=p.requires_grad) for p in params]
+    grads = [[case_rng.standard_normal(s) for s in shapes] for _ in range(steps)]
+    optimizer = SGD(reference, **hyper)
+    for step_grads in grads:
+        for q, g in zip(reference, step_grads, strict=True):
+            q.grad = g.copy()
+        optimizer.step()
+    return params, grads, [q.data for q in reference]
+
+
+def sgd_matches(case, **hyper):
+    params, grads, expected = case
+    buffers = [np.zeros_like(p.data) for p in params]
+    for step_grads in grads:
+        for p, g in zip(params, step_grads, strict=True):
+            p.grad = g.copy()
+        sgd_momentum_step(params, buffers, **hyper)
+    return all(np.allclose(p.data, e, rtol=0, atol=1e-12)
+               for p, e in zip(params, expected, strict=True))
+
+
+visible_case = sgd_case(11, 3, lr=0.1, momentum=0.9, weight_decay=0.01)
+### BEGIN HIDDEN TESTS
+hidden_case = sgd_case(12, 5, lr=0.03, momentum=0.5, weight_decay=0.1)
+### END HIDDEN TESTS
+# TEST 3 steps match minircnn.optim.SGD (lr_mult, decay_mult, frozen) (3 points)
+assert sgd_matches(visible_case, lr=0.1, momentum=0.9, weight_decay=0.01)
+### BEGIN HIDDEN TESTS
+# TEST 5 steps with other hyperparameters (1 point)
+assert sgd_matches(hidden_case, lr=0.03, momentum=0.5, weight_decay=0.1)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. A small training run: 60 iterations on four images

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -106,7 +106,7 @@ for threshold, by_hand in expected_keep.items():
 # ties keep index order), then walk the list, keeping a box unless a box already kept
 # overlaps it by IoU > threshold. Compute the IoU yourself (width = x2 − x1, no +1).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "nms_code", "locked": false, "schema_version": 3, "solution": true}
 def nms_loops(boxes, scores, iou_threshold):
     """boxes (N, 4), scores (N,) -> list of kept indices, best score first."""
     ### BEGIN SOLUTION
@@ -128,17 +128,31 @@ def nms_loops(boxes, scores, iou_threshold):
     return keep
     ### END SOLUTION
 
-# %%
-# GRADED: NMS by loops equals the library's nms (3 points)
-for threshold, by_hand in expected_keep.items():
-    assert nms_loops(boxes5, scores5, threshold) == by_hand
+# %% nbgrader={"grade": true, "grade_id": "nms", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.detection.boxes.nms, minircnn.detection.boxes.batched_nms
 check_rng = np.random.default_rng(1)
 corners = check_rng.uniform(0, 100, size=(60, 2))
 random_boxes = np.concatenate([corners, corners + check_rng.uniform(5, 40, size=(60, 2))], axis=1)
 random_scores = check_rng.random(60)
-for threshold in (0.1, 0.3, 0.5, 0.7):
-    assert nms_loops(random_boxes, random_scores, threshold) == \
-        nms(random_boxes, random_scores, threshold).tolist()
+library_keep = {t: nms(random_boxes, random_scores, t).tolist() for t in (0.1, 0.3, 0.5, 0.7)}
+### BEGIN HIDDEN TESTS
+hidden_rng = np.random.default_rng(70)
+hidden_corners = hidden_rng.uniform(0, 50, size=(120, 2))
+hidden_boxes = np.concatenate([hidden_corners,
+                               hidden_corners + hidden_rng.uniform(2, 30, size=(120, 2))], axis=1)
+hidden_scores = hidden_rng.random(120)
+hidden_keep = nms(hidden_boxes, hidden_scores, 0.45).tolist()
+### END HIDDEN TESTS
+# TEST the 5 boxes by hand at every threshold (1 point)
+for threshold, by_hand in expected_keep.items():
+    assert nms_loops(boxes5, scores5, threshold) == by_hand
+# TEST 60 random boxes vs the library (2 points)
+for threshold, expected in library_keep.items():
+    assert nms_loops(random_boxes, random_scores, threshold) == expected
+### BEGIN HIDDEN TESTS
+# TEST 120 crowded boxes (1 point)
+assert nms_loops(hidden_boxes, hidden_scores, 0.45) == hidden_keep
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 2. The threshold, and NMS per class
@@ -311,7 +325,7 @@ fig.tight_layout()
 #
 # Return `w1 = Σ_t V_tᵀ` (t, in) and `w2 = U_t` (out, t) for a weight `w` (out, in).
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "svd_code", "locked": false, "schema_version": 3, "solution": true}
 def svd_factors(w, t):
     """w (M, D), rank t -> w1 (t, D), w2 (M, t) with w ≈ w2 @ w1."""
     ### BEGIN SOLUTION
@@ -319,16 +333,28 @@ def svd_factors(w, t):
     return s[:t, None] * vt[:t], u[:, :t]
     ### END SOLUTION
 
-# %%
-# GRADED: truncated SVD factors and the Eckart–Young error (2 points)
+# %% nbgrader={"grade": true, "grade_id": "svd", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# forbid: minircnn.compress.truncated_svd
 w_check = np.random.default_rng(2).standard_normal((9, 14))
 sv = np.linalg.svd(w_check, compute_uv=False)
+library_products = {t: np.matmul(*truncated_svd(w_check, t)[::-1]) for t in (1, 4, 9)}
+### BEGIN HIDDEN TESTS
+w_tall = np.random.default_rng(3).standard_normal((20, 6))
+sv_tall = np.linalg.svd(w_tall, compute_uv=False)
+### END HIDDEN TESTS
+# TEST shapes, the Eckart-Young error and the library's product (2 points)
 for t in (1, 4, 9):
     f1, f2 = svd_factors(w_check, t)
     assert f1.shape == (t, 14) and f2.shape == (9, t)
     assert abs(np.sum((w_check - f2 @ f1) ** 2) - np.sum(sv[t:] ** 2)) < 1e-10
-    lib1, lib2 = truncated_svd(w_check, t)
-    assert np.allclose(f2 @ f1, lib2 @ lib1)
+    assert np.allclose(f2 @ f1, library_products[t])
+### BEGIN HIDDEN TESTS
+# TEST a tall matrix (1 point)
+for t in (2, 6):
+    f1, f2 = svd_factors(w_tall, t)
+    assert f1.shape == (t, 6) and f2.shape == (20, t)
+    assert abs(np.sum((w_tall - f2 @ f1) ** 2) - np.sum(sv_tall[t:] ** 2)) < 1e-10
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 6. The compressed detector: speed and mAP

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -127,7 +127,7 @@ fig.tight_layout()
 # a GT box counts when one of the image's first `n` proposals has IoU ≥ t with it
 # (use `box_iou`). Return recalled / total GT.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "recall_code", "locked": false, "schema_version": 3, "solution": true}
 def recall_at(proposals_list, gt_list, n, t):
     """proposals_list, gt_list: one (P_i, 4) and one (G_i, 4) array per image -> float."""
     ### BEGIN SOLUTION
@@ -140,14 +140,28 @@ def recall_at(proposals_list, gt_list, n, t):
     return found / total
     ### END SOLUTION
 
-# %%
-# GRADED: recall at N by loops equals recall_vs_proposals (2 points)
+# %% nbgrader={"grade": true, "grade_id": "recall", "locked": true, "points": 3, "schema_version": 3, "solution": false}
+# forbid: minircnn.detection.evaluate.recall_vs_proposals
 gt_list = [ds[i]["boxes"] for i in range(len(ds))]
+### BEGIN HIDDEN TESTS
+hidden_props = [np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
+                np.zeros((0, 4))]
+hidden_gts = [np.array([[0.0, 0.0, 10.0, 12.0], [21.0, 20.0, 30.0, 30.0]]),
+              np.array([[5.0, 5.0, 9.0, 9.0]])]
+# IoUs by hand: 100/120 = 0.83 and 90/100 = 0.9; image 2 has no proposals
+### END HIDDEN TESTS
+# TEST recall at N equals recall_vs_proposals, selective search and dense (2 points)
 for n in (10, 50, 2000):
     for t in (0.5, 0.7):
         i = counts.index(n)
         assert abs(recall_at(ss, gt_list, n, t) - rec_ss["recall"][t][i]) < 1e-12
         assert abs(recall_at(dense_ranked, gt_list, n, t) - rec_dense["recall"][t][i]) < 1e-12
+### BEGIN HIDDEN TESTS
+# TEST two images by hand, one without proposals (1 point)
+assert recall_at(hidden_props, hidden_gts, 1, 0.5) == 1 / 3
+assert recall_at(hidden_props, hidden_gts, 2, 0.85) == 1 / 3
+assert recall_at(hidden_props, hidden_gts, 2, 0.8) == 2 / 3
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 3. More proposals are not better (paper section 5.5)

@@ -1,7 +1,7 @@
 # ---
 # jupyter:
 #   jupytext:
-#     cell_metadata_filter: -all
+#     cell_metadata_filter: nbgrader,-all
 #     notebook_metadata_filter: kernelspec,jupytext,-jupytext.text_representation.jupytext_version
 #     text_representation:
 #       extension: .py
@@ -194,7 +194,7 @@ assert np.allclose(frozen_1, eval_out, atol=1e-5)
 # Write `pooled_features(model, x)` (the trunk's `forward_features`, then global average
 # pooling over H and W) and `nearest_mean_predict(train_f, train_y, test_f)`.
 
-# %%
+# %% nbgrader={"grade": false, "grade_id": "probe_code", "locked": false, "schema_version": 3, "solution": true}
 def pooled_features(model, x):
     """x (N, 3, S, S) -> (N, C) trunk features averaged over H and W (model in eval mode)."""
     ### BEGIN SOLUTION
@@ -212,20 +212,36 @@ def nearest_mean_predict(train_f, train_y, test_f):
     return classes[dist.argmin(axis=1)]
     ### END SOLUTION
 
-# %%
-# GRADED: pretrained features separate the new classes (3 points)
+# %% nbgrader={"grade": true, "grade_id": "probe", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+### BEGIN HIDDEN TESTS
 source_model.eval()
-reference = source_model.pool.forward(source_model.forward_features(x[:5]))
-assert np.allclose(pooled_features(source_model, x[:5]), reference, atol=1e-6)
+hidden_reference = source_model.forward_features(x[:5]).mean(axis=(2, 3))
+source_model.train()                                              # pooled_features must switch
+hidden_f = np.array([[0.0, 1.0], [0.0, 1.2], [3.0, 0.0], [3.1, 0.2], [-4.0, -4.0]])
+hidden_y = np.array([2, 2, 5, 5, 7])
+### END HIDDEN TESTS
+# TEST one vector per image, independent of the rest of the batch (1 point)
+five = pooled_features(source_model, x[:5])
+assert five.shape == (5, source_model.forward_features(x[:1]).shape[1]), five.shape
+assert np.allclose(pooled_features(source_model, x[2:3])[0], five[2], atol=1e-6)
+# TEST nearest class mean on a toy case (1 point)
 toy_f = np.array([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0], [5.2, 5.0]])
 assert nearest_mean_predict(toy_f, np.array([0, 0, 1, 1]),
                             np.array([[0.1, 0.3], [4.0, 4.0]])).tolist() == [0, 1]
+# TEST pretrained features beat raw pixels by 0.2 (1 point)
 probe_acc = np.mean(nearest_mean_predict(pooled_features(source_model, x), y,
                                          pooled_features(source_model, x_test)) == y_test)
 pixel_acc = np.mean(nearest_mean_predict(x.reshape(80, -1), y,
                                          x_test.reshape(len(x_test), -1)) == y_test)
 print(f"nearest class mean: pretrained features {probe_acc:.3f}, raw pixels {pixel_acc:.3f}")
 assert probe_acc > pixel_acc + 0.2
+### BEGIN HIDDEN TESTS
+# TEST the average over H and W of the trunk's features (1 point)
+assert np.allclose(pooled_features(source_model, x[:5]), hidden_reference, atol=1e-6)
+# TEST three classes with labels that are not 0..K-1 (1 point)
+assert nearest_mean_predict(hidden_f, hidden_y, np.array([[0.5, 1.0], [2.0, 0.5], [-3.0, -2.0]])
+                            ).tolist() == [2, 5, 7]
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## 4. The four strategies

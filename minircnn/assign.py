@@ -1,44 +1,48 @@
-"""Classroom assignments from the lesson notebooks: release student copies, grade them.
+"""Classroom assignments from the lesson notebooks: read them, release student copies.
 
-Teachers write the solution inside the lessons, between nbgrader's markers::
+A teacher's source lesson marks its cells with nbgrader's metadata (``nbgrader:
+{grade, grade_id, locked, points, solution, schema_version: 3}``; in the jupytext ``.py``
+it sits on the cell's ``# %%`` line). Two kinds of cells matter:
 
-    def conv_backward_loops(dout, x, w):
-        ### BEGIN SOLUTION
-        ...the code a student must write...
-        ### END SOLUTION
+* a **solution cell** (``solution: true``) holds the code a student writes, between
+  nbgrader's markers::
+
+      def conv_backward_loops(dout, x, w):
+          ### BEGIN SOLUTION
+          ...the code a student must write...
+          ### END SOLUTION
+
+* a **test cell** (``grade: true``, ``points``) is one exercise; its ``grade_id`` is the
+  exercise's id. Its tests are ``# TEST <name> (<points> points)`` blocks; those between
+  ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` are for grading only.
 
 :func:`release` writes a student copy of every lesson (``.ipynb`` and its jupytext
-``.py``) where each block becomes, at the block's indentation,
+``.py``) where each solution block becomes, at the block's indentation,
 ``raise NotImplementedError("02_cnn_backprop: conv_backward_loops")`` (minitorch style:
-a student's run stops at the line to write). The exercise name is the text after
-``### BEGIN SOLUTION`` when there is one, else the enclosing ``def``.
+a student's run stops at the line to write) and the hidden tests are gone. The
+exercise name is the text after ``### BEGIN SOLUTION`` when there is one, else the
+enclosing ``def``. Grading lives in :mod:`minircnn.grade`.
 
-:func:`grade` runs a (student's) notebook's code cells in order in one fresh namespace
-and scores the graded cells, those whose first line reads
-``# GRADED: <name> (<points> points)``: a graded cell that runs without an exception
-earns its points, one that raises earns 0. Cells that raise are recorded and execution
-continues. Notebooks are read as plain JSON (``.ipynb``) or jupytext percent ``.py``;
-neither nbformat nor jupytext is needed.
+Notebooks are read as plain JSON (``.ipynb``) or jupytext percent ``.py``; neither
+nbformat nor jupytext is needed.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
+import hashlib
 import json
-import linecache
 import os
 import re
-import sys
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-GRADED = re.compile(r"^#\s*GRADED:\s*(?P<name>.+?)\s*\((?P<points>\d+(?:\.\d+)?)\s*points?\)\s*$")
+BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
+END_HIDDEN = "### END HIDDEN TESTS"
 _CELL = re.compile(r"^# %%(?P<rest>.*)$")
 _DEF = re.compile(r"^(?P<indent>\s*)(?:async\s+)?def\s+(?P<name>\w+)")
+_KEY = re.compile(r"\s*(?P<key>[A-Za-z_][\w.-]*)=")
 LESSON = re.compile(r"^\d\d_\w+$")
 
 
@@ -50,6 +54,32 @@ class NotebookFormatError(ValueError):
 class Cell:
     kind: str      # "code" or "markdown"
     source: str    # the cell's text, without a trailing newline
+    metadata: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def nbgrader(self) -> dict:
+        """The cell's nbgrader metadata ({} when it has none or it is not a dict)."""
+        meta = self.metadata.get("nbgrader")
+        return meta if isinstance(meta, dict) else {}
+
+    @property
+    def is_solution(self) -> bool:
+        return self.kind == "code" and bool(self.nbgrader.get("solution"))
+
+    @property
+    def is_test(self) -> bool:
+        return self.kind == "code" and bool(self.nbgrader.get("grade"))
+
+    @property
+    def grade_id(self) -> str | None:
+        grade_id = self.nbgrader.get("grade_id")
+        return grade_id if isinstance(grade_id, str) else None
+
+
+def checksum(source: str) -> str:
+    """sha256 of a cell's text, trailing spaces ignored (nbgrader checks locked cells so)."""
+    text = "\n".join(line.rstrip() for line in source.strip("\n").split("\n"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------
@@ -63,15 +93,25 @@ def read_cells(path: str | os.PathLike) -> list[Cell]:
             suffix other than .ipynb / .py.
     """
     path = Path(path)
+    if path.suffix not in (".ipynb", ".py"):
+        raise NotebookFormatError(f"notebook must be .ipynb or .py, got {path}")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise NotebookFormatError(f"cannot read notebook {path}: {err}") from err
     if path.suffix == ".ipynb":
         return _ipynb_cells(text, path)
-    if path.suffix == ".py":
-        return _percent_cells(text)
-    raise NotebookFormatError(f"notebook must be .ipynb or .py, got {path}")
+    return _percent_cells(text)
+
+
+def read_notebook_metadata(path: str | os.PathLike) -> dict:
+    """The notebook-level metadata of an .ipynb ({} for a .py or when unreadable)."""
+    try:
+        nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    meta = nb.get("metadata") if isinstance(nb, dict) else None
+    return meta if isinstance(meta, dict) else {}
 
 
 def _ipynb_cells(text: str, path: Path) -> list[Cell]:
@@ -87,7 +127,9 @@ def _ipynb_cells(text: str, path: Path) -> list[Cell]:
         if not isinstance(source, str | list):
             raise NotebookFormatError(f"{path}: a cell without a 'source' string or list")
         source = "".join(source) if isinstance(source, list) else source
-        cells.append(Cell(cell.get("cell_type", "code"), source.rstrip("\n")))
+        metadata = cell.get("metadata")
+        cells.append(Cell(cell.get("cell_type", "code"), source.rstrip("\n"),
+                          metadata if isinstance(metadata, dict) else {}))
     return cells
 
 
@@ -95,34 +137,49 @@ def _percent_cells(text: str) -> list[Cell]:
     """Split a jupytext percent script at its ``# %%`` lines.
 
     Comment lines above the first marker (the YAML header) are skipped; code there
-    becomes a first code cell, as jupytext does.
+    becomes a first code cell, as jupytext does. ``key=<json>`` pairs after the marker
+    (``# %% nbgrader={"grade": true, ...}``) are the cell's metadata.
     """
     cells: list[Cell] = []
-    kind, lines = None, []
+    kind, metadata, lines = None, {}, []
     for line in text.splitlines():
         match = _CELL.match(line)
         if match is None:
             lines.append(line)
             continue
         if kind is not None:
-            cells.append(_finish_percent_cell(kind, lines))
+            cells.append(_finish_percent_cell(kind, lines, metadata))
         elif any(ln.strip() and not ln.startswith("#") for ln in lines):
-            cells.append(_finish_percent_cell("code", lines))   # code above the first # %%
-        kind = "markdown" if re.search(r"\[(markdown|md)\]", match["rest"]) else "code"
+            cells.append(_finish_percent_cell("code", lines, {}))   # code above the first # %%
+        rest = match["rest"]
+        kind = "markdown" if re.match(r"\s*\[(markdown|md)\]", rest) else "code"
+        metadata = _percent_metadata(re.sub(r"^\s*\[\w+\]", "", rest))
         lines = []
     if kind is not None:
-        cells.append(_finish_percent_cell(kind, lines))
+        cells.append(_finish_percent_cell(kind, lines, metadata))
     elif any(ln.strip() and not ln.startswith("#") for ln in lines):
-        cells.append(_finish_percent_cell("code", lines))       # a script without markers
+        cells.append(_finish_percent_cell("code", lines, {}))       # a script without markers
     return cells
 
 
-def _finish_percent_cell(kind: str, lines: list[str]) -> Cell:
+def _percent_metadata(rest: str) -> dict:
+    """``key=<json> key2=<json>`` (jupytext's cell options) -> dict; other text ignored."""
+    metadata, decoder, position = {}, json.JSONDecoder(), 0
+    while (match := _KEY.match(rest, position)) is not None:
+        try:
+            value, position = decoder.raw_decode(rest, match.end())
+        except json.JSONDecodeError:
+            break
+        metadata[match["key"]] = value
+    return metadata
+
+
+def _finish_percent_cell(kind: str, lines: list[str], metadata: dict) -> Cell:
     while lines and not lines[-1].strip():
         lines = lines[:-1]   # jupytext puts a blank line between cells
     if kind == "markdown":   # markdown lines are "# text" comments
         lines = [line[2:] if line.startswith("# ") else line.lstrip("#") for line in lines]
-    return Cell(kind, "\n".join(lines))
+    return Cell(kind, "\n".join(lines), metadata)
 
 
 # --------------------------------------------------------------------------------------
@@ -165,6 +222,45 @@ def strip_solutions(text: str, lesson: str) -> tuple[str, list[str]]:
     return "\n".join(out), names
 
 
+def strip_hidden_tests(text: str, lesson: str) -> str:
+    """``text`` without its ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` regions.
+
+    Raises:
+        ValueError: unbalanced or nested markers (with the line).
+    """
+    out: list[str] = []
+    inside = None   # line number of the open BEGIN HIDDEN TESTS
+    for number, line in enumerate(text.split("\n"), start=1):
+        stripped = line.strip()
+        if stripped.startswith(BEGIN_HIDDEN):
+            if inside is not None:
+                raise ValueError(f"{lesson}: line {number}: {BEGIN_HIDDEN} inside the region "
+                                 f"opened on line {inside}")
+            inside = number
+        elif stripped.startswith(END_HIDDEN):
+            if inside is None:
+                raise ValueError(f"{lesson}: line {number}: {END_HIDDEN} without {BEGIN_HIDDEN}")
+            inside = None
+        elif inside is None:
+            out.append(line)
+    if inside is not None:
+        raise ValueError(f"{lesson}: line {inside}: {BEGIN_HIDDEN} is never closed by "
+                         f"{END_HIDDEN}")
+    return "\n".join(out)
+
+
+def release_text(text: str, lesson: str) -> str:
+    """A cell's (or a whole percent file's) student version: no solutions, no hidden tests."""
+    student, _ = strip_solutions(strip_hidden_tests(text, lesson), lesson)
+    return student
+
+
+def released_cells(cells: list[Cell], lesson: str) -> list[Cell]:
+    """The cells a student receives (code cells through :func:`release_text`)."""
+    return [Cell(c.kind, release_text(c.source, lesson) if c.kind == "code" else c.source,
+                 c.metadata) for c in cells]
+
+
 def _enclosing_def(previous: list[str], indent: str) -> str | None:
     """Name of the nearest ``def`` above, indented less than the block."""
     for line in reversed(previous):
@@ -178,7 +274,9 @@ def release(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path
     """Write student copies of every lesson ``NN_name.ipynb`` / ``NN_name.py`` in src_dir.
 
     Each solution block becomes ``raise NotImplementedError("<lesson>: <exercise>")``
-    at its indentation; stored outputs are cleared. Other files are not copied.
+    at its indentation, hidden tests are removed, stored outputs are cleared, and the
+    .ipynb records its lesson (notebook metadata ``minircnn.lesson``) so that a renamed
+    submission is still graded against the right source. Other files are not copied.
 
     Returns:
         The paths written, sorted.
@@ -197,7 +295,7 @@ def release(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path
         if path.suffix not in (".ipynb", ".py") or not LESSON.match(path.stem):
             continue
         if path.suffix == ".py":
-            text, _ = strip_solutions(path.read_text(encoding="utf-8"), path.stem)
+            text = release_text(path.read_text(encoding="utf-8"), path.stem)
         else:
             text = _release_ipynb(path)
         target = out / path.name
@@ -209,157 +307,13 @@ def release(src_dir: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path
 def _release_ipynb(path: Path) -> str:
     _ipynb_cells(path.read_text(encoding="utf-8"), path)   # validates the structure
     nb = json.loads(path.read_text(encoding="utf-8"))
+    nb.setdefault("metadata", {})["minircnn"] = {"lesson": path.stem}
     for cell in nb["cells"]:
         source = cell.get("source", "")
         source = "".join(source) if isinstance(source, list) else source
         if cell.get("cell_type") == "code":
-            source, _ = strip_solutions(source, path.stem)
+            source = release_text(source, path.stem)
             cell["outputs"], cell["execution_count"] = [], None
         lines = source.split("\n")
         cell["source"] = [line + "\n" for line in lines[:-1]] + [lines[-1]] if source else []
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
-
-
-# --------------------------------------------------------------------------------------
-# Grading.
-# --------------------------------------------------------------------------------------
-@dataclass
-class CheckResult:
-    """One graded cell: its name, points earned out of max_points, the error if it raised."""
-
-    name: str
-    points: float
-    max_points: float
-    cell: int                # index of the cell in the notebook
-    error: str | None = None
-
-    @property
-    def passed(self) -> bool:
-        return self.error is None
-
-
-@dataclass
-class GradeReport:
-    """Result of :func:`grade`: per-check results, errors of ungraded cells, totals."""
-
-    notebook: str
-    checks: list[CheckResult] = field(default_factory=list)
-    cell_errors: list[tuple[int, str]] = field(default_factory=list)  # (cell, error)
-    output: str = ""         # what the notebook printed
-
-    @property
-    def total(self) -> float:
-        return sum(c.points for c in self.checks)
-
-    @property
-    def max_total(self) -> float:
-        return sum(c.max_points for c in self.checks)
-
-    def format_table(self) -> str:
-        """A plain-text table: one row per graded check, then ``score: X/Y``."""
-        width = max([len(c.name) for c in self.checks] + [5])
-        rows = [f"{'check':<{width}}  points  result", "-" * (width + 40)]
-        for c in self.checks:
-            result = "ok" if c.passed else f"FAIL {c.error}"
-            rows.append(f"{c.name:<{width}}  {_num(c.points):>3}/{_num(c.max_points):<3} {result}")
-        for cell, error in self.cell_errors:
-            rows.append(f"(cell {cell}, not graded) {error}")
-        rows.append(f"score: {_num(self.total)}/{_num(self.max_total)}")
-        return "\n".join(rows)
-
-
-def _num(x: float) -> str:
-    return f"{x:g}"
-
-
-def graded_header(source: str) -> tuple[str, float] | None:
-    """(name, points) when the cell's first non-blank line is ``# GRADED: name (N points)``."""
-    for line in source.splitlines():
-        if line.strip():
-            match = GRADED.match(line.strip())
-            return (match["name"], float(match["points"])) if match else None
-    return None
-
-
-def grade(notebook_path: str | os.PathLike) -> GradeReport:
-    """Run a notebook's code cells in order in one fresh namespace and score its graded cells.
-
-    The working directory is the notebook's folder (also put first on sys.path) and
-    matplotlib uses the Agg backend; IPython magics (lines starting with % or !) are
-    skipped. Whatever the notebook prints is kept in ``report.output``.
-
-    Raises:
-        NotebookFormatError: the notebook cannot be read.
-    """
-    path = Path(notebook_path).resolve()
-    cells = read_cells(path)
-    report = GradeReport(str(notebook_path))
-    namespace = {"__name__": "__main__", "__file__": str(path)}
-    buffer = io.StringIO()
-    with _grading_environment(path.parent), contextlib.redirect_stdout(buffer), \
-            contextlib.redirect_stderr(buffer):
-        for index, cell in enumerate(cells):
-            if cell.kind != "code":
-                continue
-            error = _run_cell(cell.source, namespace, f"<{path.name} cell {index}>",
-                              f"<{path.name} cell ")
-            header = graded_header(cell.source)
-            if header is not None:
-                name, points = header
-                report.checks.append(CheckResult(name, 0.0 if error else points, points,
-                                                 index, error))
-            elif error is not None:
-                report.cell_errors.append((index, error))
-    report.output = buffer.getvalue()
-    return report
-
-
-def _run_cell(source: str, namespace: dict, filename: str, prefix: str) -> str | None:
-    """exec one cell; None if it ran, else a one-line description of the exception.
-
-    The description ends with where it was raised: the innermost frame in any cell of
-    the notebook (filenames starting with ``prefix``), e.g. "(nb.ipynb cell 5, line 3)".
-    """
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line
-                     for line in source.split("\n")) + "\n"
-    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
-    try:
-        exec(compile(code, filename, "exec"), namespace)   # noqa: S102 - running the notebook is the point
-    except KeyboardInterrupt:
-        raise
-    except BaseException as err:   # SystemExit included: a cell must not end the grading
-        frames = [f for f in traceback.extract_tb(err.__traceback__)
-                  if f.filename.startswith(prefix)]
-        where = f" ({frames[-1].filename[1:-1]}, line {frames[-1].lineno})" if frames else ""
-        return f"{type(err).__name__}: {err}{where}"
-    return None
-
-
-@contextlib.contextmanager
-def _grading_environment(folder: Path):
-    """cwd = folder, folder first on sys.path, MPLBACKEND=Agg; all restored afterwards."""
-    old_cwd, old_path = os.getcwd(), list(sys.path)
-    old_backend = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "Agg"
-    if "matplotlib" in sys.modules:   # already imported: switch now (env is read on import)
-        sys.modules["matplotlib"].use("Agg")
-    old_figures = _pyplot_figures()
-    os.chdir(folder)
-    sys.path.insert(0, str(folder))
-    try:
-        yield
-    finally:
-        os.chdir(old_cwd)
-        sys.path[:] = old_path
-        if "matplotlib.pyplot" in sys.modules:   # close the notebook's pyplot figures
-            for number in _pyplot_figures() - old_figures:
-                sys.modules["matplotlib.pyplot"].close(number)
-        if old_backend is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = old_backend
-
-
-def _pyplot_figures() -> set:
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    return set(pyplot.get_fignums()) if pyplot is not None else set()

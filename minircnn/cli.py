@@ -210,22 +210,68 @@ def _cmd_assign(args: argparse.Namespace) -> int:
     try:
         written = release(args.src_dir, args.output)
     except (OSError, ValueError) as err:   # missing folder, unbalanced solution markers
-        print(f"minircnn assign: {err}", file=sys.stderr)
+        print(f"minircnn assign: error: {err}", file=sys.stderr)
         return 2
     print(f"wrote {len(written)} student notebooks to {args.output}/")
     return 0
 
 
 def _cmd_grade(args: argparse.Namespace) -> int:
-    from minircnn.assign import NotebookFormatError, grade
+    import json
 
+    from minircnn.assign import NotebookFormatError
+    from minircnn.grade import GradeError, Limits, grade, prepare
+    from minircnn.gradebook import write_csv
+
+    limits = Limits(exercise_s=args.time_limit, notebook_s=args.notebook_time_limit,
+                    memory_mb=args.memory_limit)
     try:
-        report = grade(args.notebook)
-    except NotebookFormatError as err:
-        print(f"minircnn grade: {err}", file=sys.stderr)
+        for path in args.submissions:   # every file readable and matched before any runs
+            prepare(path, args.source)
+        reports = [grade(path, args.source, limits) for path in args.submissions]
+    except (GradeError, NotebookFormatError) as err:
+        print(f"minircnn grade: error: {err}", file=sys.stderr)
         return 2
-    print(report.format_table())
+    if args.json:
+        payload = [r.to_json() for r in reports]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+    else:
+        print("\n\n".join(r.format_table() for r in reports))
+    if args.csv:
+        try:
+            write_csv(reports, args.csv)
+        except OSError as err:
+            print(f"minircnn grade: error: cannot write {args.csv}: {err}, choose a "
+                  "writable path for --csv", file=sys.stderr)
+            return 1
     return 0
+
+
+def _add_assign_parsers(sub) -> None:
+    """`minircnn assign` (release student copies) and `minircnn grade` (grade them)."""
+    p = sub.add_parser("assign", help="release student copies of the lessons (solutions and "
+                                      "hidden tests removed)")
+    p.add_argument("src_dir", help="folder of lesson notebooks (NN_name.ipynb / .py)")
+    p.add_argument("-o", "--output", required=True, help="folder for the student copies")
+    p.set_defaults(func=_cmd_assign)
+
+    p = sub.add_parser("grade", help="grade student notebooks against the source lessons' "
+                                     "tests, in a separate process")
+    p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
+                   help="student notebooks (.ipynb or jupytext .py), one lesson each")
+    p.add_argument("--source", required=True,
+                   help="the teacher's lessons folder (solutions and hidden tests)")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: one object per submission (a list for several)")
+    p.add_argument("--csv", default=None, metavar="FILE",
+                   help="write a gradebook: one row per submission, one column per exercise")
+    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+                   help="seconds for each student cell and each test cell (default 60)")
+    p.add_argument("--notebook-time-limit", type=float, default=600.0, metavar="S",
+                   help="seconds for a whole notebook (default 600)")
+    p.add_argument("--memory-limit", type=int, default=4096, metavar="MB",
+                   help="address-space limit of the grading process in MiB (0: none)")
+    p.set_defaults(func=_cmd_grade)
 
 
 def _add_train_parser(sub) -> None:
@@ -352,14 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_finetune_parser(sub)
 
-    p = sub.add_parser("assign", help="release student copies of the lessons (solutions removed)")
-    p.add_argument("src_dir", help="folder of lesson notebooks (NN_name.ipynb / .py)")
-    p.add_argument("-o", "--output", required=True, help="folder for the student copies")
-    p.set_defaults(func=_cmd_assign)
-
-    p = sub.add_parser("grade", help="run a notebook's graded checks and print the score")
-    p.add_argument("notebook", help="a lesson notebook (.ipynb or jupytext .py)")
-    p.set_defaults(func=_cmd_grade)
+    _add_assign_parsers(sub)
 
     for command in sub.choices.values():   # also accepted after the command's name
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minircnn.assign import BEGIN, END, graded_header, read_cells, strip_solutions
+from minircnn.assign import BEGIN, END, read_cells, strip_solutions
+from minircnn.grade import _check_forbidden, parse_test_cell
 
 jupytext = pytest.importorskip("jupytext")
 
@@ -77,15 +78,30 @@ def test_lessons_assert_and_never_block(script):
 
 
 @pytest.mark.parametrize("stem", WITH_EXERCISES)
-def test_exercise_lessons_have_solutions_and_graded_checks(stem):
-    cells = read_cells(LESSONS / f"{stem}.py")
-    solutions = [c for c in cells if BEGIN in c.source]
-    graded = [graded_header(c.source) for c in cells if graded_header(c.source)]
-    assert solutions and len(graded) >= len(solutions), stem
-    for cell in solutions:
-        assert cell.source.count(BEGIN) == cell.source.count(END), stem
-        student, names = strip_solutions(cell.source, stem)
-        assert "NotImplementedError" in student and names
+def test_exercise_lessons_carry_nbgrader_cells_and_hidden_tests(stem):
+    """Solutions in nbgrader solution cells; each exercise a test cell with a hidden test.
+
+    Both files of the pair carry the metadata (jupytext keeps the nbgrader key).
+    """
+    for path in (LESSONS / f"{stem}.py", LESSONS / f"{stem}.ipynb"):
+        cells = read_cells(path)
+        solutions = [c for c in cells if BEGIN in c.source]
+        tests = [c for c in cells if c.is_test]
+        assert solutions and all(c.is_solution for c in solutions), path.name
+        assert len(tests) >= 1, path.name
+        ids = [c.grade_id for c in cells if c.nbgrader]
+        assert None not in ids and len(ids) == len(set(ids)), (path.name, ids)
+        for cell in solutions:
+            assert cell.nbgrader["schema_version"] == 3 and not cell.nbgrader["locked"]
+            assert cell.source.count(BEGIN) == cell.source.count(END), stem
+            student, names = strip_solutions(cell.source, stem)
+            assert "NotImplementedError" in student and names
+        for index, cell in enumerate(cells):
+            if cell.is_test:
+                assert cell.nbgrader["locked"] and cell.nbgrader["schema_version"] == 3
+                exercise = parse_test_cell(cell, index)    # points add up
+                assert any(t.hidden for t in exercise.tests), f"{stem}: {exercise.id}"
+                _check_forbidden(exercise)                 # forbidden names exist
 
 
 def test_readme_maps_every_lesson():

@@ -1,0 +1,34 @@
+"""A class gradebook: grade reports as one CSV row per submission."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+
+def csv_columns(reports) -> list[str]:
+    """Exercise columns in lesson order: ``id`` for one lesson, ``lesson/id`` for several."""
+    lessons = list(dict.fromkeys(r.lesson for r in reports))
+    columns = []
+    for report in reports:
+        for exercise in report.exercises:
+            name = exercise.id if len(lessons) == 1 else f"{report.lesson}/{exercise.id}"
+            if name not in columns:
+                columns.append(name)
+    return columns
+
+
+def write_csv(reports, path: str | os.PathLike) -> None:
+    """``notebook,lesson,<exercise>...,score,max_score``; an exercise a row's lesson
+    does not have is left empty."""
+    columns = csv_columns(reports)
+    several = len({r.lesson for r in reports}) > 1
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["notebook", "lesson", *columns, "score", "max_score"])
+        for report in reports:
+            scores = {(f"{report.lesson}/{e.id}" if several else e.id): f"{e.score:g}"
+                      for e in report.exercises}
+            writer.writerow([report.notebook, report.lesson,
+                             *(scores.get(c, "") for c in columns),
+                             f"{report.score:g}", f"{report.max_score:g}"])
