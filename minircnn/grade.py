@@ -17,6 +17,7 @@ The report's ``to_json()`` is ``{"notebook", "lesson", "score", "max_score",
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 from dataclasses import dataclass, field
@@ -37,6 +38,14 @@ TEST = re.compile(r"^#\s*TEST\s+(?P<name>.+?)\s*\((?P<points>\d+(?:\.\d+)?)\s*po
 FORBID = re.compile(r"^#\s*forbid:\s*(?P<names>.*)$")
 _HIDDEN = re.compile(r"^\s*### (BEGIN|END) HIDDEN TESTS")
 _TOP_DEF = re.compile(r"^(?:async\s+)?def\s+(?P<name>\w+)", re.MULTILINE)
+# Modules and names an exercise's answer has no use for, but a forged result would:
+# their use is flagged for the teacher to read (the score is not changed).
+_REVIEW = frozenset({"os", "sys", "gc", "inspect", "importlib", "builtins", "ctypes",
+                     "subprocess", "signal", "threading", "multiprocessing", "socket",
+                     "shutil", "__code__", "__globals__", "__builtins__", "__import__",
+                     "_getframe", "f_back", "f_globals", "settrace", "setprofile", "exec",
+                     "eval", "compile", "open", "globals", "setattr", "reload", "_exit",
+                     "kill", "system", "popen"})
 
 __all__ = ["GradeError", "GradeReport", "Limits", "grade", "parse_test_cell"]
 
@@ -223,6 +232,24 @@ def _solutions(source: list[Cell], submitted: list[Cell]) -> dict[str, Cell]:
     return found
 
 
+def review_names(source: str) -> list[str]:
+    """The names of ``_REVIEW`` a solution cell uses (imports, names, attributes)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return ["(does not parse)"]
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            modules = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
+            used.update(m.split(".")[0] for m in modules)
+        elif isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+    return sorted(used & _REVIEW)
+
+
 def _locked_notes(source: list[Cell], submitted: list[Cell], solutions: dict,
                   lesson: str) -> list[str]:
     """"modified locked cell" notes: submitted code cells no released cell matches."""
@@ -285,6 +312,9 @@ def _plan(source: list[Cell], solutions: dict, report: GradeReport, lesson: str)
                 report.notes.append(f"solution cell '{cell.grade_id}' is missing from the "
                                     "submission: the released stub ran instead")
             text = answer.source if answer else strip_solutions(cell.source, lesson)[0]
+            if answer is not None and (flagged := review_names(text)):
+                report.notes.append(f"review by hand: solution cell '{cell.grade_id}' uses "
+                                    f"{', '.join(flagged)}")
             steps.append({"kind": "solution", "cell": index, "source": text,
                           "grade_id": cell.grade_id})
         else:

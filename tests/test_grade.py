@@ -190,6 +190,16 @@ def test_exit_while_defining_a_solution_zeroes_what_did_not_run(course, tmp_path
     report = grade(_student(course, tmp_path, "mallory", cheat), course[0], FAST)
     assert _scores(report) == {"double": (0, "not run"), "area": (0, "not run")}
     assert "exit code 3" in report.exercises[0].message
+    assert "review by hand: solution cell 'double_code' uses _exit, os" in report.notes
+
+
+def test_review_names():
+    from minircnn.grade import review_names
+
+    assert review_names("def f(x):\n    return 2 * x\n") == []
+    assert review_names("import sys\nfrom importlib import reload\nf.__code__ = g") == [
+        "__code__", "importlib", "reload", "sys"]
+    assert review_names("def f(:") == ["(does not parse)"]
 
 
 def test_cli_gradebook_for_three_students_is_exact(course, tmp_path, capsys):
