@@ -17,6 +17,7 @@ from minircnn.settings import TRAIN_RULES, arg_type, at_least, between, integer_
 _COUNT = at_least(1)                          # --num-images, --repeats, --epochs...
 _FRACTION = between(0, 1)                     # --score-thresh
 _LR = between(0, None, lo_open=True)          # finite and > 0
+_POSITIVE = between(0, None, lo_open=True)    # --time-limit, --notebook-time-limit
 
 
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
@@ -209,9 +210,10 @@ def _cmd_assign(args: argparse.Namespace) -> int:
 
     try:
         written = release(args.src_dir, args.output)
-    except (OSError, ValueError) as err:   # missing folder, unbalanced solution markers
-        print(f"minircnn assign: error: {err}", file=sys.stderr)
-        return 2
+    except FileNotFoundError as err:
+        raise UsageError(str(err), "pass the folder that holds the lessons") from err
+    except ValueError as err:   # unbalanced solution or hidden-test markers
+        raise UsageError(str(err), "fix the markers in the source lesson") from err
     print(f"wrote {len(written)} student notebooks to {args.output}/")
     return 0
 
@@ -220,7 +222,7 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     import json
 
     from minircnn.assign import NotebookFormatError
-    from minircnn.grade import GradeError, Limits, grade, prepare
+    from minircnn.grade import Limits, grade, prepare
     from minircnn.gradebook import write_csv
 
     limits = Limits(exercise_s=args.time_limit, notebook_s=args.notebook_time_limit,
@@ -228,10 +230,9 @@ def _cmd_grade(args: argparse.Namespace) -> int:
     try:
         for path in args.submissions:   # every file readable and matched before any runs
             prepare(path, args.source)
-        reports = [grade(path, args.source, limits) for path in args.submissions]
-    except (GradeError, NotebookFormatError) as err:
-        print(f"minircnn grade: error: {err}", file=sys.stderr)
-        return 2
+    except NotebookFormatError as err:
+        raise UsageError(str(err), "pass student notebooks (.ipynb or jupytext .py)") from err
+    reports = [grade(path, args.source, limits) for path in args.submissions]
     if args.json:
         payload = [r.to_json() for r in reports]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
@@ -241,9 +242,8 @@ def _cmd_grade(args: argparse.Namespace) -> int:
         try:
             write_csv(reports, args.csv)
         except OSError as err:
-            print(f"minircnn grade: error: cannot write {args.csv}: {err}, choose a "
-                  "writable path for --csv", file=sys.stderr)
-            return 1
+            raise UserError(f"cannot write {args.csv}: {err.strerror or err}",
+                            "choose a writable path for --csv") from err
     return 0
 
 
@@ -265,11 +265,12 @@ def _add_assign_parsers(sub) -> None:
                    help="print JSON: one object per submission (a list for several)")
     p.add_argument("--csv", default=None, metavar="FILE",
                    help="write a gradebook: one row per submission, one column per exercise")
-    p.add_argument("--time-limit", type=float, default=60.0, metavar="S",
+    p.add_argument("--time-limit", type=arg_type(_POSITIVE, float), default=60.0, metavar="S",
                    help="seconds for each student cell and each test cell (default 60)")
-    p.add_argument("--notebook-time-limit", type=float, default=600.0, metavar="S",
+    p.add_argument("--notebook-time-limit", type=arg_type(_POSITIVE, float), default=600.0,
+                   metavar="S",
                    help="seconds for a whole notebook (default 600)")
-    p.add_argument("--memory-limit", type=int, default=4096, metavar="MB",
+    p.add_argument("--memory-limit", type=arg_type(at_least(0), int), default=4096, metavar="MB",
                    help="address-space limit of the grading process in MiB (0: none)")
     p.set_defaults(func=_cmd_grade)
 

@@ -32,6 +32,7 @@ from minircnn.assign import (
     released_cells,
     strip_solutions,
 )
+from minircnn.errors import UsageError
 from minircnn.grade_run import Limits, run_plan
 
 TEST = re.compile(r"^#\s*TEST\s+(?P<name>.+?)\s*\((?P<points>\d+(?:\.\d+)?)\s*points?\)\s*$")
@@ -50,8 +51,8 @@ _REVIEW = frozenset({"os", "sys", "gc", "inspect", "importlib", "builtins", "cty
 __all__ = ["GradeError", "GradeReport", "Limits", "grade", "parse_test_cell"]
 
 
-class GradeError(ValueError):
-    """The source lesson or the submission cannot be graded (says what to fix)."""
+class GradeError(UsageError):
+    """The source lesson or the submission cannot be graded: what is wrong, what to do."""
 
 
 @dataclass
@@ -149,7 +150,7 @@ def parse_test_cell(cell: Cell, index: int) -> ExerciseResult:
             from the sum of the blocks' points.
     """
     if cell.grade_id is None:
-        raise GradeError(f"test cell {index} has no nbgrader grade_id: add one")
+        raise GradeError(f"test cell {index} has no nbgrader grade_id", "add one")
     setup, tests, forbid, hidden = [], [], [], False
     for number, line in enumerate(cell.source.split("\n"), start=1):
         if _HIDDEN.match(line):
@@ -166,10 +167,10 @@ def parse_test_cell(cell: Cell, index: int) -> ExerciseResult:
     declared = cell.nbgrader.get("points")
     if not tests:
         raise GradeError(f"test cell '{cell.grade_id}' has no '# TEST <name> (<n> points)' "
-                         "line: split its asserts into named tests")
+                         "line", "split its asserts into named tests")
     if declared is not None and float(declared) != exercise.max_score:
         raise GradeError(f"test cell '{cell.grade_id}': nbgrader points {declared} differ "
-                         f"from its tests' total {exercise.max_score:g}: make them equal")
+                         f"from its tests' total {exercise.max_score:g}", "make them equal")
     return exercise
 
 
@@ -181,10 +182,10 @@ def _check_forbidden(exercise: ExerciseResult) -> None:
             target = resolve(name)
         except (ImportError, AttributeError) as err:
             raise GradeError(f"exercise '{exercise.id}' forbids {name}, which does not "
-                             f"exist ({err}): fix the '# forbid:' line") from err
+                             f"exist ({err})", "fix the '# forbid:' line") from err
         if not guardable(target):
-            raise GradeError(f"exercise '{exercise.id}' forbids {name}: only plain Python "
-                             "functions can be guarded; name the function it calls")
+            raise GradeError(f"exercise '{exercise.id}' forbids {name}, which is not a plain "
+                             "Python function", "name the function it calls")
 
 
 def find_lesson(submission: Path, source_dir: Path) -> str:
@@ -197,16 +198,17 @@ def find_lesson(submission: Path, source_dir: Path) -> str:
     named = [stem for stem in lessons if stem in submission.stem]
     if named:
         return max(named, key=len)
-    raise GradeError(f"cannot tell which lesson of {source_dir} {submission} answers: keep "
-                     "the released notebook's metadata or put the lesson's name in the "
-                     "file name (e.g. alice_02_cnn_backprop.ipynb)")
+    raise GradeError(f"cannot tell which lesson of {source_dir} {submission} answers",
+                     "keep the released notebook's metadata or put the lesson's name in "
+                     "the file name (e.g. alice_02_cnn_backprop.ipynb)")
 
 
 def _source_cells(source_dir: Path, lesson: str) -> list[Cell]:
     for suffix in (".py", ".ipynb"):   # the jupytext .py is the source of truth
         if (source_dir / f"{lesson}{suffix}").is_file():
             return read_cells(source_dir / f"{lesson}{suffix}")
-    raise GradeError(f"{source_dir} has no {lesson}.py or .ipynb")
+    raise GradeError(f"{source_dir} has no {lesson}.py or .ipynb",
+                     "pass the teacher's lessons folder with --source")
 
 
 # --------------------------------------------------------------------------------------
@@ -279,8 +281,8 @@ def prepare(submission: str | os.PathLike, source_dir: str | os.PathLike):
     """
     path, src = Path(submission), Path(source_dir)
     if not src.is_dir():
-        raise GradeError(f"source folder {src} does not exist: pass the teacher's lessons "
-                         "folder with --source")
+        raise GradeError(f"source folder {src} does not exist",
+                         "pass the teacher's lessons folder with --source")
     if not path.is_file():
         raise NotebookFormatError(f"cannot read notebook {path}: no such file")
     lesson = find_lesson(path, src)
@@ -320,7 +322,8 @@ def _plan(source: list[Cell], solutions: dict, report: GradeReport, lesson: str)
         else:
             steps.append({"kind": "setup", "cell": index, "source": cell.source})
     if not report.exercises:
-        raise GradeError(f"source lesson {lesson} has no test cell (nbgrader grade: true)")
+        raise GradeError(f"source lesson {lesson} has no test cell (nbgrader grade: true)",
+                         "mark the cells that test its exercises")
     return steps
 
 
