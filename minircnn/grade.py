@@ -39,14 +39,16 @@ TEST = re.compile(r"^#\s*TEST\s+(?P<name>.+?)\s*\((?P<points>\d+(?:\.\d+)?)\s*po
 FORBID = re.compile(r"^#\s*forbid:\s*(?P<names>.*)$")
 _HIDDEN = re.compile(r"^\s*### (BEGIN|END) HIDDEN TESTS")
 _TOP_DEF = re.compile(r"^(?:async\s+)?def\s+(?P<name>\w+)", re.MULTILINE)
-# Modules and names an exercise's answer has no use for, but a forged result would:
-# their use is flagged for the teacher to read (the score is not changed).
-_REVIEW = frozenset({"os", "sys", "gc", "inspect", "importlib", "builtins", "ctypes",
-                     "subprocess", "signal", "threading", "multiprocessing", "socket",
-                     "shutil", "__code__", "__globals__", "__builtins__", "__import__",
-                     "_getframe", "f_back", "f_globals", "settrace", "setprofile", "exec",
-                     "eval", "compile", "open", "globals", "setattr", "reload", "_exit",
-                     "kill", "system", "popen"})
+# Modules, builtins and attributes an exercise's answer has no use for, but a forged
+# result would: a solution that uses them is flagged for the teacher to read.
+_REVIEW_MODULES = frozenset({"os", "sys", "gc", "inspect", "importlib", "builtins", "ctypes",
+                             "subprocess", "signal", "threading", "multiprocessing", "socket",
+                             "shutil"})
+_REVIEW_BUILTINS = frozenset({"exec", "eval", "compile", "open", "globals", "setattr",
+                              "__import__", "__builtins__"})
+_REVIEW_ATTRIBUTES = frozenset({"__code__", "__globals__", "__builtins__", "_getframe",
+                                "f_back", "f_globals", "settrace", "setprofile", "_exit",
+                                "reload"})
 
 __all__ = ["GradeError", "GradeReport", "Limits", "grade", "parse_test_cell"]
 
@@ -235,7 +237,7 @@ def _solutions(source: list[Cell], submitted: list[Cell]) -> dict[str, Cell]:
 
 
 def review_names(source: str) -> list[str]:
-    """The names of ``_REVIEW`` a solution cell uses (imports, names, attributes)."""
+    """The suspicious modules, builtins and attributes a solution cell uses, sorted."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
@@ -244,12 +246,12 @@ def review_names(source: str) -> list[str]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Import | ast.ImportFrom):
             modules = [a.name for a in node.names] + [getattr(node, "module", None) or ""]
-            used.update(m.split(".")[0] for m in modules)
-        elif isinstance(node, ast.Name):
+            used.update(m.split(".")[0] for m in modules if m.split(".")[0] in _REVIEW_MODULES)
+        elif isinstance(node, ast.Name) and node.id in _REVIEW_BUILTINS | _REVIEW_MODULES:
             used.add(node.id)
-        elif isinstance(node, ast.Attribute):
+        elif isinstance(node, ast.Attribute) and node.attr in _REVIEW_ATTRIBUTES:
             used.add(node.attr)
-    return sorted(used & _REVIEW)
+    return sorted(used)
 
 
 def _locked_notes(source: list[Cell], submitted: list[Cell], solutions: dict,

@@ -196,9 +196,10 @@ def test_exit_while_defining_a_solution_zeroes_what_did_not_run(course, tmp_path
 def test_review_names():
     from minircnn.grade import review_names
 
-    assert review_names("def f(x):\n    return 2 * x\n") == []
+    assert review_names("def f(m, x):\n    m.eval()\n    return m.open(2 * x)\n") == []
     assert review_names("import sys\nfrom importlib import reload\nf.__code__ = g") == [
-        "__code__", "importlib", "reload", "sys"]
+        "__code__", "importlib", "sys"]
+    assert review_names("exec('1')\nimportlib.reload(m)") == ["exec", "importlib", "reload"]
     assert review_names("def f(:") == ["(does not parse)"]
 
 
