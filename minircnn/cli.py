@@ -79,7 +79,8 @@ def _train_config(args: argparse.Namespace, out: str):
         "num_train": args.num_train, "num_val": args.num_val, "lr": args.lr,
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
-        "sampling": args.sampling}.items() if v is not None}
+        "sampling": args.sampling, "freeze_at": args.freeze_at,
+        "pretrained": False if args.scratch else None}.items() if v is not None}
     if args.resume:                            # continue with the run's own settings
         saved = read_run_config(out)
         try:
@@ -97,16 +98,14 @@ def _train_config(args: argparse.Namespace, out: str):
 def _cmd_train(args: argparse.Namespace) -> int:
     _single_blas_thread()
     from minircnn.cli_errors import check_device
-    from minircnn.train import TrainConfig, train_detector
+    from minircnn.train import TrainConfig, format_metrics, train_detector
 
     out = args.out or os.path.join("runs", args.name or TrainConfig.name)
     config = _train_config(args, out)
     check_device(config.device)
     metrics = train_detector(config, out, resume=args.resume, overwrite=args.overwrite)
     ev, times = metrics["eval"], metrics["times"]
-    per_class = ", ".join(f"{k} {v:.3f}" for k, v in ev["per_class_AP"].items())
-    print(f"VOC07 mAP@0.5 = {ev['voc07_mAP']:.4f} on {ev['num_images']} held-out images "
-          f"({per_class}); COCO AP@[.5:.95] = {ev['coco_AP']:.4f}")
+    print(format_metrics(ev))
     print(f"time {times['total_s']:.0f} s (proposals {times['proposals_train_s']:.0f} + "
           f"{times['proposals_val_s']:.0f} s, training {times['train_s']:.0f} s, "
           f"eval {times['eval_s']:.0f} s); run written to {out}/")
@@ -128,9 +127,9 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
-    per_class = ", ".join(f"{k} {v:.3f}" for k, v in metrics["per_class_AP"].items())
-    print(f"VOC07 mAP@0.5 = {metrics['voc07_mAP']:.4f} on {metrics['num_images']} images "
-          f"({per_class}); COCO AP@[.5:.95] = {metrics['coco_AP']:.4f}")
+    from minircnn.train import format_metrics
+
+    print(format_metrics(metrics))
     return 0
 
 
@@ -156,7 +155,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     overrides = {k: v for k, v in {
         "epochs": args.epochs, "num_train": args.num_train, "lr": args.lr,
-        "seed": args.seed}.items() if v is not None}
+        "seed": args.seed, "backbone": args.backbone}.items() if v is not None}
     config = PretrainConfig(**overrides)
     out = args.out or os.path.join("runs", "pretrain")
     metrics = pretrain(config, out)
@@ -302,6 +301,11 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
+    p.add_argument("--scratch", action="store_true",
+                   help="random backbone init instead of the shipped pretrained weights")
+    p.add_argument("--freeze-at", type=int, choices=range(1, 6), default=None,
+                   help="fine-tune from backbone block K (1..5) up, blocks below fixed "
+                        "(default 3, as the paper's conv3_1; 5: the fc layers only)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true",
                       help="continue the run in --out from its checkpoint (its own settings)")
@@ -331,6 +335,32 @@ def _add_finetune_parser(sub) -> None:
     p.add_argument("--proposals", choices=["selective_search", "dense"], default="selective_search",
                    help="proposal method of the detection comparison")
     p.set_defaults(func=_cmd_finetune)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    _single_blas_thread()
+    from minircnn.reproduce import ReproduceConfig, reproduce
+
+    config = ReproduceConfig(
+        out_dir=args.out, quick=args.quick,
+        seeds=tuple(range(args.seeds)) if args.seeds else (0,) if args.quick else (0, 1, 2),
+        rows=tuple(args.rows.split(",")) if args.rows else None)
+    result = reproduce(config)
+    print(f"{len(result['rows'])} rows in {result['seconds']:.0f} s; tables: {result['tables']}")
+    return 0
+
+
+def _add_reproduce_parser(sub) -> None:
+    """`minircnn reproduce`: the paper's tables and figures from real training runs."""
+    p = sub.add_parser("reproduce", help="the paper's tables and figures, toy version "
+                                         "(resumable; --quick checks the machinery)")
+    p.add_argument("--out", default="runs/reproduce", help="output folder (default %(default)s)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny settings, one seed: seconds, numbers meaningless")
+    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 3)")
+    p.add_argument("--rows", default=None,
+                   help="comma-separated row-id prefixes, e.g. table5,figure2 (default all)")
+    p.set_defaults(func=_cmd_reproduce)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -386,7 +416,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run")
     p.set_defaults(func=_cmd_detect)
 
-    p = sub.add_parser("pretrain", help="pretrain MiniResNet on shapes classification")
+    p = sub.add_parser("pretrain", help="pretrain a backbone on shapes classification")
+    p.add_argument("--backbone", choices=["resnet", "vgg"], default=None,
+                   help="MiniResNet (default) or the detector's SmallVGG (+ GAP and fc)")
     p.add_argument("--out", default=None, help="run folder (default runs/pretrain)")
     p.add_argument("--epochs", type=arg_type(_COUNT), default=None,
                    help="passes over the training images (>= 1)")
@@ -398,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_pretrain)
 
     _add_finetune_parser(sub)
+    _add_reproduce_parser(sub)
 
     _add_assign_parsers(sub)
 

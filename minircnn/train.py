@@ -41,7 +41,8 @@ from minircnn.detection.inference import detect_images
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
 from minircnn.fileio import remove_stale_temps, write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
-from minircnn.models import FastRCNN, SmallVGG, read_checkpoint, save_checkpoint
+from minircnn.models import RCNN, FastRCNN, SmallVGG, SPPNet, read_checkpoint, save_checkpoint
+from minircnn.models.checkpoint import load_weights
 from minircnn.optim import SGD, step_lr
 from minircnn.runs import (
     RunLock,
@@ -78,7 +79,11 @@ class TrainConfig:
     cache_dir: str | None = None         # None: the per-user cache; "" disables caching
     proposal_workers: int = 2            # processes computing proposals (2 CPU cores)
     # model
+    model: str = "fast_rcnn"             # or the baselines "rcnn", "sppnet" (models/rcnn.py)
     backbone: str = "vgg"
+    pretrained: bool = True              # start the backbone from shapes classification
+    pretrained_path: str = ""            # a `minircnn pretrain` checkpoint ("": shipped)
+    freeze_at: int = 3                   # fine-tune from block k up (1: train everything)
     channels: tuple = (16, 32, 64, 64)
     num_pools: int = 3                   # feature stride 2**num_pools = 8 (see above)
     batch_norm: bool = False             # BatchNorm2d after each backbone conv
@@ -103,6 +108,7 @@ class TrainConfig:
     warmup_iters: int = 100
     lr_steps: tuple = (0.75,)            # decay by gamma at these fractions of the run
     gamma: float = 0.1
+    box_loss_weight: float = 1.0         # lambda of the multi-task loss (0: classification only)
     # evaluation
     score_thresh: float = 0.05
     nms_thresh: float = 0.3
@@ -130,21 +136,57 @@ def make_detector(config: TrainConfig) -> FastRCNN:
     """The FastRCNN the config describes, initialised from ``config.seed``."""
     rng = np.random.default_rng([config.seed, 0])
     if config.backbone == "vgg":
-        backbone = SmallVGG(config.channels, num_pools=config.num_pools,
-                            batch_norm=config.batch_norm, rng=rng)
+        backbone = _vgg_backbone(config, rng)
     elif config.backbone == "resnet":
-        from minircnn.models import freeze_stages, pretrained_backbone
-
-        # The shipped pretrained MiniResNet, 3 stages (stride 8), frozen BatchNorm, the
-        # stem and first stage fixed (detectron2's FREEZE_AT = 2), as the paper fine-tunes
-        # an ImageNet-pretrained VGG16.
-        backbone = freeze_stages(pretrained_backbone(3), 2)
+        backbone = _resnet_backbone(config, rng)
     else:
         raise ValueError(f"backbone must be 'vgg' or 'resnet', got {config.backbone!r}")
     size = (config.output_size, config.output_size)
+    head = dict(hidden=config.hidden, dropout=config.dropout, rng=rng)
+    if config.model == "rcnn":      # a 4x-object-size warp, as R-CNN's 227 px for VGG16
+        return RCNN(3, backbone, crop_size=4 * backbone.feature_stride, **head)
+    if config.model == "sppnet":
+        return SPPNet(3, backbone, levels=(4, 2, 1), **head)
+    if config.model != "fast_rcnn":
+        raise ValueError(f"model must be 'fast_rcnn', 'rcnn' or 'sppnet', got {config.model!r}")
     return FastRCNN(len(ShapesDataset.classes), backbone, roi_op=config.roi_op,
-                    output_size=size, hidden=config.hidden, dropout=config.dropout, rng=rng,
-                    classes=ShapesDataset.classes)
+                    output_size=size, classes=ShapesDataset.classes, **head)
+
+
+def _vgg_backbone(config: TrainConfig, rng: np.random.Generator) -> SmallVGG:
+    """SmallVGG, its weights from the pretrained VGGClassifier, blocks below freeze_at fixed.
+
+    The paper fine-tunes VGG16 from conv3_1 up (Table 5: conv1 and conv2 fixed); with
+    ``freeze_at = 3`` the toy does the same with its four blocks.
+    """
+    backbone = SmallVGG(config.channels, num_pools=config.num_pools,
+                        batch_norm=config.batch_norm, rng=rng)
+    if not config.pretrained:
+        return backbone
+    from minircnn.models import pretrained_vgg
+    from minircnn.models.backbones import fold_batchnorm
+
+    source = pretrained_vgg(path=config.pretrained_path or None)
+    state = fold_batchnorm(source.backbone).state_dict()
+    try:
+        load_weights(backbone, state, source=config.pretrained_path or "the shipped VGG")
+    except ValueError as e:
+        raise ValueError(f"{e}. The pretrained SmallVGG has channels "
+                         f"{tuple(source.backbone.channels)}: use those channels, or "
+                         f"--scratch to train without pretraining") from e
+    return backbone.freeze_blocks(config.freeze_at - 1)
+
+
+def _resnet_backbone(config: TrainConfig, rng: np.random.Generator):
+    """The pretrained MiniResNet's stem + 3 stages (stride 8) with frozen BatchNorm, the
+    stem and stages below ``freeze_at`` fixed (detectron2's FREEZE_AT); from scratch:
+    the same architecture with BatchNorm2d, nothing frozen."""
+    from minircnn.models import ResNetBackbone, freeze_stages, pretrained_backbone
+
+    if not config.pretrained:
+        return ResNetBackbone(num_stages=3, norm="bn", rng=rng)
+    source = pretrained_backbone(3, path=config.pretrained_path or None)
+    return freeze_stages(source, config.freeze_at - 1)
 
 
 def make_datasets(config: TrainConfig) -> tuple[ShapesDataset, ShapesDataset]:
@@ -162,8 +204,12 @@ def flip_horizontal(image: np.ndarray, boxes: np.ndarray, proposals: np.ndarray)
     return image[:, :, ::-1].copy(), mirror(boxes), mirror(proposals)
 
 
-def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets) -> dict:
+def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
+               box_weight: float = 1.0) -> dict:
     """One SGD iteration on one minibatch; returns loss, loss_cls, loss_box, accuracy.
+
+    ``box_weight`` scales the box regression term (the paper's lambda, 1 by default;
+    0 trains classification only, the first stage of stage-wise training).
 
     Raises:
         FloatingPointError: the scores or the loss are not finite (the weights are
@@ -179,14 +225,15 @@ def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets) -> dic
         if not bool(xp.isfinite(loss)):
             raise FloatingPointError(f"the loss is {float(loss)}")
         dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
-        model.backward(dcls, dbbox)
+        model.backward(dcls, dbbox * box_weight)
         optimizer.step()
     return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
             "accuracy": cache.accuracy}
 
 
 def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[dict, list]:
-    """VOC07 mAP@0.5, COCO AP@[.5:.95] and per-class AP of ``model`` on ``dataset``.
+    """COCO AP@[.5:.95] (the headline), VOC area AP@0.5, VOC07 11-point AP@0.5, per class
+    and (COCO) per object size, of ``model`` on ``dataset``.
 
     Returns:
         (metrics dict, the detections list in dataset order).
@@ -194,13 +241,38 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
     images = [dataset[i]["image"] for i in range(len(dataset))]
     dets = detect_images(model, images, proposals, score_thresh=config.score_thresh,
                          nms_thresh=config.nms_thresh, max_dets=config.max_dets)
-    voc07 = evaluate(dets, dataset, iou_threshold=0.5, metric="voc07")
+    return detection_metrics(dets, dataset), dets
+
+
+def detection_metrics(dets: list, dataset) -> dict:
+    """The metrics dict of ``evaluate_detector`` for detections already made.
+
+    VOC07's 11-point AP cannot exceed 10/11 for a class with one missed object (its
+    recall = 1 point scores 0), so COCO AP and VOC area AP lead; VOC07 stays for the
+    paper's tables. ``coco_AP_by_size`` uses pycocotools' area ranges (small < 32^2 px,
+    medium < 96^2; NaN where a range holds no object).
+    """
     coco = evaluate(dets, dataset, metric="coco")
-    metrics = {"voc07_mAP": float(voc07["mAP"]), "coco_AP": float(coco["mAP"]),
-               "per_class_AP": {str(k): float(v) for k, v in voc07["ap"].items()},
-               "per_class_coco_AP": {str(k): float(v) for k, v in coco["ap"].items()},
-               "num_images": len(dataset)}
-    return metrics, dets
+    voc = evaluate(dets, dataset, iou_threshold=0.5, metric="voc")
+    voc07 = evaluate(dets, dataset, iou_threshold=0.5, metric="voc07")
+    by_size = {size: float(evaluate(dets, dataset, metric="coco", area=size)["mAP"])
+               for size in ("small", "medium", "large")}
+    return {"coco_AP": float(coco["mAP"]), "coco_AP50": float(coco["mAP50"]),
+            "coco_AP75": float(coco["mAP75"]), "voc_mAP": float(voc["mAP"]),
+            "voc07_mAP": float(voc07["mAP"]), "coco_AP_by_size": by_size,
+            "per_class_coco_AP": {str(k): float(v) for k, v in coco["ap"].items()},
+            "per_class_voc_AP": {str(k): float(v) for k, v in voc["ap"].items()},
+            "per_class_AP": {str(k): float(v) for k, v in voc07["ap"].items()},
+            "num_images": len(dataset)}
+
+
+def format_metrics(ev: dict) -> str:
+    """Two lines for a terminal: the headline APs, then per class and per object size."""
+    per_class = ", ".join(f"{k} {v:.3f}" for k, v in ev["per_class_coco_AP"].items())
+    sizes = ", ".join(f"{k} {v:.3f}" for k, v in ev["coco_AP_by_size"].items() if v == v)
+    return (f"COCO AP@[.5:.95] = {ev['coco_AP']:.4f}, VOC AP@0.5 (area) = {ev['voc_mAP']:.4f}, "
+            f"VOC07 11-point = {ev['voc07_mAP']:.4f} on {ev['num_images']} held-out images\n"
+            f"COCO AP per class: {per_class}; by object size: {sizes}")
 
 
 # The loss starts near log(K + 1) ~ 1.4 (cross-entropy over K + 1 classes) and falls; a
@@ -273,7 +345,8 @@ def _train_iteration(config, model, optimizer, rng, items, props, state, idx, st
     xp = get_array_module(model.parameters()[0].data)
     try:
         stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
-                           xp.asarray(batch.labels), xp.asarray(batch.bbox_targets))
+                           xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
+                           box_weight=config.box_loss_weight)
         if not stats["loss"] < DIVERGED_LOSS:
             raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
         if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):

@@ -32,6 +32,7 @@ import numpy as np
 from minircnn.data.shapes import ShapesClassification
 from minircnn.fileio import write_json
 from minircnn.layers.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from minircnn.models.backbones import VGGClassifier
 from minircnn.models.checkpoint import load_checkpoint, save_checkpoint
 from minircnn.models.resnet import (
     MiniResNet,
@@ -56,8 +57,11 @@ class PretrainConfig:
     num_train: int = 6000
     num_val: int = 600
     image_size: int = 32
-    widths: tuple = (16, 32, 64, 128)
+    backbone: str = "resnet"       # "resnet": MiniResNet; "vgg": VGGClassifier (SmallVGG)
+    widths: tuple = (16, 32, 64, 128)     # resnet stages
     blocks: tuple = (1, 1, 1, 1)
+    channels: tuple = (16, 32, 64, 64)    # vgg blocks (the detector's SmallVGG)
+    batch_norm: bool = True               # vgg: BN while pretraining, folded into the convs
     epochs: int = 4
     batch_size: int = 64
     lr: float = 0.1
@@ -168,8 +172,21 @@ def plot_accuracy(history: list[dict], path: str, *, title: str) -> str:
 
 
 # --- pretraining -----------------------------------------------------------------------------
+def make_classifier(config: PretrainConfig):
+    """The source-task classifier ``config.backbone`` names, initialised from ``config.seed``."""
+    rng = np.random.default_rng(config.seed)
+    if config.backbone == "resnet":
+        return MiniResNet(len(config.classes), widths=config.widths, blocks=config.blocks,
+                          impl=config.impl, rng=rng)
+    if config.backbone == "vgg":
+        return VGGClassifier(len(config.classes), config.channels, batch_norm=config.batch_norm,
+                             impl=config.impl, rng=rng)
+    raise ValueError(f"pretrain: backbone must be 'resnet' or 'vgg', got {config.backbone!r}")
+
+
 def pretrain(config: PretrainConfig, out_dir: str) -> dict:
-    """Train a MiniResNet on the source task; write checkpoint.npz, metrics.json, accuracy.png.
+    """Train a MiniResNet (or a VGGClassifier) on the source task; write checkpoint.npz,
+    metrics.json, accuracy.png.
 
     Returns:
         the metrics dict (also in metrics.json): config, per-epoch history,
@@ -181,8 +198,7 @@ def pretrain(config: PretrainConfig, out_dir: str) -> dict:
                 image_size=config.image_size)
     x, y = ShapesClassification(config.num_train, seed=config.seed, **data).arrays()
     val = ShapesClassification(config.num_val, seed=config.seed + 10_000, **data).arrays()
-    model = MiniResNet(len(config.classes), widths=config.widths, blocks=config.blocks,
-                       impl=config.impl, rng=np.random.default_rng(config.seed))
+    model = make_classifier(config)
     opt = SGD(model.parameters(), config.lr, momentum=config.momentum,
               weight_decay=config.weight_decay)
     ckpt = os.path.join(out_dir, "checkpoint.npz")

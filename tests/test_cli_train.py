@@ -26,7 +26,10 @@ def test_train_then_eval_and_detect(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", *TINY_ARGS, "--out", str(out), "--seed", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "VOC07 mAP@0.5 =" in printed and "COCO AP" in printed and "time" in printed
+    headline = printed.splitlines()[0]       # COCO AP first, VOC area AP beside it, VOC07 third
+    assert headline.index("COCO AP@[.5:.95] =") < headline.index("VOC AP@0.5 (area) =") \
+        < headline.index("VOC07 11-point =")
+    assert "by object size: small" in printed and "time" in printed
     for name in ("checkpoint.npz", "model.npz", "metrics.json", "config.json",
                  "loss_curve.png", "detections.png"):
         assert (out / name).is_file(), name
@@ -39,7 +42,9 @@ def test_train_then_eval_and_detect(tmp_path, capsys):
 
     assert main(["eval", str(out / "model.npz"), "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
-    assert ev["voc07_mAP"] == pytest.approx(metrics["eval"]["voc07_mAP"])
+    for key in ("coco_AP", "voc_mAP", "voc07_mAP"):
+        assert ev[key] == pytest.approx(metrics["eval"][key])
+    assert set(ev["coco_AP_by_size"]) == {"small", "medium", "large"}
 
 
 def _write_png(path):

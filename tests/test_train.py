@@ -79,8 +79,9 @@ def test_flip_horizontal_mirrors_boxes():
 
 
 TINY = TrainConfig(num_train=4, num_val=2, image_size=64, max_objects=2, epochs=2,
-                   proposal_method="dense", max_proposals=80, cache_dir="", channels=(4, 8),
-                   num_pools=1, output_size=4, hidden=16, warmup_iters=1, rois_per_batch=32)
+                   pretrained=False, proposal_method="dense", max_proposals=80, cache_dir="",
+                   channels=(4, 8), num_pools=1, output_size=4, hidden=16, warmup_iters=1,
+                   rois_per_batch=32)
 
 
 def _weights(path):
@@ -121,11 +122,11 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypa
     calls = {"n": 0}
     real_step = train_mod.train_step
 
-    def poisoned_step(model, optimizer, *args):
+    def poisoned_step(model, optimizer, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:                       # first iteration of epoch 2
             model.fc7.w.data[0, 0] = np.nan
-        return real_step(model, optimizer, *args)
+        return real_step(model, optimizer, *args, **kwargs)
 
     monkeypatch.setattr(train_mod, "train_step", poisoned_step)
     with pytest.raises(FloatingPointError, match=r"iteration 2 \(epoch 2\).*checkpoint"):
@@ -154,3 +155,35 @@ def test_config_round_trip():
     assert TrainConfig.from_dict(d) == TINY
     with pytest.raises(ValueError, match="unknown"):
         TrainConfig.from_dict({**d, "bogus": 1})
+
+
+def test_fine_tunes_from_a_pretrained_vgg_keeping_the_frozen_blocks(tmp_path):
+    from minircnn.models import VGGClassifier, save_checkpoint
+
+    source = VGGClassifier(6, (4, 8), num_pools=1, rng=np.random.default_rng(5))
+    save_checkpoint(source, tmp_path / "vgg.npz")
+    config = dataclasses.replace(TINY, pretrained=True, pretrained_path=str(tmp_path / "vgg.npz"),
+                                 freeze_at=2, epochs=1, pictures=False)
+    train_detector(config, tmp_path / "run", progress=False)
+    trained = read_checkpoint(tmp_path / "run" / "model.npz").state
+    start = source.state_dict()
+    for name in ("w", "b"):                # block 1 (layers 0-2: conv, relu, pool) stays fixed
+        np.testing.assert_array_equal(trained[f"backbone.layers.0.{name}"],
+                                      start[f"backbone.layers.0.{name}"])
+    assert not np.array_equal(trained["backbone.layers.3.w"],   # block 2 fine-tunes
+                              start["backbone.layers.3.w"])
+
+    with pytest.raises(ValueError, match=r"channels \(4, 8\).*--scratch"):
+        train_detector(dataclasses.replace(config, channels=(4, 16)), tmp_path / "bad",
+                       progress=False)
+
+
+def test_find_misses_lists_objects_without_a_detection_of_their_class():
+    from minircnn.misses import find_misses
+
+    data = [{"boxes": np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32),
+             "labels": np.array([1, 2])}]
+    dets = [{"boxes": np.array([[0, 0, 10, 10], [20, 20, 40, 40]], np.float32),
+             "scores": np.array([0.9, 0.8]), "labels": np.array([1, 1])}]   # 2nd: wrong class
+    misses = find_misses(dets, data)
+    assert [(m["label"], m["side"], m["best_iou"]) for m in misses] == [(2, 20.0, 0.0)]

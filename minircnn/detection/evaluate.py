@@ -28,6 +28,9 @@ from minircnn.validate import check_array, check_count, check_number
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)
 COCO_RECALL_POINTS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1)
 COCO_MAX_DETS = 100
+# pycocotools Params.areaRng (box areas in pixels^2; ends inclusive).
+COCO_AREA_RANGES = {"all": (0.0, 1e5 ** 2), "small": (0.0, 32.0 ** 2),
+                    "medium": (32.0 ** 2, 96.0 ** 2), "large": (96.0 ** 2, 1e5 ** 2)}
 METRICS = ("voc07", "voc", "coco")
 
 
@@ -52,12 +55,13 @@ def _match_voc(ious: np.ndarray, iou_threshold: float):
     return tp, gt_index
 
 
-def _match_coco(ious: np.ndarray, thresholds: np.ndarray):
+def _match_coco(ious: np.ndarray, thresholds: np.ndarray, eligible: np.ndarray | None = None):
     """pycocotools evaluateImg matching for all thresholds at once.
 
     ious (D, G), rows by descending score; thresholds (T,). Each detection takes the
     still-unmatched GT with the highest IoU >= t (on ties the later GT, as pycocotools'
-    loop does). Returns tp (T, D) bool and gt_index (T, D) int (-1: unmatched).
+    loop does). ``eligible`` (T, D) bool: only these detections try to match (default
+    all). Returns tp (T, D) bool and gt_index (T, D) int (-1: unmatched).
     """
     num_dets, num_gt = ious.shape
     thr = np.minimum(thresholds, 1 - 1e-10)  # pycocotools: iou = min([t, 1-1e-10])
@@ -71,6 +75,8 @@ def _match_coco(ious: np.ndarray, thresholds: np.ndarray):
         cand = np.where(taken, -1.0, ious[d][None, :])  # (T, G): taken GTs cannot match
         best = num_gt - 1 - np.argmax(cand[:, ::-1], axis=1)  # (T,) last index of the max
         ok = cand[rows, best] >= thr  # (T,)
+        if eligible is not None:
+            ok &= eligible[:, d]
         tp[ok, d] = True
         gt_index[ok, d] = best[ok]
         taken[rows[ok], best[ok]] = True
@@ -171,13 +177,19 @@ def _detection_arrays(det, i: int):
     return boxes, asnumpy(scores).astype(np.float64).reshape(-1), labels
 
 
-def _cumulative_pr(scores: list, tps: list):
-    """Concatenate per-image scores (D_i,) and tp (..., D_i), sort by score -> cumulative tp, fp."""
+def _cumulative_pr(scores: list, tps: list, ignores: list | None = None):
+    """Concatenate per-image scores (D_i,) and tp (..., D_i), sort by score -> cumulative tp, fp.
+
+    ``ignores`` (..., D_i) bool: detections that count neither as tp nor fp (COCO area ranges).
+    """
     scores = np.concatenate(scores)  # (D,)
     tp = np.concatenate(tps, axis=-1)  # (..., D)
+    ignore = np.zeros_like(tp) if ignores is None else np.concatenate(ignores, axis=-1)
     order = np.argsort(-scores, kind="mergesort")  # stable: ties keep image order
-    tp = tp[..., order]
-    return np.cumsum(tp, axis=-1).astype(float), np.cumsum(~tp, axis=-1).astype(float)
+    tp, ignore = tp[..., order], ignore[..., order]
+    fp = ~tp & ~ignore
+    tp = tp & ~ignore
+    return np.cumsum(tp, axis=-1).astype(float), np.cumsum(fp, axis=-1).astype(float)
 
 
 def _voc_class(images: list[dict], label: int, iou_threshold: float, use_07: bool):
@@ -209,18 +221,47 @@ def _coco_precision(tp: np.ndarray, fp: np.ndarray, num_gt: int) -> np.ndarray:
     return np.where(reached, precision[np.minimum(inds, len(tp) - 1)], 0.0)
 
 
-def _coco_class(images: list[dict], label: int):
-    """AP@[.5:.95], per-threshold AP (10,) and the raw (precision, recall) at IoU 0.5."""
-    scores, tps, num_gt = [], [], 0
+def _box_areas(boxes: np.ndarray) -> np.ndarray:
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+
+
+def _match_coco_in_range(det_boxes, gt_boxes, area_range):
+    """pycocotools evaluateImg with an area range: tp (T, D) and ignore (T, D).
+
+    GT outside ``area_range`` is "ignored": detections try the GT inside the range first
+    and fall back on ignored GT; a detection matched to ignored GT, or unmatched and
+    itself outside the range, counts neither as tp nor as fp. Returns also the number
+    of GT inside the range.
+    """
+    lo, hi = area_range
+    gt_out = (_box_areas(gt_boxes) < lo) | (_box_areas(gt_boxes) > hi)  # (G,)
+    ious = _pairwise_iou(det_boxes, gt_boxes)  # (D, G)
+    tp, _ = _match_coco(ious[:, ~gt_out], COCO_IOU_THRESHOLDS)  # (T, D)
+    on_ignored, _ = _match_coco(ious[:, gt_out], COCO_IOU_THRESHOLDS, eligible=~tp)
+    det_out = (_box_areas(det_boxes) < lo) | (_box_areas(det_boxes) > hi)  # (D,)
+    ignore = on_ignored | (~tp & det_out[None, :])
+    return tp, ignore, int((~gt_out).sum())
+
+
+def _coco_class(images: list[dict], label: int, area_range=COCO_AREA_RANGES["all"]):
+    """AP@[.5:.95], per-threshold AP (10,) and the raw (precision, recall) at IoU 0.5.
+
+    AP is NaN when no GT of the class lies in ``area_range`` (pycocotools' -1).
+    """
+    scores, tps, ignores, num_gt = [], [], [], 0
     for im in sorted(images, key=lambda im: im["image_id"]):  # pycocotools: sorted imgIds
         gt = im["gt_boxes"][im["gt_labels"] == label]
         mask = im["labels"] == label
-        num_gt += len(gt)
         order = np.argsort(-im["scores"][mask], kind="mergesort")[:COCO_MAX_DETS]
-        ious = _pairwise_iou(im["boxes"][mask][order], gt)  # (D, G)
+        tp, ignore, n = _match_coco_in_range(im["boxes"][mask][order], gt, area_range)
+        num_gt += n
         scores.append(im["scores"][mask][order])
-        tps.append(_match_coco(ious, COCO_IOU_THRESHOLDS)[0])  # (T, D)
-    tp, fp = _cumulative_pr(scores, tps)  # (T, D) each
+        tps.append(tp)  # (T, D)
+        ignores.append(ignore)
+    if num_gt == 0:
+        nan = float("nan")
+        return nan, np.full(len(COCO_IOU_THRESHOLDS), nan), (np.zeros(0), np.zeros(0))
+    tp, fp = _cumulative_pr(scores, tps, ignores)  # (T, D) each
     prec = np.stack([_coco_precision(tp[t], fp[t], num_gt) for t in range(len(tp))])  # (T, 101)
     raw = (tp[0] / (tp[0] + fp[0] + np.spacing(1)), tp[0] / num_gt)
     return float(prec.mean()), prec.mean(axis=1), raw
@@ -233,7 +274,8 @@ def _class_key(dataset, label: int):
     return label
 
 
-def evaluate(detections, dataset, *, iou_threshold: float = 0.5, metric: str = "voc07") -> dict:
+def evaluate(detections, dataset, *, iou_threshold: float = 0.5, metric: str = "voc07",
+             area: str = "all") -> dict:
     """Average precision per class and its mean over classes.
 
     Args:
@@ -243,6 +285,10 @@ def evaluate(detections, dataset, *, iou_threshold: float = 0.5, metric: str = "
             ``.classes``, label k is reported as ``classes[k - 1]``.
         iou_threshold: VOC match threshold (strict >); ignored by "coco".
         metric: "voc07" (11-point), "voc" (area), or "coco" (AP@[.5:.95], see module doc).
+        area: for "coco", the pycocotools area range: "all", "small" (< 32^2 px),
+            "medium" (32^2..96^2) or "large" (> 96^2); GT outside it is ignored, and a
+            class with no GT inside it gets AP NaN and is left out of mAP (as
+            pycocotools' -1).
     Returns:
         dict(ap={class: AP}, mAP=mean over classes that have GT (NaN if none does),
         pr={class: (precision (D,), recall (D,))} cumulative curves (for coco at IoU 0.5),
@@ -252,6 +298,9 @@ def evaluate(detections, dataset, *, iou_threshold: float = 0.5, metric: str = "
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
     check_number("iou_threshold", iou_threshold, op="evaluate", low=0, high=1)
+    if area not in COCO_AREA_RANGES or (area != "all" and metric != "coco"):
+        raise ValueError(f"area must be one of {tuple(COCO_AREA_RANGES)} (and only 'all' "
+                         f"for metric {metric!r}), got {area!r}")
     images = _load_images(detections, dataset)
     labels = sorted({int(v) for im in images for v in im["gt_labels"]})
     result = dict(ap={}, pr={}, num_gt={}, metric=metric, iou_threshold=iou_threshold)
@@ -260,16 +309,17 @@ def evaluate(detections, dataset, *, iou_threshold: float = 0.5, metric: str = "
         key = _class_key(dataset, label)
         result["num_gt"][key] = int(sum(np.sum(im["gt_labels"] == label) for im in images))
         if metric == "coco":
-            ap, ap_t, pr = _coco_class(images, label)
+            ap, ap_t, pr = _coco_class(images, label, COCO_AREA_RANGES[area])
             per_iou.append(ap_t)
         else:
             ap, precision, recall = _voc_class(images, label, iou_threshold, metric == "voc07")
             pr = (precision, recall)
         result["ap"][key] = ap
         result["pr"][key] = pr
-    aps = list(result["ap"].values())
+    aps = [a for a in result["ap"].values() if not np.isnan(a)]
     result["mAP"] = float(np.mean(aps)) if aps else float("nan")
     if metric == "coco":
+        per_iou = [a for a in per_iou if not np.isnan(a).any()]
         result["mAP50"] = float(np.mean([a[0] for a in per_iou])) if aps else float("nan")
         result["mAP75"] = float(np.mean([a[5] for a in per_iou])) if aps else float("nan")
     return result

@@ -3,7 +3,7 @@
 Everything public is importable from here: ``from minircnn.models import FastRCNN``.
 """
 
-from minircnn.models.backbones import SmallVGG
+from minircnn.models.backbones import SmallVGG, VGGClassifier
 from minircnn.models.checkpoint import (
     Checkpoint,
     build_model,
@@ -15,7 +15,7 @@ from minircnn.models.checkpoint import (
     save_checkpoint,
 )
 from minircnn.models.fast_rcnn import FastRCNN
-from minircnn.models.pretrained import pretrained_detector
+from minircnn.models.pretrained import pretrained_detector, pretrained_vgg
 from minircnn.models.rcnn import RCNN, SPPNet
 from minircnn.models.resnet import (
     BasicBlock,

@@ -27,10 +27,17 @@ import numpy as np
 from minircnn.backend import get_array_module
 from minircnn.layers.activations import ReLU
 from minircnn.layers.conv import Conv2d
+from minircnn.layers.global_pool import GlobalAvgPool
+from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.norm import BatchNorm2d
 from minircnn.layers.pool import MaxPool2d
-from minircnn.models.resnet import BasicBlock, MiniResNet, ResNetBackbone  # noqa: F401
+from minircnn.models.resnet import (  # noqa: F401
+    BasicBlock,
+    MiniResNet,
+    ResNetBackbone,
+    convert_frozen_batchnorm,
+)
 
 
 class SmallVGG(Module):
@@ -84,6 +91,30 @@ class SmallVGG(Module):
         self.out_channels = self.channels[-1]
         self.feature_stride = 2 ** self.num_pools
         self.impl = impl
+        self.frozen_blocks = 0   # freeze_blocks(k): blocks 1..k stay fixed
+
+    def freeze_blocks(self, k: int) -> SmallVGG:
+        """Fix the first ``k`` blocks (conv, BN, ReLU, pool), in place; return self.
+
+        Fast R-CNN (section 4.5, Table 5) fine-tunes VGG16 from conv3_1 up: the
+        blocks conv1 and conv2 stay fixed, which saves their backward pass (the
+        costliest, at full resolution) and loses nothing. ``freeze_blocks(2)`` is that
+        choice here. Frozen parameters get ``requires_grad = False``, a frozen
+        BatchNorm2d becomes a FrozenBatchNorm2d, and ``backward`` stops above them
+        and returns None.
+        """
+        if not 0 <= int(k) <= len(self.channels):
+            raise ValueError(f"SmallVGG: freeze_blocks needs 0..{len(self.channels)}, got {k!r}")
+        self.frozen_blocks = int(k)
+        first = self._first_trainable_layer()
+        self.layers[:first] = [convert_frozen_batchnorm(layer.freeze()) for layer in
+                               self.layers[:first]]
+        return self
+
+    def _first_trainable_layer(self) -> int:
+        """Index in ``self.layers`` of the first layer of block ``frozen_blocks + 1``."""
+        convs = [i for i, layer in enumerate(self.layers) if isinstance(layer, Conv2d)]
+        return len(self.layers) if self.frozen_blocks == len(convs) else convs[self.frozen_blocks]
 
     def get_config(self) -> dict:
         return {"channels": list(self.channels), "num_pools": self.num_pools,
@@ -113,9 +144,80 @@ class SmallVGG(Module):
         return x
 
     def backward(self, dfeatures):
-        """dfeatures (N, C, h, w) -> dimages (N, 3, H, W); accumulates the conv grads."""
+        """dfeatures (N, C, h, w) -> dimages (N, 3, H, W); accumulates the conv grads.
+
+        Returns None when the first blocks are frozen (nothing below needs a gradient).
+        """
         dx = dfeatures
-        for layer in reversed(self.layers):
+        first = self._first_trainable_layer()
+        for layer in reversed(self.layers[first:]):
             dx = layer.backward(dx)
+        if first > 0:
+            return None
         _, std = self._norm_constants(dx)
         return dx / std                               # x = (images - mean) / std
+
+
+def fold_batchnorm(vgg: SmallVGG) -> SmallVGG:
+    """The same network without BatchNorm: each BN (eval mode) folded into its conv.
+
+    In eval mode BN is the affine map ``gamma * (y - mean) / sqrt(var + eps) + beta`` of
+    the conv output ``y = w * x + b``, so per output channel f:
+    ``w'[f] = w[f] * s[f]`` and ``b'[f] = (b[f] - mean[f]) * s[f] + beta[f]`` with
+    ``s = gamma / sqrt(var + eps)`` (what deployment tools call conv-BN fusion). The
+    pretrained VGG trains with BN (it converges several times faster from scratch);
+    the detector's SmallVGG has none, as VGG16 in the paper.
+    """
+    if not vgg.batch_norm:
+        return vgg
+    config = {**vgg.get_config(), "batch_norm": False, "dtype": vgg.dtype}
+    plain = SmallVGG(**{k: v for k, v in config.items() if k != "channels"},
+                     channels=vgg.channels)
+    convs = [m for m in plain.layers if isinstance(m, Conv2d)]
+    for conv, (i, layer) in zip(convs, [(i, m) for i, m in enumerate(vgg.layers)
+                                        if isinstance(m, Conv2d)], strict=True):
+        bn = vgg.layers[i + 1]                     # conv, BN, ReLU(, pool) per block
+        s = bn.weight.data / np.sqrt(bn.running_var + bn.eps)           # (F,)
+        conv.w.data[...] = layer.w.data * s[:, None, None, None]       # (F, C, KH, KW)
+        conv.b.data[...] = (layer.b.data - bn.running_mean) * s + bn.bias.data
+    return plain
+
+
+class VGGClassifier(Module):
+    """SmallVGG, global average pooling and one fc: pretraining on shapes classification.
+
+    The toy's ImageNet step: ``minircnn pretrain --backbone vgg`` trains it on
+    ShapesClassification, and ``minircnn train`` copies ``backbone`` into the detector
+    (the paper initialises Fast R-CNN from an ImageNet-trained VGG16 and drops its
+    classifier the same way). Args as SmallVGG, plus ``num_classes`` (K logits).
+
+    Shapes: x (N, 3, H, W) -> logits (N, K); ``backward(dlogits)`` -> dx (or None).
+    """
+
+    def __init__(self, num_classes: int = 6, channels: Sequence[int] = (16, 32, 64, 64), *,
+                 num_pools: int | None = None, batch_norm: bool = False,
+                 pixel_mean: Sequence[float] = (0.50, 0.49, 0.50),
+                 pixel_std: Sequence[float] = (0.19, 0.20, 0.18), impl: str = "fast",
+                 rng: np.random.Generator | None = None, dtype=np.float32):
+        if int(num_classes) < 1:
+            raise ValueError(f"VGGClassifier: num_classes must be >= 1, got {num_classes!r}")
+        rng = np.random.default_rng(0) if rng is None else rng
+        self.num_classes = int(num_classes)
+        self.backbone = SmallVGG(channels, num_pools=num_pools, batch_norm=batch_norm,
+                                 pixel_mean=pixel_mean, pixel_std=pixel_std, impl=impl,
+                                 rng=rng, dtype=dtype)
+        self.pool = GlobalAvgPool()
+        self.fc = Linear(self.backbone.out_channels, self.num_classes, rng=rng, dtype=dtype,
+                         std=0.01)
+
+    def get_config(self) -> dict:
+        return {"num_classes": self.num_classes, **self.backbone.get_config()}
+
+    def forward(self, x):
+        """x (N, 3, H, W) -> logits (N, num_classes)."""
+        features = self.backbone.forward(x)     # (N, C, H/s, W/s)
+        return self.fc.forward(self.pool.forward(features))
+
+    def backward(self, dlogits):
+        """dlogits (N, K) -> dx (N, 3, H, W); accumulates the grads."""
+        return self.backbone.backward(self.pool.backward(self.fc.backward(dlogits)))

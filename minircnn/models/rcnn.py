@@ -107,6 +107,8 @@ class RCNN(Detector):
         dx = self.head.backward(dcls, dbbox)               # (R, C*(S/s)^2)
         dfeatures = self.flatten.backward(dx)              # (R, C, S/s, S/s)
         dcrops = self.backbone.backward(dfeatures)         # (R, 3, S, S)
+        if dcrops is None:                                 # frozen first blocks: no dimages
+            return None
         return self.warp.backward(dcrops)                  # (N, 3, H, W)
 
 

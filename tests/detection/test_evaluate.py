@@ -203,7 +203,7 @@ def synthetic_set(seed=0):
     return detections, data
 
 
-def pycocotools_eval(detections, data):
+def pycocotools_eval(detections, data, area_index=0):
     coco_mod = pytest.importorskip("pycocotools.coco")
     cocoeval = pytest.importorskip("pycocotools.cocoeval")
     images, anns, results = [], [], []
@@ -228,7 +228,7 @@ def pycocotools_eval(detections, data):
         ev = cocoeval.COCOeval(gt, dt, "bbox")
         ev.evaluate()
         ev.accumulate()
-    return ev.eval["precision"][:, :, :, 0, 2]  # (T, R, K): area "all", maxDets 100
+    return ev.eval["precision"][:, :, :, area_index, 2]  # (T, R, K): maxDets 100
 
 
 def test_coco_matches_pycocotools():
@@ -260,3 +260,24 @@ def test_coco_keeps_top_100_per_image_and_class():
     assert a == b == pytest.approx(51 / 101)  # precision 1 at recall points 0, .01, ..., .5
     precision = pycocotools_eval([with_late], data)
     assert b == pytest.approx(precision[:, :, 0].mean(), abs=1e-9)
+
+
+@pytest.mark.parametrize("area_index, area", [(1, "small"), (2, "medium")])
+def test_coco_area_ranges_match_pycocotools(area_index, area):
+    # Boxes of 4..40 px: GT on both sides of 32^2, detections matched across the border.
+    detections, data = synthetic_set(1)
+    precision = pycocotools_eval(detections, data, area_index)
+    res = evaluate(detections, data, metric="coco", area=area)
+    for k, name in enumerate(Dataset.classes):
+        expected = precision[:, :, k]
+        if np.all(expected == -1):  # no GT of the class in the range
+            assert np.isnan(res["ap"][name])
+        else:
+            assert res["ap"][name] == pytest.approx(expected.mean(), abs=1e-6)
+    assert res["mAP"] == pytest.approx(precision[precision > -1].mean(), abs=1e-6)
+
+
+def test_area_range_needs_coco():
+    detections, data = hand_example()
+    with pytest.raises(ValueError, match="area must be one of"):
+        evaluate(detections, data, metric="voc", area="small")

@@ -1,0 +1,238 @@
+"""The rows of `minircnn reproduce`: each trains (or reuses) detectors and measures one thing.
+
+A row is ``Row(id, run)`` where ``run(config, seed) -> dict`` returns that seed's
+numbers (AP metrics, times). Test-time variants wrap a trained model: ``NoBoxRegression``
+scores the proposals themselves, ``ImagePyramid`` runs each RoI at the scale where it
+is closest to the pretraining crop size, and ``svm_detections`` replaces the softmax by
+one-vs-rest linear SVMs trained on fc7 features with hard-negative mining (R-CNN).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from minircnn.compress import compress_fast_rcnn
+from minircnn.detection.evaluate import recall_vs_proposals
+from minircnn.detection.inference import detect_images
+from minircnn.layers.module import Module
+from minircnn.reproduce import trained, variant_config
+from minircnn.reproduce_svm import svm_detections
+from minircnn.train import detection_metrics, load_proposals, make_datasets
+
+SVD_FRACTIONS = (1 / 4, 1 / 16)       # fc6, fc7 rank / hidden: the paper's 1024 and 256 of 4096
+FIGURE2_RANKS = (8, 16, 32, 64, 128)
+PYRAMID_SCALES = (0.75, 1.0, 1.25)     # 96, 128, 160 px: divisible by the stride 8
+PYRAMID_TARGET = 32.0                  # the pretraining crop side (the paper: 224 for VGG16)
+_VAL = {}                              # (val dataset, proposals) per TrainConfig, per process
+_PLAIN = {}                            # results of _plain rows, several rows share a model
+
+
+class Row(NamedTuple):
+    id: str
+    run: Callable
+
+
+def _val_split(config):
+    key = (config.num_val, config.image_size, config.max_objects, config.data_seed,
+           config.proposal_method, config.max_proposals, config.cache_dir)
+    if key not in _VAL:
+        _, val = make_datasets(config)
+        _VAL[key] = (val, load_proposals(val, config))
+    return _VAL[key]
+
+
+def _evaluate(model, config, proposals=None) -> dict:
+    """AP metrics of ``model`` on the held-out split and its test time per image."""
+    val, props = _val_split(config)
+    props = props if proposals is None else proposals
+    images = [val[i]["image"] for i in range(len(val))]
+    start = time.perf_counter()
+    dets = detect_images(model, images, props, score_thresh=config.score_thresh,
+                         nms_thresh=config.nms_thresh, max_dets=config.max_dets)
+    seconds = (time.perf_counter() - start) / len(val)
+    m = detection_metrics(dets, val)
+    return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {"test_s_per_image": seconds}
+
+
+def _plain(variant: str, **compress) -> Callable:
+    def run(config, seed):
+        key = (config.out_dir, config.quick, variant, seed, tuple(compress.get("fractions", ())))
+        if key not in _PLAIN:
+            _PLAIN[key] = evaluate_plain(config, seed)
+        return dict(_PLAIN[key])
+
+    def evaluate_plain(config, seed):
+        model, metrics = trained(config, variant, seed)
+        if compress:
+            hidden = model.fc7.w.data.shape[0]
+            model = compress_fast_rcnn(model, *(max(1, int(f * hidden)) for f in
+                                                compress["fractions"]))
+        cfg = variant_config(config, variant, seed)
+        return _evaluate(model, cfg) | {"train_s": metrics["times"]["train_s"]}
+    return run
+
+
+class NoBoxRegression(Module):
+    """A detector whose box deltas are zero: detections are the scored proposals."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def forward(self, images, rois):
+        cls_scores, deltas = self.model.forward(images, rois)
+        return cls_scores, deltas * 0
+
+
+class ImagePyramid(Module):
+    """Test-time image pyramid (paper section 5.4): each RoI is pooled at the scale that
+    brings its area closest to ``target`` squared; box deltas are scale-free."""
+
+    def __init__(self, model, scales=PYRAMID_SCALES, target=PYRAMID_TARGET):
+        self.model, self.scales, self.target = model, tuple(scales), float(target)
+
+    def forward(self, images, rois):
+        from scipy import ndimage
+
+        area = (rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2])              # (R,)
+        scaled = area[:, None] * np.asarray(self.scales)[None, :] ** 2             # (R, S)
+        choice = np.abs(scaled - self.target ** 2).argmin(axis=1)                  # (R,)
+        K4 = 4 * (self.model.num_classes + 1)
+        cls = np.zeros((len(rois), self.model.num_classes + 1), images.dtype)
+        deltas = np.zeros((len(rois), K4), images.dtype)
+        for j, s in enumerate(self.scales):
+            pick = choice == j
+            if not pick.any():
+                continue
+            resized = ndimage.zoom(images, (1, 1, s, s), order=1) if s != 1 else images
+            r = rois[pick].copy()
+            r[:, 1:] *= s
+            cls[pick], deltas[pick] = self.model.forward(resized.astype(images.dtype), r)
+        return cls, deltas
+
+
+def _wrapped(variant: str, wrapper) -> Callable:
+    def run(config, seed):
+        model, metrics = trained(config, variant, seed)
+        cfg = variant_config(config, variant, seed)
+        return _evaluate(wrapper(model), cfg) | {"train_s": metrics["times"]["train_s"]}
+    return run
+
+
+def _stagewise(config, seed) -> dict:
+    """Stage 2 of stage-wise training: the classification-only detector frozen, bbox_pred
+    trained alone for a quarter of the iterations (with the same minibatches)."""
+    from minircnn.optim import SGD, step_lr
+    from minircnn.train import sample_batch, train_step
+
+    model, metrics = trained(config, "cls_only", seed)
+    cfg = variant_config(config, "cls_only", seed)
+    model.freeze()
+    model.bbox_pred.unfreeze()
+    train, _ = make_datasets(cfg)
+    items = [train[i] for i in range(len(train))]
+    props = load_proposals(train, cfg)
+    opt = SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng([seed, 7])
+    iters = max(1, cfg.epochs * (len(items) // cfg.images_per_batch) // 4)
+    start = time.perf_counter()
+    model.train()
+    for it in range(iters):
+        opt.lr = step_lr(cfg.lr, it, steps=(int(0.75 * iters),), warmup_iters=0)
+        idx = rng.choice(len(items), size=cfg.images_per_batch, replace=False)
+        images, b = sample_batch(cfg, items, props, idx, rng)
+        train_step(model, opt, images, b.rois, b.labels, b.bbox_targets)
+    train_s = metrics["times"]["train_s"] + time.perf_counter() - start
+    return _evaluate(model, cfg) | {"train_s": train_s}
+
+
+def _svm(config, seed) -> dict:
+    model, metrics = trained(config, "fast_rcnn", seed)
+    cfg = variant_config(config, "fast_rcnn", seed)
+    val, props = _val_split(cfg)
+    start = time.perf_counter()
+    dets, svm_train_s = svm_detections(model, cfg, val, props, seed=seed)
+    seconds = (time.perf_counter() - start) / len(val)
+    m = detection_metrics(dets, val)
+    return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {
+        "test_s_per_image": seconds, "train_s": metrics["times"]["train_s"] + svm_train_s}
+
+
+def _figure2(config, seed) -> dict:
+    """mAP and head time (fc6 + fc7 + outputs, per image) against the fc6 rank."""
+    model, _ = trained(config, "fast_rcnn", seed)
+    cfg = variant_config(config, "fast_rcnn", seed)
+    points = []
+    for rank in (*FIGURE2_RANKS, None):
+        if rank is not None and rank >= min(model.fc6.w.data.shape):
+            continue
+        m = model if rank is None else compress_fast_rcnn(model, rank, None)
+        points.append({"rank": rank, **_evaluate(m, cfg), "head_ms": _head_ms(m, cfg)})
+    return {"points": points}
+
+
+def _head_ms(model, cfg, repeats: int = 5) -> float:
+    """Best-of time of fc6 -> fc7 -> cls/bbox on max_proposals RoIs (one image's head)."""
+    x = np.random.default_rng(0).random((cfg.max_proposals, model.fc6.in_features),
+                                        dtype=np.float32)
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        h = np.maximum(model.fc7.forward(np.maximum(model.fc6.forward(x), 0)), 0)
+        model.cls_score.forward(h), model.bbox_pred.forward(h)
+        best = min(best, time.perf_counter() - t)
+    return best * 1e3
+
+
+def _figure3(config, seed) -> dict:
+    """mAP and recall against the number of test proposals: selective search (its top k
+    of the ranked list) and dense sliding windows (an evenly spread subset of k)."""
+    import dataclasses
+
+    model, _ = trained(config, "fast_rcnn", seed)
+    cfg = variant_config(config, "fast_rcnn", seed)
+    val, ss = _val_split(cfg)
+    curves = {"selective_search": [], "dense": []}
+    for k in (10, 25, 50, 100, 200, cfg.max_proposals):
+        props = [p[:k] for p in ss]
+        curves["selective_search"].append({"k": k, **_evaluate(model, cfg, props),
+                                           "recall": _recall(props, val)})
+    for k in (100, 300, 1000, 3000):
+        dense_cfg = dataclasses.replace(cfg, proposal_method="dense", max_proposals=k)
+        props = _val_split(dense_cfg)[1]
+        curves["dense"].append({"k": k, **_evaluate(model, cfg, props),
+                                "recall": _recall(props, val)})
+    return curves
+
+
+def _recall(props, val) -> float:
+    rec = recall_vs_proposals(props, val, iou_thresholds=(0.5,), counts=(10 ** 6,))
+    return float(rec["recall"][0.5][0])
+
+
+ROWS = [
+    Row("table4_rcnn", _plain("rcnn")),
+    Row("table4_sppnet", _plain("sppnet")),
+    Row("table4_fast_rcnn", _plain("fast_rcnn")),
+    Row("table4_fast_rcnn_svd", _plain("fast_rcnn", fractions=SVD_FRACTIONS)),
+    Row("table5_fc_only", _plain("ft_head")),
+    Row("table5_from_block3", _plain("fast_rcnn")),
+    Row("table5_all", _plain("ft_all")),
+    Row("table5_scratch", _plain("scratch")),
+    Row("table6_cls_only_no_box", _wrapped("cls_only", NoBoxRegression)),
+    Row("table6_multitask_no_box", _wrapped("fast_rcnn", NoBoxRegression)),
+    Row("table6_stagewise", _stagewise),
+    Row("table6_multitask", _plain("fast_rcnn")),
+    Row("table7_one_scale", _plain("fast_rcnn")),
+    Row("table7_pyramid", _wrapped("fast_rcnn", ImagePyramid)),
+    Row("table8_svm", _svm),
+    Row("table8_softmax", _plain("fast_rcnn")),
+    Row("figure2_svd", _figure2),
+    Row("figure3_proposals", _figure3),
+    Row("sec52_data_quarter", _plain("data_quarter")),
+    Row("sec52_data_half", _plain("data_half")),
+    Row("sec52_data_full", _plain("fast_rcnn")),
+]

@@ -1,0 +1,55 @@
+"""SmallVGG's frozen blocks and the VGGClassifier used to pretrain it."""
+
+import numpy as np
+import pytest
+
+from minircnn.gradcheck import numeric_gradient, rel_error
+from minircnn.models import SmallVGG, VGGClassifier
+
+
+def _images(n=2, size=16, seed=0):
+    return np.random.default_rng(seed).uniform(0, 1, (n, 3, size, size))
+
+
+def test_vgg_classifier_backward_matches_numeric_gradient():
+    model = VGGClassifier(3, (2, 3), num_pools=1, rng=np.random.default_rng(1),
+                          dtype=np.float64)
+    x = _images(size=8)
+    dout = np.random.default_rng(2).normal(size=(2, 3))
+    model.zero_grad()
+    model.forward(x)
+    dx = model.backward(dout)
+    assert rel_error(dx, numeric_gradient(lambda: model.forward(x), x, dout)) < 1e-5
+
+
+def test_frozen_blocks_get_no_gradient_and_backward_stops():
+    vgg = SmallVGG((2, 3, 4), rng=np.random.default_rng(0), dtype=np.float64).freeze_blocks(2)
+    frozen = [p for layer in vgg.layers[:6] for p in layer.parameters()]   # conv1, conv2
+    assert frozen and not any(p.requires_grad for p in frozen)
+    assert all(p.requires_grad for p in vgg.layers[6].parameters())     # conv3 trains
+    vgg.zero_grad()
+    features = vgg.forward(_images())
+    assert vgg.backward(np.ones_like(features)) is None
+    assert all(not p.grad.any() for p in frozen)
+    assert vgg.layers[6].w.grad.any()
+
+
+def test_freeze_blocks_rejects_out_of_range():
+    with pytest.raises(ValueError, match=r"freeze_blocks needs 0..2, got 3"):
+        SmallVGG((2, 3)).freeze_blocks(3)
+
+
+def test_fold_batchnorm_computes_what_conv_bn_computes_in_eval_mode():
+    from minircnn.models.backbones import fold_batchnorm
+
+    rng = np.random.default_rng(1)
+    vgg = SmallVGG((4, 8), num_pools=1, batch_norm=True, rng=rng, dtype=np.float64)
+    for bn in vgg.layers[1], vgg.layers[5]:          # statistics and affine away from 0, 1
+        bn.running_mean[...] = rng.normal(size=bn.num_features)
+        bn.running_var[...] = rng.uniform(0.5, 2.0, bn.num_features)
+        bn.weight.data[...] = rng.normal(size=bn.num_features)
+        bn.bias.data[...] = rng.normal(size=bn.num_features)
+    x = _images(size=8)
+    plain = fold_batchnorm(vgg.eval())
+    assert not plain.batch_norm and len(plain.layers) == len(vgg.layers) - 2
+    np.testing.assert_allclose(plain.forward(x), vgg.forward(x), rtol=1e-12, atol=1e-12)

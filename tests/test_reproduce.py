@@ -1,0 +1,72 @@
+"""`minircnn reproduce --quick`: every row runs, results are saved per row and reused."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minircnn.cli import main
+from minircnn.models.pretrained import VGG_FILE
+from minircnn.reproduce import ReproduceConfig, reproduce
+from minircnn.reproduce_rows import ROWS, ImagePyramid, NoBoxRegression
+
+pytestmark = pytest.mark.skipif(not os.path.isfile(VGG_FILE), reason="shipped weights missing")
+
+
+@pytest.fixture(autouse=True)
+def _restore_blas_env(monkeypatch):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, "1"))
+
+
+def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--out", str(tmp_path)]) == 0
+    assert f"{len(ROWS)} rows" in capsys.readouterr().out
+    for row in ROWS:
+        saved = json.loads((tmp_path / "rows" / f"{row.id}.json").read_text())
+        assert saved["seeds"] == [0] and len(saved["runs"]) == 1
+    text = (tmp_path / "tables.md").read_text()
+    assert "QUICK MODE" in text and "mAP 66.9" in text and "not run" not in text
+    assert "Where the toy differs from the paper" in text
+    for name in ("figure2_svd.png", "figure3_proposals.png", "results.json"):
+        assert (tmp_path / name).is_file(), name
+
+    # resumable: a finished row is read back, not recomputed
+    row = tmp_path / "rows" / "table5_all.json"
+    saved = json.loads(row.read_text())
+    saved["runs"][0]["coco_AP"] = 0.123
+    row.write_text(json.dumps(saved))
+    again = reproduce(ReproduceConfig(out_dir=str(tmp_path), quick=True, seeds=(0,)),
+                      progress=False)
+    assert again["rows"]["table5_all"]["runs"][0]["coco_AP"] == 0.123
+    assert "0.123" in (tmp_path / "tables.md").read_text()
+
+
+def test_unknown_row_prefix_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no row matches.*table4_rcnn"):
+        reproduce(ReproduceConfig(out_dir=str(tmp_path), quick=True, rows=("nope",)))
+
+
+class _Fixed:
+    """A stand-in detector: scores and deltas from the RoI coordinates."""
+    num_classes = 2
+    training = False
+
+    def forward(self, images, rois):
+        cls = np.stack([rois[:, 3] - rois[:, 1], rois[:, 0], np.ones(len(rois))], axis=1)
+        return cls, np.ones((len(rois), 12)) * images.shape[-1]
+
+
+def test_test_time_wrappers():
+    images = np.zeros((1, 3, 16, 16))
+    rois = np.array([[0, 0, 0, 4, 4], [0, 2, 2, 14, 14]], float)
+    cls, deltas = NoBoxRegression(_Fixed()).forward(images, rois)
+    assert not deltas.any() and cls[1, 0] == 12
+    # one scale of 1: exactly the plain model
+    cls, deltas = ImagePyramid(_Fixed(), scales=(1.0,)).forward(images, rois)
+    np.testing.assert_array_equal(cls, _Fixed().forward(images, rois)[0])
+    # two scales: the 4 px RoI goes to 2x (8 px, nearer 12), the 12 px one stays
+    cls, deltas = ImagePyramid(_Fixed(), scales=(1.0, 2.0), target=12).forward(images, rois)
+    np.testing.assert_array_equal(cls[:, 0], [8, 12])
+    np.testing.assert_array_equal(deltas[:, 0], [32, 16])   # the image was resized 2x
