@@ -317,12 +317,13 @@ def _register_builtin_models() -> None:
     if "FastRCNN" in _REGISTRY:
         return
     from minircnn.models import sizes
-    from minircnn.models.backbones import SmallVGG
+    from minircnn.models.backbones import SmallVGG, VGGClassifier
     from minircnn.models.fast_rcnn import FastRCNN
     from minircnn.models.rcnn import RCNN, SPPNet
     from minircnn.models.resnet import MiniResNet, ResNetBackbone
 
     register_model(SmallVGG, count_parameters=sizes.small_vgg)
+    register_model(VGGClassifier, count_parameters=sizes.vgg_classifier)
     register_model(MiniResNet, count_parameters=sizes.mini_resnet)
     register_model(ResNetBackbone, count_parameters=sizes.resnet_backbone)
     register_model(FastRCNN, count_parameters=sizes.fast_rcnn)

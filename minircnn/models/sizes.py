@@ -41,6 +41,12 @@ def small_vgg(kw: dict) -> int:
     return total
 
 
+def vgg_classifier(kw: dict) -> int:
+    channels = _ints("channels", kw.get("channels", (16, 32, 64, 64)))
+    return small_vgg(kw) + (channels[-1] + 1) * check_count("num_classes",
+                                                           kw.get("num_classes", 6))
+
+
 def _trunk(kw: dict, widths: list[int]) -> int:
     blocks = kw.get("blocks")
     blocks = [1] * len(widths) if blocks is None else _ints("blocks", blocks)[:len(widths)]
