@@ -29,8 +29,8 @@ INTERRUPTER = textwrap.dedent("""
     sig, k = int(sys.argv[1]), int(sys.argv[2])
     real_step, calls = train.train_step, [0]
 
-    def step(*args):
-        out = real_step(*args)
+    def step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
         calls[0] += 1
         if calls[0] == k:
             os.kill(os.getpid(), sig)
