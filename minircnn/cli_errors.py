@@ -9,9 +9,7 @@ a missing GPU is reported in the first second, not after the proposals.
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
 
 from minircnn.errors import UsageError, UserError
 
@@ -22,7 +20,7 @@ _KINDS = {
     "MiniResNet": ("a MiniResNet classifier checkpoint (from `minircnn pretrain`)",
                    "`minircnn finetune --pretrained` takes it"),
 }
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")   # an .npz is a zip archive
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")   # an .npz is a zip archive (non-empty, empty)
 
 
 def explain(err: BaseException) -> tuple[int, str] | None:
@@ -30,7 +28,7 @@ def explain(err: BaseException) -> tuple[int, str] | None:
     if isinstance(err, UserError):
         return err.exit_code, str(err)
     if isinstance(err, KeyboardInterrupt):
-        return 130, "interrupted before anything resumable was written, run the command again"
+        return 130, "interrupted (nothing to resume), run the command again to finish it"
     if isinstance(err, FileNotFoundError):
         name = err.filename or err
         return 1, f"{name}: no such file or folder, check the path"
@@ -58,7 +56,7 @@ def check_device(device: str | None) -> None:
 
 
 def checkpoint_class(path) -> str:
-    """The model class saved in checkpoint ``path``, read from its meta.json only.
+    """The model class saved in checkpoint ``path``.
 
     Raises:
         UserError: no such file, not an .npz archive (a text file, a PNG...), or an
@@ -74,16 +72,11 @@ def checkpoint_class(path) -> str:
         head = f.read(4)
     if head not in _ZIP_MAGIC:
         raise UserError(f"{path} is not a minircnn checkpoint (not an .npz archive)", todo)
-    try:
-        with zipfile.ZipFile(path) as archive:
-            raw = archive.read("meta.json.npy")
-        import io
+    from minircnn.models import read_checkpoint
 
-        import numpy as np
-
-        meta = json.loads(str(np.load(io.BytesIO(raw), allow_pickle=False)))
-        return str(meta["model"]["class"])
-    except (zipfile.BadZipFile, KeyError, ValueError, TypeError, OSError, EOFError) as e:
+    try:                              # size and header checks first (models/checkpoint.py)
+        return str(read_checkpoint(path).model_spec["class"])
+    except (ValueError, KeyError, TypeError, OSError, EOFError) as e:
         raise UserError(f"{path} is not a readable minircnn checkpoint "
                         f"(truncated, corrupt or from another program: {e})", todo) from e
 

@@ -190,7 +190,8 @@ def interrupted(out_dir, iteration: int | None) -> RunInterrupted:
     again = f"minircnn train --out {shlex.quote(os.fspath(out_dir))}"
     if iteration is None:
         return RunInterrupted("interrupted before the first checkpoint",
-                              f"start again with: {again} --overwrite (proposals are cached)")
+                              f"start again with: {again} --overwrite "
+                              "(finished proposal caches are kept)")
     return RunInterrupted(f"interrupted at iteration {iteration}",
                           f"continue with: {again} --resume")
 
