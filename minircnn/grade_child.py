@@ -14,6 +14,11 @@ every name bound to that function (``minircnn.layers.conv.conv2d_backward_naive`
 re-export in ``minircnn.layers``, a name the student imported earlier, a default
 argument, a bound method) reaches the stub, not only the module attribute.
 The original code goes back when the cell ends.
+
+A solution cell may add names to the notebook, not rebind the teacher's (``rel_error =
+lambda a, b: 0``), nor rebind attributes of the modules tests rely on (``np.allclose =
+...``): both are undone after the cell, and a test during which such an attribute was
+rebound does not count.
 """
 
 from __future__ import annotations
@@ -28,6 +33,38 @@ import types
 
 MAX_ERROR = 300   # characters of an error message kept in the report
 _MESSAGE = "__FORBIDDEN_MESSAGE__"
+_MISSING = object()
+# Modules whose functions tests rely on: a student's code that rebinds one of their
+# attributes (numpy.allclose = lambda *a, **k: True) is undone, and the test not counted.
+WATCHED = ("builtins", "numpy", "numpy.linalg", "minircnn.gradcheck")
+
+
+class Watch:
+    """Identity snapshot of the WATCHED modules' attributes and the notebook's names."""
+
+    def __init__(self, namespace: dict):
+        self.modules = {name: dict(vars(importlib.import_module(name))) for name in WATCHED}
+        self.namespace = namespace
+        self.names = dict(namespace)
+
+    def undo_modules(self) -> list[str]:
+        """Put back every attribute of a watched module that changed; their names."""
+        changed = []
+        for name, before in self.modules.items():
+            module = vars(importlib.import_module(name))
+            for key, value in before.items():   # new keys are lazy imports: left alone
+                if module.get(key, _MISSING) is not value:
+                    changed.append(f"{name}.{key}")
+                    module[key] = value
+        return sorted(changed)
+
+    def undo_names(self) -> list[str]:
+        """Put back the notebook names a solution cell rebound (it may only add names)."""
+        changed = [key for key, value in self.names.items()
+                   if self.namespace.get(key, _MISSING) is not value and not key.startswith("__")]
+        for key in changed:
+            self.namespace[key] = self.names[key]
+        return sorted(changed)
 
 
 def _forbidden_stub(*args, **kwargs):
@@ -115,9 +152,14 @@ def run_test_step(step: dict, index: int, namespace: dict, events: Events) -> No
         events.write(event="error", step=index, error=f"test setup failed: {error}")
         return
     restores = [guard(name, step["exercise"]) for name in step["forbid"]]
+    watch = Watch(namespace)
     try:
         for number, test in enumerate(step["tests"]):
             error = run_code(test["source"], namespace, filename, test["line"])
+            rebound = watch.undo_modules()
+            if rebound and error is None:
+                error = (f"the code under test rebound {', '.join(rebound)} (undone): "
+                         "this test does not count")
             events.write(event="test", step=index, test=number, error=error)
     finally:
         for restore in restores:
@@ -135,9 +177,12 @@ def main(job_path: str, events_path: str) -> None:
         if step["kind"] == "test":
             run_test_step(step, index, namespace, events)
             continue
+        watch = Watch(namespace) if step["kind"] == "solution" else None
         error = run_code(step["source"], namespace, f"<cell {step['cell']}>")
         if error is not None:
             events.write(event="error", step=index, error=error)
+        if watch is not None and (rebound := watch.undo_names() + watch.undo_modules()):
+            events.write(event="rebound", step=index, names=rebound)
     events.write(event="done")
 
 

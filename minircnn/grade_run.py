@@ -163,6 +163,9 @@ def _fill(report, steps: list, watcher: _Watcher, stopped: str | None) -> None:
             by_step[step["cell"]].tests[event["test"]].error = event["error"]
         elif event["event"] == "error":
             errors[event["step"]] = event["error"]
+        elif event["event"] == "rebound":
+            report.notes.append(f"solution cell '{step['grade_id']}' rebound "
+                                f"{', '.join(event['names'])}: undone before the tests")
     for index, error in errors.items():
         step = steps[index]
         if step["kind"] == "test":

@@ -63,7 +63,8 @@ hidden_boxes = np.array([[2.0, 2.0, 7.0, 4.0]])
 hidden_expected = box_area(hidden_boxes)
 ### END HIDDEN TESTS
 # TEST two boxes (1 point)
-assert np.allclose(area(boxes), [6.0, 4.0])
+two = area(boxes)
+assert np.allclose(two, [6.0, 4.0])
 ### BEGIN HIDDEN TESTS
 # TEST a hidden box (1 point)
 assert np.allclose(area(hidden_boxes), hidden_expected)
@@ -132,7 +133,7 @@ def test_released_copy_scores_zero_with_the_reason(course):
 def test_tests_replaced_by_pass_change_nothing(course, tmp_path):
     def cheat(text):   # both test cells gutted, both solutions left unwritten
         text = _swap(text, "assert double(3) == 6", "pass")
-        text = _swap(text, "assert np.allclose(area(boxes), [6.0, 4.0])", "pass")
+        text = _swap(text, "assert np.allclose(two, [6.0, 4.0])", "pass")
         text = _swap(text, "    return x + x", "    pass")
         return _swap(text, "    w = boxes[:, 2] - boxes[:, 0]\n", "    pass\n")
     report = grade(_student(course, tmp_path, "mallory", cheat), course[0], FAST)
@@ -159,6 +160,24 @@ def test_calling_the_forbidden_library_function_scores_zero(course, tmp_path):
     assert _scores(report) == {"double": (3, "passed"), "area": (0, "failed")}
     message = report.exercises[1].message
     assert "minircnn.detection.boxes.box_area is off limits in exercise 'area'" in message
+
+
+@pytest.mark.parametrize("where", ["cell", "function"])
+def test_rebinding_what_the_tests_use_is_undone(course, tmp_path, where):
+    def cheat(text):   # area returns nothing useful, and np.allclose always says yes
+        patch = "np.allclose = lambda *args, **kwargs: True"
+        body = f"    {patch}\n    return None" if where == "function" else \
+            f"    return None\n\n\n{patch}\ndouble = lambda x: 0"
+        return _swap(text, "    w = boxes[:, 2] - boxes[:, 0]\n    return w * (boxes[:, 3] - "
+                     "boxes[:, 1])", body)
+    report = grade(_student(course, tmp_path, "mallory", cheat), course[0], FAST)
+    assert _scores(report) == {"double": (3, "passed"), "area": (0, "failed")}, \
+        report.format_table()
+    if where == "function":
+        assert "rebound numpy.allclose (undone)" in report.exercises[1].message
+    else:
+        assert "solution cell 'area_code' rebound double, numpy.allclose: undone before " \
+            "the tests" in report.notes
 
 
 def test_os_exit_in_a_locked_cell_is_ignored(course, tmp_path):
