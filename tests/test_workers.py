@@ -59,8 +59,10 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path, sig):
             pids = [int(p) for p in parent.stdout.readline().split()]
             assert len(pids) == 2, parent.stderr.read()
             parent.send_signal(sig)
-            parent.wait(timeout=60)
-            deadline = time.monotonic() + 30
+            # Liveness bounds only, far above the normal sub-second exit, so that a heavily
+            # loaded machine does not fail the test; a regression hangs until they pass.
+            parent.wait(timeout=600)
+            deadline = time.monotonic() + 300
             while not all(_gone(p) for p in pids) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert all(_gone(p) for p in pids), pids
