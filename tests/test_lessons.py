@@ -18,7 +18,7 @@ jupytext = pytest.importorskip("jupytext")
 LESSONS = Path(__file__).resolve().parents[1] / "lessons"
 SCRIPTS = sorted(LESSONS.glob("[0-9][0-9]_*.py"))
 NOTEBOOKS = sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))
-# DESIGN.md "Lessons": the ten lessons and their numbers.
+# The ten lessons and their numbers (docs/design.md, lessons/README.md).
 EXPECTED = {"00": "00_setup_and_data", "01": "01_rcnn_to_fast_rcnn", "02": "02_cnn_backprop",
             "03": "03_roi_pooling", "04": "04_multitask_loss", "05": "05_sampling",
             "06": "06_training", "07": "07_test_time", "08": "08_ablations_and_limits",
@@ -33,7 +33,7 @@ def _ids(paths):
 def test_expected_lessons_exist_with_design_names():
     stems = {p.stem for p in SCRIPTS}
     for number, stem in EXPECTED.items():
-        assert stem in stems, f"lesson {number} must be lessons/{stem}.py (DESIGN.md)"
+        assert stem in stems, f"lesson {number} must be lessons/{stem}.py (lessons/README.md)"
     numbers = [p.stem[:2] for p in SCRIPTS]
     assert len(numbers) == len(set(numbers)), f"two lessons share a number: {numbers}"
     for path in SCRIPTS:

@@ -438,7 +438,7 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
     Returns:
         one (P_i, 4) float32 array per image, in dataset order. Ground truth is never read.
     """
-    from tqdm import tqdm
+    from tqdm.auto import tqdm
 
     if method not in ("selective_search", "dense"):
         raise ValueError(f"method: expected 'selective_search' or 'dense', got {method!r}")

@@ -6,7 +6,7 @@ of sampling_ratio x sampling_ratio points (adaptive ceil(roi_h / PH) when <= 0).
 Semantics match torchvision's CPU kernel exactly (``torchvision.ops.roi_align``).
 
 Input checks and the Module plumbing are shared with RoI max pooling and come from
-roi_pool.py, which also re-exports every public name here (DESIGN.md places the RoI ops
+roi_pool.py, which also re-exports every public name here (docs/design.md places the RoI ops
 there). Derivations and worked examples: docs/layers/roi_pool.md.
 """
 

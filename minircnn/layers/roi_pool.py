@@ -35,7 +35,7 @@ import numpy as np
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
 
-# RoIAlign lives in roi_align.py (file length) and is re-exported here, where DESIGN.md
+# RoIAlign lives in roi_align.py (file length) and is re-exported here, where docs/design.md
 # places the RoI ops.
 from minircnn.layers.roi_align import (  # noqa: F401
     AlignGeometry,

@@ -143,7 +143,7 @@ def test_module_misuse():
 
 
 def test_roi_pool_re_exports_roi_align():
-    """DESIGN.md puts the RoI ops in roi_pool.py: the RoIAlign names are the same objects there."""
+    """The API puts the RoI ops in roi_pool.py: the RoIAlign names are the same objects there."""
     for name in ("RoIAlign", "RoIAlignCache", "AlignGeometry", "roi_align_geometry",
                  "roi_align_forward", "roi_align_backward", "roi_align_forward_naive",
                  "roi_align_backward_naive"):

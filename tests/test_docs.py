@@ -1,0 +1,111 @@
+"""The documentation site builds with ``mkdocs build --strict`` (no broken links, no page
+missing from the navigation), its generated pages hold what they promise, and nothing
+in the repository points outside it.
+
+The build renders the lessons without executing them (MINIRCNN_DOCS_EXECUTE=false):
+nbmake already executes every lesson in this test run. docs/contributing.md says why.
+"""
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS_PACKAGES = ("mkdocs", "material", "mkdocstrings", "mkdocs_jupyter")
+MISSING = [name for name in DOCS_PACKAGES if importlib.util.find_spec(name) is None]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    """Build the site once into a temporary folder; return that folder."""
+    if MISSING:
+        pytest.skip(f"the docs extra is not installed (missing {', '.join(MISSING)}): "
+                    "pip install -e '.[docs]'")
+    site_dir = tmp_path_factory.mktemp("site")
+    env = dict(os.environ, MINIRCNN_DOCS_EXECUTE="false", NO_MKDOCS_2_WARNING="1",
+               MINIRCNN_DOCS_CACHE=str(tmp_path_factory.mktemp("nbcache")))
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site_dir)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    problems = [line for line in result.stderr.splitlines()
+                if line.startswith(("WARNING", "ERROR"))]
+    assert result.returncode == 0, "mkdocs build --strict failed:\n" + "\n".join(
+        problems or result.stderr.splitlines()[-30:])
+    return site_dir
+
+
+def test_every_nav_page_is_built(site):
+    for page in ("index.html", "getting-started/index.html", "design/index.html",
+                 "layers/conv/index.html", "layers/roi_pool/index.html",
+                 "lessons/index.html", "lessons/06_training/index.html",
+                 "api/layers/index.html", "cli/index.html", "performance/index.html",
+                 "contributing/index.html"):
+        assert (site / page).is_file(), f"{page} missing from the built site"
+
+
+def test_cli_page_lists_every_subcommand_with_its_options(site):
+    from minircnn.cli import build_parser
+
+    html = (site / "cli" / "index.html").read_text()
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and a.dest == "command")
+    for name, sub in subparsers.choices.items():
+        assert f"minircnn {name}" in html, f"cli page lacks the {name} command"
+        for action in sub._actions:
+            for flag in action.option_strings:
+                assert flag in html, f"cli page lacks {name} {flag}"
+
+
+def test_api_pages_render_the_docstrings(site):
+    html = (site / "api" / "layers" / "index.html").read_text()
+    assert "conv2d_forward" in html and "roi_pool_forward" in html
+    assert "matches torch.nn.functional.linear" in html  # a docstring's own words
+
+
+def test_derivations_carry_math_for_katex(site):
+    html = (site / "layers" / "linear" / "index.html").read_text()
+    assert 'class="arithmatex"' in html, "no equation found on the linear derivation"
+    assert "assets/katex/katex.min.js" in html, "KaTeX (vendored) is not loaded"
+
+
+def test_katex_is_vendored_not_fetched(site):
+    for path in ("assets/katex/katex.min.js", "assets/katex/auto-render.min.js",
+                 "assets/katex/katex.min.css", "assets/katex/fonts/KaTeX_Main-Regular.woff2"):
+        assert (site / path).is_file(), f"{path} missing: equations would not render offline"
+
+
+def test_home_shows_the_detections_picture(site):
+    html = (site / "index.html").read_text()
+    assert 'src="detections.png"' in html
+    assert (site / "detections.png").is_file()
+
+
+def test_nothing_points_outside_the_repository():
+    """README, docs, lessons, package and tests name only files inside the repository
+    (the design document is docs/design.md)."""
+    outside = re.compile(r"shared folder|DESIGN\.md|STYLE\.md")
+    texts = [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("lessons/*.md"),
+             *ROOT.glob("lessons/*.py"), *ROOT.glob("minircnn/**/*.py"),
+             *(p for p in ROOT.glob("tests/**/*.py") if p.name != "test_docs.py")]
+    for path in texts:
+        match = outside.search(path.read_text())
+        assert match is None, (f"{path.relative_to(ROOT)} mentions {match.group()!r}, "
+                               "which is not in the repository: point to docs/design.md")
+
+
+def test_docs_extra_is_part_of_dev():
+    """CI installs the dev extra, so the dev extra must pull in every docs package."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    extras = cfg["options.extras_require"]
+    docs = {line.strip() for line in extras["docs"].splitlines() if line.strip()}
+    dev = {line.strip() for line in extras["dev"].splitlines() if line.strip()}
+    assert docs, "setup.cfg has no docs extra"
+    assert docs <= dev, f"dev extra lacks docs packages: {sorted(docs - dev)}"
