@@ -3,13 +3,14 @@
 matplotlib only, through ``matplotlib.figure.Figure`` rather than pyplot, so nothing
 here needs a display, opens a window or keeps global figure state (safe under Agg, in
 the CLI and in tests). Functions that take ``ax`` draw into it and return the Axes;
-the others return a new Figure. In a notebook, a Figure shows when it is the last
-expression of a cell (or with ``display(fig)``); write one to disk with
-:func:`save_figure`.
+the others return a new Figure. In a notebook, a Figure shows as a picture when it is
+the last expression of a cell (or with ``display(fig)``), whatever matplotlib's backend
+(``NotebookFigure``); write one to disk with :func:`save_figure`.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
@@ -25,6 +26,20 @@ _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
             "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")
 
 
+class NotebookFigure(Figure):
+    """A Figure that Jupyter draws as a PNG when it ends a cell, under any backend.
+
+    IPython shows a plain Figure as a picture only once the inline backend has registered
+    its formatter (on the first pyplot figure); under Agg, or before that, it prints
+    ``<Figure size ...>``. ``_repr_png_`` is IPython's hook for any object with a PNG form.
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
+
+
 def class_color(label: int) -> str:
     """The color of class ``label`` (the same in every picture)."""
     return _PALETTE[int(label) % len(_PALETTE)]
@@ -33,7 +48,7 @@ def class_color(label: int) -> str:
 def _new_axes(ax, figsize=(5, 5)):
     if ax is not None:
         return ax
-    return Figure(figsize=figsize).add_subplot()
+    return NotebookFigure(figsize=figsize).add_subplot()
 
 
 def _as_hwc(image) -> np.ndarray:
@@ -131,7 +146,7 @@ def plot_curves(metrics: dict, *, xlabel: str = "iteration", logy=()) -> Figure:
     """
     if not metrics:
         raise ValueError("metrics must name at least one curve, got an empty dict")
-    fig = Figure(figsize=(4 * len(metrics), 3), layout="constrained")
+    fig = NotebookFigure(figsize=(4 * len(metrics), 3), layout="constrained")
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     for ax, (name, values) in zip(axes, metrics.items(), strict=True):
         if isinstance(values, tuple) and len(values) == 2:
@@ -159,7 +174,7 @@ def show_feature_maps(features, max_maps: int = 16) -> Figure:
     n = min(features.shape[0], max_maps)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(1.6 * cols, 1.6 * rows), layout="constrained")
+    fig = NotebookFigure(figsize=(1.6 * cols, 1.6 * rows), layout="constrained")
     for c in range(n):
         ax = fig.add_subplot(rows, cols, c + 1)
         ax.imshow(features[c], cmap="viridis", interpolation="nearest")

@@ -117,3 +117,14 @@ def test_save_figure_writes_a_loadable_png_atomically(tmp_path):
     assert os.listdir(path.parent) == ["detections.png"]  # no temporary file left behind
     save_figure(plot_curves({"loss": [1.0, 0.5]}), path)  # overwrite in place
     assert matplotlib.image.imread(path).shape != pixels.shape
+
+
+def test_new_figures_show_as_png_in_a_notebook_under_any_backend():
+    """A Figure that ends a notebook cell is drawn (IPython's _repr_png_), not printed as
+    ``<Figure size ...>``, even under Agg (the test suite's backend)."""
+    figures = [plot_curves({"loss": [3.0, 2.0, 1.0]}),
+               show_feature_maps(np.zeros((1, 2, 4, 4), dtype=np.float32)),
+               draw_boxes(image_chw(), np.zeros((0, 4), dtype=np.float32)).figure]
+    for fig in figures:
+        png = fig._repr_png_()
+        assert png.startswith(b"\x89PNG\r\n\x1a\n"), type(fig).__name__

@@ -96,7 +96,7 @@ def cli_reference() -> str:
         "```",
     ]
     for name, summary, sub in _subcommands(parser):
-        lines += ["", f"## minircnn {name}", "", summary.capitalize() + ".", "",
+        lines += ["", f"## minircnn {name}", "", summary[:1].upper() + summary[1:] + ".", "",
                   "```text", _help_text(sub).rstrip(), "```"]
     return "\n".join(lines) + "\n"
 
