@@ -101,8 +101,8 @@ def cli_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-# API pages: (title, introduction) by page; a subpackage's modules go on its own page,
-# top-level modules on "train" when listed in TRAINING, else on "utilities".
+# API pages: (title, introduction) by page; a subpackage's modules go on its own page
+# (when it has one), other modules on "train" when listed in TRAINING, else "utilities".
 API_PAGES = {
     "layers": ("Layers", "Each op is a pair `out, cache = op_forward(...)` / "
                "`grads = op_backward(dout, cache)`; the backward passes are derived in "
@@ -124,7 +124,7 @@ NOT_DOCUMENTED = ("__main__", "cli")  # the command line has its own page, cli.m
 
 def _api_page_of(module: str) -> str:
     parts = module.split(".")  # "minircnn.layers.conv" or "minircnn.train"
-    if len(parts) > 2:
+    if len(parts) > 2 and parts[1] in API_PAGES:
         return parts[1]
     return "train" if parts[1] in TRAINING else "utilities"
 
