@@ -12,7 +12,7 @@ from minircnn.train import TrainConfig
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.sh"
 TINY = TrainConfig(image_size=32, channels=(4, 4, 4, 4), num_pools=2, output_size=2,
-                   hidden=8, rois_per_batch=16)
+                   hidden=8, rois_per_batch=16, pretrained=False)  # tiny: no shipped weights
 
 
 def test_devices_agree_and_the_table_shows_both(monkeypatch):
