@@ -21,7 +21,6 @@ import numpy as np
 
 from minircnn.errors import RunInterrupted, RunInUse, UsageError, UserError
 from minircnn.models import read_checkpoint, save_checkpoint
-from minircnn.models.checkpoint import load_weights
 
 # Settings a config.json may not choose: where files go is decided by the command line
 # (--out, --cache-dir, MINIRCNN_CACHE), never by a file found in the run folder.
@@ -242,7 +241,10 @@ def restore_run(path, config, model, optimizer, rng) -> dict:
             f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ),
             "resume with the run's own settings (leave those options out), "
             "or start over with --overwrite")
-    load_weights(model, ckpt.state, source=path)
+    try:
+        model.load_state_dict(ckpt.state)
+    except ValueError as e:
+        raise ValueError(f"checkpoint {path} does not match {type(model).__name__}: {e}") from e
     opt_state = dict(ckpt.extra["optimizer"])
     opt_state["velocity"] = [ckpt.extra.get(f"velocity.{i}") for i in range(len(optimizer.params))]
     optimizer.load_state_dict(opt_state)

@@ -42,7 +42,6 @@ from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
 from minircnn.fileio import remove_stale_temps, write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import RCNN, FastRCNN, SmallVGG, SPPNet, read_checkpoint, save_checkpoint
-from minircnn.models.checkpoint import load_weights
 from minircnn.optim import SGD, step_lr
 from minircnn.runs import (
     RunLock,
@@ -169,9 +168,11 @@ def _vgg_backbone(config: TrainConfig, rng: np.random.Generator) -> SmallVGG:
     source = pretrained_vgg(path=config.pretrained_path or None)
     state = fold_batchnorm(source.backbone).state_dict()
     try:
-        load_weights(backbone, state, source=config.pretrained_path or "the shipped VGG")
+        backbone.load_state_dict(state)
     except ValueError as e:
-        raise ValueError(f"{e}. The pretrained SmallVGG has channels "
+        origin = config.pretrained_path or "the shipped VGG"
+        raise ValueError(f"pretrained weights {origin} do not fit the SmallVGG: {e}. "
+                         f"The pretrained SmallVGG has channels "
                          f"{tuple(source.backbone.channels)}: use those channels, or "
                          f"--scratch to train without pretraining") from e
     return backbone.freeze_blocks(config.freeze_at - 1)

@@ -6,12 +6,9 @@ Everything public is importable from here: ``from minircnn.models import FastRCN
 from minircnn.models.backbones import SmallVGG, VGGClassifier
 from minircnn.models.checkpoint import (
     Checkpoint,
-    build_model,
     load_checkpoint,
-    model_spec,
     read_checkpoint,
     register_model,
-    registered_models,
     save_checkpoint,
 )
 from minircnn.models.fast_rcnn import FastRCNN
@@ -23,6 +20,5 @@ from minircnn.models.resnet import (
     ResNetBackbone,
     convert_frozen_batchnorm,
     freeze_stages,
-    load_backbone_weights,
     pretrained_backbone,
 )

@@ -1,5 +1,10 @@
 """Checkpoints: one ``.npz`` holding a model's ``state_dict`` and a JSON config.
 
+Four calls: ``save_checkpoint(model, path, config)`` writes one; ``load_checkpoint(path)``
+rebuilds the model it holds; ``read_checkpoint(path)`` returns what the file holds
+(weights, model spec, config, training state) without building anything; and
+``register_model(cls)`` lets checkpoints rebuild a class of your own.
+
 File layout (``np.load(path)`` shows it):
 
 - ``param/<name>``: every array of ``model.state_dict()`` (parameters and buffers);
@@ -34,7 +39,7 @@ import json
 import math
 import os
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,7 +65,7 @@ class Checkpoint(NamedTuple):
     extra: dict          # training state: arrays and JSON values, for --resume
 
 
-def model_spec(model: Module, kwargs: dict | None = None) -> dict:
+def _model_spec(model: Module, kwargs: dict | None = None) -> dict:
     """``{"class", "module", "kwargs"}`` for ``model`` (nested specs for sub-models).
 
     Raises:
@@ -71,7 +76,7 @@ def model_spec(model: Module, kwargs: dict | None = None) -> dict:
             raise TypeError(f"save_checkpoint: {type(model).__name__} has no get_config(); "
                             "pass its constructor kwargs as config=...")
         kwargs = model.get_config()
-    encoded = {k: model_spec(v) if isinstance(v, Module) else v for k, v in kwargs.items()}
+    encoded = {k: _model_spec(v) if isinstance(v, Module) else v for k, v in kwargs.items()}
     return {"class": type(model).__name__, "module": type(model).__module__, "kwargs": encoded}
 
 
@@ -96,20 +101,14 @@ def register_model(cls: type, *, name: str | None = None,
     return cls
 
 
-def registered_models() -> list[str]:
-    """Names of the classes checkpoints can rebuild."""
-    _register_builtin_models()
-    return sorted(_REGISTRY)
-
-
-def build_model(spec: dict) -> Module:
-    """Instantiate a model from a ``model_spec`` dict (nested specs are built first).
+def _build_model(spec: dict) -> Module:
+    """Instantiate a model from a ``_model_spec`` dict (nested specs are built first).
 
     Raises:
         ValueError: the spec is malformed, names an unregistered class, or implies more
             than ``MAX_PARAMETERS`` values.
     """
-    count = count_parameters(spec)
+    count = _count_parameters(spec)
     if count > MAX_PARAMETERS:
         raise ValueError(f"model {spec['class']!r} with {spec['kwargs']} would hold {count:,} "
                          f"values, more than the {MAX_PARAMETERS:,} a checkpoint may build")
@@ -122,11 +121,11 @@ def _build(spec: dict) -> Module:
     return cls(**kwargs)
 
 
-def count_parameters(spec: dict) -> int:
+def _count_parameters(spec: dict) -> int:
     """Values (parameters and buffers) the model of ``spec`` would hold, without building
     it; 0 for a class registered without a counter. Raises ValueError when malformed."""
     _, counter = _lookup(spec)
-    nested = sum(count_parameters(v) for v in spec["kwargs"].values() if _is_spec(v))
+    nested = sum(_count_parameters(v) for v in spec["kwargs"].values() if _is_spec(v))
     if counter is None:
         return nested
     try:
@@ -155,7 +154,7 @@ def save_checkpoint(model: Module, path, config: dict | None = None, *,
     if not own_config and config is None:
         raise TypeError(f"save_checkpoint: {type(model).__name__} has no get_config(); "
                         "pass its constructor kwargs as config=...")
-    spec = model_spec(model, None if own_config else dict(config))
+    spec = _model_spec(model, None if own_config else dict(config))
     extra = dict(extra or {})
     arrays = {f"param/{k}": v for k, v in model.state_dict().items()}
     extra_json = {}
@@ -247,13 +246,13 @@ def load_checkpoint(path, *, device: str = "cpu") -> Module:
     path = os.fspath(path)
     directory, meta = _read_meta(path)
     try:
-        model = build_model(meta["model"])
+        model = _build_model(meta["model"])
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"checkpoint {path!r}: cannot rebuild model "
                          f"{meta['model'].get('class')!r}: {e}") from e
     _compare_headers(path, model, directory)
     _check_extra_size(path, directory)
-    load_weights(model, _checkpoint(path, directory, meta).state, source=path)
+    model.load_state_dict(_checkpoint(path, directory, meta).state)  # names, shapes checked above
     if device != "cpu":
         model.to(device)
     return model
@@ -276,15 +275,6 @@ def _compare_headers(path: str, model: Module, directory: dict) -> None:
     if problems:
         raise ValueError(f"checkpoint {path!r} does not match {type(model).__name__}: "
                          + "; ".join(problems))
-
-
-def load_weights(model: Module, state: dict, *, source: Any = "state") -> None:
-    """``model.load_state_dict(state)`` with an error message that names ``source``."""
-    try:
-        model.load_state_dict(state)
-    except ValueError as e:
-        raise ValueError(f"checkpoint {os.fspath(source)!r} does not match "
-                         f"{type(model).__name__}: {e}") from e
 
 
 def _is_spec(value) -> bool:

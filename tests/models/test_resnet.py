@@ -16,7 +16,6 @@ from minircnn.models.resnet import (
     ResNetBackbone,
     convert_frozen_batchnorm,
     freeze_stages,
-    load_backbone_weights,
 )
 from minircnn.optim import SGD
 
@@ -199,8 +198,8 @@ def test_pretrained_weights_load_into_a_detector_backbone(tmp_path):
     path = save_checkpoint(model, tmp_path / "resnet.npz")
     loaded = load_checkpoint(path)
     assert isinstance(loaded, MiniResNet) and loaded.get_config() == model.get_config()
-    backbone = ResNetBackbone(widths=(4, 8, 8, 16), num_stages=3, norm="frozen")
-    left_out = load_backbone_weights(backbone, loaded.state_dict(), source=path)
+    backbone = loaded.as_backbone(3)
+    left_out = set(loaded.state_dict()) - set(backbone.state_dict())
     assert "fc.w" in left_out and "stages.3.layers.0.conv1.w" in left_out
     assert not any(k.startswith(("stages.0", "stages.1", "stages.2", "conv1", "bn1"))
                    for k in left_out)
@@ -211,12 +210,12 @@ def test_pretrained_weights_load_into_a_detector_backbone(tmp_path):
                                rtol=1e-6, atol=1e-6)
 
     wider = ResNetBackbone(widths=(4, 16, 8), num_stages=3)
-    with pytest.raises(ValueError, match=r"resnet.npz.*stages.1.layers.0.conv1.w: "
+    with pytest.raises(ValueError, match=r"stages.1.layers.0.conv1.w: "
                                          r"expected shape \(16, 4, 3, 3\), got \(8, 4, 3, 3\)"):
-        load_backbone_weights(wider, model.state_dict(), source=path)
-    partial = {k: v for k, v in model.state_dict().items() if k != "bn1.running_var"}
+        wider.load_state_dict({k: model.state_dict()[k] for k in wider.state_dict()})
+    partial = {k: v for k, v in backbone.state_dict().items() if k != "bn1.running_var"}
     with pytest.raises(ValueError, match=r"missing keys: \['bn1.running_var'\]"):
-        load_backbone_weights(backbone, partial, source="partial")
+        backbone.load_state_dict(partial)
 
 
 def test_backbone_in_fast_rcnn_and_checkpoint_round_trip(tmp_path):
