@@ -306,5 +306,5 @@ fig.tight_layout()
 # 3. Replace the trunk's BatchNorm2d by `FrozenBatchNorm2d` only (no `requires_grad`
 #    changes) and fine-tune with batch size 2. Compare with the `BatchNorm2d` version.
 # 4. Use the pretrained trunk as a Fast R-CNN backbone: `FastRCNN(3,
-#    pretrained_backbone(3))`, and compare with a random one (`minircnn finetune
-#    --detection-iters`).
+#    pretrained_backbone(3))`, and compare with a random one: `minircnn train
+#    --backbone resnet` and the same with `--scratch`.

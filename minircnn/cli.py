@@ -170,7 +170,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from minircnn.cli_errors import check_checkpoint
-    from minircnn.detection_transfer import detection_transfer
     from minircnn.transfer import STRATEGIES, FinetuneConfig, finetune
 
     if args.pretrained is not None:
@@ -191,15 +190,6 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     print(f"target task: {len(config.classes)} new shapes on '{config.background}' "
           f"backgrounds, {result['num_train']} training / {result['num_test']} test images")
     print(result["table"])
-    if args.detection_iters:
-        from minircnn.train import TrainConfig
-
-        det = detection_transfer(TrainConfig(proposal_method=args.proposals), out,
-                                 pretrained=args.pretrained, iterations=args.detection_iters)
-        for row in det["rows"]:
-            print(f"Fast R-CNN, ResNet backbone from {row['init']:10s}: VOC07 mAP@0.5 "
-                  f"{row['voc07_mAP']:.4f} after {row['iterations']} iterations "
-                  f"({row['train_seconds']:.0f} s)")
     print(f"written to {out}/")
     return 0
 
@@ -329,11 +319,6 @@ def _add_finetune_parser(sub) -> None:
     p.add_argument("--strategies", default=None,
                    help="comma-separated subset of scratch,frozen,from_stage,full")
     p.add_argument("--seed", type=arg_type(at_least(0)), default=None, help="seed (deterministic)")
-    p.add_argument("--detection-iters", type=arg_type(at_least(0)), default=0,
-                   help="also train Fast R-CNN with a pretrained vs a random ResNet backbone "
-                        "for this many iterations and compare mAP (0: skip)")
-    p.add_argument("--proposals", choices=["selective_search", "dense"], default="selective_search",
-                   help="proposal method of the detection comparison")
     p.set_defaults(func=_cmd_finetune)
 
 

@@ -15,8 +15,8 @@ CIFAR-10), shrunk to run on a CPU in minutes:
 The Fast R-CNN paper (section 4.5, "which layers to fine-tune?") found that training
 only the fully connected layers loses much of the accuracy that fine-tuning the conv
 layers gives; ``finetune`` measures the same question on this toy problem. The same
-question for detection (Fast R-CNN on a pretrained vs a random backbone) is
-minircnn/detection_transfer.py.
+question for detection (Fast R-CNN on a pretrained vs a random backbone) is two
+detector runs: ``minircnn train --backbone resnet`` and the same with ``--scratch``.
 """
 
 from __future__ import annotations

@@ -133,7 +133,6 @@ OUT_OF_RANGE = [
     (["pretrain", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     (["finetune", "--finetune-from", "9"], "--finetune-from: must be an integer in 1..4, got 9"),
     (["finetune", "--train-per-class", "0"], "--train-per-class: must be an integer >= 1"),
-    (["finetune", "--detection-iters", "-1"], "--detection-iters: must be an integer >= 0"),
 ]
 
 
