@@ -305,63 +305,35 @@ def sample_batch(config, items, props, idx, rng):
     return np.stack(images), batch
 
 
-def _train_epoch(config, model, optimizer, rng, items, props, state, bar, stop) -> dict | None:
-    """One pass over the training images; appends per-iteration losses to ``state``.
+def _epoch_order(state: dict, rng: np.random.Generator, num_images: int):
+    """(image order, first minibatch, running sums) of the epoch about to run.
 
-    A run interrupted mid-epoch saved its place in ``state["partial_epoch"]`` (the
-    epoch's image order, the next minibatch, the running sums): it continues from there.
-    After each iteration, a stop signal (``stop.received``) records that place there and
-    returns None (the caller saves the checkpoint).
+    A fresh epoch draws a new permutation; an epoch interrupted midway continues from the
+    place it saved in ``state["partial_epoch"]`` (same order, next minibatch, sums so far).
     """
-    per_iter = _images_per_iter(config)
-    iters = _iters_per_epoch(config, len(items))
-    total = iters * config.epochs
-    steps = tuple(int(f * total) for f in config.lr_steps)
     partial = state.pop("partial_epoch", None)
     if partial:
-        order, first, sums = np.asarray(partial["order"]), partial["next"], partial["sums"]
-    else:
-        order, first = rng.permutation(len(items)), 0
-        sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0, "accuracy": 0.0}
-    for b in range(first, iters):
-        stats = _train_iteration(config, model, optimizer, rng, items, props, state,
-                                 order[b * per_iter:(b + 1) * per_iter], steps)
-        for k in sums:
-            sums[k] += stats[k] / iters
-        bar.update(1)
-        bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}",
-                        lr=f"{optimizer.lr:.2g}", refresh=False)
-        if stop.received is not None and b + 1 < iters:   # at an epoch's end: saved anyway
-            state["partial_epoch"] = {"order": order.tolist(), "next": b + 1, "sums": sums}
-            return None
-    return {**sums, "lr": optimizer.lr, "iterations": iters}
+        return np.asarray(partial["order"]), partial["next"], partial["sums"]
+    sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0, "accuracy": 0.0}
+    return rng.permutation(num_images), 0, sums
 
 
-def _train_iteration(config, model, optimizer, rng, items, props, state, idx, steps) -> dict:
-    """Sample a minibatch of images ``idx``, one SGD step; NaN/inf or divergence stops."""
-    it = state["iteration"]
-    optimizer.lr = step_lr(config.lr, it, steps=steps, gamma=config.gamma,
-                           warmup_iters=config.warmup_iters)
-    images, batch = sample_batch(config, items, props, idx, rng)
-    xp = get_array_module(model.parameters()[0].data)
-    try:
-        stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
-                           xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
-                           box_weight=config.box_loss_weight)
-        if not stats["loss"] < DIVERGED_LOSS:
-            raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
-        if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
-            raise FloatingPointError("the update made some weights nan/inf")
-    except FloatingPointError as e:
-        raise FloatingPointError(
-            f"training diverged at iteration {it} (epoch {state['epoch'] + 1}): {e}; "
-            + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
-               "no epoch finished, so no checkpoint was written; ")
-            + f"lower the learning rate (lr={config.lr})") from e
-    state["iteration"] = it + 1
-    state["history"]["loss"].append(stats["loss"])
-    state["history"]["accuracy"].append(stats["accuracy"])
-    return stats
+def _check_step(stats: dict, model, xp) -> None:
+    """Raise FloatingPointError when the loss diverged or a weight became nan/inf."""
+    if not stats["loss"] < DIVERGED_LOSS:
+        raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
+    if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
+        raise FloatingPointError("the update made some weights nan/inf")
+
+
+def _diverged(error: FloatingPointError, config, state: dict) -> FloatingPointError:
+    """The message of a run that diverged: where, what is kept, what to change."""
+    return FloatingPointError(
+        f"training diverged at iteration {state['iteration']} (epoch {state['epoch'] + 1}): "
+        f"{error}; "
+        + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
+           "no epoch finished, so no checkpoint was written; ")
+        + f"lower the learning rate (lr={config.lr})")
 
 
 def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
@@ -400,6 +372,8 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
 
 
 def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) -> dict:
+    from tqdm.auto import tqdm
+
     start = time.time()
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     with blas_threads(config.blas_threads):
@@ -418,8 +392,12 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) 
                                 optimizer, rng)
         metrics = {"config": config.to_dict(), "epochs": state["epochs"]}
         t_train = time.time()
-        _train_epochs(config, out_dir, model, optimizer, rng, (items, props), state, metrics,
-                      (progress, stop))
+        total = _iters_per_epoch(config, len(items)) * config.epochs
+        quiet = {} if progress else {"disable": True}  # False would override TQDM_DISABLE
+        with tqdm(total=total, initial=state["iteration"], desc="train", dynamic_ncols=True,
+                  **quiet) as bar, stop.deferred():
+            _train_loop(config, out_dir, model, optimizer, rng, items, props, state, metrics,
+                        bar, stop)
         times["train_s"] = time.time() - t_train
         return _finish(config, out_dir, model, val_ds, state, metrics, times, start)
 
@@ -432,34 +410,56 @@ def _iters_per_epoch(config: TrainConfig, num_images: int) -> int:
     return num_images // _images_per_iter(config)
 
 
-def _train_epochs(config, out_dir, model, optimizer, rng, data, state, metrics,
-                  control) -> None:
-    """Epochs state["epoch"]..config.epochs-1, a checkpoint and metrics.json after each.
+def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, metrics,
+                bar, stop) -> None:
+    """Epochs state["epoch"]..config.epochs-1: the loop of the paper's section 2.3.
 
-    A stop signal ends the loop after the current iteration with a checkpoint there
-    (RunInterrupted names the iteration and the command that continues).
+    Each iteration: the learning rate of the schedule, a minibatch of N images and R RoIs
+    (sample_batch), one SGD step on the multi-task loss (train_step). After each epoch:
+    checkpoint.npz and metrics.json. A stop signal (Ctrl-C, SIGTERM) ends the loop after
+    the current iteration, with a checkpoint there (``state["partial_epoch"]``).
     """
-    from tqdm.auto import tqdm
-
-    items, props = data
-    progress, stop = control
-    ckpt = os.path.join(out_dir, "checkpoint.npz")
-    total = _iters_per_epoch(config, len(items)) * config.epochs
-    quiet = {} if progress else {"disable": True}  # an explicit False would override TQDM_DISABLE
-    with tqdm(total=total, initial=state["iteration"], desc="train", dynamic_ncols=True,
-              **quiet) as bar, stop.deferred():
-        for epoch in range(state["epoch"], config.epochs):
-            t_epoch = time.time()
-            model.train()
-            stats = _train_epoch(config, model, optimizer, rng, items, props, state, bar, stop)
-            if stats is not None:
-                state["epochs"].append({"epoch": epoch + 1, **stats,
-                                        "time_s": round(time.time() - t_epoch, 2)})
-                state["epoch"] = epoch + 1
-            save_run_checkpoint(ckpt, model, optimizer, rng, config, state)
-            write_json(os.path.join(out_dir, "metrics.json"), metrics)
-            if stop.received is not None:
-                raise interrupted(out_dir, state["iteration"])
+    per_iter = _images_per_iter(config)
+    iters = _iters_per_epoch(config, len(items))
+    steps = tuple(int(f * iters * config.epochs) for f in config.lr_steps)
+    xp = get_array_module(model.parameters()[0].data)
+    for epoch in range(state["epoch"], config.epochs):
+        t_epoch = time.time()
+        model.train()
+        order, first, sums = _epoch_order(state, rng, len(items))
+        for b in range(first, iters):
+            optimizer.lr = step_lr(config.lr, state["iteration"], steps=steps,
+                                   gamma=config.gamma, warmup_iters=config.warmup_iters)
+            images, batch = sample_batch(config, items, props,
+                                         order[b * per_iter:(b + 1) * per_iter], rng)
+            try:
+                stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
+                                   xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
+                                   box_weight=config.box_loss_weight)
+                _check_step(stats, model, xp)
+            except FloatingPointError as e:
+                raise _diverged(e, config, state) from e
+            state["iteration"] += 1
+            state["history"]["loss"].append(stats["loss"])
+            state["history"]["accuracy"].append(stats["accuracy"])
+            for k in sums:
+                sums[k] += stats[k] / iters      # the epoch's mean, summed as it goes
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}",
+                            lr=f"{optimizer.lr:.2g}", refresh=False)
+            if stop.received is not None and b + 1 < iters:   # at an epoch's end: saved anyway
+                state["partial_epoch"] = {"order": order.tolist(), "next": b + 1, "sums": sums}
+                break
+        else:                                                  # the epoch ran to its end
+            state["epochs"].append({"epoch": epoch + 1, **sums, "lr": optimizer.lr,
+                                    "iterations": iters,
+                                    "time_s": round(time.time() - t_epoch, 2)})
+            state["epoch"] = epoch + 1
+        save_run_checkpoint(os.path.join(out_dir, "checkpoint.npz"), model, optimizer, rng,
+                            config, state)
+        write_json(os.path.join(out_dir, "metrics.json"), metrics)
+        if stop.received is not None:
+            raise interrupted(out_dir, state["iteration"])
 
 
 def _finish(config, out_dir, model, val_ds, state, metrics, times, start) -> dict:
