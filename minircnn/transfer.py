@@ -34,11 +34,8 @@ from minircnn.fileio import write_json
 from minircnn.layers.losses import softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from minircnn.models.backbones import VGGClassifier
 from minircnn.models.checkpoint import load_checkpoint, save_checkpoint
-from minircnn.models.resnet import (
-    MiniResNet,
-    freeze_stages,
-    pretrained_backbone,
-)
+from minircnn.models.pretrained import pretrained_backbone
+from minircnn.models.resnet import MiniResNet, freeze_stages
 from minircnn.optim import SGD, cosine_lr
 from minircnn.text_tables import text_table
 from minircnn.viz import save_figure

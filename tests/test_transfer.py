@@ -6,7 +6,8 @@ import pytest
 
 from minircnn.data.shapes import ShapesClassification
 from minircnn.models.checkpoint import load_checkpoint
-from minircnn.models.resnet import WEIGHTS_FILE, MiniResNet, ResNetBackbone, pretrained_backbone
+from minircnn.models.pretrained import RESNET_FILE, pretrained_backbone
+from minircnn.models.resnet import MiniResNet, ResNetBackbone
 from minircnn.transfer import (
     SOURCE_CLASSES,
     FinetuneConfig,
@@ -78,9 +79,9 @@ def test_strategies_start_from_the_pretrained_weights_and_freeze_what_they_say()
         build_strategy_model("linear_probe", source, 5, cfg)
 
 
-@pytest.mark.skipif(not os.path.isfile(WEIGHTS_FILE), reason="shipped weights not built yet")
+@pytest.mark.skipif(not os.path.isfile(RESNET_FILE), reason="shipped weights not built yet")
 def test_shipped_pretrained_weights_load_and_classify_the_source_task():
-    assert os.path.getsize(WEIGHTS_FILE) <= 5 * 2**20
+    assert os.path.getsize(RESNET_FILE) <= 5 * 2**20
     model = pretrained_backbone()
     assert isinstance(model, MiniResNet) and model.num_classes == len(SOURCE_CLASSES)
     x, y = ShapesClassification(120, seed=99_999, classes=SOURCE_CLASSES).arrays()
@@ -92,7 +93,7 @@ def test_shipped_pretrained_weights_load_and_classify_the_source_task():
                                   model.stages[2].layers[0].conv1.w.data)
 
 
-@pytest.mark.skipif(not os.path.isfile(WEIGHTS_FILE), reason="shipped weights not built yet")
+@pytest.mark.skipif(not os.path.isfile(RESNET_FILE), reason="shipped weights not built yet")
 def test_finetune_cli_prints_and_saves_the_table(tmp_path, capsys):
     from minircnn.cli import main
 

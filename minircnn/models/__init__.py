@@ -12,7 +12,7 @@ from minircnn.models.checkpoint import (
     save_checkpoint,
 )
 from minircnn.models.fast_rcnn import FastRCNN
-from minircnn.models.pretrained import pretrained_detector, pretrained_vgg
+from minircnn.models.pretrained import pretrained_backbone, pretrained_detector, pretrained_vgg
 from minircnn.models.rcnn import RCNN, SPPNet
 from minircnn.models.resnet import (
     BasicBlock,
@@ -20,5 +20,4 @@ from minircnn.models.resnet import (
     ResNetBackbone,
     convert_frozen_batchnorm,
     freeze_stages,
-    pretrained_backbone,
 )

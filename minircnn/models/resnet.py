@@ -25,7 +25,6 @@ detectron2 freezes BN into an affine map (``convert_frozen_batchnorm``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -367,31 +366,3 @@ def freeze_stages(model: ResNetTrunk, freeze_at: int) -> ResNetTrunk:
         model.stages[i] = convert_frozen_batchnorm(model.stages[i].freeze())
     model.freeze_at = freeze_at
     return model
-
-
-WEIGHTS_FILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                            "weights", "mini_resnet_shapes.npz")
-
-
-def pretrained_backbone(num_stages: int | None = None, *, norm: str = "frozen",
-                        path: str | None = None) -> Module:
-    """The MiniResNet pretrained on ShapesClassification (minircnn/weights/README.md).
-
-    Args:
-        num_stages: None returns the classifier (MiniResNet with its source-task fc);
-            an int returns a ResNetBackbone with that many stages for Fast R-CNN.
-        norm: normalization of the backbone ("frozen", as detectron2, or "bn").
-        path: another checkpoint written by ``minircnn pretrain`` (default: the
-            shipped ``minircnn/weights/mini_resnet_shapes.npz``).
-    """
-    from minircnn.models.checkpoint import load_checkpoint
-
-    path = WEIGHTS_FILE if path is None else path
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"pretrained_backbone: {path} is missing; create it with the "
-                                "command in minircnn/weights/README.md (minircnn pretrain)")
-    model = load_checkpoint(path)
-    if not isinstance(model, MiniResNet):
-        raise ValueError(f"pretrained_backbone: {path} holds a {type(model).__name__}, "
-                         "expected a MiniResNet")
-    return model if num_stages is None else model.as_backbone(num_stages, norm=norm)
