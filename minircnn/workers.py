@@ -48,14 +48,21 @@ def _watch_parent(parent_pid: int) -> None:
     os._exit(1)
 
 
-def map_in_workers(function, jobs: list, processes: int) -> list:
+def map_in_workers(function, jobs: list, processes: int, *, on_result=None) -> list:
     """``[function(job) for job in jobs]`` in ``processes`` worker processes.
 
+    ``on_result(result)``, when given, is called in this process as each result arrives,
+    in job order (to advance one progress bar for all the workers).
     The workers die with this process (see the module docstring); on any exception,
     KeyboardInterrupt included, the pool is terminated before the exception goes on.
     """
     import multiprocessing
 
+    results = []
     with multiprocessing.Pool(processes, initializer=_die_with_parent,
                               initargs=(os.getpid(),)) as pool:
-        return pool.map(function, jobs)      # leaving the with-block terminates the pool
+        for result in pool.imap(function, jobs):   # leaving the with-block terminates the pool
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results

@@ -365,6 +365,59 @@ def _proposals_for(image: np.ndarray, method: str, max_boxes: int | None, kwargs
     return boxes
 
 
+IMAGES_PER_JOB = 8      # a job's images: few, so the one progress bar moves smoothly
+
+
+class _Part:
+    """Images start..stop-1 of a dataset, as a dataset: one job of ``_compute_in_chunks``.
+
+    It carries the dataset itself, so a worker process makes the images it needs (a
+    ShapesDataset draws them from its seed) instead of receiving them.
+    """
+
+    def __init__(self, dataset, start: int, stop: int):
+        self.dataset, self.start, self.stop = dataset, start, stop
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def __getitem__(self, i: int) -> dict:
+        return self.dataset[self.start + i]
+
+
+def _proposals_of_part(job) -> list[np.ndarray]:
+    """One job (in a worker process or here): the proposals of every image of a _Part."""
+    part, method, max_boxes, kwargs = job
+    return [_proposals_for(part[i]["image"], method, max_boxes, kwargs) for i in range(len(part))]
+
+
+def _compute_in_chunks(dataset, method: str, max_boxes, kwargs: dict, workers: int):
+    """The proposals of every image, IMAGES_PER_JOB images a job, in ``workers`` processes.
+
+    Jobs come back in order, so the result is the same for any number of workers; one
+    progress bar in this process counts the images of every worker.
+    """
+    from tqdm.auto import tqdm
+
+    from minircnn.workers import map_in_workers
+
+    n = len(dataset)
+    starts = range(0, n, IMAGES_PER_JOB)
+    jobs = [(_Part(dataset, a, min(a + IMAGES_PER_JOB, n)), method, max_boxes, kwargs)
+            for a in starts]
+    workers = min(workers, len(jobs))
+    with tqdm(total=n, desc=f"proposals ({method})") as bar:
+        if workers <= 1:
+            parts = []
+            for job in jobs:
+                parts.append(_proposals_of_part(job))
+                bar.update(len(parts[-1]))
+        else:
+            parts = map_in_workers(_proposals_of_part, jobs, workers,
+                                   on_result=lambda part: bar.update(len(part)))
+    return [boxes for part in parts for boxes in part]
+
+
 def _fingerprint(dataset, method: str, max_boxes, kwargs: dict) -> dict:
     """What a cache must match: code version, method, all its parameters, the dataset."""
     function = selective_search if method == "selective_search" else dense_boxes
@@ -421,7 +474,7 @@ def _load_cache(path: str, expected: dict) -> list[np.ndarray]:
 
 def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: int | None = 300,
                       cache: str | os.PathLike | None = None, recompute: bool = False,
-                      **kwargs) -> list[np.ndarray]:
+                      workers: int = 1, **kwargs) -> list[np.ndarray]:
     """Proposals for every image of a dataset, computed once and cached (as the paper).
 
     Args:
@@ -434,16 +487,17 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
             is missing the proposals are computed and written atomically (temp file +
             os.replace).
         recompute: ignore (and overwrite) an existing cache.
+        workers: processes sharing the images, a few at a time, under one progress bar;
+            the proposals and the cache do not depend on it.
         **kwargs: passed on to selective_search / dense_boxes.
     Returns:
         one (P_i, 4) float32 array per image, in dataset order. Ground truth is never read.
     """
-    from tqdm.auto import tqdm
-
     if method not in ("selective_search", "dense"):
         raise ValueError(f"method: expected 'selective_search' or 'dense', got {method!r}")
     if max_boxes is not None:
         check_count("max_boxes", max_boxes, op="compute_proposals")
+    check_count("workers", workers, op="compute_proposals")
     if method == "dense":
         inspect.signature(dense_boxes).bind(0, **kwargs)            # TypeError on a typo
     else:
@@ -451,8 +505,7 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
     expected = json.loads(json.dumps(_fingerprint(dataset, method, max_boxes, kwargs)))
     if cache is not None and os.path.exists(cache) and not recompute:
         return _load_cache(os.fspath(cache), expected)
-    proposals = [_proposals_for(dataset[i]["image"], method, max_boxes, kwargs)
-                 for i in tqdm(range(len(dataset)), desc=f"proposals ({method})")]
+    proposals = _compute_in_chunks(dataset, method, max_boxes, kwargs, workers)
     if cache is not None:
         with atomic_write(cache, "wb") as f:
             np.savez(f, boxes=np.concatenate(proposals) if proposals else np.zeros((0, 4)),
