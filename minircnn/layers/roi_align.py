@@ -176,13 +176,11 @@ def roi_align_backward_naive(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarr
 # is (row weight of h) * (column weight of w), and the out-of-map test is one test per
 # axis. So bin (ph, pw) of RoI r is  A_r[ph, :] @ x[n] @ B_r[pw, :]^T / count_r, where
 # A_r (PH, H) sums the row weights of the bin's samples and B_r (PW, W) the column
-# weights: RoIAlign is two small matrix products, and so is its backward.
-def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, batch=None, n_images=1,
-                   part: str = "weights"):
-    """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, n_images*size).
+# weights: RoIAlign is two small matrix products, and so is its backward. The first
+# product runs image by image, so each RoI multiplies the rows of its own image only.
+def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, part: str = "weights"):
+    """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, size).
 
-    Column ``batch[r] * size + h`` holds the weight of row (or column) h of image
-    batch[r], so a single matrix product serves RoIs from every image of the batch.
     ``part`` other than "weights" counts, instead of weights, the samples that read a row
     at all ("touched"), with a weight > 0 ("positive") or with a weight of exactly 0
     ("zero"): what NaN and inf cells do to an output depends on those (see
@@ -206,33 +204,38 @@ def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, batch=None, n_
                        "touched": (used, used),
                        "positive": (used, used & (frac > 0)),         # hy > 0 always
                        "zero": (used & False, used & (frac == 0))}[part]
-    offset = 0 if batch is None else (batch * size)[:, None, None]
-    m = xp.zeros((R, n_bins, n_images * size), dtype=start.dtype)
+    m = xp.zeros((R, n_bins, size), dtype=start.dtype)
     r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(n_bins)[None, :, None]
-    xp.add.at(m, (r_idx, p_idx, low + offset), on_low.astype(m.dtype))
-    xp.add.at(m, (r_idx, p_idx, high + offset), on_high.astype(m.dtype))
+    xp.add.at(m, (r_idx, p_idx, low), on_low.astype(m.dtype))
+    xp.add.at(m, (r_idx, p_idx, high), on_high.astype(m.dtype))
     return m
 
 
 def _align_matrices(cache: RoIAlignCache, part: str = "weights"):
-    """Row matrix A (R*PH, N*H), column matrix B (R, PW, W), divisor count (R,)."""
+    """Row matrices A (R, PH, H), column matrices B (R, PW, W), divisor count (R,), and
+    the image of each RoI (R,)."""
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
     g = roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
                            cache.sampling_ratio, cache.aligned)
-    A = _interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, g.batch, N, part)  # (R, PH, N*H)
-    B = _interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W, part=part)         # (R, PW, W)
-    return A.reshape(-1, N * H), B, g.count                                    # (R*PH, N*H)
+    A = _interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, part)     # (R, PH, H)
+    B = _interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W, part)     # (R, PW, W)
+    return A, B, g.count, g.batch
 
 
-def _pool(A, B, features):
-    """out[r, c] = A_r @ features[n] @ B_r^T for every RoI r: (R, C, PH, PW)."""
+def _pool(A, B, batch, features):
+    """out[r, c] = A_r @ features[batch[r], c] @ B_r^T for every RoI r: (R, C, PH, PW)."""
+    xp = get_array_module(features)
     N, C, H, W = features.shape
-    R, PW = B.shape[:2]
-    PH = A.shape[0] // max(R, 1)
-    x = features.transpose(0, 2, 1, 3).reshape(N * H, C * W)   # (N, C, H, W) -> (N*H, C*W)
-    t = (A @ x).reshape(R, PH * C, W)             # (R*PH, N*H) @ (N*H, C*W) -> (R, PH*C, W)
-    out = t @ B.transpose(0, 2, 1)                # (R, PH*C, W) @ (R, W, PW) -> (R, PH*C, PW)
+    R, PH, _ = A.shape
+    PW = B.shape[1]
+    t = xp.zeros((R, PH, C * W), dtype=features.dtype)
+    for n in range(N):                            # the RoIs of image n read image n only
+        mine = batch == n                         # (R,)
+        x = features[n].transpose(1, 0, 2).reshape(H, C * W)   # (C, H, W) -> (H, C*W)
+        a = A[mine].reshape(-1, H)                # (R_n*PH, H): one matrix product
+        t[mine] = (a @ x).reshape(-1, PH, C * W)  # (R_n*PH, H) @ (H, C*W) -> (R_n, PH, C*W)
+    out = t.reshape(R, PH * C, W) @ B.transpose(0, 2, 1)   # (R, PH*C, W) @ (R, W, PW)
     return out.reshape(R, PH, C, PW).transpose(0, 2, 1, 3)    # -> (R, C, PH, PW)
 
 
@@ -246,14 +249,16 @@ def _non_finite_outputs(out, features, cache: RoIAlignCache):
     that infinity with a weight > 0; else it keeps its finite value.
     """
     xp = get_array_module(features)
-    (At, Bt, _), (Ap, Bp, _), (Az, Bz, _) = (_align_matrices(cache, part)
-                                             for part in ("touched", "positive", "zero"))
+    (At, Bt, _, batch), (Ap, Bp, _, _), (Az, Bz, _, _) = (
+        _align_matrices(cache, part) for part in ("touched", "positive", "zero"))
     as_float = features.dtype.type
     nan, inf = xp.isnan(features).astype(as_float), xp.isinf(features).astype(as_float)
     pos_inf = (features == np.inf).astype(as_float)
     neg_inf = (features == -np.inf).astype(as_float)
-    to_nan = (_pool(At, Bt, nan) + _pool(Az, Bt, inf) + _pool(At, Bz, inf)) > 0
-    to_pos, to_neg = _pool(Ap, Bp, pos_inf) > 0, _pool(Ap, Bp, neg_inf) > 0
+    to_nan = (_pool(At, Bt, batch, nan) + _pool(Az, Bt, batch, inf)
+              + _pool(At, Bz, batch, inf)) > 0
+    to_pos = _pool(Ap, Bp, batch, pos_inf) > 0
+    to_neg = _pool(Ap, Bp, batch, neg_inf) > 0
     out = xp.where(to_pos, as_float(np.inf), out)
     out = xp.where(to_neg, as_float(-np.inf), out)
     return xp.where(to_nan | (to_pos & to_neg), as_float(np.nan), out)
@@ -287,10 +292,10 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
     xp = get_array_module(features)
     cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
                           sampling_ratio, bool(aligned), features.dtype)
-    A, B, count = _align_matrices(cache)
+    A, B, count, batch = _align_matrices(cache)
     finite = xp.isfinite(features)
     all_finite = bool(finite.all())
-    out = _pool(A, B, features if all_finite else xp.where(finite, features, 0))
+    out = _pool(A, B, batch, features if all_finite else xp.where(finite, features, 0))
     out = out / count[:, None, None, None]       # average over the samples
     if not all_finite:
         out = _non_finite_outputs(out, features, cache)
@@ -304,13 +309,19 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     every sample hands its four neighbours the share of dout its bilinear weights took.
     """
     _check_align_dout(dout, cache)
+    xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
     R = dout.shape[0]
-    A, B, count = _align_matrices(cache)
+    A, B, count, batch = _align_matrices(cache)
     d = (dout / count[:, None, None, None]).transpose(0, 2, 1, 3)  # (R, PH, C, PW)
     d = d.reshape(R, PH * C, PW) @ B              # (R, PH*C, PW) @ (R, PW, W) -> (R, PH*C, W)
-    dx = A.T @ d.reshape(R * PH, C * W)           # (N*H, R*PH) @ (R*PH, C*W) -> (N*H, C*W)
+    d = d.reshape(R, PH, C * W)
+    dx = xp.zeros((N, H, C * W), dtype=dout.dtype)
+    for n in range(N):                            # image n gets its own RoIs' gradients
+        mine = batch == n                         # (R,)
+        a = A[mine].reshape(-1, H)                # (R_n*PH, H)
+        dx[n] = a.T @ d[mine].reshape(-1, C * W)  # (H, R_n*PH) @ (R_n*PH, C*W) -> (H, C*W)
     return dx.reshape(N, H, C, W).transpose(0, 2, 1, 3)       # -> (N, C, H, W)
 
 
