@@ -124,22 +124,41 @@ def test_compute_proposals_cache_round_trip_and_mismatch(tmp_path):
     assert len(compute_proposals(ds, max_boxes=20, cache=path)[0]) == len(redone[0])
 
 
-def test_workers_share_the_images_under_one_bar_and_one_cache_file(tmp_path, capsys,
-                                                                   monkeypatch):
+class _RecordingBar:
+    """Stands in for tqdm: records every bar made and what it counted."""
+    made: list = []
+
+    def __init__(self, total=None, desc=None, **kwargs):
+        self.total, self.desc, self.counted = total, desc, 0
+        _RecordingBar.made.append(self)
+
+    def update(self, n=1):
+        self.counted += n
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_workers_share_the_images_under_one_bar_and_one_cache_file(tmp_path, monkeypatch):
     """2 processes give the same boxes as 1, in one cache file that 1 process then reads."""
-    monkeypatch.setenv("TQDM_DISABLE", "")               # conftest hides bars; show this one
+    import tqdm.auto
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", _RecordingBar)
+    monkeypatch.setattr(_RecordingBar, "made", [])
     ds = ShapesDataset(11, image_size=48, seed=3)        # 2 jobs: 8 images, then 3
     one = compute_proposals(ds, max_boxes=30)
     path = tmp_path / "props.npz"
     two = compute_proposals(ds, max_boxes=30, cache=path, workers=2)
-    bars = capsys.readouterr().err
     for a, b in zip(one, two, strict=True):
         np.testing.assert_array_equal(a, b)
-    assert "11/11" in bars and "8/8" not in bars and "3/3" not in bars   # one bar for all
+    assert [(bar.total, bar.counted) for bar in _RecordingBar.made] == [(11, 11), (11, 11)]
     assert os.listdir(tmp_path) == ["props.npz"]
     written = os.path.getmtime(path)
     read = compute_proposals(ds, max_boxes=30, cache=path, workers=1)    # any count reads it
-    assert os.path.getmtime(path) == written
+    assert os.path.getmtime(path) == written and len(_RecordingBar.made) == 2
     for a, b in zip(one, read, strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="workers"):
