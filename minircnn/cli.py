@@ -20,6 +20,11 @@ _LR = between(0, None, lo_open=True)          # finite and > 0
 _POSITIVE = between(0, None, lo_open=True)    # --time-limit, --notebook-time-limit
 
 
+def _scales(text: str) -> tuple:
+    """"1,2" -> (1.0, 2.0): the --test-scales list (ValueError on anything else)."""
+    return tuple(float(part) for part in text.split(","))
+
+
 def _cmd_gradcheck(args: argparse.Namespace) -> int:
     from minircnn.gradcheck_cases import format_gradcheck_table, run_gradchecks
 
@@ -80,6 +85,7 @@ def _train_config(args: argparse.Namespace, out: str):
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
         "sampling": args.sampling, "freeze_at": args.freeze_at,
+        "test_scales": args.test_scales,
         "pretrained": False if args.scratch else None}.items() if v is not None}
     if args.resume:                            # continue with the run's own settings
         saved = read_run_config(out)
@@ -291,6 +297,8 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
+    p.add_argument("--test-scales", type=arg_type(TRAIN_RULES["test_scales"], _scales),
+                   default=None, help="image pyramid at test time, e.g. 1,2 (default) or 1")
     p.add_argument("--scratch", action="store_true",
                    help="random backbone init instead of the shipped pretrained weights")
     p.add_argument("--freeze-at", type=int, choices=range(1, 6), default=None,

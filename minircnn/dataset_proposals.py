@@ -9,6 +9,7 @@ run, from any folder and with any number of workers, loads them.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -16,6 +17,7 @@ import numpy as np
 
 from minircnn.detection.proposals import compute_proposals, proposal_cache_dir
 from minircnn.fileio import remove_stale_temps
+from minircnn.workers import InBackground
 
 
 def proposal_cache_file(dataset, config) -> str | None:
@@ -32,7 +34,7 @@ def proposal_cache_file(dataset, config) -> str | None:
         f"seed{dataset.seed}_obj{dataset.max_objects}_n{len(dataset)}.npz"))
 
 
-def load_proposals(dataset, config) -> list[np.ndarray]:
+def load_proposals(dataset, config, *, progress: bool = True) -> list[np.ndarray]:
     """compute_proposals for ``dataset``, in ``config.proposal_workers`` processes, cached.
 
     ``config`` is a TrainConfig (its proposal_method, max_proposals, proposal_workers
@@ -44,7 +46,7 @@ def load_proposals(dataset, config) -> list[np.ndarray]:
         os.makedirs(os.path.dirname(cache), exist_ok=True)
         remove_stale_temps(os.path.dirname(cache))      # left by a run killed while writing
     settings = dict(method=config.proposal_method, max_boxes=config.max_proposals,
-                    cache=cache, workers=config.proposal_workers)
+                    cache=cache, workers=config.proposal_workers, progress=progress)
     try:
         return compute_proposals(dataset, **settings)
     except ValueError as e:
@@ -52,3 +54,19 @@ def load_proposals(dataset, config) -> list[np.ndarray]:
             raise
         print(f"minircnn: recomputing the proposal cache {cache} ({e})", file=sys.stderr)
         return compute_proposals(dataset, recompute=True, **settings)
+
+
+def _load_quietly(dataset, config) -> list[np.ndarray]:
+    """load_proposals in one process and without a bar (a background job's share)."""
+    return load_proposals(dataset, dataclasses.replace(config, proposal_workers=1),
+                          progress=False)
+
+
+def proposals_in_background(dataset, config) -> InBackground:
+    """``load_proposals(dataset, config)`` in a background worker process.
+
+    Training uses one core (one BLAS thread), so with ``proposal_workers >= 2`` the
+    held-out images' proposals are computed on the other one meanwhile:
+    ``with proposals_in_background(val, config) as job: train(); props = job.result()``.
+    """
+    return InBackground(_load_quietly, dataset, config)

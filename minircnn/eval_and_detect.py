@@ -128,7 +128,8 @@ def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float =
     padded[:, :h, :w] = image
     proposals = selective_search(image, max_boxes=config.max_proposals)
     dets = model.detect(padded, proposals, nms_thresh=config.nms_thresh,
-                        max_dets=config.max_dets)
+                        max_dets=config.max_dets, scales=config.test_scales,
+                        target=config.pyramid_target)
     keep = dets["scores"] >= score_thresh
     dets = {k: v[keep] for k, v in dets.items()}
     dets["boxes"] = clip_boxes(dets["boxes"], (h, w))

@@ -60,8 +60,10 @@ DIFFERENCES = """\
   in VGG16's third block of five. "From scratch" is the toy's own row.
 - **Table 6.** Stage-wise: the classification-only detector is frozen and only its box
   layer trains, for a quarter of the iterations.
-- **Table 7.** Only the test-time pyramid (scales 96, 128, 160 px; each RoI where its
-  area is closest to 32^2, the pretraining crop size); training stays single-scale.
+- **Table 7.** Only the test-time pyramid (1x and 2x, 128 and 256 px; each RoI where its
+  area is closest to 48^2); training stays single-scale. Every other row is tested with
+  this pyramid, as `minircnn train` tests, except Table 8, where the softmax is tested at
+  one scale like the SVMs it is compared with.
 - **Figure 3.** The number of proposals varies at test time only (the detector trained
   on selective search, at most 300 per image); the paper retrained for each setting.
 - **Section 5.2.** Less data instead of more (the shipped recipe is the "more data"

@@ -1,14 +1,16 @@
 """The rows of `minircnn reproduce`: each trains (or reuses) detectors and measures one thing.
 
 A row is ``Row(id, run)`` where ``run(config, seed) -> dict`` returns that seed's
-numbers (AP metrics, times). Test-time variants wrap a trained model: ``NoBoxRegression``
-scores the proposals themselves, ``ImagePyramid`` runs each RoI at the scale where it
-is closest to the pretraining crop size, and ``svm_detections`` replaces the softmax by
+numbers (AP metrics, times). Every detector is tested as ``minircnn train`` tests it
+(the image pyramid of ``TrainConfig.test_scales``) unless the row says otherwise: Table 7
+compares it with one scale. Test-time variants wrap a trained model: ``NoBoxRegression``
+scores the proposals themselves, and ``svm_detections`` replaces the softmax by
 one-vs-rest linear SVMs trained on fc7 features with hard-negative mining (R-CNN).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -25,8 +27,6 @@ from minircnn.train import detection_metrics, load_proposals, make_datasets
 
 SVD_FRACTIONS = (1 / 4, 1 / 16)       # fc6, fc7 rank / hidden: the paper's 1024 and 256 of 4096
 FIGURE2_RANKS = (8, 16, 32, 64, 128)
-PYRAMID_SCALES = (0.75, 1.0, 1.25)     # 96, 128, 160 px: divisible by the stride 8
-PYRAMID_TARGET = 32.0                  # the pretraining crop side (the paper: 224 for VGG16)
 _VAL = {}                              # (val dataset, proposals) per TrainConfig, per process
 _PLAIN = {}                            # results of _plain rows, several rows share a model
 
@@ -52,15 +52,19 @@ def _evaluate(model, config, proposals=None) -> dict:
     images = [val[i]["image"] for i in range(len(val))]
     start = time.perf_counter()
     dets = detect_images(model, images, props, score_thresh=config.score_thresh,
-                         nms_thresh=config.nms_thresh, max_dets=config.max_dets)
+                         nms_thresh=config.nms_thresh, max_dets=config.max_dets,
+                         scales=config.test_scales, target=config.pyramid_target)
     seconds = (time.perf_counter() - start) / len(val)
     m = detection_metrics(dets, val)
     return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {"test_s_per_image": seconds}
 
 
-def _plain(variant: str, **compress) -> Callable:
+def _plain(variant: str, test_scales: tuple | None = None, **compress) -> Callable:
+    """The variant's detector as trained (optionally SVD-compressed, or tested at other
+    scales than the recipe's pyramid)."""
     def run(config, seed):
-        key = (config.out_dir, config.quick, variant, seed, tuple(compress.get("fractions", ())))
+        key = (config.out_dir, config.quick, variant, seed, test_scales,
+               tuple(compress.get("fractions", ())))
         if key not in _PLAIN:
             _PLAIN[key] = evaluate_plain(config, seed)
         return dict(_PLAIN[key])
@@ -72,6 +76,8 @@ def _plain(variant: str, **compress) -> Callable:
             model = compress_fast_rcnn(model, *(max(1, int(f * hidden)) for f in
                                                 compress["fractions"]))
         cfg = variant_config(config, variant, seed)
+        if test_scales is not None:
+            cfg = dataclasses.replace(cfg, test_scales=test_scales)
         return _evaluate(model, cfg) | {"train_s": metrics["times"]["train_s"]}
     return run
 
@@ -85,33 +91,6 @@ class NoBoxRegression(Module):
     def forward(self, images, rois):
         cls_scores, deltas = self.model.forward(images, rois)
         return cls_scores, deltas * 0
-
-
-class ImagePyramid(Module):
-    """Test-time image pyramid (paper section 5.4): each RoI is pooled at the scale that
-    brings its area closest to ``target`` squared; box deltas are scale-free."""
-
-    def __init__(self, model, scales=PYRAMID_SCALES, target=PYRAMID_TARGET):
-        self.model, self.scales, self.target = model, tuple(scales), float(target)
-
-    def forward(self, images, rois):
-        from scipy import ndimage
-
-        area = (rois[:, 3] - rois[:, 1]) * (rois[:, 4] - rois[:, 2])              # (R,)
-        scaled = area[:, None] * np.asarray(self.scales)[None, :] ** 2             # (R, S)
-        choice = np.abs(scaled - self.target ** 2).argmin(axis=1)                  # (R,)
-        K4 = 4 * (self.model.num_classes + 1)
-        cls = np.zeros((len(rois), self.model.num_classes + 1), images.dtype)
-        deltas = np.zeros((len(rois), K4), images.dtype)
-        for j, s in enumerate(self.scales):
-            pick = choice == j
-            if not pick.any():
-                continue
-            resized = ndimage.zoom(images, (1, 1, s, s), order=1) if s != 1 else images
-            r = rois[pick].copy()
-            r[:, 1:] *= s
-            cls[pick], deltas[pick] = self.model.forward(resized.astype(images.dtype), r)
-        return cls, deltas
 
 
 def _wrapped(variant: str, wrapper) -> Callable:
@@ -190,8 +169,6 @@ def _head_ms(model, cfg, repeats: int = 5) -> float:
 def _figure3(config, seed) -> dict:
     """mAP and recall against the number of test proposals: selective search (its top k
     of the ranked list) and dense sliding windows (an evenly spread subset of k)."""
-    import dataclasses
-
     model, _ = trained(config, "fast_rcnn", seed)
     cfg = variant_config(config, "fast_rcnn", seed)
     val, ss = _val_split(cfg)
@@ -226,10 +203,10 @@ ROWS = [
     Row("table6_multitask_no_box", _wrapped("fast_rcnn", NoBoxRegression)),
     Row("table6_stagewise", _stagewise),
     Row("table6_multitask", _plain("fast_rcnn")),
-    Row("table7_one_scale", _plain("fast_rcnn")),
-    Row("table7_pyramid", _wrapped("fast_rcnn", ImagePyramid)),
+    Row("table7_one_scale", _plain("fast_rcnn", test_scales=(1.0,))),
+    Row("table7_pyramid", _plain("fast_rcnn")),
     Row("table8_svm", _svm),
-    Row("table8_softmax", _plain("fast_rcnn")),
+    Row("table8_softmax", _plain("fast_rcnn", test_scales=(1.0,))),   # as the SVMs
     Row("figure2_svd", _figure2),
     Row("figure3_proposals", _figure3),
     Row("sec52_data_quarter", _plain("data_quarter")),

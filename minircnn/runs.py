@@ -222,9 +222,9 @@ def save_run_checkpoint(path, model, optimizer, rng, config, state) -> None:
     save_checkpoint(model, path, config.to_dict(), extra=extra)
 
 
-# Settings that do not change the computation, so a resumed run may differ in them.
+# Settings that do not change the training, so a resumed run may differ in them.
 _RESUME_MAY_CHANGE = {"device", "pictures", "blas_threads", "cache_dir", "proposal_workers",
-                      "extra", "name"}
+                      "extra", "name", "test_scales", "pyramid_target"}
 
 
 def restore_run(path, config, model, optimizer, rng) -> dict:

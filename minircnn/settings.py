@@ -51,6 +51,14 @@ def one_of(*choices) -> Rule:
     return Rule(lambda v: v in choices, "one of " + ", ".join(repr(c) for c in choices))
 
 
+def scales_rule(lo: float, hi: float) -> Rule:
+    """A non-empty tuple of finite numbers, each in [lo, hi]."""
+    def accepts(v) -> bool:
+        return isinstance(v, tuple) and len(v) > 0 and all(
+            _number(s) and lo <= s <= hi for s in v)
+    return Rule(accepts, f"a non-empty tuple of numbers in [{lo}, {hi}]")
+
+
 def optional(rule: Rule) -> Rule:
     """``rule`` or None."""
     return Rule(lambda v: v is None or rule.accepts(v), f"None or {rule.text}")
@@ -85,6 +93,7 @@ TRAIN_RULES = {
     "epochs": at_least(1), "lr": POSITIVE, "momentum": between(0, 1, hi_open=True),
     "weight_decay": between(0, None), "warmup_iters": at_least(0), "gamma": POSITIVE,
     "score_thresh": FRACTION, "nms_thresh": FRACTION, "max_dets": at_least(1),
+    "test_scales": scales_rule(0.25, 4.0), "pyramid_target": between(1, None),
     "device": one_of("cpu", "gpu"), "blas_threads": optional(at_least(1)),
 }
 

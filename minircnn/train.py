@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -35,7 +36,7 @@ import numpy as np
 from minircnn.backend import get_array_module
 from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
-from minircnn.dataset_proposals import load_proposals
+from minircnn.dataset_proposals import load_proposals, proposals_in_background
 from minircnn.detection.evaluate import evaluate
 from minircnn.detection.inference import detect_images
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
@@ -59,10 +60,13 @@ from minircnn.settings import check_train_config
 class TrainConfig:
     """Every setting of a detection run (saved as config.json and inside checkpoints).
 
-    The backbone runs at feature stride 8 (a 16x16 map for a 128-pixel image; objects are
-    12..62 px, so a small shape covers ~2 cells). At that stride RoIAlign's bilinear
-    sampling beats RoIPool's rounding, and 800 training images beat 400 at the same
-    number of iterations (the mAP of each setting: docs/performance.md).
+    The backbone runs at feature stride 4 (a 32x32 map for a 128-pixel image; objects are
+    12..62 px, so a small shape covers 3 to 5 cells, where stride 8 gave it 1 or 2 and
+    lost most of the boxes' precision). RoIAlign's bilinear sampling beats RoIPool's
+    rounding, and 800 training images beat 400 at the same number of iterations. At
+    test time an image pyramid (1x and 2x) scores each proposal at the scale that brings
+    it closest to 48x48 pixels, which helps the smallest shapes most (paper section 5.4).
+    What each setting measured: docs/performance.md and minircnn/weights/README.md.
     """
     name: str = "shapes"                 # run name: runs/<name>/
     seed: int = 0                        # model init, sampling, flips, dropout
@@ -84,7 +88,7 @@ class TrainConfig:
     pretrained_path: str = ""            # a `minircnn pretrain` checkpoint ("": shipped)
     freeze_at: int = 3                   # fine-tune from block k up (1: train everything)
     channels: tuple = (16, 32, 64, 64)
-    num_pools: int = 3                   # feature stride 2**num_pools = 8 (see above)
+    num_pools: int = 2                   # feature stride 2**num_pools = 4 (see above)
     batch_norm: bool = False             # BatchNorm2d after each backbone conv
     roi_op: str = "align"                # RoIAlign (sampling_ratio 2) or "pool"
     output_size: int = 7
@@ -100,7 +104,7 @@ class TrainConfig:
     bg_iou: tuple = (0.1, 0.5)
     flip: bool = True
     # optimisation
-    epochs: int = 12                     # 12 x 400 iterations of 2 images
+    epochs: int = 9                      # 9 x 400 iterations of 2 images
     lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -112,6 +116,8 @@ class TrainConfig:
     score_thresh: float = 0.05
     nms_thresh: float = 0.3
     max_dets: int = 100
+    test_scales: tuple = (1.0, 2.0)      # image pyramid at test time ((1.0,): one scale)
+    pyramid_target: float = 48.0         # each RoI is scored where it is closest to this side
     device: str = "cpu"
     blas_threads: int | None = 1         # BLAS threads while training (minircnn/blas.py)
     pictures: bool = True                # write loss_curve.png and detections.png
@@ -156,17 +162,19 @@ def _vgg_backbone(config: TrainConfig, rng: np.random.Generator) -> SmallVGG:
     """SmallVGG, its weights from the pretrained VGGClassifier, blocks below freeze_at fixed.
 
     The paper fine-tunes VGG16 from conv3_1 up (Table 5: conv1 and conv2 fixed); with
-    ``freeze_at = 3`` the toy does the same with its four blocks.
+    ``freeze_at = 3`` the toy does the same with its four blocks. The classifier was
+    pretrained at stride 8 and the detector runs at ``2**num_pools`` (4): pools hold no
+    weights, so the same convs serve (``with_pools``).
     """
     backbone = SmallVGG(config.channels, num_pools=config.num_pools,
                         batch_norm=config.batch_norm, rng=rng)
     if not config.pretrained:
         return backbone
     from minircnn.models import pretrained_vgg
-    from minircnn.models.backbones import fold_batchnorm
+    from minircnn.models.backbones import fold_batchnorm, with_pools
 
     source = pretrained_vgg(path=config.pretrained_path or None)
-    state = fold_batchnorm(source.backbone).state_dict()
+    state = with_pools(fold_batchnorm(source.backbone), config.num_pools).state_dict()
     try:
         backbone.load_state_dict(state)
     except ValueError as e:
@@ -241,7 +249,8 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
     """
     images = [dataset[i]["image"] for i in range(len(dataset))]
     dets = detect_images(model, images, proposals, score_thresh=config.score_thresh,
-                         nms_thresh=config.nms_thresh, max_dets=config.max_dets)
+                         nms_thresh=config.nms_thresh, max_dets=config.max_dets,
+                         scales=config.test_scales, target=config.pyramid_target)
     return detection_metrics(dets, dataset), dets
 
 
@@ -394,12 +403,20 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) 
         t_train = time.time()
         total = _iters_per_epoch(config, len(items)) * config.epochs
         quiet = {} if progress else {"disable": True}  # False would override TQDM_DISABLE
-        with tqdm(total=total, initial=state["iteration"], desc="train", dynamic_ncols=True,
-                  **quiet) as bar, stop.deferred():
-            _train_loop(config, out_dir, model, optimizer, rng, items, props, state, metrics,
-                        bar, stop)
-        times["train_s"] = time.time() - t_train
-        return _finish(config, out_dir, model, val_ds, state, metrics, times, start)
+        # The held-out images' proposals are computed meanwhile in a background process,
+        # on the core that one-BLAS-thread training leaves free.
+        background = config.proposal_workers >= 2 and config.blas_threads == 1
+        with (proposals_in_background(val_ds, config) if background else nullcontext()) \
+                as val_job:
+            with tqdm(total=total, initial=state["iteration"], desc="train",
+                      dynamic_ncols=True, **quiet) as bar, stop.deferred():
+                _train_loop(config, out_dir, model, optimizer, rng, items, props, state,
+                            metrics, bar, stop)
+            times["train_s"] = time.time() - t_train
+            t = time.time()
+            val_props = val_job.result() if background else load_proposals(val_ds, config)
+            times["proposals_val_s"] = time.time() - t      # what training did not hide
+        return _finish(config, out_dir, model, val_ds, val_props, state, metrics, times, start)
 
 
 def _images_per_iter(config: TrainConfig) -> int:
@@ -462,11 +479,9 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
             raise interrupted(out_dir, state["iteration"])
 
 
-def _finish(config, out_dir, model, val_ds, state, metrics, times, start) -> dict:
+def _finish(config, out_dir, model, val_ds, val_props, state, metrics, times,
+            start) -> dict:
     """Evaluate on the val split, write model.npz, metrics.json and the two pictures."""
-    t = time.time()
-    val_props = load_proposals(val_ds, config)
-    times["proposals_val_s"] = time.time() - t
     t = time.time()
     metrics["eval"], dets = evaluate_detector(model, val_ds, val_props, config)
     times["eval_s"] = time.time() - t

@@ -66,3 +66,31 @@ def map_in_workers(function, jobs: list, processes: int, *, on_result=None) -> l
             if on_result is not None:
                 on_result(result)
     return results
+
+
+class InBackground:
+    """``function(*args)`` in one worker process while this process goes on.
+
+    ``with InBackground(f, x) as job: ...; y = job.result()`` waits for the worker (and
+    re-raises its exception, if any) only when ``result`` is called; leaving the block
+    terminates the worker, so an interrupted run leaves nothing running. The worker dies
+    with this process, as those of ``map_in_workers``.
+    """
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __enter__(self) -> InBackground:
+        import multiprocessing
+
+        self._pool = multiprocessing.Pool(1, initializer=_die_with_parent,
+                                          initargs=(os.getpid(),))
+        self._job = self._pool.apply_async(self.function, self.args)
+        return self
+
+    def result(self):
+        return self._job.get()
+
+    def __exit__(self, *exc) -> None:
+        self._pool.terminate()
+        self._pool.join()

@@ -9,7 +9,7 @@ import pytest
 from minircnn.cli import main
 from minircnn.models.pretrained import VGG_FILE
 from minircnn.reproduce import ReproduceConfig, reproduce
-from minircnn.reproduce_rows import ROWS, ImagePyramid, NoBoxRegression
+from minircnn.reproduce_rows import ROWS, NoBoxRegression
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(VGG_FILE), reason="shipped weights missing")
 
@@ -58,15 +58,8 @@ class _Fixed:
         return cls, np.ones((len(rois), 12)) * images.shape[-1]
 
 
-def test_test_time_wrappers():
+def test_no_box_regression_scores_the_proposals_themselves():
     images = np.zeros((1, 3, 16, 16))
     rois = np.array([[0, 0, 0, 4, 4], [0, 2, 2, 14, 14]], float)
     cls, deltas = NoBoxRegression(_Fixed()).forward(images, rois)
     assert not deltas.any() and cls[1, 0] == 12
-    # one scale of 1: exactly the plain model
-    cls, deltas = ImagePyramid(_Fixed(), scales=(1.0,)).forward(images, rois)
-    np.testing.assert_array_equal(cls, _Fixed().forward(images, rois)[0])
-    # two scales: the 4 px RoI goes to 2x (8 px, nearer 12), the 12 px one stays
-    cls, deltas = ImagePyramid(_Fixed(), scales=(1.0, 2.0), target=12).forward(images, rois)
-    np.testing.assert_array_equal(cls[:, 0], [8, 12])
-    np.testing.assert_array_equal(deltas[:, 0], [32, 16])   # the image was resized 2x

@@ -47,6 +47,28 @@ def test_map_in_workers_returns_in_order():
     assert map_in_workers(abs, [-3, 1, -2], 2) == [3, 1, 2]
 
 
+def test_map_in_workers_reports_each_result_in_order():
+    from minircnn.workers import map_in_workers
+
+    seen = []
+    assert map_in_workers(abs, [-3, 1, -2, 5], 2, on_result=seen.append) == [3, 1, 2, 5]
+    assert seen == [3, 1, 2, 5]
+
+
+def test_in_background_returns_raises_and_leaves_no_process():
+    import multiprocessing
+
+    from minircnn.workers import InBackground
+
+    with InBackground(divmod, 17, 5) as job:
+        assert job.result() == (3, 2)
+    with InBackground(divmod, 1, 0) as job, pytest.raises(ZeroDivisionError):
+        job.result()                                  # the worker's exception, here
+    with InBackground(time.sleep, 120):               # left before it ends: terminated
+        pass
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_workers_exit_when_the_parent_is_killed(tmp_path, sig):

@@ -20,6 +20,8 @@ from minircnn.detection.inference import (
     detect,
     detect_images,
     postprocess,
+    pyramid_levels,
+    resize_bilinear,
 )
 from minircnn.detection.proposals import compute_proposals, dense_boxes, selective_search
 from minircnn.detection.sampling import (

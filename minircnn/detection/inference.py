@@ -9,6 +9,12 @@ Fast R-CNN at test time (paper section 3; torchvision RoIHeads.postprocess_detec
    zero width or height, non-maximum suppression at nms_thresh (``batched_nms``);
 5. keep the max_dets highest-scoring detections of all classes.
 
+With ``scales`` (an image pyramid, paper section 5.4 and Table 7), step 1 runs once per
+scale on the bilinearly resized images, and each proposal takes the outputs of the one
+scale that brings its area closest to ``target²`` pixels (the paper: 224², the size its
+network was pretrained at). Box deltas are relative to the box, so they need no
+rescaling; they are decoded against the original proposal.
+
 ``detect`` takes any model with ``forward(images, rois) -> (cls_scores, bbox_deltas)``
 and the ``train`` / ``eval`` / ``parameters`` of a Module, so detection never imports
 the models package.
@@ -104,8 +110,74 @@ def postprocess(cls_scores, bbox_deltas, proposals, image_size: tuple[int, int],
                 labels=labels[keep].astype(np.int64))
 
 
+def resize_bilinear(images, height: int, width: int):
+    """Images (N, C, H, W) resized to (N, C, height, width) by bilinear interpolation.
+
+    Pixel centres are aligned (torch's ``align_corners=False``): output pixel i samples
+    the input at ``(i + 0.5) * H / height - 0.5``, clamped to the image, so a box
+    (x1, y1, x2, y2) in pixel edges maps to (x1 * width / W, ..., y2 * height / H).
+    Written as two small matrix products, out = A_h @ image @ A_w^T, on NumPy or CuPy.
+    """
+    xp = get_array_module(images)
+    _, _, h, w = images.shape
+    a_h = xp.asarray(_interpolation_matrix(height, h), dtype=images.dtype)   # (height, H)
+    a_w = xp.asarray(_interpolation_matrix(width, w), dtype=images.dtype)    # (width, W)
+    return xp.matmul(xp.matmul(a_h, images), a_w.T)                         # (N, C, height, width)
+
+
+def _interpolation_matrix(out_size: int, in_size: int) -> np.ndarray:
+    """(out_size, in_size): row i holds the two weights of output pixel i's neighbours."""
+    src = (np.arange(out_size) + 0.5) * in_size / out_size - 0.5           # (out,)
+    src = np.clip(src, 0, in_size - 1)
+    lo = np.floor(src).astype(int)
+    hi = np.minimum(lo + 1, in_size - 1)
+    frac = src - lo
+    matrix = np.zeros((out_size, in_size))
+    np.add.at(matrix, (np.arange(out_size), lo), 1 - frac)
+    np.add.at(matrix, (np.arange(out_size), hi), frac)                      # hi == lo: adds 0
+    return matrix
+
+
+def pyramid_levels(rois, scales: Sequence[float], target: float) -> np.ndarray:
+    """For each RoI (R, 5) (or box (R, 4)), the index of the scale that brings its area
+    closest to ``target`` squared: argmin_s |area * s² - target²| (paper section 5.4)."""
+    boxes = np.asarray(rois)[:, -4:]
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])        # (R,)
+    scaled = area[:, None] * np.asarray(scales, dtype=np.float64)[None, :] ** 2   # (R, S)
+    return np.abs(scaled - float(target) ** 2).argmin(axis=1)               # (R,)
+
+
+def _forward_pyramid(model, images, rois, scales, target):
+    """Scores and deltas of every RoI, each from its pyramid level (module docstring)."""
+    xp = get_array_module(images)
+    if len(scales) == 1 and scales[0] == 1:
+        return model.forward(images, rois)
+    stride = getattr(getattr(model, "backbone", None), "feature_stride", 1)
+    level = pyramid_levels(asnumpy(rois), scales, target)                     # (R,)
+    cls_scores, deltas = None, None
+    _, _, h, w = images.shape
+    for j, s in enumerate(scales):
+        pick = np.flatnonzero(level == j)
+        if len(pick) == 0:
+            continue
+        height, width = round(h * s), round(w * s)
+        scaled = resize_bilinear(images, height, width)
+        padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,
+                                              -(-width // stride) * stride), images.dtype)
+        padded[:, :, :height, :width] = scaled         # bottom/right zeros: a whole stride
+        r = rois[pick].copy()
+        r[:, 1:] *= xp.asarray([width / w, height / h, width / w, height / h], rois.dtype)
+        c, d = model.forward(padded, r)
+        if cls_scores is None:
+            cls_scores = xp.zeros((len(rois), c.shape[1]), c.dtype)
+            deltas = xp.zeros((len(rois), d.shape[1]), d.dtype)
+        cls_scores[pick], deltas[pick] = c, d
+    return cls_scores, deltas
+
+
 def detect(model, image, proposals, *, score_thresh: float = 0.05, nms_thresh: float = 0.3,
-           max_dets: int = 100) -> dict:
+           max_dets: int = 100, scales: Sequence[float] = (1.0,),
+           target: float = 48.0) -> dict:
     """Detect objects in one image.
 
     The model is switched to eval mode (dropout off) for the forward pass and put back
@@ -118,20 +190,25 @@ def detect(model, image, proposals, *, score_thresh: float = 0.05, nms_thresh: f
         score_thresh: per-class score threshold (torchvision's box_score_thresh 0.05).
         nms_thresh: per-class NMS IoU threshold (Fast R-CNN uses 0.3).
         max_dets: detections kept per image (100).
+        scales: image pyramid (1.0,: one scale); each proposal is scored at the scale
+            that brings its area closest to ``target²`` pixels.
     Returns:
         dict(boxes (D, 4), scores (D,), labels (D,) in 1..K) as NumPy arrays.
     """
     return detect_images(model, [image], [proposals], score_thresh=score_thresh,
-                         nms_thresh=nms_thresh, max_dets=max_dets)[0]
+                         nms_thresh=nms_thresh, max_dets=max_dets, scales=scales,
+                         target=target)[0]
 
 
 def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: int = 8,
+                  scales: Sequence[float] = (1.0,), target: float = 48.0,
                   **kwargs) -> list[dict]:
     """``detect`` on many images, running the backbone on ``batch_size`` images at once.
 
     Args:
         images: sequence of (3, H, W) images of equal size.
         proposals: one (P_i, 4) array per image.
+        scales, target: the image pyramid, as ``detect``.
         **kwargs: score_thresh, nms_thresh, max_dets as ``detect``.
     Returns:
         one detections dict per image, in order.
@@ -140,6 +217,7 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
         raise ValueError(f"detect_images: {len(images)} images but {len(proposals)} "
                          "proposal arrays")
     batch_size = check_count("batch_size", batch_size, op="detect_images")
+    scales = _check_scales(scales, target)
     _check_thresholds(kwargs.get("score_thresh", 0.05), kwargs.get("nms_thresh", 0.3),
                       kwargs.get("max_dets", 100), "detect")
     for i, p in enumerate(proposals):
@@ -158,8 +236,8 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
             if len(rois) == 0:  # no proposals at all: nothing to score
                 results.extend(_empty_detections() for _ in props)
                 continue
-            cls_scores, deltas = model.forward(xp.asarray(batch, dtype=dtype),
-                                               xp.asarray(rois, dtype=dtype))
+            cls_scores, deltas = _forward_pyramid(model, xp.asarray(batch, dtype=dtype),
+                                                  xp.asarray(rois, dtype=dtype), scales, target)
             cls_scores, deltas = asnumpy(cls_scores), asnumpy(deltas)
             size = batch.shape[2:]
             for j, p in enumerate(props):
@@ -168,6 +246,17 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
     finally:
         model.train(was_training)
     return results
+
+
+def _check_scales(scales, target) -> tuple:
+    scales = tuple(scales) if isinstance(scales, (list, tuple)) else scales
+    if not isinstance(scales, tuple) or not scales:
+        raise ValueError(f"detect_images: scales must be a non-empty tuple of numbers, "
+                         f"got {scales!r}")
+    for s in scales:
+        check_number("scales", s, op="detect_images", low=0.1, high=10.0)
+    check_number("target", target, op="detect_images", low=1.0)
+    return tuple(float(s) for s in scales)
 
 
 def _empty_detections() -> dict:

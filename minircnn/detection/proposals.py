@@ -391,7 +391,8 @@ def _proposals_of_part(job) -> list[np.ndarray]:
     return [_proposals_for(part[i]["image"], method, max_boxes, kwargs) for i in range(len(part))]
 
 
-def _compute_in_chunks(dataset, method: str, max_boxes, kwargs: dict, workers: int):
+def _compute_in_chunks(dataset, method: str, max_boxes, kwargs: dict, workers: int,
+                       progress: bool = True):
     """The proposals of every image, IMAGES_PER_JOB images a job, in ``workers`` processes.
 
     Jobs come back in order, so the result is the same for any number of workers; one
@@ -406,7 +407,8 @@ def _compute_in_chunks(dataset, method: str, max_boxes, kwargs: dict, workers: i
     jobs = [(_Part(dataset, a, min(a + IMAGES_PER_JOB, n)), method, max_boxes, kwargs)
             for a in starts]
     workers = min(workers, len(jobs))
-    with tqdm(total=n, desc=f"proposals ({method})") as bar:
+    quiet = {} if progress else {"disable": True}      # False would override TQDM_DISABLE
+    with tqdm(total=n, desc=f"proposals ({method})", **quiet) as bar:
         if workers <= 1:
             parts = []
             for job in jobs:
@@ -474,7 +476,8 @@ def _load_cache(path: str, expected: dict) -> list[np.ndarray]:
 
 def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: int | None = 300,
                       cache: str | os.PathLike | None = None, recompute: bool = False,
-                      workers: int = 1, **kwargs) -> list[np.ndarray]:
+                      workers: int = 1, progress: bool = True,
+                      **kwargs) -> list[np.ndarray]:
     """Proposals for every image of a dataset, computed once and cached (as the paper).
 
     Args:
@@ -489,6 +492,7 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
         recompute: ignore (and overwrite) an existing cache.
         workers: processes sharing the images, a few at a time, under one progress bar;
             the proposals and the cache do not depend on it.
+        progress: show the progress bar.
         **kwargs: passed on to selective_search / dense_boxes.
     Returns:
         one (P_i, 4) float32 array per image, in dataset order. Ground truth is never read.
@@ -505,7 +509,7 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
     expected = json.loads(json.dumps(_fingerprint(dataset, method, max_boxes, kwargs)))
     if cache is not None and os.path.exists(cache) and not recompute:
         return _load_cache(os.fspath(cache), expected)
-    proposals = _compute_in_chunks(dataset, method, max_boxes, kwargs, workers)
+    proposals = _compute_in_chunks(dataset, method, max_boxes, kwargs, workers, progress)
     if cache is not None:
         with atomic_write(cache, "wb") as f:
             np.savez(f, boxes=np.concatenate(proposals) if proposals else np.zeros((0, 4)),

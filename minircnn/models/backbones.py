@@ -183,6 +183,26 @@ def fold_batchnorm(vgg: SmallVGG) -> SmallVGG:
     return plain
 
 
+def with_pools(vgg: SmallVGG, num_pools: int) -> SmallVGG:
+    """The same weights with the first ``num_pools`` blocks pooled (stride 2**num_pools).
+
+    Max pooling has no weights, so a SmallVGG pretrained at stride 8 (three pools) serves
+    at stride 4 (two): the last blocks then run on a twice finer map, which the detector
+    needs for its smallest shapes. Returns ``vgg`` itself when it has ``num_pools``
+    already, else a new SmallVGG holding copies of its arrays.
+    """
+    if num_pools == vgg.num_pools:
+        return vgg
+    config = {**vgg.get_config(), "num_pools": num_pools, "dtype": vgg.dtype}
+    out = SmallVGG(**{k: v for k, v in config.items() if k != "channels"},
+                   channels=vgg.channels)
+    weighted = [m for m in vgg.layers if not isinstance(m, MaxPool2d)]
+    for target, source in zip([m for m in out.layers if not isinstance(m, MaxPool2d)],
+                              weighted, strict=True):
+        target.load_state_dict(source.state_dict())
+    return out
+
+
 class VGGClassifier(Module):
     """SmallVGG, global average pooling and one fc: pretraining on shapes classification.
 

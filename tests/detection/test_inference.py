@@ -69,3 +69,68 @@ def test_detect_images_matches_detect_per_image():
             np.testing.assert_array_equal(d[k], alone[k])
     with pytest.raises(ValueError, match="proposal"):
         detect_images(FakeModel(logits, deltas), images, props[:2])
+
+
+def test_resize_bilinear_matches_scipy_zoom_on_pixel_edges():
+    """Reference: scipy.ndimage.zoom with grid_mode=True (pixel edges aligned, as torch's
+    align_corners=False) and edge clamping."""
+    from scipy import ndimage
+
+    from minircnn.detection.inference import resize_bilinear
+
+    x = np.random.default_rng(1).random((2, 3, 9, 7))
+    for height, width in [(18, 14), (27, 21), (9, 7), (5, 4)]:
+        want = ndimage.zoom(x, (1, 1, height / 9, width / 7), order=1, grid_mode=True,
+                            mode="nearest")
+        got = resize_bilinear(x, height, width)
+        assert got.shape == (2, 3, height, width)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-14)   # weights sum to 1
+    ramp = np.arange(4.0)[None, None, None, :].repeat(2, axis=2)   # 0 1 2 3 along x
+    np.testing.assert_array_equal(resize_bilinear(ramp, 2, 8)[0, 0, 0],
+                                  [0, 0.25, 0.75, 1.25, 1.75, 2.25, 2.75, 3])   # by hand
+
+
+def test_pyramid_levels_pick_the_scale_closest_to_the_target_area():
+    from minircnn.detection.inference import pyramid_levels
+
+    boxes = np.array([[0, 0, 10, 10], [0, 0, 40, 40], [0, 0, 30, 30], [5, 5, 36, 29]])
+    # target 48: |100 s^2 - 2304| is least at s = 2 (400), |1600 s^2 - 2304| at s = 1;
+    # 900: 1404 at s = 1 vs 1296 at s = 2; 31 x 24 = 744: 1560 vs 672
+    np.testing.assert_array_equal(pyramid_levels(boxes, (1.0, 2.0), 48), [1, 0, 1, 1])
+    rois = np.concatenate([np.zeros((4, 1)), boxes], axis=1)          # (R, 5) works too
+    np.testing.assert_array_equal(pyramid_levels(rois, (1.0, 2.0), 32), [1, 0, 0, 0])
+
+
+class ScaleReporter(Module):
+    """Class-1 logit = image height / 64, deltas 0; records (image shape, rois) per call."""
+
+    def __init__(self):
+        self.w = Parameter(np.zeros(1, np.float32))
+        self.calls = []
+
+    def forward(self, images, rois):
+        self.calls.append((images.shape, rois.copy()))
+        logits = np.zeros((len(rois), 2))
+        logits[:, 1] = images.shape[2] / 64
+        return logits, np.zeros((len(rois), 8))
+
+
+def test_image_pyramid_scores_each_proposal_at_its_scale():
+    props = np.array([[8, 8, 20, 20], [10, 60, 70, 120]], np.float32)   # small, large
+    model = ScaleReporter()
+    dets = detect(model, np.zeros((3, 128, 128), np.float32), props, scales=(1.0, 2.0),
+                  target=48, score_thresh=0.0, nms_thresh=1.0)
+    (shape1, rois1), (shape2, rois2) = model.calls
+    assert shape1 == (1, 3, 128, 128) and shape2 == (1, 3, 256, 256)
+    np.testing.assert_array_equal(rois1[:, 1:], props[1:])             # large: scale 1
+    np.testing.assert_array_equal(rois2[:, 1:], 2 * props[:1])         # small: scale 2
+    by_box = {tuple(b): s for b, s in zip(dets["boxes"].tolist(), dets["scores"], strict=True)}
+    sigmoid = lambda z: 1 / (1 + np.exp(-z))                           # softmax of [0, z]
+    np.testing.assert_allclose(by_box[tuple(props[0].tolist())], sigmoid(4.0), rtol=1e-6)
+    np.testing.assert_allclose(by_box[tuple(props[1].tolist())], sigmoid(2.0), rtol=1e-6)
+    one = detect(ScaleReporter(), np.zeros((3, 128, 128), np.float32), props, scales=(1.0,),
+                 score_thresh=0.0, nms_thresh=1.0)
+    np.testing.assert_allclose(one["scores"], sigmoid(2.0), rtol=1e-6)
+    for bad in [(), (0.0,), (1.0, float("nan")), "12"]:
+        with pytest.raises((ValueError, TypeError)):
+            detect(model, np.zeros((3, 128, 128), np.float32), props, scales=bad)

@@ -39,6 +39,28 @@ def test_freeze_blocks_rejects_out_of_range():
         SmallVGG((2, 3)).freeze_blocks(3)
 
 
+def test_with_pools_keeps_the_weights_and_changes_only_the_stride():
+    """One pool fewer: the same convs on a twice finer map (checked against the layers
+    applied by hand)."""
+    from minircnn.layers.pool import max_pool2d_forward
+    from minircnn.models.backbones import with_pools
+
+    vgg = SmallVGG((4, 8, 8), num_pools=2, rng=np.random.default_rng(3), dtype=np.float64)
+    finer = with_pools(vgg, 1)
+    assert (finer.feature_stride, vgg.feature_stride) == (2, 4)
+    assert with_pools(vgg, 2) is vgg
+    x = _images(size=8)
+    h = (x - np.array(vgg.pixel_mean)[:, None, None]) / np.array(vgg.pixel_std)[:, None, None]
+    convs = [m for m in vgg.layers if hasattr(m, "w")]
+    for i, conv in enumerate(convs):                 # conv, ReLU, pool after block 1 only
+        h = np.maximum(conv.forward(h), 0)
+        if i < 1:
+            h = max_pool2d_forward(h, kernel=2, stride=2)[0]
+    np.testing.assert_allclose(finer.forward(x), h, rtol=1e-12, atol=1e-12)
+    for a, b in zip(finer.parameters(), vgg.parameters(), strict=True):
+        assert np.array_equal(a.data, b.data) and a.data is not b.data   # copies
+
+
 def test_fold_batchnorm_computes_what_conv_bn_computes_in_eval_mode():
     from minircnn.models.backbones import fold_batchnorm
 
