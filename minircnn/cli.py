@@ -337,7 +337,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     config = ReproduceConfig(
         out_dir=args.out, quick=args.quick,
         seeds=tuple(range(args.seeds)) if args.seeds else (0,) if args.quick else (0, 1, 2),
-        rows=tuple(args.rows.split(",")) if args.rows else None)
+        rows=tuple(args.rows.split(",")) if args.rows else None, workers=args.workers)
     result = reproduce(config)
     print(f"{len(result['rows'])} rows in {result['seconds']:.0f} s; tables: {result['tables']}")
     return 0
@@ -353,6 +353,8 @@ def _add_reproduce_parser(sub) -> None:
     p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 3)")
     p.add_argument("--rows", default=None,
                    help="comma-separated row-id prefixes, e.g. table5,figure2 (default all)")
+    p.add_argument("--workers", type=arg_type(_COUNT), default=2,
+                   help="detectors trained at once, one core each (default %(default)s)")
     p.set_defaults(func=_cmd_reproduce)
 
 

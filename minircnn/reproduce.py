@@ -5,7 +5,8 @@ minibatch and dropout seeds; the data stay fixed) and evaluated on held-out shap
 images. The output folder holds:
 
 - ``models/<variant>_s<seed>/``: one `minircnn train` run folder per trained detector
-  (reused when present, so an interrupted run picks up where it stopped);
+  (reused when present, so an interrupted run picks up where it stopped); the detectors
+  the rows need are trained first, ``workers`` at a time (one core each);
 - ``rows/<row>.json``: one result per table row, written as soon as it is done (a row
   whose JSON exists is not recomputed: the run is resumable row by row);
 - ``tables.md``, ``figure2_svd.png``, ``figure3_proposals.png`` and ``results.json``
@@ -61,6 +62,7 @@ class ReproduceConfig:
     quick: bool = False
     rows: tuple | None = None                 # e.g. ("table5", "table6"): prefixes of row ids
     cache_dir: str | None = None              # proposal cache (None: the per-user one)
+    workers: int = 2                          # detectors trained at once, one core each
 
     def base(self) -> TrainConfig:
         """The TrainConfig every variant starts from."""
@@ -81,17 +83,68 @@ def variant_config(config: ReproduceConfig, variant: str, seed: int) -> TrainCon
     return dataclasses.replace(base, seed=seed, name=f"{variant}_s{seed}", **changes)
 
 
+def _run_folder(config: ReproduceConfig, variant: str, seed: int) -> str:
+    return os.path.join(config.out_dir, "models", f"{variant}_s{seed}")
+
+
+def _train_variant(job) -> str:
+    """Train one variant for one seed (in a worker process: one core, no worker pools of
+    its own) unless its model is there already; returns the variant's name."""
+    config, variant, seed = job
+    run = _run_folder(config, variant, seed)
+    if not os.path.isfile(os.path.join(run, "model.npz")):
+        single = dataclasses.replace(variant_config(config, variant, seed), proposal_workers=1)
+        started = os.path.isfile(os.path.join(run, "checkpoint.npz"))   # interrupted: go on
+        train_detector(single, run, resume=started, overwrite=os.path.isdir(run) and not started,
+                       progress=False)
+    return variant
+
+
 def trained(config: ReproduceConfig, variant: str, seed: int) -> tuple:
     """(model, metrics) of a variant: trained now, or loaded from its run folder."""
     from minircnn.models import load_checkpoint
 
-    run = os.path.join(config.out_dir, "models", f"{variant}_s{seed}")
-    model_file = os.path.join(run, "model.npz")
-    if not os.path.isfile(model_file):
-        train_detector(variant_config(config, variant, seed), run, progress=False)
+    run = _run_folder(config, variant, seed)
+    _train_variant((config, variant, seed))
     with open(os.path.join(run, "metrics.json")) as f:
         metrics = json.load(f)
-    return load_checkpoint(model_file), metrics
+    return load_checkpoint(os.path.join(run, "model.npz")), metrics
+
+
+def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> None:
+    """Train every (variant, seed) of ``pairs`` not trained yet, ``config.workers`` at once.
+
+    The proposals of every dataset they use are computed (and cached) here first, so
+    the workers only read them.
+    """
+    from tqdm.auto import tqdm
+
+    from minircnn.train import load_proposals, make_datasets
+    from minircnn.workers import map_in_workers
+
+    todo = [(v, s) for v, s in pairs
+            if not os.path.isfile(os.path.join(_run_folder(config, v, s), "model.npz"))]
+    if not todo:
+        return
+    datasets = {}
+    for v, s in todo:
+        cfg = variant_config(config, v, s)
+        train, val = make_datasets(cfg)
+        datasets[(repr(train), repr(val))] = (train, val, cfg)
+    for train, val, cfg in datasets.values():
+        load_proposals(train, cfg, progress=progress)
+        load_proposals(val, cfg, progress=progress)
+    jobs = [(config, v, s) for v, s in todo]
+    quiet = {} if progress else {"disable": True}
+    with tqdm(total=len(jobs), desc=f"train detectors ({config.workers} at once)",
+              **quiet) as bar:
+        if config.workers <= 1 or len(jobs) == 1:
+            for job in jobs:
+                _train_variant(job)
+                bar.update(1)
+        else:
+            map_in_workers(_train_variant, jobs, min(config.workers, len(jobs)),
+                           on_result=lambda _: bar.update(1))
 
 
 def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
@@ -103,7 +156,7 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     from tqdm.auto import tqdm
 
     from minircnn.reproduce_report import write_report
-    from minircnn.reproduce_rows import ROWS
+    from minircnn.reproduce_rows import ROWS, variants_of
 
     start = time.time()
     rows_dir = os.path.join(config.out_dir, "rows")
@@ -112,6 +165,9 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     if not wanted:
         raise ValueError(f"reproduce: no row matches {config.rows}; row ids: "
                          f"{', '.join(r.id for r in ROWS)}")
+    todo = [r for r in wanted if not os.path.isfile(os.path.join(rows_dir, f"{r.id}.json"))]
+    pairs = sorted({(v, s) for r in todo for v in variants_of(r) for s in config.seeds})
+    train_variants(config, pairs, progress=progress)
     results = {}
     quiet = {} if progress else {"disable": True}
     with tqdm(total=len(wanted) * len(config.seeds), desc="reproduce", **quiet) as bar:

@@ -36,6 +36,19 @@ class Row(NamedTuple):
     run: Callable
 
 
+def variants_of(row: Row) -> tuple:
+    """The trained-detector variants a row's ``run`` loads (``reproduce`` trains them first)."""
+    return getattr(row.run, "variants", ())
+
+
+def _uses(*variants: str):
+    """Mark a row function with the variants it loads (see ``variants_of``)."""
+    def mark(run: Callable) -> Callable:
+        run.variants = variants
+        return run
+    return mark
+
+
 def _val_split(config):
     key = (config.num_val, config.image_size, config.max_objects, config.data_seed,
            config.proposal_method, config.max_proposals, config.cache_dir)
@@ -79,7 +92,7 @@ def _plain(variant: str, test_scales: tuple | None = None, **compress) -> Callab
         if test_scales is not None:
             cfg = dataclasses.replace(cfg, test_scales=test_scales)
         return _evaluate(model, cfg) | {"train_s": metrics["times"]["train_s"]}
-    return run
+    return _uses(variant)(run)
 
 
 class NoBoxRegression(Module):
@@ -98,9 +111,10 @@ def _wrapped(variant: str, wrapper) -> Callable:
         model, metrics = trained(config, variant, seed)
         cfg = variant_config(config, variant, seed)
         return _evaluate(wrapper(model), cfg) | {"train_s": metrics["times"]["train_s"]}
-    return run
+    return _uses(variant)(run)
 
 
+@_uses("cls_only")
 def _stagewise(config, seed) -> dict:
     """Stage 2 of stage-wise training: the classification-only detector frozen, bbox_pred
     trained alone for a quarter of the iterations (with the same minibatches)."""
@@ -128,6 +142,7 @@ def _stagewise(config, seed) -> dict:
     return _evaluate(model, cfg) | {"train_s": train_s}
 
 
+@_uses("fast_rcnn")
 def _svm(config, seed) -> dict:
     model, metrics = trained(config, "fast_rcnn", seed)
     cfg = variant_config(config, "fast_rcnn", seed)
@@ -140,6 +155,7 @@ def _svm(config, seed) -> dict:
         "test_s_per_image": seconds, "train_s": metrics["times"]["train_s"] + svm_train_s}
 
 
+@_uses("fast_rcnn")
 def _figure2(config, seed) -> dict:
     """mAP and head time (fc6 + fc7 + outputs, per image) against the fc6 rank."""
     model, _ = trained(config, "fast_rcnn", seed)
@@ -166,6 +182,7 @@ def _head_ms(model, cfg, repeats: int = 5) -> float:
     return best * 1e3
 
 
+@_uses("fast_rcnn")
 def _figure3(config, seed) -> dict:
     """mAP and recall against the number of test proposals: selective search (its top k
     of the ranked list) and dense sliding windows (an evenly spread subset of k)."""

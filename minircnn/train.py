@@ -105,7 +105,7 @@ class TrainConfig:
     flip: bool = True
     # optimisation
     epochs: int = 9                      # 9 x 400 iterations of 2 images
-    lr: float = 0.01
+    lr: float = 0.02                     # measured against 0.01: docs/performance.md
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_iters: int = 100

@@ -9,7 +9,7 @@ import pytest
 from minircnn.cli import main
 from minircnn.models.pretrained import VGG_FILE
 from minircnn.reproduce import ReproduceConfig, reproduce
-from minircnn.reproduce_rows import ROWS, NoBoxRegression
+from minircnn.reproduce_rows import ROWS, NoBoxRegression, variants_of
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(VGG_FILE), reason="shipped weights missing")
 
@@ -20,8 +20,17 @@ def _restore_blas_env(monkeypatch):
         monkeypatch.setenv(var, os.environ.get(var, "1"))
 
 
+def test_every_row_names_the_detectors_it_loads():
+    from minircnn.reproduce import VARIANTS
+
+    for row in ROWS:
+        assert variants_of(row) and set(variants_of(row)) <= set(VARIANTS), row.id
+
+
 def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
-    assert main(["reproduce", "--quick", "--out", str(tmp_path)]) == 0
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
+    models = sorted(os.listdir(tmp_path / "models"))      # trained first, two at a time
+    assert models == sorted(f"{v}_s0" for v in {v for r in ROWS for v in variants_of(r)})
     assert f"{len(ROWS)} rows" in capsys.readouterr().out
     for row in ROWS:
         saved = json.loads((tmp_path / "rows" / f"{row.id}.json").read_text())

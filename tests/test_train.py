@@ -109,7 +109,7 @@ def test_run_is_deterministic_and_resume_continues_identically(tmp_path, monkeyp
     with pytest.raises(RunInterrupted, match="interrupted at iteration 2; continue with"):
         train_detector(quiet, tmp_path / "c", progress=False)
     monkeypatch.setattr(train_mod, "save_run_checkpoint", real_save)
-    with pytest.raises(ValueError, match=r"different settings: lr=0.01 \(now 0.5\)"):
+    with pytest.raises(ValueError, match=r"different settings: lr=0.02 \(now 0.5\)"):
         train_detector(dataclasses.replace(quiet, lr=0.5), tmp_path / "c", resume=True)
     resumed = train_detector(quiet, tmp_path / "c", resume=True, progress=False)
     wc = _weights(tmp_path / "c" / "checkpoint.npz")

@@ -115,6 +115,10 @@ class ScaleReporter(Module):
         return logits, np.zeros((len(rois), 8))
 
 
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))                       # class 1's softmax probability of [0, z]
+
+
 def test_image_pyramid_scores_each_proposal_at_its_scale():
     props = np.array([[8, 8, 20, 20], [10, 60, 70, 120]], np.float32)   # small, large
     model = ScaleReporter()
@@ -125,12 +129,11 @@ def test_image_pyramid_scores_each_proposal_at_its_scale():
     np.testing.assert_array_equal(rois1[:, 1:], props[1:])             # large: scale 1
     np.testing.assert_array_equal(rois2[:, 1:], 2 * props[:1])         # small: scale 2
     by_box = {tuple(b): s for b, s in zip(dets["boxes"].tolist(), dets["scores"], strict=True)}
-    sigmoid = lambda z: 1 / (1 + np.exp(-z))                           # softmax of [0, z]
-    np.testing.assert_allclose(by_box[tuple(props[0].tolist())], sigmoid(4.0), rtol=1e-6)
-    np.testing.assert_allclose(by_box[tuple(props[1].tolist())], sigmoid(2.0), rtol=1e-6)
+    np.testing.assert_allclose(by_box[tuple(props[0].tolist())], _sigmoid(4.0), rtol=1e-6)
+    np.testing.assert_allclose(by_box[tuple(props[1].tolist())], _sigmoid(2.0), rtol=1e-6)
     one = detect(ScaleReporter(), np.zeros((3, 128, 128), np.float32), props, scales=(1.0,),
                  score_thresh=0.0, nms_thresh=1.0)
-    np.testing.assert_allclose(one["scores"], sigmoid(2.0), rtol=1e-6)
+    np.testing.assert_allclose(one["scores"], _sigmoid(2.0), rtol=1e-6)
     for bad in [(), (0.0,), (1.0, float("nan")), "12"]:
         with pytest.raises((ValueError, TypeError)):
             detect(model, np.zeros((3, 128, 128), np.float32), props, scales=bad)
