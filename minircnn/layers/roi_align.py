@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minircnn.backend import get_array_module
+from minircnn.backend import asnumpy, get_array_module
 from minircnn.layers.module import Module
 from minircnn.layers.roi_checks import (
     check_roi_dout,
@@ -223,6 +223,22 @@ def _align_matrices(cache: RoIAlignCache, part: str = "weights"):
     return A, B, g.count, g.batch
 
 
+def _image_groups(batch, n_images: int) -> list:
+    """[(n, rows of image n's RoIs)] for every image that has RoIs.
+
+    The samplers and ``detect_images`` give RoIs image by image; then ``rows`` are
+    slices, and the products below read and write views, without copies. Other orders
+    get boolean masks.
+    """
+    xp = get_array_module(batch)
+    b = asnumpy(batch)                                                  # (R,) on the host
+    if (np.diff(b) >= 0).all():
+        bounds = np.searchsorted(b, np.arange(n_images + 1))            # (N+1,)
+        return [(n, slice(int(lo), int(hi))) for n, (lo, hi) in
+                enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if hi > lo]
+    return [(n, xp.asarray(b == n)) for n in range(n_images) if (b == n).any()]
+
+
 def _pool(A, B, batch, features):
     """out[r, c] = A_r @ features[batch[r], c] @ B_r^T for every RoI r: (R, C, PH, PW)."""
     xp = get_array_module(features)
@@ -230,11 +246,13 @@ def _pool(A, B, batch, features):
     R, PH, _ = A.shape
     PW = B.shape[1]
     t = xp.zeros((R, PH, C * W), dtype=features.dtype)
-    for n in range(N):                            # the RoIs of image n read image n only
-        mine = batch == n                         # (R,)
+    for n, rows in _image_groups(batch, N):      # the RoIs of image n read image n only
         x = features[n].transpose(1, 0, 2).reshape(H, C * W)   # (C, H, W) -> (H, C*W)
-        a = A[mine].reshape(-1, H)                # (R_n*PH, H): one matrix product
-        t[mine] = (a @ x).reshape(-1, PH, C * W)  # (R_n*PH, H) @ (H, C*W) -> (R_n, PH, C*W)
+        a = A[rows].reshape(-1, H)                # (R_n*PH, H): one matrix product
+        if isinstance(rows, slice):               # (R_n*PH, H) @ (H, C*W) -> (R_n*PH, C*W)
+            xp.matmul(a, x, out=t[rows].reshape(-1, C * W))      # written in place
+        else:
+            t[rows] = (a @ x).reshape(-1, PH, C * W)
     out = t.reshape(R, PH * C, W) @ B.transpose(0, 2, 1)   # (R, PH*C, W) @ (R, W, PW)
     return out.reshape(R, PH, C, PW).transpose(0, 2, 1, 3)    # -> (R, C, PH, PW)
 
@@ -318,10 +336,9 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     d = d.reshape(R, PH * C, PW) @ B              # (R, PH*C, PW) @ (R, PW, W) -> (R, PH*C, W)
     d = d.reshape(R, PH, C * W)
     dx = xp.zeros((N, H, C * W), dtype=dout.dtype)
-    for n in range(N):                            # image n gets its own RoIs' gradients
-        mine = batch == n                         # (R,)
-        a = A[mine].reshape(-1, H)                # (R_n*PH, H)
-        dx[n] = a.T @ d[mine].reshape(-1, C * W)  # (H, R_n*PH) @ (R_n*PH, C*W) -> (H, C*W)
+    for n, rows in _image_groups(batch, N):      # image n gets its own RoIs' gradients
+        a = A[rows].reshape(-1, H)                # (R_n*PH, H)
+        dx[n] = a.T @ d[rows].reshape(-1, C * W)  # (H, R_n*PH) @ (R_n*PH, C*W) -> (H, C*W)
     return dx.reshape(N, H, C, W).transpose(0, 2, 1, 3)       # -> (N, C, H, W)
 
 
