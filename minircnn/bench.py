@@ -161,11 +161,12 @@ def _setup_head(rng, rank: int | None = None):
 
 
 def _setup_roi(rng, forward, backward, **kwargs):
-    """Random RoIs (8..128 px, clipped to the 128x128 images) on ROI_FEATURES."""
+    """Random RoIs (8..128 px, clipped to the 128x128 images) on ROI_FEATURES, image by
+    image as the minibatch samplers and detect_images give them."""
     x = _f32(rng, *ROI_FEATURES)
     x1y1 = rng.uniform(0, 120, (ROI_COUNT, 2))
     x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (ROI_COUNT, 2)), 127)
-    batch = rng.integers(0, ROI_FEATURES[0], (ROI_COUNT, 1))
+    batch = np.sort(rng.integers(0, ROI_FEATURES[0], (ROI_COUNT, 1)), axis=0)
     rois = np.concatenate([batch, x1y1, x2y2], axis=1).astype(np.float32)  # (R, 5)
     sizes = {} if "levels" in kwargs or "output_size" in kwargs else {"output_size": ROI_OUT}
     return _setup_fwd_bwd(forward, backward, (x, rois), spatial_scale=ROI_SCALE,
