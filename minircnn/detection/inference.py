@@ -157,9 +157,9 @@ def _forward_pyramid(model, images, rois, scales, target):
     cls_scores, deltas = None, None
     _, _, h, w = images.shape
     for j, s in enumerate(scales):
-        pick = np.flatnonzero(level == j)
-        if len(pick) == 0:
+        if not (level == j).any():
             continue
+        pick = xp.asarray(np.flatnonzero(level == j))  # (R_j,) indices, where rois live
         height, width = round(h * s), round(w * s)
         scaled = resize_bilinear(images, height, width)
         padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,

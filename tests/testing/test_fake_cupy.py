@@ -102,7 +102,9 @@ def test_train_step_and_detect_on_the_fake_gpu_match_the_cpu(fake_gpu):
         batch = (backend.to_device(a, device) for a in (images, rois, labels, targets))
         stats = train_step(model, opt, *batch)
         dets = detect(model, images[0], rois[:, 1:], score_thresh=0.0)
-        return model, stats, dets
+        pyramid = detect(model, images[0], rois[:, 1:], score_thresh=0.0, scales=(1.0, 2.0),
+                         target=24)                         # the 16-px RoI at 1x, two at 2x
+        return model, stats, {**dets, **{f"pyramid_{k}": v for k, v in pyramid.items()}}
 
     cpu_model, cpu_stats, cpu_dets = run("cpu")
     gpu_model, gpu_stats, gpu_dets = run("gpu")
@@ -110,7 +112,8 @@ def test_train_step_and_detect_on_the_fake_gpu_match_the_cpu(fake_gpu):
     assert gpu_stats["loss"] == pytest.approx(cpu_stats["loss"], rel=1e-6)
     for p_cpu, p_gpu in zip(cpu_model.parameters(), gpu_model.parameters(), strict=True):
         np.testing.assert_allclose(backend.asnumpy(p_gpu.data), p_cpu.data, rtol=1e-5, atol=1e-6)
-    for key in ("boxes", "scores", "labels"):
+    assert len(cpu_dets["pyramid_scores"]) > 0
+    for key in cpu_dets:
         assert isinstance(gpu_dets[key], np.ndarray)      # results come back to the host
         np.testing.assert_allclose(gpu_dets[key], cpu_dets[key], rtol=1e-5, atol=1e-5)
 
