@@ -161,10 +161,13 @@ def _forward_pyramid(model, images, rois, scales, target):
             continue
         pick = xp.asarray(np.flatnonzero(level == j))  # (R_j,) indices, where rois live
         height, width = round(h * s), round(w * s)
-        scaled = resize_bilinear(images, height, width)
-        padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,
-                                              -(-width // stride) * stride), images.dtype)
-        padded[:, :, :height, :width] = scaled         # bottom/right zeros: a whole stride
+        if (height, width) == (h, w):                  # the images themselves: no resize
+            padded = images
+        else:
+            scaled = resize_bilinear(images, height, width)
+            padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,
+                                                  -(-width // stride) * stride), images.dtype)
+            padded[:, :, :height, :width] = scaled     # bottom/right zeros: a whole stride
         r = rois[pick].copy()
         r[:, 1:] *= xp.asarray([width / w, height / h, width / w, height / h], rois.dtype)
         c, d = model.forward(padded, r)
