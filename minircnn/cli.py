@@ -21,7 +21,7 @@ _POSITIVE = between(0, None, lo_open=True)    # --time-limit, --notebook-time-li
 
 
 def _scales(text: str) -> tuple:
-    """"1,2" -> (1.0, 2.0): the --test-scales list (ValueError on anything else)."""
+    """"1,2" -> (1.0, 2.0): a --train-scales / --test-scales list (ValueError otherwise)."""
     return tuple(float(part) for part in text.split(","))
 
 
@@ -85,7 +85,7 @@ def _train_config(args: argparse.Namespace, out: str):
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
         "sampling": args.sampling, "freeze_at": args.freeze_at,
-        "test_scales": args.test_scales,
+        "train_scales": args.train_scales, "test_scales": args.test_scales,
         "pretrained": False if args.scratch else None}.items() if v is not None}
     if args.resume:                            # continue with the run's own settings
         saved = read_run_config(out)
@@ -297,6 +297,9 @@ def _add_train_parser(sub) -> None:
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
+    p.add_argument("--train-scales", type=arg_type(TRAIN_RULES["train_scales"], _scales),
+                   default=None, help="multi-scale training: each minibatch at a random one "
+                                      "of these scales, e.g. 1,2 (default 1)")
     p.add_argument("--test-scales", type=arg_type(TRAIN_RULES["test_scales"], _scales),
                    default=None, help="image pyramid at test time, e.g. 1,2 (default) or 1")
     p.add_argument("--scratch", action="store_true",

@@ -6,15 +6,17 @@ images. The output folder holds:
 
 - ``models/<variant>_s<seed>/``: one `minircnn train` run folder per trained detector
   (reused when present, so an interrupted run picks up where it stopped); the detectors
-  the rows need are trained first, ``workers`` at a time (one core each);
+  the rows need are trained first, ``workers`` at a time (one core each); each folder's
+  ``evals/`` keeps the test results that several rows share;
 - ``rows/<row>.json``: one result per table row, written as soon as it is done (a row
-  whose JSON exists is not recomputed: the run is resumable row by row);
+  whose JSON exists is not recomputed: the run is resumable row by row); the rows are
+  measured ``workers`` at a time too;
 - ``tables.md``, ``figure2_svd.png``, ``figure3_proposals.png`` and ``results.json``
   (minircnn/reproduce_report.py writes them).
 
 The experiments (minircnn/reproduce_rows.py) follow the paper's sections: Table 4
 (R-CNN, SPP-net, Fast R-CNN, +SVD: train and test time, mAP), Table 5 (which layers to
-fine-tune), Table 6 (multi-task training), Table 7 (image pyramid at test time),
+fine-tune), Table 6 (multi-task training), Table 7 (one scale vs an image pyramid),
 Table 8 (softmax vs SVMs), Figure 2 (SVD rank), Figure 3 (number of proposals),
 section 5.2 (more training data). ``quick=True`` runs them all on a few tiny images to
 check the machinery (the numbers mean nothing then).
@@ -32,8 +34,11 @@ from minircnn.fileio import write_json
 from minircnn.train import TrainConfig, train_detector
 
 # The toy's base recipe for every row: the shipped one (`minircnn train` defaults, so the
-# proposal cache of a `minircnn train` run is reused), without its pictures.
-FULL_BASE = {"pictures": False}
+# proposal cache of a `minircnn train` run is reused), with two changes. It tests at one
+# scale, as the paper does in every table but Table 7 (its s = 600). It trains for 5
+# epochs (2,000 iterations) instead of 9, so that the 30 detectors of the rows fit in 45
+# minutes on two cores; every row trains the same number of iterations.
+FULL_BASE = {"pictures": False, "epochs": 5, "test_scales": (1.0,)}
 # --quick: tiny images and dense proposals, one epoch; checks the code paths only.
 QUICK_BASE = {"num_train": 6, "num_val": 3, "image_size": 64, "max_objects": 2, "epochs": 1,
               "proposal_method": "dense", "max_proposals": 40, "cache_dir": "", "hidden": 16,
@@ -50,6 +55,7 @@ VARIANTS = {
     "sppnet": {"model": "sppnet", "freeze_at": 5},    # Table 4: SPP-net fine-tunes fc only
     "data_quarter": {"data_fraction": 0.25},          # section 5.2: less data, same iters
     "data_half": {"data_fraction": 0.5},
+    "multiscale": {"train_scales": (1.0, 2.0), "test_scales": (1.0, 2.0)},   # Table 7
 }
 
 
@@ -62,7 +68,7 @@ class ReproduceConfig:
     quick: bool = False
     rows: tuple | None = None                 # e.g. ("table5", "table6"): prefixes of row ids
     cache_dir: str | None = None              # proposal cache (None: the per-user one)
-    workers: int = 2                          # detectors trained at once, one core each
+    workers: int = 2                          # processes at once (one core each)
 
     def base(self) -> TrainConfig:
         """The TrainConfig every variant starts from."""
@@ -73,8 +79,13 @@ class ReproduceConfig:
 
 
 def variant_config(config: ReproduceConfig, variant: str, seed: int) -> TrainConfig:
-    """The TrainConfig of a trained-detector variant for one seed."""
-    base = config.base()
+    """The TrainConfig of a trained-detector variant for one seed.
+
+    It computes missing proposals in one process: its detectors train and its rows run
+    in worker processes already, one core each (``train_variants`` caches the proposals
+    first, with ``config.workers`` processes).
+    """
+    base = dataclasses.replace(config.base(), proposal_workers=1)
     changes = dict(VARIANTS[variant])
     fraction = changes.pop("data_fraction", None)
     if fraction is not None:   # fewer images, more epochs: the same number of iterations
@@ -83,20 +94,21 @@ def variant_config(config: ReproduceConfig, variant: str, seed: int) -> TrainCon
     return dataclasses.replace(base, seed=seed, name=f"{variant}_s{seed}", **changes)
 
 
-def _run_folder(config: ReproduceConfig, variant: str, seed: int) -> str:
+def run_folder(config: ReproduceConfig, variant: str, seed: int) -> str:
+    """The `minircnn train` run folder of a variant's detector for one seed."""
     return os.path.join(config.out_dir, "models", f"{variant}_s{seed}")
 
 
 def _train_variant(job) -> str:
     """Train one variant for one seed (in a worker process: one core, no worker pools of
-    its own) unless its model is there already; returns the variant's name."""
+    its own) unless its model is there already; returns the variant's name. The rows
+    test the detector themselves, so the run skips its own evaluation."""
     config, variant, seed = job
-    run = _run_folder(config, variant, seed)
+    run = run_folder(config, variant, seed)
     if not os.path.isfile(os.path.join(run, "model.npz")):
-        single = dataclasses.replace(variant_config(config, variant, seed), proposal_workers=1)
         started = os.path.isfile(os.path.join(run, "checkpoint.npz"))   # interrupted: go on
-        train_detector(single, run, resume=started, overwrite=os.path.isdir(run) and not started,
-                       progress=False)
+        train_detector(variant_config(config, variant, seed), run, resume=started, overwrite=os.path.isdir(run) and not started,
+                       progress=False, evaluate=False)
     return variant
 
 
@@ -104,7 +116,7 @@ def trained(config: ReproduceConfig, variant: str, seed: int) -> tuple:
     """(model, metrics) of a variant: trained now, or loaded from its run folder."""
     from minircnn.models import load_checkpoint
 
-    run = _run_folder(config, variant, seed)
+    run = run_folder(config, variant, seed)
     _train_variant((config, variant, seed))
     with open(os.path.join(run, "metrics.json")) as f:
         metrics = json.load(f)
@@ -123,7 +135,7 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
     from minircnn.workers import map_in_workers
 
     todo = [(v, s) for v, s in pairs
-            if not os.path.isfile(os.path.join(_run_folder(config, v, s), "model.npz"))]
+            if not os.path.isfile(os.path.join(run_folder(config, v, s), "model.npz"))]
     if not todo:
         return
     datasets = {}
@@ -132,8 +144,9 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
         train, val = make_datasets(cfg)
         datasets[(repr(train), repr(val))] = (train, val, cfg)
     for train, val, cfg in datasets.values():
-        load_proposals(train, cfg, progress=progress)
-        load_proposals(val, cfg, progress=progress)
+        shared = dataclasses.replace(cfg, proposal_workers=config.workers)
+        load_proposals(train, shared, progress=progress)
+        load_proposals(val, shared, progress=progress)
     jobs = [(config, v, s) for v, s in todo]
     quiet = {} if progress else {"disable": True}
     with tqdm(total=len(jobs), desc=f"train detectors ({config.workers} at once)",
@@ -150,13 +163,18 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
 def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     """Run every row not yet done (one JSON each), then write tables.md and the figures.
 
+    First the detectors the rows need are trained (``train_variants``); then the rows'
+    (row, seed) measurements run ``config.workers`` at a time, each on one core, and a
+    row's JSON is written as soon as its seeds are in.
+
     Returns:
         {"rows": {row id: result}, "tables": path of tables.md, "seconds": float}.
     """
     from tqdm.auto import tqdm
 
     from minircnn.reproduce_report import write_report
-    from minircnn.reproduce_rows import ROWS, variants_of
+    from minircnn.reproduce_rows import ROWS, measure_row, variants_of
+    from minircnn.workers import map_in_workers
 
     start = time.time()
     rows_dir = os.path.join(config.out_dir, "rows")
@@ -165,26 +183,37 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     if not wanted:
         raise ValueError(f"reproduce: no row matches {config.rows}; row ids: "
                          f"{', '.join(r.id for r in ROWS)}")
-    todo = [r for r in wanted if not os.path.isfile(os.path.join(rows_dir, f"{r.id}.json"))]
+    results = {}
+    for row in wanted:                       # rows already done: read back, not recomputed
+        path = os.path.join(rows_dir, f"{row.id}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                results[row.id] = json.load(f)
+    todo = [r for r in wanted if r.id not in results]
     pairs = sorted({(v, s) for r in todo for v in variants_of(r) for s in config.seeds})
     train_variants(config, pairs, progress=progress)
-    results = {}
+    jobs = [(config, row.id, seed) for row in todo for seed in config.seeds]
+    runs = {row.id: {} for row in todo}
+
+    def collect(result) -> None:             # in job order: a row is done with its last seed
+        row_id, seed, measured = result
+        runs[row_id][seed] = measured
+        bar.update(1)
+        if len(runs[row_id]) == len(config.seeds):
+            results[row_id] = {"id": row_id, "seeds": list(config.seeds),
+                               "runs": [runs[row_id][s] for s in config.seeds]}
+            write_json(os.path.join(rows_dir, f"{row_id}.json"), results[row_id])
+
     quiet = {} if progress else {"disable": True}
-    with tqdm(total=len(wanted) * len(config.seeds), desc="reproduce", **quiet) as bar:
-        for row in wanted:
-            path = os.path.join(rows_dir, f"{row.id}.json")
-            if os.path.isfile(path):
-                with open(path) as f:
-                    results[row.id] = json.load(f)
-                bar.update(len(config.seeds))
-                continue
-            bar.set_postfix_str(row.id)
-            per_seed = []
-            for seed in config.seeds:
-                per_seed.append(row.run(config, seed))
-                bar.update(1)
-            results[row.id] = {"id": row.id, "seeds": list(config.seeds), "runs": per_seed}
-            write_json(path, results[row.id])
+    with tqdm(total=len(jobs), desc=f"measure rows ({config.workers} at once)",
+              **quiet) as bar:
+        if config.workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                collect(measure_row(job))
+        else:
+            map_in_workers(measure_row, jobs, min(config.workers, len(jobs)),
+                           on_result=collect)
+    results = {r.id: results[r.id] for r in wanted}      # the table order
     tables = write_report(config, results)
     seconds = time.time() - start
     return {"rows": results, "tables": tables, "seconds": seconds}

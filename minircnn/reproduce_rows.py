@@ -1,34 +1,38 @@
 """The rows of `minircnn reproduce`: each trains (or reuses) detectors and measures one thing.
 
 A row is ``Row(id, run)`` where ``run(config, seed) -> dict`` returns that seed's
-numbers (AP metrics, times). Every detector is tested as ``minircnn train`` tests it
-(the image pyramid of ``TrainConfig.test_scales``) unless the row says otherwise: Table 7
-compares it with one scale. Test-time variants wrap a trained model: ``NoBoxRegression``
-scores the proposals themselves, and ``svm_detections`` replaces the softmax by
-one-vs-rest linear SVMs trained on fc7 features with hard-negative mining (R-CNN).
+numbers (AP metrics, times). Every detector is tested at one scale, as the paper tests
+in every table but Table 7, which compares the image pyramid (at test time, then in
+training too). Test-time variants wrap a trained model: ``NoBoxRegression`` scores the
+proposals themselves, and ``svm_detections`` replaces the softmax by one-vs-rest linear
+SVMs trained on fc7 features with hard-negative mining (R-CNN). ``measure_row`` runs one
+(row, seed) in a worker process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import time
 from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
+from minircnn.blas import blas_threads
 from minircnn.compress import compress_fast_rcnn
-from minircnn.detection.evaluate import recall_vs_proposals
+from minircnn.detection.evaluate import GroundTruth, recall_vs_proposals
 from minircnn.detection.inference import detect_images
+from minircnn.fileio import write_json
 from minircnn.layers.module import Module
-from minircnn.reproduce import trained, variant_config
+from minircnn.reproduce import run_folder, trained, variant_config
 from minircnn.reproduce_svm import svm_detections
 from minircnn.train import detection_metrics, load_proposals, make_datasets
 
 SVD_FRACTIONS = (1 / 4, 1 / 16)       # fc6, fc7 rank / hidden: the paper's 1024 and 256 of 4096
 FIGURE2_RANKS = (8, 16, 32, 64, 128)
-_VAL = {}                              # (val dataset, proposals) per TrainConfig, per process
-_PLAIN = {}                            # results of _plain rows, several rows share a model
+_VAL = {}                              # the held-out split per TrainConfig, per process
 
 
 class Row(NamedTuple):
@@ -49,38 +53,52 @@ def _uses(*variants: str):
     return mark
 
 
-def _val_split(config):
+class _HeldOut(NamedTuple):
+    """The held-out split, read once per process: its images, ground truth and proposals."""
+    dataset: object
+    images: list
+    truth: GroundTruth
+    proposals: list
+
+
+def _val_split(config) -> _HeldOut:
     key = (config.num_val, config.image_size, config.max_objects, config.data_seed,
            config.proposal_method, config.max_proposals, config.cache_dir)
     if key not in _VAL:
         _, val = make_datasets(config)
-        _VAL[key] = (val, load_proposals(val, config))
+        _VAL[key] = _HeldOut(val, [val[i]["image"] for i in range(len(val))], GroundTruth(val),
+                             load_proposals(val, config, progress=False))
     return _VAL[key]
 
 
 def _evaluate(model, config, proposals=None) -> dict:
     """AP metrics of ``model`` on the held-out split and its test time per image."""
-    val, props = _val_split(config)
-    props = props if proposals is None else proposals
-    images = [val[i]["image"] for i in range(len(val))]
+    held_out = _val_split(config)
+    props = held_out.proposals if proposals is None else proposals
     start = time.perf_counter()
-    dets = detect_images(model, images, props, score_thresh=config.score_thresh,
+    dets = detect_images(model, held_out.images, props, score_thresh=config.score_thresh,
                          nms_thresh=config.nms_thresh, max_dets=config.max_dets,
                          scales=config.test_scales, target=config.pyramid_target)
-    seconds = (time.perf_counter() - start) / len(val)
-    m = detection_metrics(dets, val)
+    seconds = (time.perf_counter() - start) / len(held_out.images)
+    m = detection_metrics(dets, held_out.truth)
     return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {"test_s_per_image": seconds}
 
 
 def _plain(variant: str, test_scales: tuple | None = None, **compress) -> Callable:
     """The variant's detector as trained (optionally SVD-compressed, or tested at other
-    scales than the recipe's pyramid)."""
+    scales than its own). Several rows test the same detector the same way: the result
+    is kept in the run folder's ``evals/`` and read back."""
     def run(config, seed):
-        key = (config.out_dir, config.quick, variant, seed, test_scales,
-               tuple(compress.get("fractions", ())))
-        if key not in _PLAIN:
-            _PLAIN[key] = evaluate_plain(config, seed)
-        return dict(_PLAIN[key])
+        scales = "-".join(f"{s:g}" for s in test_scales) if test_scales else "own"
+        name = f"scales_{scales}" + "".join(f"_svd{f:g}" for f in compress.get("fractions", ()))
+        path = os.path.join(run_folder(config, variant, seed), "evals", f"{name}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                return json.load(f)
+        result = evaluate_plain(config, seed)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        write_json(path, result)
+        return result
 
     def evaluate_plain(config, seed):
         model, metrics = trained(config, variant, seed)
@@ -146,11 +164,12 @@ def _stagewise(config, seed) -> dict:
 def _svm(config, seed) -> dict:
     model, metrics = trained(config, "fast_rcnn", seed)
     cfg = variant_config(config, "fast_rcnn", seed)
-    val, props = _val_split(cfg)
+    held_out = _val_split(cfg)
     start = time.perf_counter()
-    dets, svm_train_s = svm_detections(model, cfg, val, props, seed=seed)
-    seconds = (time.perf_counter() - start) / len(val)
-    m = detection_metrics(dets, val)
+    dets, svm_train_s = svm_detections(model, cfg, held_out.dataset, held_out.proposals,
+                                       seed=seed)
+    seconds = (time.perf_counter() - start) / len(held_out.images)
+    m = detection_metrics(dets, held_out.truth)
     return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {
         "test_s_per_image": seconds, "train_s": metrics["times"]["train_s"] + svm_train_s}
 
@@ -188,17 +207,17 @@ def _figure3(config, seed) -> dict:
     of the ranked list) and dense sliding windows (an evenly spread subset of k)."""
     model, _ = trained(config, "fast_rcnn", seed)
     cfg = variant_config(config, "fast_rcnn", seed)
-    val, ss = _val_split(cfg)
+    held_out = _val_split(cfg)
     curves = {"selective_search": [], "dense": []}
     for k in (10, 25, 50, 100, 200, cfg.max_proposals):
-        props = [p[:k] for p in ss]
+        props = [p[:k] for p in held_out.proposals]
         curves["selective_search"].append({"k": k, **_evaluate(model, cfg, props),
-                                           "recall": _recall(props, val)})
+                                           "recall": _recall(props, held_out.truth)})
     for k in (100, 300, 1000, 3000):
         dense_cfg = dataclasses.replace(cfg, proposal_method="dense", max_proposals=k)
-        props = _val_split(dense_cfg)[1]
+        props = _val_split(dense_cfg).proposals
         curves["dense"].append({"k": k, **_evaluate(model, cfg, props),
-                                "recall": _recall(props, val)})
+                                "recall": _recall(props, held_out.truth)})
     return curves
 
 
@@ -220,13 +239,26 @@ ROWS = [
     Row("table6_multitask_no_box", _wrapped("fast_rcnn", NoBoxRegression)),
     Row("table6_stagewise", _stagewise),
     Row("table6_multitask", _plain("fast_rcnn")),
-    Row("table7_one_scale", _plain("fast_rcnn", test_scales=(1.0,))),
-    Row("table7_pyramid", _plain("fast_rcnn")),
+    Row("table7_one_scale", _plain("fast_rcnn")),
+    Row("table7_pyramid_test", _plain("fast_rcnn", test_scales=(1.0, 2.0))),
+    Row("table7_pyramid", _plain("multiscale")),
     Row("table8_svm", _svm),
-    Row("table8_softmax", _plain("fast_rcnn", test_scales=(1.0,))),   # as the SVMs
+    Row("table8_softmax", _plain("fast_rcnn")),
     Row("figure2_svd", _figure2),
     Row("figure3_proposals", _figure3),
     Row("sec52_data_quarter", _plain("data_quarter")),
     Row("sec52_data_half", _plain("data_half")),
     Row("sec52_data_full", _plain("fast_rcnn")),
 ]
+ROW_BY_ID = {row.id: row for row in ROWS}
+
+
+def measure_row(job) -> tuple:
+    """(row id, seed, that seed's numbers) of ``job = (config, row id, seed)``.
+
+    Runs in a worker process beside others, so it keeps to one BLAS thread: the times
+    it measures are one core's, as the training times are.
+    """
+    config, row_id, seed = job
+    with blas_threads(1):
+        return row_id, seed, ROW_BY_ID[row_id].run(config, seed)

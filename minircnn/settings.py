@@ -93,7 +93,8 @@ TRAIN_RULES = {
     "epochs": at_least(1), "lr": POSITIVE, "momentum": between(0, 1, hi_open=True),
     "weight_decay": between(0, None), "warmup_iters": at_least(0), "gamma": POSITIVE,
     "score_thresh": FRACTION, "nms_thresh": FRACTION, "max_dets": at_least(1),
-    "test_scales": scales_rule(0.25, 4.0), "pyramid_target": between(1, None),
+    "train_scales": scales_rule(0.25, 4.0), "test_scales": scales_rule(0.25, 4.0),
+    "pyramid_target": between(1, None),
     "device": one_of("cpu", "gpu"), "blas_threads": optional(at_least(1)),
 }
 

@@ -37,8 +37,8 @@ from minircnn.backend import get_array_module
 from minircnn.blas import blas_threads
 from minircnn.data.shapes import ShapesDataset
 from minircnn.dataset_proposals import load_proposals, proposals_in_background
-from minircnn.detection.evaluate import evaluate
-from minircnn.detection.inference import detect_images
+from minircnn.detection.evaluate import GroundTruth, evaluate
+from minircnn.detection.inference import detect_images, rescale_batch
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
 from minircnn.fileio import remove_stale_temps, write_json
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
@@ -103,6 +103,7 @@ class TrainConfig:
     fg_iou: float = 0.5
     bg_iou: tuple = (0.1, 0.5)
     flip: bool = True
+    train_scales: tuple = (1.0,)         # each minibatch at a random one (multi-scale training)
     # optimisation
     epochs: int = 9                      # 9 x 400 iterations of 2 images
     lr: float = 0.02                     # measured against 0.01: docs/performance.md
@@ -262,6 +263,7 @@ def detection_metrics(dets: list, dataset) -> dict:
     paper's tables. ``coco_AP_by_size`` uses pycocotools' area ranges (small < 32^2 px,
     medium < 96^2; NaN where a range holds no object).
     """
+    dataset = GroundTruth(dataset)       # read once for the six evaluations below
     coco = evaluate(dets, dataset, metric="coco")
     voc = evaluate(dets, dataset, iou_threshold=0.5, metric="voc")
     voc07 = evaluate(dets, dataset, iou_threshold=0.5, metric="voc07")
@@ -292,11 +294,15 @@ DIVERGED_LOSS = 1e6
 
 
 # --- the training loop ---------------------------------------------------------------------
-def sample_batch(config, items, props, idx, rng):
-    """Images (n, 3, H, W) and an RoIBatch for the training images ``idx``.
+def sample_batch(config, items, props, idx, rng, *, stride: int = 1):
+    """Images (n, 3, H', W') and an RoIBatch for the training images ``idx``.
 
     Each image is flipped with probability 1/2 (``config.flip``); RoIs are sampled
-    hierarchically or region-wise (``config.sampling``).
+    hierarchically or region-wise (``config.sampling``). With several
+    ``config.train_scales`` (multi-scale training, paper section 5.4), the minibatch is
+    then resized by one of them, drawn at random, and padded to a multiple of ``stride``
+    (the backbone's). The paper draws a scale per image; one per minibatch keeps its
+    images one array. Box targets are relative to the RoI, so they stay as they are.
     """
     images, targets, proposals = [], [], []
     flips = rng.random(len(idx)) < 0.5 if config.flip else np.zeros(len(idx), bool)
@@ -311,7 +317,12 @@ def sample_batch(config, items, props, idx, rng):
     batch = sampler(targets, proposals, rois_per_batch=config.rois_per_batch, rng=rng,
                     fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
                     bg_iou=tuple(config.bg_iou))
-    return np.stack(images), batch
+    images = np.stack(images)                                   # (n, 3, H, W)
+    if tuple(config.train_scales) != (1.0,):
+        scale = config.train_scales[rng.integers(len(config.train_scales))]
+        images, rois = rescale_batch(images, batch.rois, scale, stride)
+        batch = batch._replace(rois=rois)
+    return images, batch
 
 
 def _epoch_order(state: dict, rng: np.random.Generator, num_images: int):
@@ -346,7 +357,8 @@ def _diverged(error: FloatingPointError, config, state: dict) -> FloatingPointEr
 
 
 def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
-                   overwrite: bool = False, progress: bool = True) -> dict:
+                   overwrite: bool = False, progress: bool = True,
+                   evaluate: bool = True) -> dict:
     """Train, evaluate and write a run directory (see the module docstring).
 
     Args:
@@ -356,6 +368,8 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
             the uninterrupted run would have, also from a mid-epoch interruption.
         overwrite: replace the run already in ``out_dir`` (else that is an error).
         progress: show a tqdm bar (TQDM_DISABLE=1 also silences it).
+        evaluate: test on the held-out split at the end (False: no ``eval`` in the
+            metrics and no pictures; ``minircnn reproduce`` tests its detectors itself).
     Returns:
         the metrics dict also written to metrics.json.
     Raises:
@@ -372,7 +386,7 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
         remove_stale_temps(out_dir)              # left by a run killed while writing
         check_fresh_or_resume(out_dir, resume=resume, overwrite=overwrite)
         try:
-            return _run(config, out_dir, resume, progress, stop)
+            return _run(config, out_dir, resume, progress, evaluate, stop)
         except KeyboardInterrupt:                # outside the training loop, or twice
             ckpt = os.path.join(out_dir, "checkpoint.npz")
             saved = read_checkpoint(ckpt).extra["run_state"]["iteration"] \
@@ -380,7 +394,8 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
             raise interrupted(out_dir, saved) from None
 
 
-def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) -> dict:
+def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evaluate: bool,
+         stop) -> dict:
     from tqdm.auto import tqdm
 
     start = time.time()
@@ -405,7 +420,7 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) 
         quiet = {} if progress else {"disable": True}  # False would override TQDM_DISABLE
         # The held-out images' proposals are computed meanwhile in a background process,
         # on the core that one-BLAS-thread training leaves free.
-        background = config.proposal_workers >= 2 and config.blas_threads == 1
+        background = evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
         with (proposals_in_background(val_ds, config) if background else nullcontext()) \
                 as val_job:
             with tqdm(total=total, initial=state["iteration"], desc="train",
@@ -413,6 +428,9 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, stop) 
                 _train_loop(config, out_dir, model, optimizer, rng, items, props, state,
                             metrics, bar, stop)
             times["train_s"] = time.time() - t_train
+            if not evaluate:
+                return _finish(config, out_dir, model, None, None, state, metrics, times,
+                               start)
             t = time.time()
             val_props = val_job.result() if background else load_proposals(val_ds, config)
             times["proposals_val_s"] = time.time() - t      # what training did not hide
@@ -440,6 +458,8 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
     iters = _iters_per_epoch(config, len(items))
     steps = tuple(int(f * iters * config.epochs) for f in config.lr_steps)
     xp = get_array_module(model.parameters()[0].data)
+    # multi-scale minibatches are padded to a multiple of the backbone's stride
+    stride = getattr(getattr(model, "backbone", None), "feature_stride", 1)
     for epoch in range(state["epoch"], config.epochs):
         t_epoch = time.time()
         model.train()
@@ -448,7 +468,8 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
             optimizer.lr = step_lr(config.lr, state["iteration"], steps=steps,
                                    gamma=config.gamma, warmup_iters=config.warmup_iters)
             images, batch = sample_batch(config, items, props,
-                                         order[b * per_iter:(b + 1) * per_iter], rng)
+                                         order[b * per_iter:(b + 1) * per_iter], rng,
+                                         stride=stride)
             try:
                 stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
                                    xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
@@ -481,13 +502,15 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
 
 def _finish(config, out_dir, model, val_ds, val_props, state, metrics, times,
             start) -> dict:
-    """Evaluate on the val split, write model.npz, metrics.json and the two pictures."""
-    t = time.time()
-    metrics["eval"], dets = evaluate_detector(model, val_ds, val_props, config)
-    times["eval_s"] = time.time() - t
+    """Evaluate on the val split (unless it is None), write model.npz, metrics.json and
+    the two pictures."""
+    if val_ds is not None:
+        t = time.time()
+        metrics["eval"], dets = evaluate_detector(model, val_ds, val_props, config)
+        times["eval_s"] = time.time() - t
     save_checkpoint(model, os.path.join(out_dir, "model.npz"), config.to_dict())
     metrics["history"] = state["history"]
-    if config.pictures:
+    if config.pictures and val_ds is not None:
         save_run_pictures(out_dir, state["history"], val_ds, dets)
     times["total_s"] = time.time() - start
     metrics["times"] = {k: round(v, 2) for k, v in times.items()}

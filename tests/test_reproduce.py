@@ -40,6 +40,13 @@ def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
     assert "Where the toy differs from the paper" in text
     for name in ("figure2_svd.png", "figure3_proposals.png", "results.json"):
         assert (tmp_path / name).is_file(), name
+    # rows that test one detector alike share one evaluation, kept in its run folder
+    shared = tmp_path / "models" / "fast_rcnn_s0" / "evals" / "scales_own.json"
+    plain = [json.loads((tmp_path / "rows" / f"{r}.json").read_text())["runs"][0]
+             for r in ("table4_fast_rcnn", "table5_from_block3", "table8_softmax")]
+    assert plain[0] == plain[1] == plain[2] == json.loads(shared.read_text())
+    assert not json.loads((tmp_path / "models" / "fast_rcnn_s0" / "metrics.json")
+                          .read_text()).get("eval")      # reproduce tests its detectors itself
 
     # resumable: a finished row is read back, not recomputed
     row = tmp_path / "rows" / "table5_all.json"

@@ -187,3 +187,30 @@ def test_find_misses_lists_objects_without_a_detection_of_their_class():
              "scores": np.array([0.9, 0.8]), "labels": np.array([1, 1])}]   # 2nd: wrong class
     misses = find_misses(dets, data)
     assert [(m["label"], m["side"], m["best_iou"]) for m in misses] == [(2, 20.0, 0.0)]
+
+
+def test_multi_scale_minibatches_resize_the_images_and_move_the_rois():
+    from minircnn.train import sample_batch
+
+    ds = ShapesDataset(4, image_size=48, seed=1)
+    items = [ds[i] for i in range(len(ds))]
+    rng = np.random.default_rng(0)
+    props = [_jittered_proposals(it["boxes"], rng, size=48) for it in items]
+    one = TrainConfig(rois_per_batch=16, flip=False)
+    images, batch = sample_batch(one, items, props, [0, 1], np.random.default_rng(5))
+    assert images.shape == (2, 3, 48, 48)
+    twice = dataclasses.replace(one, train_scales=(2.0,))
+    big, moved = sample_batch(twice, items, props, [0, 1], np.random.default_rng(5), stride=8)
+    assert big.shape == (2, 3, 96, 96)                        # 96 is a multiple of 8: no pad
+    np.testing.assert_array_equal(moved.rois[:, 0], batch.rois[:, 0])
+    np.testing.assert_allclose(moved.rois[:, 1:], 2 * batch.rois[:, 1:])
+    np.testing.assert_array_equal(moved.labels, batch.labels)
+    np.testing.assert_array_equal(moved.bbox_targets, batch.bbox_targets)   # relative
+    padded, _ = sample_batch(dataclasses.replace(one, train_scales=(1.5,)), items, props,
+                             [0], np.random.default_rng(5), stride=16)
+    assert padded.shape == (1, 3, 80, 80)                     # 72 px, padded to 5 x 16
+    assert not padded[..., 72:].any() and not padded[..., 72:, :].any()
+    both = dataclasses.replace(one, train_scales=(1.0, 2.0))
+    sizes = {sample_batch(both, items, props, [0, 1], np.random.default_rng(s))[0].shape[-1]
+             for s in range(8)}
+    assert sizes == {48, 96}

@@ -14,13 +14,19 @@ from minircnn.detection.boxes import (
     encode_boxes,
     nms,
 )
-from minircnn.detection.evaluate import evaluate, match_detections, recall_vs_proposals
+from minircnn.detection.evaluate import (
+    GroundTruth,
+    evaluate,
+    match_detections,
+    recall_vs_proposals,
+)
 from minircnn.detection.inference import (
     check_model_classes,
     detect,
     detect_images,
     postprocess,
     pyramid_levels,
+    rescale_batch,
     resize_bilinear,
 )
 from minircnn.detection.proposals import compute_proposals, dense_boxes, selective_search

@@ -135,6 +135,25 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, *, use_07_metric: bool) ->
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
+class GroundTruth(list):
+    """A dataset's boxes and labels, read once: a list of dicts, with its ``classes``.
+
+    ``evaluate`` reads every image of the dataset it is given, and a generated dataset
+    (ShapesDataset) draws each image again when read; computing several metrics on one
+    ``GroundTruth(dataset)`` reads the dataset once.
+    """
+
+    def __init__(self, dataset):
+        targets = []
+        for i in range(len(dataset)):
+            item = dataset[i]
+            image_id = item.get("image_id", i) if hasattr(item, "get") else i
+            targets.append({"boxes": item["boxes"], "labels": item["labels"],
+                            "image_id": image_id})
+        super().__init__(targets)
+        self.classes = getattr(dataset, "classes", None)
+
+
 def _load_images(detections, dataset) -> list[dict]:
     """Validate and gather per-image GT and detections as NumPy arrays."""
     if len(detections) != len(dataset):

@@ -138,6 +138,29 @@ def _interpolation_matrix(out_size: int, in_size: int) -> np.ndarray:
     return matrix
 
 
+def rescale_batch(images, rois, scale: float, stride: int = 1):
+    """Images (N, C, H, W) resized by ``scale`` and their RoIs (R, 5) moved with them.
+
+    The resized images are zero-padded at the bottom and right to a multiple of
+    ``stride``, so the feature map has a whole cell for every ``stride`` pixels. A box
+    edge x maps to x * width / W (``resize_bilinear``), with width = round(W * scale).
+    Scale 1 returns the inputs themselves (no copy). Used by the test-time pyramid and
+    by multi-scale training.
+    """
+    xp = get_array_module(images)
+    _, _, h, w = images.shape
+    height, width = round(h * scale), round(w * scale)
+    if (height, width) == (h, w):
+        return images, rois
+    scaled = resize_bilinear(images, height, width)
+    padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,
+                                          -(-width // stride) * stride), images.dtype)
+    padded[:, :, :height, :width] = scaled                     # bottom/right zeros
+    moved = rois.copy()
+    moved[:, 1:] *= xp.asarray([width / w, height / h, width / w, height / h], rois.dtype)
+    return padded, moved
+
+
 def pyramid_levels(rois, scales: Sequence[float], target: float) -> np.ndarray:
     """For each RoI (R, 5) (or box (R, 4)), the index of the scale that brings its area
     closest to ``target`` squared: argmin_s |area * s² - target²| (paper section 5.4)."""
@@ -155,21 +178,11 @@ def _forward_pyramid(model, images, rois, scales, target):
     stride = getattr(getattr(model, "backbone", None), "feature_stride", 1)
     level = pyramid_levels(asnumpy(rois), scales, target)                     # (R,)
     cls_scores, deltas = None, None
-    _, _, h, w = images.shape
     for j, s in enumerate(scales):
         if not (level == j).any():
             continue
         pick = xp.asarray(np.flatnonzero(level == j))  # (R_j,) indices, where rois live
-        height, width = round(h * s), round(w * s)
-        if (height, width) == (h, w):                  # the images themselves: no resize
-            padded = images
-        else:
-            scaled = resize_bilinear(images, height, width)
-            padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,
-                                                  -(-width // stride) * stride), images.dtype)
-            padded[:, :, :height, :width] = scaled     # bottom/right zeros: a whole stride
-        r = rois[pick].copy()
-        r[:, 1:] *= xp.asarray([width / w, height / h, width / w, height / h], rois.dtype)
+        padded, r = rescale_batch(images, rois[pick], s, stride)
         c, d = model.forward(padded, r)
         if cls_scores is None:
             cls_scores = xp.zeros((len(rois), c.shape[1]), c.dtype)

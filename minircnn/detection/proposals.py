@@ -474,6 +474,18 @@ def _load_cache(path: str, expected: dict) -> list[np.ndarray]:
     return np.split(boxes, np.cumsum(counts)[:-1]) if len(counts) else []
 
 
+def read_cached_proposals(dataset, cache, *, method: str = "selective_search",
+                          max_boxes: int | None = 300, **kwargs) -> list[np.ndarray]:
+    """The proposals of ``dataset`` in the cache file ``cache``, never computed.
+
+    Raises:
+        ValueError: naming the file: it was made for other settings or another dataset,
+            or it is damaged (see ``compute_proposals``).
+    """
+    expected = json.loads(json.dumps(_fingerprint(dataset, method, max_boxes, kwargs)))
+    return _load_cache(os.fspath(cache), expected)
+
+
 def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: int | None = 300,
                       cache: str | os.PathLike | None = None, recompute: bool = False,
                       workers: int = 1, progress: bool = True,
@@ -506,9 +518,10 @@ def compute_proposals(dataset, *, method: str = "selective_search", max_boxes: i
         inspect.signature(dense_boxes).bind(0, **kwargs)            # TypeError on a typo
     else:
         inspect.signature(selective_search).bind(None, **kwargs)
-    expected = json.loads(json.dumps(_fingerprint(dataset, method, max_boxes, kwargs)))
     if cache is not None and os.path.exists(cache) and not recompute:
-        return _load_cache(os.fspath(cache), expected)
+        return read_cached_proposals(dataset, cache, method=method, max_boxes=max_boxes,
+                                     **kwargs)
+    expected = json.loads(json.dumps(_fingerprint(dataset, method, max_boxes, kwargs)))
     proposals = _compute_in_chunks(dataset, method, max_boxes, kwargs, workers, progress)
     if cache is not None:
         with atomic_write(cache, "wb") as f:

@@ -281,3 +281,20 @@ def test_area_range_needs_coco():
     detections, data = hand_example()
     with pytest.raises(ValueError, match="area must be one of"):
         evaluate(detections, data, metric="voc", area="small")
+
+
+def test_ground_truth_read_once_gives_the_same_metrics():
+    from minircnn.data import ShapesDataset
+    from minircnn.detection import GroundTruth
+
+    ds = ShapesDataset(6, image_size=64, seed=3)
+    rng = np.random.default_rng(0)
+    dets = []
+    for i in range(len(ds)):
+        boxes = ds[i]["boxes"] + rng.normal(0, 2, ds[i]["boxes"].shape).astype(np.float32)
+        dets.append(dict(boxes=boxes, scores=rng.random(len(boxes)), labels=ds[i]["labels"]))
+    truth = GroundTruth(ds)
+    assert truth.classes == ds.classes and len(truth) == len(ds)
+    for metric in ("voc07", "voc", "coco"):
+        direct, once = evaluate(dets, ds, metric=metric), evaluate(dets, truth, metric=metric)
+        assert direct["ap"] == once["ap"] and set(once["ap"]) <= set(ds.classes)

@@ -200,3 +200,20 @@ def test_bad_input_raises():
         selective_search(img, strategies=("cxz",))
     with pytest.raises(ValueError, match="method"):
         compute_proposals(ShapesDataset(1), method="edgeboxes")
+
+
+def test_a_smaller_dataset_reads_the_first_images_of_a_larger_cache(tmp_path):
+    from minircnn.dataset_proposals import load_proposals
+    from minircnn.train import TrainConfig
+
+    config = TrainConfig(cache_dir=str(tmp_path), max_proposals=20, proposal_workers=1)
+    five = load_proposals(ShapesDataset(5, image_size=48, seed=2), config, progress=False)
+    (made,) = os.listdir(tmp_path)
+    assert made.endswith("_n5.npz")
+    (tmp_path / made.replace("_n5", "_n4")).write_bytes(b"not an npz")   # tried first, passed over
+    three = load_proposals(ShapesDataset(3, image_size=48, seed=2), config, progress=False)
+    assert len(three) == 3 and len(os.listdir(tmp_path)) == 2            # no file of its own
+    for a, b in zip(three, five[:3], strict=True):
+        np.testing.assert_array_equal(a, b)
+    other_seed = load_proposals(ShapesDataset(3, image_size=48, seed=7), config, progress=False)
+    assert len(other_seed) == 3 and len(os.listdir(tmp_path)) == 3       # its own file
