@@ -26,7 +26,7 @@ from minircnn.detection.evaluate import GroundTruth, recall_vs_proposals
 from minircnn.detection.inference import detect_images
 from minircnn.fileio import write_json
 from minircnn.layers.module import Module
-from minircnn.reproduce import run_folder, trained, variant_config
+from minircnn.reproduce import FIXED_FEATURES_LR, run_folder, trained, variant_config
 from minircnn.reproduce_svm import svm_detections
 from minircnn.train import detection_metrics, load_proposals, make_datasets
 
@@ -135,7 +135,7 @@ def _wrapped(variant: str, wrapper) -> Callable:
 @_uses("cls_only")
 def _stagewise(config, seed) -> dict:
     """Stage 2 of stage-wise training: the classification-only detector frozen, bbox_pred
-    trained alone for a quarter of the iterations (with the same minibatches)."""
+    trained alone for a quarter of the iterations, at FIXED_FEATURES_LR."""
     from minircnn.optim import SGD, step_lr
     from minircnn.train import sample_batch, train_step
 
@@ -146,13 +146,14 @@ def _stagewise(config, seed) -> dict:
     train, _ = make_datasets(cfg)
     items = [train[i] for i in range(len(train))]
     props = load_proposals(train, cfg)
-    opt = SGD(model.parameters(), cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    lr = FIXED_FEATURES_LR
+    opt = SGD(model.parameters(), lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng([seed, 7])
     iters = max(1, cfg.epochs * (len(items) // cfg.images_per_batch) // 4)
     start = time.perf_counter()
     model.train()
     for it in range(iters):
-        opt.lr = step_lr(cfg.lr, it, steps=(int(0.75 * iters),), warmup_iters=0)
+        opt.lr = step_lr(lr, it, steps=(int(0.75 * iters),), warmup_iters=0)
         idx = rng.choice(len(items), size=cfg.images_per_batch, replace=False)
         images, b = sample_batch(cfg, items, props, idx, rng)
         train_step(model, opt, images, b.rois, b.labels, b.bbox_targets)
