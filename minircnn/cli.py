@@ -357,7 +357,8 @@ def _add_reproduce_parser(sub) -> None:
     p.add_argument("--rows", default=None,
                    help="comma-separated row-id prefixes, e.g. table5,figure2 (default all)")
     p.add_argument("--workers", type=arg_type(_COUNT), default=2,
-                   help="detectors trained at once, one core each (default %(default)s)")
+                   help="processes at once, one core each: detectors trained, then rows "
+                        "measured (default %(default)s)")
     p.set_defaults(func=_cmd_reproduce)
 
 

@@ -56,15 +56,20 @@ DIFFERENCES = """\
   in 45 minutes on two cores; the rows compare detectors trained alike.
 - **Learning rate.** Layers that train on fixed features (fc only, SPP-net, stage 2 of
   stage-wise) use lr 0.005 instead of the recipe's 0.02, which stalls them: at 0.02, 3
-  seeds gave COCO AP 0.35 (fc only), 0.12 (SPP-net) and 0.67 (stage-wise); at 0.005,
-  seed 0 gave 0.71, 0.52 and 0.76. The paper used one learning rate for its rows.
+  seeds gave COCO AP 0.35 (fc only), 0.12 (SPP-net) and 0.67 (stage-wise), far below
+  their rows here. The paper used one learning rate for its rows.
 - **Metric.** The headline is COCO AP@[.5:.95]; VOC AP@0.5 (area) and VOC07 (the
   paper's 11-point metric) are beside it. Objects are easy to find here, so AP@0.5 is
   near its ceiling and the differences show at the stricter IoUs.
 - **Table 4.** R-CNN and SPP-net use the same fc head and softmax as Fast R-CNN (the
   originals trained SVMs and a separate box regressor); R-CNN warps each RoI to 16 px
   (4x the feature stride). SPP-net keeps its conv layers fixed, as the original could
-  not fine-tune below SPP. Train times are one core's, two detectors training at once.
+  not fine-tune below SPP. Train and test times are one core's, two processes running
+  at once. The toy's times do not keep the paper's order: R-CNN's 300 crops of 16x16 px
+  hold only 4.7x the pixels of a 128x128 image (the paper's 2,000 warps of 227x227 px,
+  about 170x those of a 600x1000 image), so R-CNN is not slow here; and SPP-net's
+  three pooling levels, max over windows up to the whole RoI, cost more than its
+  backbone pass on a 32x32 map.
 - **Table 5.** The toy's "from the middle" is block 3 of 4, as the paper's conv3_1 is
   in VGG16's third block of five. "From scratch" is the toy's own row.
 - **Table 6.** Stage-wise: the classification-only detector is frozen and only its box

@@ -44,6 +44,7 @@ def test_every_nav_page_is_built(site):
                  "layers/conv/index.html", "layers/roi_pool/index.html",
                  "lessons/index.html", "lessons/06_training/index.html",
                  "api/layers/index.html", "cli/index.html", "performance/index.html",
+                 "reproduce/index.html", "reproduce/tables/index.html",
                  "contributing/index.html"):
         assert (site / page).is_file(), f"{page} missing from the built site"
 

@@ -79,3 +79,21 @@ def test_no_box_regression_scores_the_proposals_themselves():
     rois = np.array([[0, 0, 0, 4, 4], [0, 2, 2, 14, 14]], float)
     cls, deltas = NoBoxRegression(_Fixed()).forward(images, rois)
     assert not deltas.any() and cls[1, 0] == 12
+
+
+def test_the_committed_full_run_is_what_the_report_makes_of_its_results(tmp_path):
+    """docs/reproduce holds a full run: every row, three seeds, and the tables.md that
+    write_report makes of its results.json (all but the line naming the machine)."""
+    from minircnn.reproduce_report import write_report
+
+    committed = os.path.join(os.path.dirname(__file__), "..", "docs", "reproduce")
+    with open(os.path.join(committed, "results.json")) as f:
+        results = json.load(f)
+    assert list(results) == [row.id for row in ROWS]
+    assert all(r["seeds"] == [0, 1, 2] and len(r["runs"]) == 3 for r in results.values())
+    write_report(ReproduceConfig(out_dir=str(tmp_path)), results)
+    with open(os.path.join(committed, "tables.md")) as f:
+        expected = f.read().splitlines()
+    made = (tmp_path / "tables.md").read_text().splitlines()
+    assert [line for line in made if "Machine:" not in line] == \
+        [line for line in expected if "Machine:" not in line]
