@@ -127,6 +127,8 @@ OUT_OF_RANGE = [
      "--test-scales: must be a non-empty tuple of numbers in [0.25, 4.0], got 1,9"),
     (["train", "--test-scales", "1,x"],
      "--test-scales: expected a non-empty tuple of numbers in [0.25, 4.0], got '1,x'"),
+    (["train", "--train-scales", "0.1,1"],
+     "--train-scales: must be a non-empty tuple of numbers in [0.25, 4.0], got 0.1,1"),
     (["eval", "m.npz", "--num-val", "0"], "--num-val: must be an integer >= 1, got 0"),
     (["detect", "m.npz", "i.png", "-o", "o.png", "--score-thresh", "2"],
      "--score-thresh: must be a finite number in [0, 1], got 2"),

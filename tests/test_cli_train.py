@@ -24,7 +24,8 @@ def _restore_blas_env(monkeypatch):
 
 def test_train_then_eval_and_detect(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", *TINY_ARGS, "--out", str(out), "--seed", "1"]) == 0
+    assert main(["train", *TINY_ARGS, "--out", str(out), "--seed", "1",
+                 "--train-scales", "1,2"]) == 0
     printed = capsys.readouterr().out
     headline = printed.splitlines()[0]       # COCO AP first, VOC area AP beside it, VOC07 third
     assert headline.index("COCO AP@[.5:.95] =") < headline.index("VOC AP@0.5 (area) =") \
@@ -36,6 +37,7 @@ def test_train_then_eval_and_detect(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["eval"]["voc07_mAP"] <= 1.0
     assert metrics["config"]["seed"] == 1 and len(metrics["epochs"]) == 1
+    assert metrics["config"]["train_scales"] == [1.0, 2.0]
 
     assert main(["train", "--out", str(out), "--resume"]) == 0    # the run's own settings
     assert "on 2 held-out images" in capsys.readouterr().out
