@@ -56,13 +56,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn import viz
-from minircnn.bench import best_time
 from minircnn.data import ShapesDataset
 from minircnn.detection import hierarchical_batch, selective_search
 from minircnn.gradcheck import gradient_error, numeric_gradient_with_bound
 from minircnn.layers import Conv2d, fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import RCNN, FastRCNN, SmallVGG, SPPNet
-from minircnn.optim import SGD
+from minircnn.perf.bench import best_time
+from minircnn.training.optim import SGD
 
 rng = np.random.default_rng(0)
 
@@ -146,7 +146,7 @@ print(f"paper scale: 2000 x 227² / (600 x 1000) = {2000 * 227**2 / (600 * 1000)
 # We time the forward pass for R = 8 … 64 RoIs (best of 3 runs). This notebook runs
 # NumPy's BLAS on one thread (`OPENBLAS_NUM_THREADS=1`, set in the first cell): our
 # matrix products are small, and on a busy 2-core machine OpenBLAS's extra threads fight
-# other processes and turn times into noise (see `minircnn/blas.py`).
+# other processes and turn times into noise (see `minircnn/utils/blas.py`).
 #
 # Expect R-CNN's time to grow roughly linearly with R (a backbone pass per RoI) and Fast
 # R-CNN's to grow slowly (one backbone pass; only RoI pooling and the fc head grow

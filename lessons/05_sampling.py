@@ -45,12 +45,12 @@
 # | `batch.bbox_targets` | (R, 4) | `encode_boxes(roi, matched GT)`; zeros for background |
 #
 # Code: `minircnn/detection/sampling.py` (`sample_rois`, `hierarchical_batch`,
-# `region_wise_batch`); training uses it in `minircnn/train.py`.
+# `region_wise_batch`); training uses it in `minircnn/training/step.py`.
 
 # %%
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/utils/blas.py)
 
 import time
 
@@ -68,8 +68,8 @@ from minircnn.detection import (
     sample_rois,
 )
 from minircnn.models import FastRCNN, SmallVGG
-from minircnn.optim import SGD
-from minircnn.train import train_step
+from minircnn.training import train_step
+from minircnn.training.optim import SGD
 
 rng = np.random.default_rng(0)
 
@@ -259,7 +259,7 @@ assert len(images_region) > 32                                    # vs 2 hierarc
 # A training step runs the backbone forward and backward on every image that has a RoI in
 # the minibatch; RoI pooling and the fc layers then cost the same for both (128 RoIs).
 # We build a small Fast R-CNN and time one full step (forward, loss, backward, SGD) for
-# each minibatch, passing only the images it uses (`minircnn.train.train_step`).
+# each minibatch, passing only the images it uses (`minircnn.training.train_step`).
 
 # %%
 model = FastRCNN(3, SmallVGG((4, 8, 16, 16), num_pools=2, rng=np.random.default_rng(0)),

@@ -31,7 +31,7 @@
 # | `dcls`, `dbbox` | like the outputs | the loss's backward |
 # | `p.grad` | like `p.data` | filled by `model.backward`, for every parameter |
 #
-# The paper's solver and ours (`minircnn.train.TrainConfig`):
+# The paper's solver and ours (`minircnn.training.TrainConfig`):
 #
 # | | Fast R-CNN (VGG16, VOC) | minircnn (`minircnn train`) |
 # |---|---|---|
@@ -42,13 +42,13 @@
 # | augmentation | horizontal flips | the same |
 # | initialisation | ImageNet-pretrained VGG16 | from scratch (lesson 09: pretrained) |
 #
-# Code: `minircnn/train.py` (`train_step`, `train_detector`), `minircnn/optim.py` (`SGD`,
+# Code: `minircnn/training/step.py` (`train_step`), `minircnn/training/loop.py` (`train_detector`), `minircnn/training/optim.py` (`SGD`,
 # `step_lr`), `minircnn/models/fast_rcnn.py` (`forward`, `backward`).
 
 # %%
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/utils/blas.py)
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -64,8 +64,8 @@ from minircnn.detection import (
 )
 from minircnn.layers import Parameter, fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.models import FastRCNN, SmallVGG, pretrained_detector
-from minircnn.optim import SGD, step_lr
-from minircnn.train import train_step
+from minircnn.training import train_step
+from minircnn.training.optim import SGD, step_lr
 
 rng = np.random.default_rng(0)
 
@@ -153,7 +153,7 @@ print(f"loss decrease: actual {actual:.6f}, predicted {predicted:.6f}, "
 assert actual > 0 and abs(actual / predicted - 1) < 0.02
 
 # %% [markdown]
-# The library's `minircnn.train.train_step` is exactly these five lines (plus a check
+# The library's `minircnn.training.train_step` is exactly these five lines (plus a check
 # that the loss is finite). Run it on a fresh copy of the model and the same minibatch:
 # the weights must come out bit-identical.
 
@@ -168,7 +168,7 @@ assert all(np.array_equal(v, model.state_dict()[k]) for k, v in twin.state_dict(
 # %% [markdown]
 # ### Exercise 1 — the SGD update with momentum and weight decay
 #
-# Write the update `minircnn.optim.SGD.step` performs (Caffe's and PyTorch's), for every
+# Write the update `minircnn.training.optim.SGD.step` performs (Caffe's and PyTorch's), for every
 # parameter `p` with `p.requires_grad`, using its velocity buffer `v` (updated in place):
 #
 # $$g = \nabla_p L + \text{wd}\cdot\text{decay\_mult}\cdot p,\qquad
@@ -188,9 +188,9 @@ def sgd_momentum_step(params, velocities, *, lr, momentum=0.9, weight_decay=5e-4
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "sgd_momentum", "locked": true, "points": 4, "schema_version": 3, "solution": false}
-# forbid: minircnn.optim.SGD.step
+# forbid: minircnn.training.optim.SGD.step
 def sgd_case(seed, steps, **hyper):
-    """Parameters for the exercise, their gradients, and where minircnn.optim.SGD takes them."""
+    """The exercise's parameters, their gradients, and where SGD (training/optim.py) takes them."""
     case_rng = np.random.default_rng(seed)
     shapes = [(3, 4), (4,), (2, 2)]
     params = [Parameter(case_rng.standard_normal(s)) for s in shapes]
@@ -222,7 +222,7 @@ visible_case = sgd_case(11, 3, lr=0.1, momentum=0.9, weight_decay=0.01)
 ### BEGIN HIDDEN TESTS
 hidden_case = sgd_case(12, 5, lr=0.03, momentum=0.5, weight_decay=0.1)
 ### END HIDDEN TESTS
-# TEST 3 steps match minircnn.optim.SGD (lr_mult, decay_mult, frozen) (3 points)
+# TEST 3 steps match minircnn.training.optim.SGD (lr_mult, decay_mult, frozen) (3 points)
 assert sgd_matches(visible_case, lr=0.1, momentum=0.9, weight_decay=0.01)
 ### BEGIN HIDDEN TESTS
 # TEST 5 steps with other hyperparameters (1 point)
@@ -318,7 +318,7 @@ assert sum(len(ax.patches) for ax in axes[:4]) >= sum(len(val[i]["boxes"]) for i
 #
 # - One iteration = sample RoIs from 2 images → `forward` → `fast_rcnn_loss_forward` →
 #   `fast_rcnn_loss_backward` → `model.backward` (fills every `p.grad`, conv layers
-#   included) → `SGD.step`; `minircnn.train.train_step` is exactly that.
+#   included) → `SGD.step`; `minircnn.training.train_step` is exactly that.
 # - At initialisation the box loss is the smooth L1 of the targets (checked by hand), and
 #   a small gradient step lowers the loss by lr·Σ lr_mult‖g‖² (checked to 2%).
 # - 60 iterations on four images more than halve the loss but do not make a detector;

@@ -33,20 +33,17 @@
 # | `w2 = U_t` | (out, t) | second factor (keeps the original bias) |
 #
 # Code: `minircnn/detection/boxes.py` (`nms`, `batched_nms`),
-# `minircnn/detection/inference.py` (`detect`, `postprocess`), `minircnn/compress.py` and `minircnn/layers/low_rank_linear.py`.
+# `minircnn/detection/inference.py` (`detect`, `postprocess`), `minircnn/models/compress.py` and `minircnn/layers/low_rank_linear.py`.
 
 # %%
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/utils/blas.py)
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from minircnn import viz
-from minircnn.bench import best_time
-from minircnn.blas import blas_threads
-from minircnn.compress import compress_fast_rcnn, head_cost
 from minircnn.data import CLASSES, ShapesDataset
 from minircnn.detection import (
     batched_nms,
@@ -60,6 +57,9 @@ from minircnn.detection import (
 )
 from minircnn.layers import truncated_svd
 from minircnn.models import pretrained_detector
+from minircnn.models.compress import compress_fast_rcnn, head_cost
+from minircnn.perf.bench import best_time
+from minircnn.utils.blas import blas_threads
 
 rng = np.random.default_rng(0)
 
@@ -334,7 +334,7 @@ def svd_factors(w, t):
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "svd", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-# forbid: minircnn.compress.truncated_svd
+# forbid: minircnn.models.compress.truncated_svd
 w_check = np.random.default_rng(2).standard_normal((9, 14))
 sv = np.linalg.svd(w_check, compute_uv=False)
 library_products = {t: np.matmul(*truncated_svd(w_check, t)[::-1]) for t in (1, 4, 9)}

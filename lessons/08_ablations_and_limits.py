@@ -41,7 +41,7 @@
 # %%
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/utils/blas.py)
 
 import time
 

@@ -37,13 +37,13 @@
 # | `model.fc.w` | (4, 128) | the new head: one row per target class |
 #
 # Code: `minircnn/models/resnet.py` (`MiniResNet`, `freeze_stages`,
-# `convert_frozen_batchnorm`), `minircnn/transfer.py` (`finetune`, `train_classifier`),
-# `minircnn/optim.py` (`SGD` with `requires_grad` and `lr_mult`).
+# `convert_frozen_batchnorm`), `minircnn/training/transfer.py` (`finetune`, `train_classifier`),
+# `minircnn/training/optim.py` (`SGD` with `requires_grad` and `lr_mult`).
 
 # %%
 import os
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/blas.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before NumPy loads (minircnn/utils/blas.py)
 os.environ.setdefault("TQDM_DISABLE", "1")          # no progress bars in the notebook
 
 import tempfile
@@ -54,8 +54,8 @@ import numpy as np
 from minircnn.data import ShapesClassification
 from minircnn.layers import BatchNorm2d, FrozenBatchNorm2d
 from minircnn.models import convert_frozen_batchnorm, freeze_stages, pretrained_backbone
-from minircnn.optim import SGD
-from minircnn.transfer import (
+from minircnn.training.optim import SGD
+from minircnn.training.transfer import (
     SOURCE_CLASSES,
     TARGET_CLASSES,
     FinetuneConfig,

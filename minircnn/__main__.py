@@ -1,6 +1,6 @@
 """``python -m minircnn`` is the ``minircnn`` command."""
 
-from minircnn.cli import main
+from minircnn.cli.main import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

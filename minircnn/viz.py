@@ -20,7 +20,7 @@ from matplotlib.patches import Rectangle
 
 from minircnn.backend import asnumpy
 from minircnn.detection.boxes import check_boxes
-from minircnn.fileio import atomic_write
+from minircnn.utils.fileio import atomic_write
 
 _PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple",
             "tab:brown", "tab:pink", "tab:gray", "tab:olive", "tab:cyan")

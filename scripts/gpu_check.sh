@@ -52,6 +52,6 @@ summary="$(tail -n 1 "$log")"
 
 echo "== GPU next to CPU"
 check_rc=0
-"$py" -m minircnn.gpu_check --repeats "$repeats" --tests "$summary" || check_rc=$?
+"$py" -m minircnn.perf.gpu_check --repeats "$repeats" --tests "$summary" || check_rc=$?
 if [ "$tests_rc" != 0 ]; then exit 1; fi
 exit "$check_rc"

@@ -6,7 +6,7 @@ For each block configuration of tests/models/test_resnet.py and each seed, the m
 THRESHOLD / max(gradient_error) over dx and every parameter gradient: how many times the
 largest error could grow before the check fails. Prints the worst margin per
 configuration and exits 1 if any is below --min-margin (default 10). ``--checks layers``
-measures every case of minircnn/gradcheck_cases.py (``minircnn gradcheck --seed N``) the same way.
+measures every case of minircnn/gradcheck/cases.py (``minircnn gradcheck --seed N``) the same way.
 """
 
 import argparse
@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "models")
 from test_resnet import BLOCK_CONFIGS, block_and_input, module_gradcheck  # noqa: E402
 
 from minircnn.gradcheck import THRESHOLD  # noqa: E402
-from minircnn.gradcheck_cases import LAYER_CASES, run_case  # noqa: E402
+from minircnn.gradcheck.cases import LAYER_CASES, run_case  # noqa: E402
 
 
 def _report(name, margins, seeds):

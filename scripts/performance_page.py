@@ -15,8 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from minircnn.bench import BENCH_HEADER, bench_rows, describe_run, run_bench
-from minircnn.text_tables import markdown_table
+from minircnn.perf.bench import BENCH_HEADER, bench_rows, describe_run, run_bench
+from minircnn.utils.text_tables import markdown_table
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"
 BEGIN = "<!-- measured: begin (scripts/performance_page.py writes this part) -->"

@@ -22,7 +22,7 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # One BLAS thread unless the caller chose otherwise: the test matrices are small, and on a
 # busy 2-core machine a second BLAS thread makes some tests several times slower (as in
-# minircnn/blas.py). Set before NumPy is imported; the lesson kernels inherit it.
+# minircnn/utils/blas.py). Set before NumPy is imported; the lesson kernels inherit it.
 for _var in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -50,7 +50,7 @@ def test_every_nav_page_is_built(site):
 
 
 def test_cli_page_lists_every_subcommand_with_its_options(site):
-    from minircnn.cli import build_parser
+    from minircnn.cli.main import build_parser
 
     html = (site / "cli" / "index.html").read_text()
     parser = build_parser()

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from minircnn.assign import BEGIN, END, read_cells, strip_solutions
-from minircnn.grade import _check_forbidden, parse_test_cell
+from minircnn.classroom.assign import BEGIN, END, read_cells, strip_solutions
+from minircnn.classroom.grade import _check_forbidden, parse_test_cell
 
 jupytext = pytest.importorskip("jupytext")
 
@@ -53,7 +53,7 @@ def test_py_and_ipynb_cells_are_identical(script):
     cells_ipynb = [(c.cell_type, c.source) for c in from_ipynb.cells]
     assert cells_py == cells_ipynb, (f"{script.name} and {notebook.name} differ: run "
                                      f"`jupytext --sync lessons/{script.name}`")
-    # minircnn.assign reads both formats without jupytext: it must see the same cells.
+    # minircnn.classroom.assign reads both formats without jupytext: it must see the same cells.
     mine = [(c.kind, c.source) for c in read_cells(script)]
     assert mine == [(c.kind, c.source) for c in read_cells(notebook)]
     assert mine == cells_py

@@ -3,7 +3,7 @@
 - The lessons stay in lessons/ (their home, next to their jupytext scripts): this hook
   adds lessons/README.md and lessons/NN_*.ipynb to the site under lessons/, before
   mkdocs-jupyter turns each notebook into a page.
-- The command-line reference (cli.md) is generated from ``minircnn.cli.build_parser()``,
+- The command-line reference (cli.md) is generated from ``minircnn.cli.main.build_parser()``,
   so it always shows the options the installed command really has.
 - Executed lessons render their figures as images and print no progress bars: the
   notebook kernels get matplotlib's inline backend (whatever MPLBACKEND says, e.g. the
@@ -81,7 +81,7 @@ def _help_text(parser: argparse.ArgumentParser) -> str:
 
 def cli_reference() -> str:
     """The Markdown of cli.md: ``minircnn --help`` and each sub-command's ``--help``."""
-    from minircnn.cli import build_parser
+    from minircnn.cli.main import build_parser
 
     parser = build_parser()
     lines = [
@@ -123,7 +123,7 @@ NOT_DOCUMENTED = ("__main__", "cli")  # the command line has its own page, cli.m
 
 
 def _api_page_of(module: str) -> str:
-    parts = module.split(".")  # "minircnn.layers.conv" or "minircnn.train"
+    parts = module.split(".")  # "minircnn.layers.conv" or "minircnn.training.loop"
     if len(parts) > 2 and parts[1] in API_PAGES:
         return parts[1]
     return "train" if parts[1] in TRAINING else "utilities"

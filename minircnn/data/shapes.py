@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from minircnn.data import draw
-from minircnn.fileio import write_json
+from minircnn.utils.fileio import write_json
 
 CLASSES = ("circle", "square", "triangle")
 

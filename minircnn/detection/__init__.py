@@ -29,7 +29,8 @@ from minircnn.detection.inference import (
     rescale_batch,
     resize_bilinear,
 )
-from minircnn.detection.proposals import compute_proposals, dense_boxes, selective_search
+from minircnn.detection.proposal_cache import compute_proposals
+from minircnn.detection.proposals import dense_boxes, selective_search
 from minircnn.detection.sampling import (
     RoIBatch,
     hierarchical_batch,

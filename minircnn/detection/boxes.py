@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
-from minircnn.validate import check_array, check_number, check_positive
+from minircnn.utils.validate import check_array, check_number, check_positive
 
 BBOX_XFORM_CLIP = math.log(1000.0 / 16)  # torchvision BoxCoder: largest dw, dh when decoding
 

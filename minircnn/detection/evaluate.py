@@ -22,7 +22,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy
 from minircnn.detection.boxes import _pairwise_iou, check_boxes
-from minircnn.validate import check_array, check_count, check_number
+from minircnn.utils.validate import check_array, check_count, check_number
 
 # pycocotools Params.setDetParams, verbatim, so the float values are identical.
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1)

@@ -28,7 +28,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
 from minircnn.detection.boxes import batched_nms, check_boxes, clip_boxes, decode_boxes
-from minircnn.validate import check_array, check_count, check_number
+from minircnn.utils.validate import check_array, check_count, check_number
 
 
 def _softmax(logits):

@@ -29,7 +29,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy
 from minircnn.detection.boxes import box_iou, check_boxes, encode_boxes
-from minircnn.validate import check_array, check_count, check_number, check_rng
+from minircnn.utils.validate import check_array, check_count, check_number, check_rng
 
 
 def sample_rois(proposals, gt_boxes, gt_labels, *, rois_per_image: int = 64,

@@ -11,7 +11,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
-from minircnn.validate import check_array, check_dout, check_number, check_rng
+from minircnn.utils.validate import check_array, check_dout, check_number, check_rng
 
 
 # --- ReLU ------------------------------------------------------------------------------

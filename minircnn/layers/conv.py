@@ -18,7 +18,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module, Parameter
-from minircnn.validate import check_array, check_count, check_dout, check_pair
+from minircnn.utils.validate import check_array, check_count, check_dout, check_pair
 
 
 class ConvCache(NamedTuple):

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.layers.module import Module, Parameter
-from minircnn.validate import as_array, check_array, check_count, check_dout, check_positive
+from minircnn.utils.validate import as_array, check_array, check_count, check_dout, check_positive
 
 
 class LinearCache(NamedTuple):

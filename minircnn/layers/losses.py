@@ -12,7 +12,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.validate import (
+from minircnn.utils.validate import (
     as_array,
     check_array,
     check_number,

@@ -17,7 +17,7 @@ squared singular values, ``Σ_{i>t} σ_i²``.
 
 Derivation of the backward pass: it is ``linear_backward`` twice (docs/layers/linear.md),
 through the hidden rows ``h = x @ w1.T`` (N, t). Compressing a trained detector with it:
-minircnn/compress.py.
+minircnn/models/compress.py.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ class LowRankLinear(Module):
 
     Drop-in for ``Linear``: same ``in_features`` / ``out_features``, ``forward(x)``
     and ``backward(dout)``, so ``model.fc6 = LowRankLinear(...)`` just works. Build one
-    from a trained layer with ``minircnn.compress.compress_linear``.
+    from a trained layer with ``minircnn.models.compress.compress_linear``.
 
     Args:
         w1: (t, D) first factor.  w2: (M, t) second factor.  b: (M,) bias.

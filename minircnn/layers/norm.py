@@ -13,7 +13,13 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module, Parameter
-from minircnn.validate import check_array, check_count, check_dout, check_number, check_positive
+from minircnn.utils.validate import (
+    check_array,
+    check_count,
+    check_dout,
+    check_number,
+    check_positive,
+)
 
 
 def _per_channel(v):

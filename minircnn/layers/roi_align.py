@@ -23,7 +23,7 @@ from minircnn.layers.roi_checks import (
     check_roi_inputs,
     pair,
 )
-from minircnn.validate import check_count, check_positive
+from minircnn.utils.validate import check_count, check_positive
 
 
 # --------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from minircnn.backend import asnumpy
-from minircnn.validate import check_array, check_dout, check_pair, check_positive
+from minircnn.utils.validate import check_array, check_dout, check_pair, check_positive
 
 # Largest |coordinate * spatial_scale| accepted, in feature cells: 2**24 is where float32
 # stops holding every integer, so rounded bins and bilinear samples lose their meaning

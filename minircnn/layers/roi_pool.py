@@ -53,7 +53,7 @@ from minircnn.layers.roi_checks import (
     pair,
 )
 from minircnn.layers.roi_max_tables import roi_max_pool_tables
-from minircnn.validate import check_count, check_positive
+from minircnn.utils.validate import check_count, check_positive
 
 
 # --------------------------------------------------------------------------------------

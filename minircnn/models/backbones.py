@@ -15,7 +15,7 @@ block but the last. With the default four blocks it has three pools, so
 image's feature map at 16x16, so small shapes still cover a few cells). Like VGG16's
 conv5_3 in Fast R-CNN, the last block has no pool: RoI pooling replaces pool5.
 ``minircnn train`` uses this stride 8 with RoIAlign; ``num_pools=2`` gives stride 4 (a 32x32
-map, finer for the small shapes but 1.5-2x the training time); see minircnn.train.TrainConfig.
+map, finer for the small shapes but 1.5-2x the training time); see minircnn.training.TrainConfig.
 """
 
 from __future__ import annotations

@@ -43,10 +43,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minircnn.archive import read_directory, read_entries
 from minircnn.backend import asnumpy
-from minircnn.fileio import atomic_write
 from minircnn.layers.module import Module
+from minircnn.utils.archive import read_directory, read_entries
+from minircnn.utils.fileio import atomic_write
 
 FORMAT = 1
 MAX_PARAMETERS = 50_000_000   # values in a model's state_dict (200 MB in float32)

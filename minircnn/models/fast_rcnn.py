@@ -25,7 +25,7 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, RoIPool
 from minircnn.models.detector import Detector
-from minircnn.validate import check_array, check_count, check_number
+from minircnn.utils.validate import check_array, check_count, check_number
 
 
 class FastRCNN(Detector):

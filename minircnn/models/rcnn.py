@@ -27,7 +27,7 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, SpatialPyramidPool
 from minircnn.models.detector import Detector
-from minircnn.validate import check_count, check_number
+from minircnn.utils.validate import check_count, check_number
 
 
 class _Head(Module):

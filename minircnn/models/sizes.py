@@ -9,7 +9,7 @@ the caller, so each function counts only its own layers.
 
 from __future__ import annotations
 
-from minircnn.validate import check_count
+from minircnn.utils.validate import check_count
 
 
 def _ints(name: str, values) -> list[int]:

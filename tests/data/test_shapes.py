@@ -6,7 +6,7 @@ import os
 import numpy as np
 import pytest
 
-from minircnn.cli import main
+from minircnn.cli.main import main
 from minircnn.data import ShapesClassification, ShapesDataset, export_dataset, to_coco
 from minircnn.data.draw import pixel_grid, polygon_mask
 

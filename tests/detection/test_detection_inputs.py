@@ -9,7 +9,7 @@ import pytest
 
 from minircnn import detection as D
 from minircnn.data import ShapesDataset
-from minircnn.detection.proposals import _load_cache
+from minircnn.detection.proposal_cache import _load_cache
 
 BOXES = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], dtype=np.float64)
 SCORES = np.array([0.9, 0.8])

@@ -203,8 +203,8 @@ def test_bad_input_raises():
 
 
 def test_a_smaller_dataset_reads_the_first_images_of_a_larger_cache(tmp_path):
-    from minircnn.dataset_proposals import load_proposals
-    from minircnn.train import TrainConfig
+    from minircnn.training import TrainConfig
+    from minircnn.training.proposals import load_proposals
 
     config = TrainConfig(cache_dir=str(tmp_path), max_proposals=20, proposal_workers=1)
     five = load_proposals(ShapesDataset(5, image_size=48, seed=2), config, progress=False)

@@ -11,7 +11,7 @@ import minircnn.layers.roi_align as roi_align_module
 import minircnn.layers.roi_pool as roi_pool_module
 from minircnn.backend import to_device
 from minircnn.gradcheck import check_layer, rel_error
-from minircnn.gradcheck_cases import distinct_values, ramp, random_rois
+from minircnn.gradcheck.cases import distinct_values, ramp, random_rois
 from minircnn.layers import (
     RoIAlign,
     roi_align_backward,

@@ -12,7 +12,7 @@ import pytest
 
 from minircnn.backend import asnumpy, to_device
 from minircnn.gradcheck import check_layer, rel_error
-from minircnn.gradcheck_cases import distinct_values, ramp, random_rois
+from minircnn.gradcheck.cases import distinct_values, ramp, random_rois
 from minircnn.layers import (
     RoIPool,
     SpatialPyramidPool,

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound
-from minircnn.gradcheck_cases import basic_block_relu_margin
+from minircnn.gradcheck.cases import basic_block_relu_margin
 from minircnn.layers import (
     BatchNorm2d,
     FrozenBatchNorm2d,
@@ -17,7 +17,7 @@ from minircnn.models.resnet import (
     convert_frozen_batchnorm,
     freeze_stages,
 )
-from minircnn.optim import SGD
+from minircnn.training.optim import SGD
 
 
 def module_gradcheck(module, x, *, seed=0, threshold=THRESHOLD):

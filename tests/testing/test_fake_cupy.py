@@ -87,8 +87,8 @@ def test_ufunc_at_and_reduceat_as_cupy_limits_them():
 def test_train_step_and_detect_on_the_fake_gpu_match_the_cpu(fake_gpu):
     from minircnn.detection.inference import detect
     from minircnn.models import FastRCNN, SmallVGG
-    from minircnn.optim import SGD
-    from minircnn.train import train_step
+    from minircnn.training import train_step
+    from minircnn.training.optim import SGD
 
     rng = np.random.default_rng(0)
     images = rng.random((2, 3, 16, 16)).astype(np.float32)
@@ -133,9 +133,9 @@ def test_gpu_marked_tests_pass_on_the_fake_gpu():
 def test_training_run_and_cli_detect_on_the_fake_gpu(fake_gpu, tmp_path, capsys, monkeypatch):
     import matplotlib.image
 
-    from minircnn.cli import main
+    from minircnn.cli.main import main
     from minircnn.data.shapes import ShapesDataset
-    from minircnn.train import TrainConfig, train_detector
+    from minircnn.training import TrainConfig, train_detector
 
     config = TrainConfig(num_train=2, num_val=1, epochs=1, proposal_method="dense",
                          max_proposals=30, cache_dir="", hidden=8, device="gpu",

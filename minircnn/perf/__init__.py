@@ -1,0 +1,2 @@
+"""Speed: ``minircnn bench`` (layers, a training step and inference next to a same-run
+matrix product), the detector's benchmark and the NumPy-vs-CuPy check."""

@@ -1,0 +1,368 @@
+"""Time the layers (forward + backward) next to a plain NumPy matmul from the same run.
+
+Absolute times depend on the machine; the percentage of the same-run float32 matmul
+throughput does much less, so compare those across machines. ``minircnn bench`` prints
+the table, ``minircnn bench --json`` the dict.
+
+Adding an entry is one line in ``BENCHMARKS``: a name and a ``setup(rng)`` that builds
+the inputs once and returns ``(run, flops)``, where ``run()`` does one forward + backward
+and ``flops`` is the counted work (None when GFLOP/s means little, e.g. ReLU). Give
+``compare_to`` the name of another entry to report the speed-up over it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from minircnn.layers.activations import relu_backward, relu_forward
+from minircnn.layers.conv import (
+    conv2d_backward,
+    conv2d_backward_naive,
+    conv2d_forward,
+    conv2d_forward_naive,
+)
+from minircnn.layers.linear import linear_backward, linear_forward
+from minircnn.layers.norm import batchnorm2d_backward, batchnorm2d_forward
+from minircnn.layers.pool import max_pool2d_backward, max_pool2d_forward
+from minircnn.layers.roi_pool import (
+    roi_align_backward,
+    roi_align_forward,
+    roi_pool_backward,
+    roi_pool_backward_naive,
+    roi_pool_forward,
+    roi_pool_forward_naive,
+    roi_pool_forward_vectorized,
+    spp_backward,
+    spp_forward,
+)
+from minircnn.utils.blas import blas_threads
+from minircnn.utils.text_tables import text_table
+
+Setup = Callable[[np.random.Generator], tuple[Callable[[], object], "float | None"]]
+
+
+class Benchmark(NamedTuple):
+    name: str
+    setup: Setup                 # rng -> (run, flops)
+    compare_to: str | None = None  # report speed-up = that entry's ms / this entry's ms
+    part_of: str | None = None     # report this entry's ms as a % of that entry's ms
+
+
+def _f32(rng, *shape):
+    return rng.standard_normal(shape, dtype=np.float32)
+
+
+def conv_flops(x_shape: tuple, w_shape: tuple, out_hw: tuple) -> float:
+    """Forward FLOPs of a convolution: 2·N·F·C·KH·KW·OH·OW (multiply + add)."""
+    n, (f, c, kh, kw), (oh, ow) = x_shape[0], w_shape, out_hw
+    return 2.0 * n * f * c * kh * kw * oh * ow
+
+
+# --- setups ----------------------------------------------------------------------------
+def _setup_matmul(rng, n: int = 1024):
+    a, b = _f32(rng, n, n), _f32(rng, n, n)
+    return (lambda: a @ b), 2.0 * n**3
+
+
+# The VGG-like stack: 3x3 convs with pad 1, ReLU after each, 2x2 max pools ("pool").
+# On a 2x3x128x128 batch its convs count ~0.65 GFLOP forward + backward.
+CONV_STACK = ((3, 16), "pool", (16, 32), "pool", (32, 64), "pool", (64, 64))
+
+
+def _setup_conv_stack(rng, batch: tuple = (2, 3, 128, 128), stack: tuple = CONV_STACK):
+    """Forward then backward through the stack; FLOPs count the convs only (backward =
+    2x forward: one matmul for dw, one for dx), ReLU and pooling time included."""
+    x = _f32(rng, *batch)
+    weights, flops, h = [], 0.0, batch[2]
+    for layer in stack:
+        if layer == "pool":
+            h //= 2
+            continue
+        c_in, c_out = layer
+        w = _f32(rng, c_out, c_in, 3, 3) * np.float32(np.sqrt(2.0 / (9 * c_in)))
+        weights.append((w, np.zeros(c_out, dtype=np.float32)))
+        flops += 3 * conv_flops((batch[0], c_in, h, h), w.shape, (h, h))
+
+    def run():
+        out, caches, params = x, [], iter(weights)
+        for layer in stack:  # forward
+            if layer == "pool":
+                out, cache = max_pool2d_forward(out, kernel=2, stride=2)
+                caches.append((max_pool2d_backward, cache))
+                continue
+            out, cache = conv2d_forward(out, *next(params), stride=1, pad=1)
+            caches.append((conv2d_backward, cache))
+            out, cache = relu_forward(out)
+            caches.append((relu_backward, cache))
+        dout = np.ones_like(out)
+        for backward, cache in reversed(caches):  # backward, in reverse order
+            grads = backward(dout, cache)
+            dout = grads[0] if isinstance(grads, tuple) else grads
+        return dout
+
+    return run, flops
+
+
+def _setup_conv_tiny(rng, naive: bool):
+    x, w, b = _f32(rng, 1, 4, 12, 12), _f32(rng, 8, 4, 3, 3), _f32(rng, 8)
+    fwd, bwd = ((conv2d_forward_naive, conv2d_backward_naive) if naive
+                else (conv2d_forward, conv2d_backward))
+
+    def run():
+        out, cache = fwd(x, w, b, stride=1, pad=1)
+        return bwd(out, cache)
+
+    return run, 3 * conv_flops(x.shape, w.shape, (12, 12))
+
+
+def _setup_fwd_bwd(forward, backward, inputs, flops=None, **kwargs):
+    """Generic: one forward on ``inputs`` then backward of an all-ones dout."""
+    def run():
+        out, cache = forward(*inputs, **kwargs)
+        return backward(np.ones_like(out), cache)
+    return run, flops
+
+
+def _setup_linear(rng, n=256, d=3136, m=1024):
+    x, w, b = _f32(rng, n, d), _f32(rng, m, d) * np.float32(0.02), _f32(rng, m)
+    return _setup_fwd_bwd(linear_forward, linear_backward, (x, w, b), 3 * 2.0 * n * d * m)
+
+
+FEATURE_SHAPE = (2, 64, 64, 64)  # a mid-network feature map for the elementwise layers
+
+# RoI pooling as in Fast R-CNN on 128x128 images: a stride-8 feature map, 256 RoIs.
+ROI_FEATURES, ROI_COUNT, ROI_OUT, ROI_SCALE = (2, 64, 16, 16), 256, (7, 7), 1 / 8
+ROI_TAG = "2x64x16x16 256 RoIs 7x7"
+
+
+HEAD_ROIS, HEAD_RANK = 2000, 64  # Fast R-CNN section 3.1: fc6/fc7 at 2000 RoIs per image
+
+
+def _setup_head(rng, rank: int | None = None):
+    """fc6 (3136 -> 256) - ReLU - fc7 (256 -> 256) forward at HEAD_ROIS RoIs, the shipped
+    detector's sizes; with ``rank``, both layers replaced by their truncated SVD."""
+    from minircnn.layers.linear import Linear
+    from minircnn.models.compress import compress_linear, layer_cost
+
+    fc6, fc7 = Linear(3136, 256, rng=rng), Linear(256, 256, rng=rng)
+    if rank is not None:
+        fc6, fc7 = compress_linear(fc6, rank), compress_linear(fc7, rank)
+    x = np.maximum(_f32(rng, HEAD_ROIS, 3136), 0)  # (R, C*7*7) pooled features
+
+    def run():
+        return fc7.forward(np.maximum(fc6.forward(x), 0))  # (R, 256)
+    return run, float(layer_cost(fc6, HEAD_ROIS)["flops"] + layer_cost(fc7, HEAD_ROIS)["flops"])
+
+
+def _setup_roi(rng, forward, backward, **kwargs):
+    """Random RoIs (8..128 px, clipped to the 128x128 images) on ROI_FEATURES, image by
+    image as the minibatch samplers and detect_images give them."""
+    x = _f32(rng, *ROI_FEATURES)
+    x1y1 = rng.uniform(0, 120, (ROI_COUNT, 2))
+    x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (ROI_COUNT, 2)), 127)
+    batch = np.sort(rng.integers(0, ROI_FEATURES[0], (ROI_COUNT, 1)), axis=0)
+    rois = np.concatenate([batch, x1y1, x2y2], axis=1).astype(np.float32)  # (R, 5)
+    sizes = {} if "levels" in kwargs or "output_size" in kwargs else {"output_size": ROI_OUT}
+    return _setup_fwd_bwd(forward, backward, (x, rois), spatial_scale=ROI_SCALE,
+                          **sizes, **kwargs)
+
+
+def _roi_table_benchmarks() -> list[Benchmark]:
+    """Both tables forced, at 7x7 bins (box is cheaper) and 1x1 (sparse is cheaper)."""
+    return [Benchmark(f"roi_pool {table} table fwd+bwd 2x64x16x16 256 RoIs {size}x{size}",
+                      lambda rng, t=table, s=size: _setup_roi(
+                          rng, roi_pool_forward, roi_pool_backward, output_size=(s, s), table=t))
+            for size in (7, 1) for table in ("box", "sparse")]
+
+
+def _with_blas_threads(setup: Setup, n: int) -> Setup:
+    """The same benchmark run with ``n`` BLAS threads."""
+    def threaded_setup(rng):
+        run, flops = setup(rng)
+
+        def threaded_run():
+            with blas_threads(n):
+                return run()
+        return threaded_run, flops
+    return threaded_setup
+
+
+def _detector_benchmarks() -> list[Benchmark]:
+    """Fast R-CNN training step and inference, each followed by its parts (% of whole)."""
+    from minircnn.perf import detector_bench as d
+
+    step = "fast r-cnn train step (2 images, 128 RoIs)"
+    infer = "fast r-cnn inference per image (300 proposals)"
+    return [
+        Benchmark(step, d.setup_train_step),
+        Benchmark(f"{step}, 1 BLAS thread", _with_blas_threads(d.setup_train_step, 1)),
+        Benchmark(f"{step}, 2 BLAS threads", _with_blas_threads(d.setup_train_step, 2),
+                  compare_to=f"{step}, 1 BLAS thread"),
+        Benchmark("fast r-cnn train step part: backbone fwd+bwd", d.setup_train_backbone,
+                  part_of=step),
+        Benchmark("fast r-cnn train step part: roi_pool fwd+bwd", d.setup_train_roi,
+                  part_of=step),
+        Benchmark("fast r-cnn train step part: head fwd+bwd + loss", d.setup_train_head,
+                  part_of=step),
+        Benchmark(infer, d.setup_inference),
+        Benchmark("fast r-cnn inference part: backbone", d.setup_inference_backbone,
+                  part_of=infer),
+        Benchmark("fast r-cnn inference part: roi_pool", d.setup_inference_roi, part_of=infer),
+        Benchmark("fast r-cnn inference part: head", d.setup_inference_head, part_of=infer),
+        Benchmark("fast r-cnn inference part: softmax, decode, NMS",
+                  d.setup_inference_postprocess, part_of=infer),
+    ]
+
+
+DETECTOR_BENCHMARKS = _detector_benchmarks()
+
+BENCHMARKS: list[Benchmark] = [
+    Benchmark("matmul float32 1024^3", _setup_matmul),
+    Benchmark("conv2d stack fwd+bwd 2x3x128x128", _setup_conv_stack),
+    Benchmark("conv2d naive fwd+bwd 1x4x12x12", lambda rng: _setup_conv_tiny(rng, True)),
+    Benchmark("conv2d fast fwd+bwd 1x4x12x12", lambda rng: _setup_conv_tiny(rng, False),
+              compare_to="conv2d naive fwd+bwd 1x4x12x12"),
+    Benchmark("max_pool2d 2x2 fwd+bwd 2x64x64x64", lambda rng: _setup_fwd_bwd(
+        max_pool2d_forward, max_pool2d_backward, (_f32(rng, *FEATURE_SHAPE),),
+        kernel=2, stride=2)),
+    Benchmark("linear fwd+bwd 256x3136->1024", _setup_linear),
+    Benchmark("batchnorm2d fwd+bwd 2x64x64x64", lambda rng: _setup_fwd_bwd(
+        batchnorm2d_forward, batchnorm2d_backward,
+        (_f32(rng, *FEATURE_SHAPE), np.ones(64, np.float32), np.zeros(64, np.float32)))),
+    Benchmark("relu fwd+bwd 2x64x64x64", lambda rng: _setup_fwd_bwd(
+        relu_forward, relu_backward, (_f32(rng, *FEATURE_SHAPE),))),
+    Benchmark(f"roi_pool naive fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
+        rng, roi_pool_forward_naive, roi_pool_backward_naive)),
+    Benchmark(f"roi_pool vectorized fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
+        rng, roi_pool_forward_vectorized, roi_pool_backward),
+        compare_to=f"roi_pool naive fwd+bwd {ROI_TAG}"),
+    Benchmark(f"roi_pool fast fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
+        rng, roi_pool_forward, roi_pool_backward),
+        compare_to=f"roi_pool naive fwd+bwd {ROI_TAG}"),
+    Benchmark(f"roi_align fast fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
+        rng, roi_align_forward, roi_align_backward, sampling_ratio=2)),
+    *_roi_table_benchmarks(),
+    Benchmark("spp fwd+bwd levels (4, 2, 1) 2x64x16x16 256 RoIs", lambda rng: _setup_roi(
+        rng, spp_forward, spp_backward, levels=(4, 2, 1))),
+    *DETECTOR_BENCHMARKS,
+    Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs", _setup_head),
+    Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs truncated SVD rank {HEAD_RANK}",
+              lambda rng: _setup_head(rng, HEAD_RANK), compare_to=f"fc6+fc7 fwd {HEAD_ROIS} RoIs"),
+]
+MATMUL = BENCHMARKS[0].name
+
+
+def best_time(run: Callable[[], object], repeats: int) -> float:
+    """Best wall time of ``repeats`` calls (after one warm-up call), in seconds."""
+    run()
+    best = float("inf")
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0) -> dict:
+    """Time every entry of ``BENCHMARKS`` (those whose name contains ``only``).
+
+    Timing is only as good as the machine is idle: ``load_avg`` is recorded so a run
+    on a busy machine can be recognised (there, OPENBLAS_NUM_THREADS=1 often helps).
+    The matmul is always timed (first, and again last; its best time is kept): it is
+    the yardstick for ``pct_of_matmul``. Each entry's time is the best of ``repeats``
+    runs after a warm-up run.
+    Returns:
+        {"numpy": version, "repeats": repeats, "cpu_count": int, "load_avg": float,
+         "machine": {"platform", "cpu", "blas"} (strings), "matmul_gflops": float,
+         "entries": {name: {"ms", "flops", "gflops", "pct_of_matmul", ["speedup"]}}};
+        flops / gflops / pct_of_matmul are None for entries without a FLOP count.
+    """
+    rng = np.random.default_rng(seed)
+    chosen = [b for b in BENCHMARKS if b.name == MATMUL or only is None or only in b.name]
+    entries: dict[str, dict] = {}
+    for bench in chosen:
+        run, flops = bench.setup(rng)
+        seconds = best_time(run, repeats)
+        if bench.name == MATMUL:
+            matmul_run = run
+        entries[bench.name] = {"ms": 1e3 * seconds, "flops": flops,
+                               "gflops": None if flops is None else flops / seconds / 1e9}
+    if len(chosen) > 1:  # time the yardstick again at the end; keep its best (less noise)
+        matmul = entries[MATMUL]
+        matmul["ms"] = min(matmul["ms"], 1e3 * best_time(matmul_run, repeats))
+        matmul["gflops"] = matmul["flops"] / matmul["ms"] / 1e6
+    matmul_gflops = entries[MATMUL]["gflops"]
+    for bench in chosen:
+        entry = entries[bench.name]
+        entry["pct_of_matmul"] = (None if entry["gflops"] is None
+                                  else 100.0 * entry["gflops"] / matmul_gflops)
+        if bench.compare_to in entries:
+            entry["speedup"] = entries[bench.compare_to]["ms"] / entry["ms"]
+        if bench.part_of in entries:
+            entry["pct_of_whole"] = 100.0 * entry["ms"] / entries[bench.part_of]["ms"]
+    return {"numpy": np.__version__, "repeats": repeats, "cpu_count": os.cpu_count(),
+            "load_avg": _load_average(), "machine": machine(), "matmul_gflops": matmul_gflops,
+            "entries": entries}
+
+
+def machine() -> dict:
+    """What the timings ran on: OS, CPU model and the BLAS library NumPy calls."""
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:   # Linux: the model name; elsewhere processor()
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    blas = [f"{p['internal_api']} {p['version']} ({p['num_threads']} threads)"
+            for p in threadpool_info() if p["user_api"] == "blas"]
+    return {"platform": platform.platform(), "cpu": cpu or "unknown",
+            "blas": ", ".join(blas) or "unknown"}
+
+
+def _load_average() -> float | None:
+    """1-minute load average (None where the OS has none): a busy machine times badly,
+    and with more runnable processes than cores, multi-threaded BLAS calls suffer most."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return None
+
+
+BENCH_HEADER = ("benchmark", "ms", "GFLOP/s", "% of matmul", "speed-up / part")
+
+
+def bench_rows(results: dict) -> list[tuple[str, ...]]:
+    """One row of formatted cells per entry of run_bench's results (see BENCH_HEADER)."""
+    def fmt(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    def relative(e):  # "12x" faster than compare_to, or "34% of whole" for a part
+        if "pct_of_whole" in e:
+            return f"{e['pct_of_whole']:.0f}% of whole"
+        return fmt(e.get("speedup"), ".1f") + "x" * ("speedup" in e)
+
+    return [(name, fmt(e["ms"], ".2f"), fmt(e["gflops"], ".1f"),
+             fmt(e["pct_of_matmul"], ".1f"), relative(e))
+            for name, e in results["entries"].items()]
+
+
+def describe_run(results: dict) -> str:
+    """One line: NumPy version, CPUs, load, repeats and the matmul yardstick."""
+    load = results.get("load_avg")
+    cpus = f"{results.get('cpu_count')} CPUs" + ("" if load is None else f", load {load:.1f}")
+    return (f"NumPy {results['numpy']}, {cpus}, best of {results['repeats']}; "
+            f"float32 matmul {results['matmul_gflops']:.1f} GFLOP/s")
+
+
+def format_bench_table(results: dict) -> str:
+    """The results of run_bench as a plain-text table."""
+    return describe_run(results) + "\n" + text_table(BENCH_HEADER, bench_rows(results),
+                                                      right=(1, 2, 3, 4))

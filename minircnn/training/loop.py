@@ -1,0 +1,251 @@
+"""Training Fast R-CNN on the shapes dataset, end to end, from one config.
+
+``train_detector(TrainConfig(), "runs/shapes")`` does what ``minircnn train`` does:
+
+1. datasets: ShapesDataset train / held-out val splits (different seeds);
+2. proposals: selective search on every image, computed once and cached on disk (the
+   paper computes proposals offline too);
+3. training: each iteration takes N=2 images (randomly flipped left-right), samples
+   R=128 RoIs from them hierarchically (25% foreground, IoU >= 0.5; background IoU in
+   [0.1, 0.5)), runs forward, the multi-task loss and backward, and an SGD step
+   (momentum 0.9, weight decay 5e-4, biases at 2x lr without decay, linear warm-up then
+   step decay);
+4. after every epoch: metrics.json, an atomic checkpoint (weights + optimizer and RNG
+   state, so ``resume=True`` continues exactly as an uninterrupted run);
+5. at the end: VOC07 mAP@0.5, COCO AP@[.5:.95] and per-class AP on the val split,
+   loss_curve.png and detections.png, and model.npz (weights and config only).
+Evaluating a saved model and detecting in a PNG live in minircnn/cli/eval_detect.py;
+the run plumbing (run folder lock, checkpoints with optimizer and RNG state, resume
+checks, pictures) in minircnn/training/runs.py; proposals of a whole dataset (worker processes,
+cache) in minircnn/training/proposals.py. What stays here is the recipe and the loop.
+
+The whole run is deterministic for a given ``seed``. A NaN/inf loss stops it with a
+``FloatingPointError`` that names the iteration; the last good checkpoint stays.
+"""
+
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import nullcontext
+
+import numpy as np
+
+from minircnn.backend import get_array_module
+from minircnn.models import read_checkpoint, save_checkpoint
+from minircnn.training.config import TrainConfig, make_datasets, make_detector
+from minircnn.training.metrics import evaluate_detector
+from minircnn.training.optim import SGD, step_lr
+from minircnn.training.proposals import load_proposals, proposals_in_background
+from minircnn.training.runs import (
+    RunLock,
+    StopSignals,
+    check_fresh_or_resume,
+    interrupted,
+    restore_run,
+    save_run_checkpoint,
+    save_run_pictures,
+)
+from minircnn.training.step import sample_batch, train_step
+from minircnn.utils.blas import blas_threads
+from minircnn.utils.fileio import remove_stale_temps, write_json
+from minircnn.utils.settings import check_train_config
+
+# The loss starts near log(K + 1) ~ 1.4 (cross-entropy over K + 1 classes) and falls; a
+# loss a million times larger means the weights are blowing up, and float32 overflows a
+# few steps later (seen with lr=1e6: 1.5, then 3e33, then inf at test time). Stop there.
+DIVERGED_LOSS = 1e6
+
+
+def _epoch_order(state: dict, rng: np.random.Generator, num_images: int):
+    """(image order, first minibatch, running sums) of the epoch about to run.
+
+    A fresh epoch draws a new permutation; an epoch interrupted midway continues from the
+    place it saved in ``state["partial_epoch"]`` (same order, next minibatch, sums so far).
+    """
+    partial = state.pop("partial_epoch", None)
+    if partial:
+        return np.asarray(partial["order"]), partial["next"], partial["sums"]
+    sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0, "accuracy": 0.0}
+    return rng.permutation(num_images), 0, sums
+
+
+def _check_step(stats: dict, model, xp) -> None:
+    """Raise FloatingPointError when the loss diverged or a weight became nan/inf."""
+    if not stats["loss"] < DIVERGED_LOSS:
+        raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
+    if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
+        raise FloatingPointError("the update made some weights nan/inf")
+
+
+def _diverged(error: FloatingPointError, config, state: dict) -> FloatingPointError:
+    """The message of a run that diverged: where, what is kept, what to change."""
+    return FloatingPointError(
+        f"training diverged at iteration {state['iteration']} (epoch {state['epoch'] + 1}): "
+        f"{error}; "
+        + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
+           "no epoch finished, so no checkpoint was written; ")
+        + f"lower the learning rate (lr={config.lr})")
+
+
+def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
+                   overwrite: bool = False, progress: bool = True,
+                   evaluate: bool = True) -> dict:
+    """Train, evaluate and write a run directory (see the module docstring).
+
+    Args:
+        config: the settings (each checked against its range first).
+        out_dir: where the run is written; locked while this runs.
+        resume: continue from ``out_dir/checkpoint.npz`` (same config), bit for bit as
+            the uninterrupted run would have, also from a mid-epoch interruption.
+        overwrite: replace the run already in ``out_dir`` (else that is an error).
+        progress: show a tqdm bar (TQDM_DISABLE=1 also silences it).
+        evaluate: test on the held-out split at the end (False: no ``eval`` in the
+            metrics and no pictures; ``minircnn reproduce`` tests its detectors itself).
+    Returns:
+        the metrics dict also written to metrics.json.
+    Raises:
+        UsageError: a setting out of range; ``out_dir`` holds a run and neither resume
+            nor overwrite was asked; resume without a checkpoint.
+        RunInUse: another live process is writing a run into ``out_dir``.
+        RunInterrupted: SIGINT / SIGTERM; a checkpoint at the current iteration was
+            written (``resume=True`` continues it).
+        FloatingPointError: the loss became NaN/inf or diverged (the last checkpoint is kept).
+    """
+    out_dir = os.fspath(out_dir)
+    check_train_config(config)
+    with RunLock(out_dir), StopSignals() as stop:
+        remove_stale_temps(out_dir)              # left by a run killed while writing
+        check_fresh_or_resume(out_dir, resume=resume, overwrite=overwrite)
+        try:
+            return _run(config, out_dir, resume, progress, evaluate, stop)
+        except KeyboardInterrupt:                # outside the training loop, or twice
+            ckpt = os.path.join(out_dir, "checkpoint.npz")
+            saved = read_checkpoint(ckpt).extra["run_state"]["iteration"] \
+                if os.path.exists(ckpt) else None
+            raise interrupted(out_dir, saved) from None
+
+
+def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evaluate: bool,
+         stop) -> dict:
+    from tqdm.auto import tqdm
+
+    start = time.time()
+    write_json(os.path.join(out_dir, "config.json"), config.to_dict())
+    with blas_threads(config.blas_threads):
+        train_ds, val_ds = make_datasets(config)
+        items = [train_ds[i] for i in range(len(train_ds))]
+        props = load_proposals(train_ds, config)
+        times = {"proposals_train_s": time.time() - start}
+        model = make_detector(config).to(config.device)
+        optimizer = SGD(model.parameters(), config.lr, momentum=config.momentum,
+                        weight_decay=config.weight_decay)
+        rng = np.random.default_rng([config.seed, 1])
+        state = {"epoch": 0, "iteration": 0, "epochs": [],
+                 "history": {"loss": [], "accuracy": []}}
+        if resume:
+            state = restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
+                                optimizer, rng)
+        metrics = {"config": config.to_dict(), "epochs": state["epochs"]}
+        t_train = time.time()
+        total = _iters_per_epoch(config, len(items)) * config.epochs
+        quiet = {} if progress else {"disable": True}  # False would override TQDM_DISABLE
+        # The held-out images' proposals are computed meanwhile in a background process,
+        # on the core that one-BLAS-thread training leaves free.
+        background = evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
+        with (proposals_in_background(val_ds, config) if background else nullcontext()) \
+                as val_job:
+            with tqdm(total=total, initial=state["iteration"], desc="train",
+                      dynamic_ncols=True, **quiet) as bar, stop.deferred():
+                _train_loop(config, out_dir, model, optimizer, rng, items, props, state,
+                            metrics, bar, stop)
+            times["train_s"] = time.time() - t_train
+            if not evaluate:
+                return _finish(config, out_dir, model, None, None, state, metrics, times,
+                               start)
+            t = time.time()
+            val_props = val_job.result() if background else load_proposals(val_ds, config)
+            times["proposals_val_s"] = time.time() - t      # what training did not hide
+        return _finish(config, out_dir, model, val_ds, val_props, state, metrics, times, start)
+
+
+def _images_per_iter(config: TrainConfig) -> int:
+    return config.images_per_batch if config.sampling == "hierarchical" else config.region_images
+
+
+def _iters_per_epoch(config: TrainConfig, num_images: int) -> int:
+    return num_images // _images_per_iter(config)
+
+
+def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, metrics,
+                bar, stop) -> None:
+    """Epochs state["epoch"]..config.epochs-1: the loop of the paper's section 2.3.
+
+    Each iteration: the learning rate of the schedule, a minibatch of N images and R RoIs
+    (sample_batch), one SGD step on the multi-task loss (train_step). After each epoch:
+    checkpoint.npz and metrics.json. A stop signal (Ctrl-C, SIGTERM) ends the loop after
+    the current iteration, with a checkpoint there (``state["partial_epoch"]``).
+    """
+    per_iter = _images_per_iter(config)
+    iters = _iters_per_epoch(config, len(items))
+    steps = tuple(int(f * iters * config.epochs) for f in config.lr_steps)
+    xp = get_array_module(model.parameters()[0].data)
+    # multi-scale minibatches are padded to a multiple of the backbone's stride
+    stride = getattr(getattr(model, "backbone", None), "feature_stride", 1)
+    for epoch in range(state["epoch"], config.epochs):
+        t_epoch = time.time()
+        model.train()
+        order, first, sums = _epoch_order(state, rng, len(items))
+        for b in range(first, iters):
+            optimizer.lr = step_lr(config.lr, state["iteration"], steps=steps,
+                                   gamma=config.gamma, warmup_iters=config.warmup_iters)
+            images, batch = sample_batch(config, items, props,
+                                         order[b * per_iter:(b + 1) * per_iter], rng,
+                                         stride=stride)
+            try:
+                stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
+                                   xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
+                                   box_weight=config.box_loss_weight)
+                _check_step(stats, model, xp)
+            except FloatingPointError as e:
+                raise _diverged(e, config, state) from e
+            state["iteration"] += 1
+            state["history"]["loss"].append(stats["loss"])
+            state["history"]["accuracy"].append(stats["accuracy"])
+            for k in sums:
+                sums[k] += stats[k] / iters      # the epoch's mean, summed as it goes
+            bar.update(1)
+            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}",
+                            lr=f"{optimizer.lr:.2g}", refresh=False)
+            if stop.received is not None and b + 1 < iters:   # at an epoch's end: saved anyway
+                state["partial_epoch"] = {"order": order.tolist(), "next": b + 1, "sums": sums}
+                break
+        else:                                                  # the epoch ran to its end
+            state["epochs"].append({"epoch": epoch + 1, **sums, "lr": optimizer.lr,
+                                    "iterations": iters,
+                                    "time_s": round(time.time() - t_epoch, 2)})
+            state["epoch"] = epoch + 1
+        save_run_checkpoint(os.path.join(out_dir, "checkpoint.npz"), model, optimizer, rng,
+                            config, state)
+        write_json(os.path.join(out_dir, "metrics.json"), metrics)
+        if stop.received is not None:
+            raise interrupted(out_dir, state["iteration"])
+
+
+def _finish(config, out_dir, model, val_ds, val_props, state, metrics, times,
+            start) -> dict:
+    """Evaluate on the val split (unless it is None), write model.npz, metrics.json and
+    the two pictures."""
+    if val_ds is not None:
+        t = time.time()
+        metrics["eval"], dets = evaluate_detector(model, val_ds, val_props, config)
+        times["eval_s"] = time.time() - t
+    save_checkpoint(model, os.path.join(out_dir, "model.npz"), config.to_dict())
+    metrics["history"] = state["history"]
+    if config.pictures and val_ds is not None:
+        save_run_pictures(out_dir, state["history"], val_ds, dets)
+    times["total_s"] = time.time() - start
+    metrics["times"] = {k: round(v, 2) for k, v in times.items()}
+    write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    return metrics

@@ -1,0 +1,78 @@
+"""One training iteration: a minibatch of N images and R RoIs (sample_batch, the paper's
+hierarchical sampling, section 2.3) and one SGD step on the multi-task loss (train_step)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from minircnn.backend import get_array_module
+from minircnn.detection.inference import rescale_batch
+from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
+from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
+from minircnn.training.optim import SGD
+
+
+def flip_horizontal(image: np.ndarray, boxes: np.ndarray, proposals: np.ndarray):
+    """Mirror an image (3, H, W) and its (G, 4) boxes and (P, 4) proposals left-right."""
+    width = image.shape[-1]
+    def mirror(b):  # x1' = W - x2, x2' = W - x1
+        return np.stack([width - b[:, 2], b[:, 1], width - b[:, 0], b[:, 3]], axis=1)
+    return image[:, :, ::-1].copy(), mirror(boxes), mirror(proposals)
+
+
+def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
+               box_weight: float = 1.0) -> dict:
+    """One SGD iteration on one minibatch; returns loss, loss_cls, loss_box, accuracy.
+
+    ``box_weight`` scales the box regression term (the paper's lambda, 1 by default;
+    0 trains classification only, the first stage of stage-wise training).
+
+    Raises:
+        FloatingPointError: the scores or the loss are not finite (the weights are
+            left as they were before this step's update).
+    """
+    xp = get_array_module(images)
+    optimizer.zero_grad()
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
+        cls_scores, bbox_deltas = model.forward(images, rois)
+        if not (bool(xp.isfinite(cls_scores).all()) and bool(xp.isfinite(bbox_deltas).all())):
+            raise FloatingPointError("the network outputs are not finite (nan/inf)")
+        loss, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, labels, bbox_targets)
+        if not bool(xp.isfinite(loss)):
+            raise FloatingPointError(f"the loss is {float(loss)}")
+        dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
+        model.backward(dcls, dbbox * box_weight)
+        optimizer.step()
+    return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
+            "accuracy": cache.accuracy}
+
+
+def sample_batch(config, items, props, idx, rng, *, stride: int = 1):
+    """Images (n, 3, H', W') and an RoIBatch for the training images ``idx``.
+
+    Each image is flipped with probability 1/2 (``config.flip``); RoIs are sampled
+    hierarchically or region-wise (``config.sampling``). With several
+    ``config.train_scales`` (multi-scale training, paper section 5.4), the minibatch is
+    then resized by one of them, drawn at random, and padded to a multiple of ``stride``
+    (the backbone's). The paper draws a scale per image; one per minibatch keeps its
+    images one array. Box targets are relative to the RoI, so they stay as they are.
+    """
+    images, targets, proposals = [], [], []
+    flips = rng.random(len(idx)) < 0.5 if config.flip else np.zeros(len(idx), bool)
+    for i, flip in zip(idx, flips, strict=True):
+        image, boxes, p = items[i]["image"], items[i]["boxes"], props[i]
+        if flip:
+            image, boxes, p = flip_horizontal(image, boxes, p)
+        images.append(image)
+        targets.append({"boxes": boxes, "labels": items[i]["labels"]})
+        proposals.append(p)
+    sampler = hierarchical_batch if config.sampling == "hierarchical" else region_wise_batch
+    batch = sampler(targets, proposals, rois_per_batch=config.rois_per_batch, rng=rng,
+                    fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
+                    bg_iou=tuple(config.bg_iou))
+    images = np.stack(images)                                   # (n, 3, H, W)
+    if tuple(config.train_scales) != (1.0,):
+        scale = config.train_scales[rng.integers(len(config.train_scales))]
+        images, rois = rescale_batch(images, batch.rois, scale, stride)
+        batch = batch._replace(rois=rois)
+    return images, batch

@@ -1,0 +1,96 @@
+"""Worker processes that never outlive the run that started them.
+
+Selective search runs in a few processes (minircnn.training.proposals.load_proposals). If the parent
+is killed (kill -9, a closed terminal, a batch system's time limit), plain pool workers
+keep running, orphaned, for as long as their share takes, or wait forever. Here:
+
+- each worker asks Linux to send it SIGKILL when its parent dies
+  (``prctl(PR_SET_PDEATHSIG)`` through ctypes); elsewhere a daemon thread polls
+  ``os.getppid()`` once a second and exits when the parent is gone;
+- workers ignore SIGINT, so Ctrl-C reaches the parent only, which then terminates the
+  pool (``multiprocessing.Pool.__exit__`` calls ``terminate``) before re-raising.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+import sys
+import threading
+import time
+
+_PR_SET_PDEATHSIG = 1          # from <linux/prctl.h>
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool initializer: this worker exits when process ``parent_pid`` is gone."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a forked worker inherits the parent's
+                                                    # handler; Pool.terminate() sends SIGTERM
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            armed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:       # the parent died before prctl took effect
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(1.0)
+    os._exit(1)
+
+
+def map_in_workers(function, jobs: list, processes: int, *, on_result=None) -> list:
+    """``[function(job) for job in jobs]`` in ``processes`` worker processes.
+
+    ``on_result(result)``, when given, is called in this process as each result arrives,
+    in job order (to advance one progress bar for all the workers).
+    The workers die with this process (see the module docstring); on any exception,
+    KeyboardInterrupt included, the pool is terminated before the exception goes on.
+    """
+    import multiprocessing
+
+    results = []
+    with multiprocessing.Pool(processes, initializer=_die_with_parent,
+                              initargs=(os.getpid(),)) as pool:
+        for result in pool.imap(function, jobs):   # leaving the with-block terminates the pool
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+class InBackground:
+    """``function(*args)`` in one worker process while this process goes on.
+
+    ``with InBackground(f, x) as job: ...; y = job.result()`` waits for the worker (and
+    re-raises its exception, if any) only when ``result`` is called; leaving the block
+    terminates the worker, so an interrupted run leaves nothing running. The worker dies
+    with this process, as those of ``map_in_workers``.
+    """
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __enter__(self) -> InBackground:
+        import multiprocessing
+
+        self._pool = multiprocessing.Pool(1, initializer=_die_with_parent,
+                                          initargs=(os.getpid(),))
+        self._job = self._pool.apply_async(self.function, self.args)
+        return self
+
+    def result(self):
+        return self._job.get()
+
+    def __exit__(self, *exc) -> None:
+        self._pool.terminate()
+        self._pool.join()

@@ -1,0 +1,135 @@
+"""Run folders through the real command: Ctrl-C / SIGTERM and --resume, locks, --overwrite,
+and a config.json that cannot steer a resumed run elsewhere."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from tests.cli.test_errors import assert_error, run_cli
+
+from minircnn.models import read_checkpoint
+from minircnn.training.runs import RunLock
+
+# 8 images of 64 px, 2 per iteration: 4 iterations per epoch, 2 epochs; tiny model.
+TINY = ["--num-train", "8", "--num-val", "2", "--epochs", "2", "--proposals", "dense",
+        "--max-proposals", "40", "--hidden", "16", "--seed", "3"]
+
+# Runs `minircnn ARGS...` and sends this process SIG after the K-th training iteration,
+# as a user pressing Ctrl-C (or a batch system sending SIGTERM) at that moment would.
+INTERRUPTER = textwrap.dedent("""
+    import os, sys
+    import minircnn.training.loop as train
+    from minircnn.cli.main import main
+
+    sig, k = int(sys.argv[1]), int(sys.argv[2])
+    real_step, calls = train.train_step, [0]
+
+    def step(*args, **kwargs):
+        out = real_step(*args, **kwargs)
+        calls[0] += 1
+        if calls[0] == k:
+            os.kill(os.getpid(), sig)
+        return out
+
+    train.train_step = step
+    sys.exit(main(sys.argv[3:]))
+""")
+
+
+def _weights(path):
+    return read_checkpoint(path).state
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("full") / "run"
+    done = run_cli("train", *TINY, "--out", out)
+    assert done.returncode == 0, done.stderr
+    return out
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+@pytest.mark.parametrize("sig, k", [(signal.SIGINT, 3), (signal.SIGTERM, 6)])
+def test_interrupt_saves_the_iteration_and_resume_is_bit_identical(tmp_path, uninterrupted,
+                                                                   sig, k):
+    script = tmp_path / "interrupt.py"
+    script.write_text(INTERRUPTER)
+    out = tmp_path / "run"
+    done = subprocess.run([sys.executable, str(script), str(int(sig)), str(k), "train", *TINY,
+                           "--out", str(out)], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TQDM_DISABLE": "1"},
+                          cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    assert_error(done, 130, f"interrupted at iteration {k}; continue with: minircnn train "
+                 f"--out {out} --resume", command="train")
+    state = read_checkpoint(out / "checkpoint.npz").extra["run_state"]
+    assert state["iteration"] == k and state["epoch"] == k // 4      # mid-epoch (4 per epoch)
+    assert not (out / "model.npz").exists()
+
+    resumed = run_cli("train", "--out", out, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    full, part = _weights(uninterrupted / "model.npz"), _weights(out / "model.npz")
+    assert all(np.array_equal(full[name], part[name]) for name in full)   # bit for bit
+    history = [json.loads((d / "metrics.json").read_text())["history"]
+               for d in (uninterrupted, out)]
+    assert history[0] == history[1]
+
+
+def test_a_second_train_into_a_locked_folder_refuses_naming_the_pid(tmp_path):
+    out = tmp_path / "run"
+    with RunLock(out):
+        done = run_cli("train", *TINY, "--out", out)
+    assert_error(done, 1, f"is in use by another minircnn run (PID {os.getpid()})",
+                 "choose another --out", command="train")
+    assert sorted(os.listdir(out)) == [".lock"]
+
+
+def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".lock").write_text("999999999\n")           # a PID that is not running
+    (out / ".tmp-999999999-x-checkpoint.npz").write_bytes(b"half")   # its torn write
+    done = run_cli("train", *TINY, "--epochs", "1", "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert not (out / ".tmp-999999999-x-checkpoint.npz").exists()
+    assert (out / ".lock").read_text() == ""                      # released
+
+
+def test_a_fresh_train_into_a_run_needs_resume_or_overwrite(tmp_path, uninterrupted):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(uninterrupted, out)
+    done = run_cli("train", *TINY, "--out", out)
+    assert_error(done, 2, "already holds a run", "--resume", "--overwrite", command="train")
+    assert _weights(out / "model.npz").keys() == _weights(uninterrupted / "model.npz").keys()
+    done = run_cli("train", *TINY, "--epochs", "1", "--out", out, "--overwrite")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+    assert_error(run_cli("train", "--out", tmp_path / "empty", "--resume"), 1, "holds no run",
+                 command="train")
+
+
+def test_resume_ignores_a_cache_folder_named_in_config_json(tmp_path):
+    out = tmp_path / "run"
+    done = run_cli("train", *TINY, "--epochs", "1", "--out", out)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((out / "config.json").read_text())
+    outside = tmp_path / "elsewhere" / "cache"
+    config["cache_dir"] = str(outside)
+    (out / "config.json").write_text(json.dumps(config))
+    done = run_cli("train", "--out", out, "--resume")
+    assert done.returncode == 0, done.stderr
+    assert not outside.exists()
+    assert_error(run_cli("train", "--out", out, "--resume", "--epochs", "3"), 2,
+                 "different settings: epochs=1 (now 3)", "--overwrite", command="train")
+    (out / "config.json").write_text("[1, 2]")
+    assert_error(run_cli("train", "--out", out, "--resume"), 1, "config.json holds a list",
+                 command="train")
+    (out / "config.json").write_text(json.dumps({**config, "epochs": 0}))
+    assert_error(run_cli("train", "--out", out, "--resume"), 2,
+                 "epochs must be an integer >= 1, got 0", command="train")

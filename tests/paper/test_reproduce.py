@@ -1,0 +1,99 @@
+"""`minircnn reproduce --quick`: every row runs, results are saved per row and reused."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from minircnn.cli.main import main
+from minircnn.models.pretrained import VGG_FILE
+from minircnn.paper.reproduce import ReproduceConfig, reproduce
+from minircnn.paper.rows import ROWS, NoBoxRegression, variants_of
+
+pytestmark = pytest.mark.skipif(not os.path.isfile(VGG_FILE), reason="shipped weights missing")
+
+
+@pytest.fixture(autouse=True)
+def _restore_blas_env(monkeypatch):
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, os.environ.get(var, "1"))
+
+
+def test_every_row_names_the_detectors_it_loads():
+    from minircnn.paper.reproduce import VARIANTS
+
+    for row in ROWS:
+        assert variants_of(row) and set(variants_of(row)) <= set(VARIANTS), row.id
+
+
+def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
+    models = sorted(os.listdir(tmp_path / "models"))      # trained first, two at a time
+    assert models == sorted(f"{v}_s0" for v in {v for r in ROWS for v in variants_of(r)})
+    assert f"{len(ROWS)} rows" in capsys.readouterr().out
+    for row in ROWS:
+        saved = json.loads((tmp_path / "rows" / f"{row.id}.json").read_text())
+        assert saved["seeds"] == [0] and len(saved["runs"]) == 1
+    text = (tmp_path / "tables.md").read_text()
+    assert "QUICK MODE" in text and "mAP 66.9" in text and "not run" not in text
+    assert "Where the toy differs from the paper" in text
+    for name in ("figure2_svd.png", "figure3_proposals.png", "results.json"):
+        assert (tmp_path / name).is_file(), name
+    # rows that test one detector alike share one evaluation, kept in its run folder
+    shared = tmp_path / "models" / "fast_rcnn_s0" / "evals" / "scales_own.json"
+    plain = [json.loads((tmp_path / "rows" / f"{r}.json").read_text())["runs"][0]
+             for r in ("table4_fast_rcnn", "table5_from_block3", "table8_softmax")]
+    assert plain[0] == plain[1] == plain[2] == json.loads(shared.read_text())
+    assert not json.loads((tmp_path / "models" / "fast_rcnn_s0" / "metrics.json")
+                          .read_text()).get("eval")      # reproduce tests its detectors itself
+
+    # resumable: a finished row is read back, not recomputed
+    row = tmp_path / "rows" / "table5_all.json"
+    saved = json.loads(row.read_text())
+    saved["runs"][0]["coco_AP"] = 0.123
+    row.write_text(json.dumps(saved))
+    again = reproduce(ReproduceConfig(out_dir=str(tmp_path), quick=True, seeds=(0,)),
+                      progress=False)
+    assert again["rows"]["table5_all"]["runs"][0]["coco_AP"] == 0.123
+    assert "0.123" in (tmp_path / "tables.md").read_text()
+
+
+def test_unknown_row_prefix_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="no row matches.*table4_rcnn"):
+        reproduce(ReproduceConfig(out_dir=str(tmp_path), quick=True, rows=("nope",)))
+
+
+class _Fixed:
+    """A stand-in detector: scores and deltas from the RoI coordinates."""
+    num_classes = 2
+    training = False
+
+    def forward(self, images, rois):
+        cls = np.stack([rois[:, 3] - rois[:, 1], rois[:, 0], np.ones(len(rois))], axis=1)
+        return cls, np.ones((len(rois), 12)) * images.shape[-1]
+
+
+def test_no_box_regression_scores_the_proposals_themselves():
+    images = np.zeros((1, 3, 16, 16))
+    rois = np.array([[0, 0, 0, 4, 4], [0, 2, 2, 14, 14]], float)
+    cls, deltas = NoBoxRegression(_Fixed()).forward(images, rois)
+    assert not deltas.any() and cls[1, 0] == 12
+
+
+def test_the_committed_full_run_is_what_the_report_makes_of_its_results(tmp_path):
+    """docs/reproduce holds a full run: every row, three seeds, and the tables.md that
+    write_report makes of its results.json (all but the line naming the machine)."""
+    from minircnn.paper.report import write_report
+
+    committed = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reproduce")
+    with open(os.path.join(committed, "results.json")) as f:
+        results = json.load(f)
+    assert list(results) == [row.id for row in ROWS]
+    assert all(r["seeds"] == [0, 1, 2] and len(r["runs"]) == 3 for r in results.values())
+    write_report(ReproduceConfig(out_dir=str(tmp_path)), results)
+    with open(os.path.join(committed, "tables.md")) as f:
+        expected = f.read().splitlines()
+    made = (tmp_path / "tables.md").read_text().splitlines()
+    assert [line for line in made if "Machine:" not in line] == \
+        [line for line in expected if "Machine:" not in line]

@@ -1,0 +1,83 @@
+import json
+
+import numpy as np
+import pytest
+
+from minircnn.perf import bench
+from minircnn.perf.bench import (
+    BENCHMARKS,
+    MATMUL,
+    Benchmark,
+    conv_flops,
+    format_bench_table,
+    run_bench,
+)
+
+
+def test_conv_flops_by_hand_and_stack_count():
+    # 2 images, 4 filters, 3 channels, 3x3 kernel, 5x5 output: 2*2*4*3*9*25
+    assert conv_flops((2, 3, 5, 5), (4, 3, 3, 3), (5, 5)) == 2 * 2 * 4 * 3 * 9 * 25
+    _, flops = bench._setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
+                                       stack=((3, 4), "pool", (4, 2)))
+    # forward + backward = 3x forward; the second conv runs at 4x4 after the pool
+    assert flops == 3 * (2 * 4 * 3 * 9 * 64 + 2 * 2 * 4 * 9 * 16)
+
+
+def test_default_conv_stack_is_about_0p6_gflop():
+    stack = [layer for layer in bench.CONV_STACK if layer != "pool"]
+    assert stack[0][0] == 3
+    flops = 0.0
+    h = 128
+    for layer in bench.CONV_STACK:
+        if layer == "pool":
+            h //= 2
+        else:
+            flops += 3 * conv_flops((2, layer[0], h, h), (layer[1], layer[0], 3, 3), (h, h))
+    assert 0.5e9 < flops < 0.8e9
+
+
+def test_conv_stack_run_returns_the_input_gradient():
+    run, _ = bench._setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
+                                     stack=((3, 4), "pool", (4, 2)))
+    dx = run()
+    assert dx.shape == (1, 3, 8, 8) and dx.dtype == np.float32
+    assert np.isfinite(dx).all() and np.abs(dx).sum() > 0
+
+
+def test_registry_names_unique_and_matmul_first():
+    names = [b.name for b in BENCHMARKS]
+    assert len(names) == len(set(names)) and names[0] == MATMUL
+    for b in BENCHMARKS:
+        assert b.compare_to is None or b.compare_to in names
+
+
+def test_run_bench_only_filters_and_always_keeps_the_matmul():
+    results = run_bench(repeats=1, only="relu")
+    assert list(results["entries"]) == [MATMUL, "relu fwd+bwd 2x64x64x64"]
+    relu = results["entries"]["relu fwd+bwd 2x64x64x64"]
+    assert relu["ms"] > 0 and relu["gflops"] is None and relu["pct_of_matmul"] is None
+    assert results["entries"][MATMUL]["pct_of_matmul"] == pytest.approx(100.0)
+    assert results["matmul_gflops"] > 0
+    json.dumps(results)  # serialisable as is
+
+
+def test_compare_to_gives_speedup_and_table_lists_entries(monkeypatch):
+    def tiny(rng):
+        a = rng.standard_normal((8, 8))
+        return (lambda: a @ a), 2.0 * 8**3
+
+    fake = [BENCHMARKS[0]._replace(setup=tiny), Benchmark("slow", tiny),
+            Benchmark("fast", tiny, compare_to="slow"), Benchmark("no flops",
+                                                                  lambda rng: (lambda: 0, None))]
+    monkeypatch.setattr(bench, "BENCHMARKS", fake)
+    results = run_bench(repeats=2)
+    assert set(results["entries"]) == {MATMUL, "slow", "fast", "no flops"}
+    fast = results["entries"]["fast"]
+    assert fast["speedup"] == pytest.approx(results["entries"]["slow"]["ms"] / fast["ms"])
+    assert "speedup" not in results["entries"]["slow"]
+    table = format_bench_table(results)
+    lines = table.splitlines()
+    assert "float32 matmul" in lines[0] and "GFLOP/s" in lines[0]
+    assert len(lines) == 3 + 4
+    assert lines[5].startswith("fast") and lines[5].endswith("x")
+    assert lines[6].startswith("no flops") and lines[6].split()[-3:] == ["-", "-", "-"]

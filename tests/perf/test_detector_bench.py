@@ -1,0 +1,41 @@
+"""Detector benchmark entries (minircnn/perf/detector_bench.py) and bench's ``part_of``."""
+
+import numpy as np
+import pytest
+
+from minircnn.perf import bench
+from minircnn.perf import detector_bench as d
+from minircnn.perf.bench import BENCHMARKS, Benchmark, format_bench_table, run_bench
+
+
+@pytest.mark.parametrize("setup", [d.setup_train_step, d.setup_train_backbone,
+                                   d.setup_train_roi, d.setup_train_head, d.setup_inference,
+                                   d.setup_inference_backbone, d.setup_inference_roi,
+                                   d.setup_inference_head, d.setup_inference_postprocess])
+def test_every_setup_runs(setup):
+    run, flops = setup(np.random.default_rng(0))
+    assert flops is None
+    run()
+
+
+def test_train_step_setup_really_trains():
+    run, _ = d.setup_train_step(np.random.default_rng(0))
+    stats = run()
+    assert set(stats) == {"loss", "loss_cls", "loss_box", "accuracy"} and stats["loss"] > 0
+
+
+def test_part_of_reports_percent_of_the_whole(monkeypatch):
+    def sleepy(k):
+        def setup(rng):
+            a = rng.standard_normal((32 * k, 32 * k))
+            return (lambda: a @ a), None
+        return setup
+
+    fake = [BENCHMARKS[0], Benchmark("whole", sleepy(4)),
+            Benchmark("part", sleepy(1), part_of="whole")]
+    monkeypatch.setattr(bench, "BENCHMARKS", fake)
+    results = run_bench(repeats=2)
+    part, whole = results["entries"]["part"], results["entries"]["whole"]
+    assert part["pct_of_whole"] == pytest.approx(100 * part["ms"] / whole["ms"])
+    assert "pct_of_whole" not in whole
+    assert format_bench_table(results).splitlines()[-1].endswith("% of whole")

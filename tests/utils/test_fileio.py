@@ -1,0 +1,58 @@
+import json
+import os
+
+import pytest
+
+from minircnn.utils.fileio import atomic_write, write_json
+
+
+def test_write_json_round_trip_and_usual_permissions(tmp_path):
+    path = tmp_path / "sub" / "m.json"
+    write_json(path, {"a": [1, 2]})
+    assert json.loads(path.read_text()) == {"a": [1, 2]}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~umask)
+    assert os.listdir(path.parent) == ["m.json"]  # no temporary file left behind
+
+
+def test_a_crash_mid_write_keeps_the_old_file(tmp_path):
+    path = tmp_path / "ckpt.bin"
+    path.write_bytes(b"good")
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_write(path, "wb") as f:
+            f.write(b"half")
+            raise RuntimeError("boom")
+    assert path.read_bytes() == b"good"
+    assert os.listdir(tmp_path) == ["ckpt.bin"]
+
+
+def _dead_pid():
+    import subprocess
+    import sys
+
+    done = subprocess.Popen([sys.executable, "-c", "pass"])
+    done.wait()
+    return done.pid
+
+
+def test_stale_temp_files_of_dead_writers_are_removed(tmp_path):
+    from minircnn.utils.fileio import remove_stale_temps
+
+    dead = tmp_path / f".tmp-{_dead_pid()}-abc-checkpoint.npz"
+    mine = tmp_path / f".tmp-{os.getpid()}-def-metrics.json"
+    alive = tmp_path / f".tmp-{os.getppid()}-ghi-model.npz"
+    other = tmp_path / "checkpoint.npz"
+    for path in (dead, mine, alive, other):
+        path.write_bytes(b"x")
+    assert remove_stale_temps(tmp_path) == [str(dead)]
+    assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in (mine, alive, other))
+    assert remove_stale_temps(tmp_path / "missing") == []
+
+
+def test_the_temporary_file_is_named_by_the_writer_pid(tmp_path):
+    with atomic_write(tmp_path / "a.bin") as f:
+        (name,) = [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+        assert name.startswith(f".tmp-{os.getpid()}-") and name.endswith("-a.bin")
+        f.write(b"data")
+    assert os.listdir(tmp_path) == ["a.bin"]
