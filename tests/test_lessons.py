@@ -85,7 +85,7 @@ def test_exercise_lessons_carry_nbgrader_cells_and_hidden_tests(stem):
     """
     for path in (LESSONS / f"{stem}.py", LESSONS / f"{stem}.ipynb"):
         cells = read_cells(path)
-        solutions = [c for c in cells if BEGIN in c.source]
+        solutions = [c for c in cells if BEGIN in c.source and c.kind == "code"]
         tests = [c for c in cells if c.is_test]
         assert solutions and all(c.is_solution for c in solutions), path.name
         assert len(tests) >= 1, path.name

@@ -21,7 +21,10 @@ it sits on the cell's ``# %%`` line). Two kinds of cells matter:
 ``raise NotImplementedError("02_cnn_backprop: conv_backward_loops")`` (minitorch style:
 a student's run stops at the line to write) and the hidden tests are gone. The
 exercise name is the text after ``### BEGIN SOLUTION`` when there is one, else the
-enclosing ``def``. Grading lives in :mod:`minircnn.classroom.grade`.
+enclosing ``def``. A **written answer** is a Markdown cell (nbgrader's "manually graded
+answer": ``solution`` and ``grade``, here 0 points) whose model answer and rubric sit
+between the same markers; its student copy reads ``YOUR ANSWER HERE`` (nbgrader's stub).
+Grading lives in :mod:`minircnn.classroom.grade`.
 
 Notebooks are read as plain JSON (``.ipynb``) or jupytext percent ``.py``; neither
 nbformat nor jupytext is needed.
@@ -38,6 +41,7 @@ from pathlib import Path
 
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
+ANSWER_STUB = "YOUR ANSWER HERE"
 BEGIN_HIDDEN = "### BEGIN HIDDEN TESTS"
 END_HIDDEN = "### END HIDDEN TESTS"
 _CELL = re.compile(r"^# %%(?P<rest>.*)$")
@@ -249,16 +253,50 @@ def strip_hidden_tests(text: str, lesson: str) -> str:
     return "\n".join(out)
 
 
+def strip_answers(text: str, lesson: str) -> str:
+    """Each written answer (a Markdown solution region) of ``text`` -> ``YOUR ANSWER HERE``.
+
+    ``text`` is a Markdown cell, or a percent .py whose code solutions are already gone
+    (:func:`release_text`), where Markdown lines read ``# ### BEGIN SOLUTION``.
+    Raises:
+        ValueError: unbalanced markers (with the line).
+    """
+    out: list[str] = []
+    inside = None   # line number of the open BEGIN
+    for number, line in enumerate(text.split("\n"), start=1):
+        prefix = "# " if line.startswith("# ") else ""     # a percent .py's Markdown line
+        bare = line[len(prefix):].strip()
+        if bare.startswith(BEGIN) or bare.startswith(END):
+            opening = bare.startswith(BEGIN)
+            if opening == (inside is not None):
+                raise ValueError(f"{lesson}: line {number}: unbalanced {bare!r} in a written "
+                                 "answer")
+            inside = number if opening else None
+            if opening:
+                out.append(prefix + ANSWER_STUB)
+        elif inside is None:
+            out.append(line)
+    if inside is not None:
+        raise ValueError(f"{lesson}: line {inside}: {BEGIN} is never closed by {END}")
+    return "\n".join(out)
+
+
 def release_text(text: str, lesson: str) -> str:
     """A cell's (or a whole percent file's) student version: no solutions, no hidden tests."""
     student, _ = strip_solutions(strip_hidden_tests(text, lesson), lesson)
-    return student
+    return strip_answers(student, lesson)
+
+
+def release_cell_source(cell: Cell, lesson: str) -> str:
+    """The text a student receives for one cell (Markdown: the written answers stubbed)."""
+    if cell.kind == "code":
+        return release_text(cell.source, lesson)
+    return strip_answers(cell.source, lesson)
 
 
 def released_cells(cells: list[Cell], lesson: str) -> list[Cell]:
-    """The cells a student receives (code cells through :func:`release_text`)."""
-    return [Cell(c.kind, release_text(c.source, lesson) if c.kind == "code" else c.source,
-                 c.metadata) for c in cells]
+    """The cells a student receives (each through :func:`release_cell_source`)."""
+    return [Cell(c.kind, release_cell_source(c, lesson), c.metadata) for c in cells]
 
 
 def _enclosing_def(previous: list[str], indent: str) -> str | None:
@@ -314,6 +352,8 @@ def _release_ipynb(path: Path) -> str:
         if cell.get("cell_type") == "code":
             source = release_text(source, path.stem)
             cell["outputs"], cell["execution_count"] = [], None
+        else:
+            source = strip_answers(source, path.stem)
         lines = source.split("\n")
         cell["source"] = [line + "\n" for line in lines[:-1]] + [lines[-1]] if source else []
     return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"

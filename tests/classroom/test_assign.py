@@ -11,6 +11,7 @@ from minircnn.classroom.assign import (
     read_cells,
     read_notebook_metadata,
     release,
+    strip_answers,
     strip_hidden_tests,
     strip_solutions,
 )
@@ -110,6 +111,30 @@ def test_strip_hidden_tests_and_balance():
         strip_hidden_tests("### BEGIN HIDDEN TESTS\nx\n", "09_x")
     with pytest.raises(ValueError, match="without"):
         strip_hidden_tests("### END HIDDEN TESTS\n", "09_x")
+
+
+ANSWERS = {"nbgrader": {"grade": True, "grade_id": "open_answers", "locked": False, "points": 0,
+                        "schema_version": 3, "solution": True}}
+
+
+def test_written_answers_become_the_stub_in_both_formats(tmp_path):
+    """A Markdown answer cell (model answer + rubric) reaches students as YOUR ANSWER HERE."""
+    cells = [*CELLS, ("markdown", "## Answers\n\n### BEGIN SOLUTION\n**1.** the model "
+                                  "answer\n\nRubric: 2 points\n### END SOLUTION", ANSWERS)]
+    src = tmp_path / "lessons"
+    src.mkdir()
+    _write_ipynb(src / "07_tiny.ipynb", cells)
+    _write_percent(src / "07_tiny.py", cells)
+    written = release(src, tmp_path / "release")
+    for path in written:
+        text = path.read_text(encoding="utf-8")
+        assert "model answer" not in text and "Rubric" not in text and "SOLUTION" not in text
+        student = read_cells(path)
+        assert student[-1].source == "## Answers\n\nYOUR ANSWER HERE", path.name
+    with pytest.raises(ValueError, match="never closed"):
+        strip_answers("# ### BEGIN SOLUTION\n# x", "07_tiny")
+    with pytest.raises(ValueError, match="unbalanced"):
+        strip_answers("### END SOLUTION", "07_tiny")
 
 
 def test_read_cells_agree_between_formats_metadata_included(course):
