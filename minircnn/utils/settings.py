@@ -76,8 +76,10 @@ def check_settings(config, rules: dict[str, Rule]) -> None:
                          "change these settings")
 
 
-POSITIVE = between(0, None, lo_open=True)          # lr, gamma: finite and > 0
+POSITIVE = between(0, None, lo_open=True)          # lr, gamma, seconds: finite and > 0
 FRACTION = between(0, 1)                           # thresholds, IoUs
+COUNT = at_least(1)                                # images, epochs, repeats, workers
+SEED = at_least(0)
 TRAIN_RULES = {
     "seed": at_least(0), "data_seed": at_least(0),
     "num_train": at_least(1), "num_val": at_least(1),

@@ -139,6 +139,9 @@ OUT_OF_RANGE = [
     (["pretrain", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
     (["finetune", "--finetune-from", "9"], "--finetune-from: must be an integer in 1..4, got 9"),
     (["finetune", "--train-per-class", "0"], "--train-per-class: must be an integer >= 1"),
+    (["reproduce", "--seeds", "0"], "--seeds: must be an integer >= 1, got 0"),
+    (["reproduce", "--seeds", "-1"], "--seeds: must be an integer >= 1, got -1"),
+    (["reproduce", "--workers", "0"], "--workers: must be an integer >= 1, got 0"),
 ]
 
 

@@ -62,3 +62,27 @@ def test_python_dash_m_help():
     done = subprocess.run([sys.executable, "-m", "minircnn", "gradcheck", "--help"],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "--seed" in done.stdout
+
+
+def test_every_command_is_an_add_run_pair_side_by_side():
+    """Each sub-parser is built by ``add_<cmd>``, handled by ``run_<cmd>`` in the same
+    module, defined right after it (a reader finds a command's flags and handler together)."""
+    import inspect
+
+    from minircnn.cli.main import ADD_COMMANDS, build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert [add.__name__ for add in ADD_COMMANDS] == [f"add_{c}" for c in sub.choices]
+    for name, command in sub.choices.items():
+        add = next(a for a in ADD_COMMANDS if a.__name__ == f"add_{name}")
+        run = command.get_default("func")
+        assert run.__name__ == f"run_{name}" and run.__module__ == add.__module__, name
+        module = inspect.getmodule(add)
+        top_level = [n for n, _ in sorted(
+            ((n, f) for n, f in vars(module).items()
+             if inspect.isfunction(f) and f.__module__ == module.__name__),
+            key=lambda item: item[1].__code__.co_firstlineno)]
+        after_add = top_level[top_level.index(add.__name__) + 1:]
+        next_public = next(n for n in after_add if not n.startswith("_"))
+        assert next_public == run.__name__, f"{name}: {next_public} comes between"

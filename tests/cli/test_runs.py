@@ -10,10 +10,10 @@ import textwrap
 
 import numpy as np
 import pytest
-from tests.cli.test_errors import assert_error, run_cli
 
 from minircnn.models import read_checkpoint
 from minircnn.training.runs import RunLock
+from tests.cli.test_errors import assert_error, run_cli
 
 # 8 images of 64 px, 2 per iteration: 4 iterations per epoch, 2 epochs; tiny model.
 TINY = ["--num-train", "8", "--num-val", "2", "--epochs", "2", "--proposals", "dense",
