@@ -74,7 +74,8 @@ def add_reproduce(sub) -> None:
 
 def run_reproduce(args: argparse.Namespace) -> int:
     single_blas_thread()
-    from minircnn.paper.reproduce import ReproduceConfig, reproduce
+    from minircnn.paper.reproduce import reproduce
+    from minircnn.paper.variants import ReproduceConfig
 
     seeds = args.seeds if args.seeds is not None else 1 if args.quick else 3
     config = ReproduceConfig(

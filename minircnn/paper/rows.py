@@ -24,8 +24,8 @@ from minircnn.detection.evaluate import GroundTruth, recall_vs_proposals
 from minircnn.detection.inference import detect_images
 from minircnn.layers.module import Module
 from minircnn.models.compress import compress_fast_rcnn
-from minircnn.paper.reproduce import FIXED_FEATURES_LR, run_folder, trained, variant_config
 from minircnn.paper.svm import svm_detections
+from minircnn.paper.variants import FIXED_FEATURES_LR, run_folder, trained, variant_config
 from minircnn.training.config import make_datasets
 from minircnn.training.metrics import detection_metrics
 from minircnn.training.proposals import load_proposals

@@ -185,3 +185,4 @@ module = _Namespace("cupy", **_members("cupy", np, {
     "ndarray": ndarray, "asnumpy": asnumpy, "get_array_module": get_array_module,
     "linalg": linalg, "random": random, "lib": lib}))
 module.VERSIONS = VERSIONS
+ndarray._cupy = module           # what the array's operators dispatch to

@@ -68,9 +68,7 @@ def _check_keywords(label: str, name: str, kwargs: dict) -> None:
 
 
 def _ufunc(name: str):
-    from minircnn.testing.fake_cupy import module
-
-    return getattr(module, name)
+    return getattr(ndarray._cupy, name)
 
 
 class ndarray:  # noqa: N801  (CuPy's name)
@@ -79,6 +77,10 @@ class ndarray:  # noqa: N801  (CuPy's name)
     __slots__ = ("_a",)
     __array_priority__ = 100.0  # NumPy hands binary operators with us to our methods
     __hash__ = None
+    # The fake ``cupy`` namespace that operators and NumPy calls on the array run in.
+    # The array and the namespace refer to each other: fake_cupy.py builds the namespace
+    # from this class, then binds it here, so neither file imports the other.
+    _cupy = None
 
     def __init__(self, data: np.ndarray):
         if not isinstance(data, np.ndarray):
@@ -109,9 +111,7 @@ class ndarray:  # noqa: N801  (CuPy's name)
 
     def __array_function__(self, func, types, args, kwargs):
         """np.f(x) runs cupy.f when CuPy has an f (NumPy then raises TypeError if not)."""
-        from minircnn.testing import fake_cupy
-
-        target = fake_cupy.module
+        target = ndarray._cupy
         for part in func.__module__.split(".")[1:]:
             target = getattr(target, part, None)
         fake = getattr(target, func.__name__, None)

@@ -8,8 +8,9 @@ import pytest
 
 from minircnn.cli.main import main
 from minircnn.models.pretrained import VGG_FILE
-from minircnn.paper.reproduce import ReproduceConfig, reproduce
+from minircnn.paper.reproduce import reproduce
 from minircnn.paper.rows import ROWS, NoBoxRegression, variants_of
+from minircnn.paper.variants import ReproduceConfig
 
 pytestmark = pytest.mark.skipif(not os.path.isfile(VGG_FILE), reason="shipped weights missing")
 
@@ -21,7 +22,7 @@ def _restore_blas_env(monkeypatch):
 
 
 def test_every_row_names_the_detectors_it_loads():
-    from minircnn.paper.reproduce import VARIANTS
+    from minircnn.paper.variants import VARIANTS
 
     for row in ROWS:
         assert variants_of(row) and set(variants_of(row)) <= set(VARIANTS), row.id
