@@ -371,4 +371,4 @@ for name, model in (("SPP-net", spp), ("Fast R-CNN", fast)):
 #    the rule used above. Compare it with a 500-pixel PASCAL image: what does this say
 #    about backpropagating a single RoI?
 # 4. Freeze only the first two conv layers of Fast R-CNN (`layer.freeze()` on them) and
-#    repeat section 5: which parameter arrays change now?
+#    repeat section 5 above: which parameter arrays change now?

@@ -331,7 +331,7 @@ assert sum(len(ax.patches) for ax in axes[:4]) >= sum(len(val[i]["boxes"]) for i
 #    Then try lr 0.05 and 0.1: at what rate does training diverge (the loss becomes
 #    nan; `train_step` raises `FloatingPointError`)?
 # 2. Turn dropout back on (`dropout=0.5` in `small_detector`). Why does the first-order
-#    check of section 2 then fail, and how would you fix it?
+#    check of section 2 above then fail, and how would you fix it?
 # 3. Train a real detector with fewer images: `train_detector(TrainConfig(num_train=100,
 #    num_val=50, epochs=4), "runs/small")` (a minute or two). Plot its `metrics.json`
 #    history and compare its mAP with the shipped detector's.

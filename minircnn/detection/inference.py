@@ -9,7 +9,7 @@ Fast R-CNN at test time (paper section 3; torchvision RoIHeads.postprocess_detec
    zero width or height, non-maximum suppression at nms_thresh (``batched_nms``);
 5. keep the max_dets highest-scoring detections of all classes.
 
-With ``scales`` (an image pyramid, paper section 5.4 and Table 7), step 1 runs once per
+With ``scales`` (an image pyramid, paper sections 2.4 and 3; Table 7), step 1 runs once per
 scale on the bilinearly resized images, and each proposal takes the outputs of the one
 scale that brings its area closest to ``target²`` pixels (the paper: 224², the size its
 network was pretrained at). Box deltas are relative to the box, so they need no
@@ -163,7 +163,7 @@ def rescale_batch(images, rois, scale: float, stride: int = 1):
 
 def pyramid_levels(rois, scales: Sequence[float], target: float) -> np.ndarray:
     """For each RoI (R, 5) (or box (R, 4)), the index of the scale that brings its area
-    closest to ``target`` squared: argmin_s |area * s² - target²| (paper section 5.4)."""
+    closest to ``target`` squared: argmin_s |area * s² - target²| (paper section 3)."""
     boxes = np.asarray(rois)[:, -4:]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])        # (R,)
     scaled = area[:, None] * np.asarray(scales, dtype=np.float64)[None, :] ** 2   # (R, S)

@@ -42,7 +42,7 @@ SECTIONS = (("table4", "Table 4: R-CNN vs SPP-net vs Fast R-CNN"),
             ("table6", "Table 6: multi-task training"),
             ("table7", "Table 7: scale invariance"),
             ("table8", "Table 8: softmax vs SVMs"),
-            ("sec52", "Section 5.2: more training data"))
+            ("sec52", "Section 5.3: more training data"))
 
 DIFFERENCES = """\
 ## Where the toy differs from the paper, and why
@@ -81,7 +81,7 @@ DIFFERENCES = """\
   one per image. The toy adds the pyramid at test time alone.
 - **Figure 3.** The number of proposals varies at test time only (the detector trained
   on selective search, at most 300 per image); the paper retrained for each setting.
-- **Section 5.2.** Less data instead of more (the shipped recipe is the "more data"
+- **Section 5.3.** Less data instead of more (the shipped recipe is the "more data"
   end); the number of iterations is the same for every row.
 """
 

@@ -19,7 +19,7 @@ experiments (minircnn/paper/rows.py) follow the paper's sections: Table 4
 (R-CNN, SPP-net, Fast R-CNN, +SVD: train and test time, mAP), Table 5 (which layers to
 fine-tune), Table 6 (multi-task training), Table 7 (one scale vs an image pyramid),
 Table 8 (softmax vs SVMs), Figure 2 (SVD rank), Figure 3 (number of proposals),
-section 5.2 (more training data). ``quick=True`` runs them all on a few tiny images to
+section 5.3 (more training data). ``quick=True`` runs them all on a few tiny images to
 check the machinery (the numbers mean nothing then).
 """
 

@@ -43,7 +43,7 @@ VARIANTS = {
     "scratch": {"pretrained": False},                 # Table 5: no pretraining
     "cls_only": {"box_loss_weight": 0.0},             # Table 6: stage 1 of stage-wise
     "fast_rcnn": {},                                  # the recipe: fine-tune from block 3
-    "data_half": {"data_fraction": 0.5},              # section 5.2: less data, same iters
+    "data_half": {"data_fraction": 0.5},              # section 5.3: less data, same iters
     "data_quarter": {"data_fraction": 0.25},
     "rcnn": {"model": "rcnn"},                        # Table 4
     "ft_head": {"freeze_at": 5, "lr": FIXED_FEATURES_LR},   # Table 5: fc layers only

@@ -22,7 +22,7 @@ class TrainConfig:
     lost most of the boxes' precision). RoIAlign's bilinear sampling beats RoIPool's
     rounding, and 800 training images beat 400 at the same number of iterations. At
     test time an image pyramid (1x and 2x) scores each proposal at the scale that brings
-    it closest to 48x48 pixels, which helps the smallest shapes most (paper section 5.4).
+    it closest to 48x48 pixels, which helps the smallest shapes most (paper sections 2.4, 5.2).
     What each setting measured: docs/performance.md and minircnn/weights/README.md.
     """
     name: str = "shapes"                 # run name: runs/<name>/

@@ -52,7 +52,7 @@ def sample_batch(config, items, props, idx, rng, *, stride: int = 1):
 
     Each image is flipped with probability 1/2 (``config.flip``); RoIs are sampled
     hierarchically or region-wise (``config.sampling``). With several
-    ``config.train_scales`` (multi-scale training, paper section 5.4), the minibatch is
+    ``config.train_scales`` (multi-scale training, paper section 2.4), the minibatch is
     then resized by one of them, drawn at random, and padded to a multiple of ``stride``
     (the backbone's). The paper draws a scale per image; one per minibatch keeps its
     images one array. Box targets are relative to the RoI, so they stay as they are.
