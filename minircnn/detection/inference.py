@@ -153,11 +153,13 @@ def rescale_batch(images, rois, scale: float, stride: int = 1):
     if (height, width) == (h, w):
         return images, rois
     scaled = resize_bilinear(images, height, width)
+    moved = rois.copy()
+    moved[:, 1:] *= xp.asarray([width / w, height / h, width / w, height / h], rois.dtype)
+    if height % stride == 0 and width % stride == 0:
+        return scaled, moved                                   # a whole cell already: no pad
     padded = xp.zeros(scaled.shape[:2] + (-(-height // stride) * stride,
                                           -(-width // stride) * stride), images.dtype)
     padded[:, :, :height, :width] = scaled                     # bottom/right zeros
-    moved = rois.copy()
-    moved[:, 1:] *= xp.asarray([width / w, height / h, width / w, height / h], rois.dtype)
     return padded, moved
 
 

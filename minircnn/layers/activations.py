@@ -43,11 +43,17 @@ def relu_backward(dout: np.ndarray, cache: ReluCache) -> np.ndarray:
 class ReLU(Module):
     """Module wrapper of relu_forward / relu_backward (no parameters)."""
 
+    cache: ReluCache | None = None
+
     def forward(self, x):
-        out, self.cache = relu_forward(x)
+        out, cache = relu_forward(x)
+        self.cache = None if self.is_frozen() else cache   # frozen: no backward comes
         return out
 
     def backward(self, dout):
+        if self.cache is None:
+            raise RuntimeError("ReLU.backward called before forward (or after the forward "
+                               "of a frozen layer, which keeps no cache)")
         return relu_backward(dout, self.cache)
 
 

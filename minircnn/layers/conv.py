@@ -194,28 +194,42 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
     return out.reshape(N, F, OH, OW), ConvCache(x, w, stride, pad, cols)
 
 
-def conv2d_backward(dout: np.ndarray, cache: ConvCache):
-    """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,).
+def conv2d_param_grads(dout: np.ndarray, cache: ConvCache):
+    """dout (N, F, OH, OW) -> dw (F, C, KH, KW), db (F,): conv2d_backward without dx.
 
-    With out[n] = w_mat @ cols[n] + b it is a linear layer's backward per image, then
-    col2im. Derivation: docs/layers/conv.md.
+    What the first trainable layer above frozen ones needs (nothing reads its dx).
     """
     x, w, stride, pad, cols = cache
     _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
     xp = get_array_module(dout)
     N, F, OH, OW = dout.shape
     KH, KW = w.shape[2:]
-    if cols is None:   # a cache from conv2d_forward_naive: unfold the input now
+    if cols is None:   # a cache from conv2d_forward_naive or eval mode: unfold the input now
         cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, C*KH*KW, OH*OW)
     dout3 = dout.reshape(N, F, OH * OW).astype(cols.dtype, copy=False)  # (N, F, P)
     db = dout3.sum(axis=(0, 2))  # b[f] was added at every n and pixel: sum them, (F,)
     # dL/dw_mat = sum_n dout[n] cols[n]^T, computed transposed (BLAS is faster this way):
     dw_t = (cols @ dout3.transpose(0, 2, 1)).sum(axis=0)  # (N, K, P) @ (N, P, F) -> (K, F)
     dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)  # (F, K) -> (F, C, KH, KW)
-    w_mat = w.reshape(F, cols.shape[1]).astype(cols.dtype, copy=False)  # (F, K)
+    return dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+
+
+def conv2d_backward(dout: np.ndarray, cache: ConvCache):
+    """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,).
+
+    With out[n] = w_mat @ cols[n] + b it is a linear layer's backward per image, then
+    col2im. Derivation: docs/layers/conv.md.
+    """
+    dw, db = conv2d_param_grads(dout, cache)
+    x, w, stride, pad, cols = cache
+    N, F, OH, OW = dout.shape
+    KH, KW = w.shape[2:]
+    dtype = x.dtype if cols is None else cols.dtype
+    dout3 = dout.reshape(N, F, OH * OW).astype(dtype, copy=False)  # (N, F, P)
+    w_mat = w.reshape(F, -1).astype(dtype, copy=False)  # (F, K)
     dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
     dx = col2im(dcols, tuple(x.shape), KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
-    return dx, dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
+    return dx, dw, db
 
 
 class Conv2d(Module):
@@ -255,12 +269,22 @@ class Conv2d(Module):
 
     def forward(self, x):
         forward, _ = self.ops()
-        out, self._cache = forward(x, self.w.data, self.b.data, stride=self.stride, pad=self.pad)
+        out, cache = forward(x, self.w.data, self.b.data, stride=self.stride, pad=self.pad)
+        if self.is_frozen():
+            cache = None                       # no backward runs through this layer
+        elif not self.training and cache.cols is not None:
+            cache = cache._replace(cols=None)  # eval mode: backward (rare) unfolds x again
+        self._cache = cache
         return out
 
     def backward(self, dout):
+        """dout -> dx, accumulating dw and db; dx is None when ``needs_input_grad`` is
+        False (the layer above frozen ones: nothing reads it, so it is not computed)."""
         _, backward = self.ops()
-        dx, dw, db = backward(dout, self.saved_cache())
+        if self.needs_input_grad:
+            dx, dw, db = backward(dout, self.saved_cache())
+        else:   # naive and fast tiers agree (tests): the weight gradients of either cache
+            dx, (dw, db) = None, conv2d_param_grads(dout, self.saved_cache())
         self.w.accumulate(dw)
         self.b.accumulate(db)
         return dx

@@ -62,6 +62,9 @@ class Module:
     """
 
     training: bool = True
+    # False when nothing below this layer reads its input gradient (the first trainable
+    # layer above frozen ones; set by e.g. SmallVGG.freeze_blocks): backward skips dx.
+    needs_input_grad: bool = True
 
     def register_buffer(self, name: str, value) -> None:
         """Declare saved, non-trainable state (e.g. BatchNorm running_mean)."""
@@ -116,6 +119,11 @@ class Module:
     def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad[...] = 0
+
+    def is_frozen(self) -> bool:
+        """True when no backward will run through this layer: no trainable parameter and
+        no input gradient wanted. Such a layer keeps no forward cache (in any mode)."""
+        return not self.needs_input_grad and not any(p.requires_grad for p in self.parameters())
 
     def freeze(self) -> Module:
         """Mark every parameter ``requires_grad = False`` (optimizers skip them)."""
@@ -218,7 +226,8 @@ class Module:
     def saved_cache(self):
         """The cache the last forward kept (backward before forward is an error)."""
         if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or "
+                               f"after the forward of a frozen layer, which keeps no cache)")
         return self._cache
 
     # --- the interface subclasses implement --------------------------------------------

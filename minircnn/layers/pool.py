@@ -169,7 +169,8 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         forward, _ = self.ops()
-        out, self._cache = forward(x, kernel=self.kernel, stride=self.stride)
+        out, cache = forward(x, kernel=self.kernel, stride=self.stride)
+        self._cache = None if self.is_frozen() else cache   # frozen: no backward comes
         return out
 
     def backward(self, dout):

@@ -39,6 +39,7 @@ class RoIAlignCache(NamedTuple):
     sampling_ratio: int
     aligned: bool
     dtype: object = None   # features' dtype, which dout must have (None: not checked)
+    matrices: tuple | None = None  # the fast forward's (A, B, count, batch), reused by backward
 
 
 class AlignGeometry(NamedTuple):
@@ -311,6 +312,7 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
     cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
                           sampling_ratio, bool(aligned), features.dtype)
     A, B, count, batch = _align_matrices(cache)
+    cache = cache._replace(matrices=(A, B, count, batch))   # backward reads them, unbuilt
     finite = xp.isfinite(features)
     all_finite = bool(finite.all())
     out = _pool(A, B, batch, features if all_finite else xp.where(finite, features, 0))
@@ -331,7 +333,8 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
     R = dout.shape[0]
-    A, B, count, batch = _align_matrices(cache)
+    # the forward's matrices; a naive forward's cache has none: build them here
+    A, B, count, batch = _align_matrices(cache) if cache.matrices is None else cache.matrices
     d = (dout / count[:, None, None, None]).transpose(0, 2, 1, 3)  # (R, PH, C, PW)
     d = d.reshape(R, PH * C, PW) @ B              # (R, PH*C, PW) @ (R, PW, W) -> (R, PH*C, W)
     d = d.reshape(R, PH, C * W)

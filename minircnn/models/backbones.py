@@ -109,6 +109,8 @@ class SmallVGG(Module):
         first = self._first_trainable_layer()
         self.layers[:first] = [convert_frozen_batchnorm(layer.freeze()) for layer in
                                self.layers[:first]]
+        for i, layer in enumerate(self.layers):   # dx only where a layer below reads it
+            layer.needs_input_grad = first == 0 or i > first
         return self
 
     def _first_trainable_layer(self) -> int:

@@ -71,10 +71,16 @@ def _epoch_order(state: dict, rng: np.random.Generator, num_images: int):
     return rng.permutation(num_images), 0, sums
 
 
-def _check_step(stats: dict, model, xp) -> None:
-    """Raise FloatingPointError when the loss diverged or a weight became nan/inf."""
+def _check_step(stats: dict) -> None:
+    """Raise FloatingPointError when the loss diverged (train_step already refused a
+    nan/inf loss or output; a nan/inf weight shows in the next step's outputs)."""
     if not stats["loss"] < DIVERGED_LOSS:
         raise FloatingPointError(f"the loss is {stats['loss']:.3g}")
+
+
+def _check_weights(model, xp) -> None:
+    """Raise FloatingPointError when a weight is nan/inf. O(parameters), so run before
+    each checkpoint rather than every iteration: the last update is seen by no loss."""
     if not all(bool(xp.isfinite(p.data).all()) for p in model.parameters()):
         raise FloatingPointError("the update made some weights nan/inf")
 
@@ -207,7 +213,7 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
                 stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
                                    xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
                                    box_weight=config.box_loss_weight)
-                _check_step(stats, model, xp)
+                _check_step(stats)
             except FloatingPointError as e:
                 raise _diverged(e, config, state) from e
             state["iteration"] += 1
@@ -226,6 +232,10 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
                                     "iterations": iters,
                                     "time_s": round(time.time() - t_epoch, 2)})
             state["epoch"] = epoch + 1
+        try:
+            _check_weights(model, xp)
+        except FloatingPointError as e:
+            raise _diverged(e, config, state) from e
         save_run_checkpoint(os.path.join(out_dir, "checkpoint.npz"), model, optimizer, rng,
                             config, state)
         write_json(os.path.join(out_dir, "metrics.json"), metrics)

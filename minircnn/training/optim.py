@@ -57,9 +57,11 @@ class SGD:
         self.velocity: list = [None] * len(self.params)  # created lazily on the first step
 
     def zero_grad(self) -> None:
-        """Set every parameter's gradient to zero (gradients accumulate otherwise)."""
+        """Set every trainable parameter's gradient to zero (gradients accumulate
+        otherwise); a frozen parameter's gradient is never added to, so it stays zero."""
         for p in self.params:
-            p.grad[...] = 0
+            if p.requires_grad:
+                p.grad[...] = 0
 
     def step(self) -> None:
         """One update of every trainable parameter from its accumulated ``grad``."""

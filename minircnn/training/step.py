@@ -41,7 +41,9 @@ def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
         if not bool(xp.isfinite(loss)):
             raise FloatingPointError(f"the loss is {float(loss)}")
         dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
-        model.backward(dcls, dbbox * box_weight)
+        if box_weight != 1:                      # lambda = 1: no scaled copy
+            dbbox = dbbox * box_weight
+        model.backward(dcls, dbbox)
         optimizer.step()
     return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
             "accuracy": cache.accuracy}

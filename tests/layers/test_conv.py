@@ -232,3 +232,36 @@ def test_numpy_equals_cupy():
     out32 = conv.forward(to_device(x.astype(np.float32), "gpu"))
     conv.backward(out32)
     assert out32.dtype == np.float32 and conv.w.grad.dtype == np.float32
+
+
+@pytest.mark.parametrize("impl", ["naive", "fast"])
+def test_no_input_gradient_when_nothing_reads_it(impl):
+    """needs_input_grad=False (the layer above frozen ones): dx is skipped, dw and db are
+    those of the full backward."""
+    x, _, _, kw = _inputs(SHAPES[2])
+    conv = Conv2d(2, 3, 3, dtype=np.float64, impl=impl, **kw)
+    out, cache = conv2d_forward(x, conv.w.data, conv.b.data, **kw)
+    dout = np.random.default_rng(5).standard_normal(out.shape)
+    _, ref_dw, ref_db = conv2d_backward(dout, cache)
+    conv.needs_input_grad = False
+    conv.forward(x)
+    assert conv.backward(dout) is None
+    assert rel_error(conv.w.grad, ref_dw) <= 1e-9 and rel_error(conv.b.grad, ref_db) <= 1e-9
+
+
+def test_frozen_or_eval_layers_keep_no_columns():
+    """A frozen layer nothing differentiates through keeps no cache at all; in eval mode
+    the im2col columns (9x the input) are dropped and backward unfolds the input again."""
+    x, _, _, kw = _inputs(SHAPES[2])
+    conv = Conv2d(2, 3, 3, dtype=np.float64, **kw)
+    out = conv.forward(x)
+    dout = np.random.default_rng(6).standard_normal(out.shape)
+    dx_train = conv.backward(dout)
+    conv.eval().forward(x)
+    assert conv.saved_cache().cols is None
+    assert rel_error(conv.backward(dout), dx_train) <= 1e-9
+    conv.train().freeze()
+    conv.needs_input_grad = False
+    conv.forward(x)
+    with pytest.raises(RuntimeError, match="frozen layer, which keeps no cache"):
+        conv.backward(dout)

@@ -171,3 +171,20 @@ def test_numpy_equals_cupy():
     dout = rng.standard_normal(out.shape)
     dx_g = roi_align_backward(to_device(dout, "gpu"), cache_g)
     assert rel_error(roi_align_backward(dout, cache), dx_g) <= 1e-9
+
+
+def test_backward_reuses_the_forward_matrices(monkeypatch):
+    """The fast backward reads the interpolation matrices its forward built (no rebuild);
+    from a naive forward's cache it builds them."""
+    rng = np.random.default_rng(8)
+    x = distinct_values(rng, (1, 2, 5, 5))
+    rois = np.array([[0, 0, 0, 60, 50], [0, 20, 10, 70, 70]], dtype=np.float64)
+    out, cache = roi_align_forward(x, rois, output_size=(2, 3), spatial_scale=1 / 16)
+    _, naive_cache = roi_align_forward_naive(x, rois, output_size=(2, 3), spatial_scale=1 / 16)
+    dout = rng.standard_normal(out.shape)
+    expected = roi_align_backward(dout, naive_cache)
+    calls = []
+    real = roi_align_module._align_matrices
+    monkeypatch.setattr(roi_align_module, "_align_matrices",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    assert rel_error(roi_align_backward(dout, cache), expected) <= 1e-12 and not calls

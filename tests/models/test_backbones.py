@@ -32,6 +32,27 @@ def test_frozen_blocks_get_no_gradient_and_backward_stops():
     assert vgg.backward(np.ones_like(features)) is None
     assert all(not p.grad.any() for p in frozen)
     assert vgg.layers[6].w.grad.any()
+    # no work for what nothing reads: frozen layers keep no cache, conv3 computes no dx
+    assert all(layer.is_frozen() for layer in vgg.layers[:6])
+    assert not vgg.layers[6].needs_input_grad and vgg.layers[7].needs_input_grad
+    assert vgg.layers[0]._cache is None and vgg.layers[1].cache is None
+
+
+def test_frozen_blocks_give_the_gradients_of_the_unfrozen_network():
+    """freeze_blocks changes which gradients are computed, not their values."""
+    rng = np.random.default_rng(3)
+    full = SmallVGG((2, 3, 4), rng=np.random.default_rng(0), dtype=np.float64)
+    frozen = SmallVGG((2, 3, 4), rng=np.random.default_rng(0), dtype=np.float64)
+    frozen.freeze_blocks(1)
+    x = _images()
+    dout = rng.standard_normal(full.forward(x).shape)
+    full.backward(dout)
+    frozen.forward(x)
+    frozen.backward(dout)
+    for (name, p), (_, q) in zip(full.named_parameters(), frozen.named_parameters(),
+                                 strict=True):
+        if q.requires_grad:
+            assert rel_error(p.grad, q.grad) <= 1e-12, name
 
 
 def test_freeze_blocks_rejects_out_of_range():

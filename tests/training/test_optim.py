@@ -48,6 +48,8 @@ def test_frozen_parameter_is_untouched():
         opt.step()
     assert np.array_equal(p.data, before)
     assert opt.velocity[0] is None
+    opt.zero_grad()            # a frozen grad is never added to: zero_grad skips it
+    assert np.array_equal(p.grad, [3.0, 4.0])
 
 
 def test_state_dict_round_trip_continues_identically():

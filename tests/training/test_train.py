@@ -136,6 +136,26 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypa
     assert all(np.isfinite(v).all() for v in ckpt.state.values())
 
 
+def test_nan_weight_after_the_last_step_is_caught_before_the_checkpoint(tmp_path, monkeypatch):
+    """Weights are scanned once per checkpoint, not every iteration: an update that makes
+    a weight NaN in an epoch's last step (no loss sees it) still never reaches a file."""
+    calls = {"n": 0}
+    real_step = train_mod.train_step
+
+    def poisoning_step(model, optimizer, *args, **kwargs):
+        stats = real_step(model, optimizer, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 4:                       # the last iteration of epoch 2
+            model.fc7.w.data[0, 0] = np.nan
+        return stats
+
+    monkeypatch.setattr(train_mod, "train_step", poisoning_step)
+    with pytest.raises(FloatingPointError, match=r"weights nan/inf"):
+        train_detector(dataclasses.replace(TINY, pictures=False), tmp_path, progress=False)
+    ckpt = read_checkpoint(tmp_path / "checkpoint.npz")
+    assert ckpt.extra["run_state"]["epoch"] == 1
+
+
 def test_high_learning_rate_divergence_is_caught(tmp_path):
     config = dataclasses.replace(TINY, lr=1e12, warmup_iters=0, epochs=1)
     with pytest.raises(FloatingPointError, match="diverged"):
