@@ -4,6 +4,14 @@ Everything public is importable from here: ``from minircnn.detection import box_
 These stand alone (they never import models), so ``detect`` takes any model with ``forward``.
 """
 
+from minircnn.detection.anchors import (
+    AnchorGenerator,
+    anchor_targets,
+    base_anchors,
+    grid_anchors,
+    label_anchors,
+    sample_anchors,
+)
 from minircnn.detection.boxes import (
     batched_nms,
     box_area,
@@ -31,6 +39,7 @@ from minircnn.detection.inference import (
 )
 from minircnn.detection.proposal_cache import compute_proposals
 from minircnn.detection.proposals import dense_boxes, selective_search
+from minircnn.detection.rpn_proposals import rpn_proposals
 from minircnn.detection.sampling import (
     RoIBatch,
     hierarchical_batch,

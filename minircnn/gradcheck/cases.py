@@ -70,6 +70,14 @@ from minircnn.layers.roi_pool import (
     spp_backward,
     spp_forward,
 )
+from minircnn.layers.rpn_loss import (
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    rpn_loss_backward,
+    rpn_loss_backward_naive,
+    rpn_loss_forward,
+    rpn_loss_forward_naive,
+)
 from minircnn.utils.text_tables import text_table
 
 
@@ -238,6 +246,44 @@ def _basic_block_inputs(shape, *, out_channels, stride, margin=1e-3):
     return make
 
 
+def _rpn_loss_inputs(rng, beta=1 / 9):
+    """8 anchors: 2 positive, 3 negative, 3 not sampled; positives' deltas off |d| == beta."""
+    labels = np.array([1, 0, -1, 0, 1, -1, 0, -1])
+    deltas = rng.standard_normal((8, 4))
+    return {"objectness": rng.standard_normal(8), "bbox_deltas": deltas, "labels": labels,
+            "bbox_targets": deltas - _off_beta(rng, (8, 4), beta)}
+
+
+def _rpn_head_forward(x, *, num_anchors):
+    """The RPNHead (float64, weights from seed 0 scaled to std ~0.3 so its outputs are
+    not tiny) as a function of the features; its two outputs side by side (N, h*w*k, 5)."""
+    from minircnn.models.rpn import RPNHead
+
+    head = RPNHead(x.shape[1], num_anchors, rng=np.random.default_rng(0), dtype=np.float64)
+    for p in head.parameters():
+        p.data *= 30.0
+    if get_array_module(x) is not np:
+        head.to("gpu")
+    objectness, deltas = head.forward(x)
+    xp = get_array_module(x)
+    return xp.concatenate([objectness[..., None], deltas], axis=2), head
+
+
+def _rpn_head_backward(dout, head):
+    return head.backward(dout[..., 0], dout[..., 1:])
+
+
+def _rpn_head_inputs(shape, num_anchors, margin=1e-3):
+    """Features whose 3x3 conv outputs (the ReLU's inputs) stay >= margin from 0."""
+    def make(rng):
+        while True:
+            x = rng.standard_normal(shape)
+            _, head = _rpn_head_forward(x, num_anchors=num_anchors)
+            if float(np.abs(head.conv.forward(x)).min()) >= margin:
+                return {"x": x}
+    return make
+
+
 LAYER_CASES: list[LayerCase] = [
     LayerCase("conv2d_naive", conv2d_forward_naive, conv2d_backward_naive,
               _conv_inputs((2, 3, 5, 5), (2, 3, 3, 3)), kwargs={"stride": 2, "pad": 1}),
@@ -274,6 +320,15 @@ LAYER_CASES: list[LayerCase] = [
               _smooth_l1_inputs((5, 4), 0.0), kwargs={"beta": 0.0}, wrt=("pred",)),
     LayerCase("fast_rcnn_loss", fast_rcnn_loss_forward, fast_rcnn_loss_backward,
               _fast_rcnn_loss_inputs, wrt=("cls_scores", "bbox_deltas")),
+    LayerCase("bce_with_logits", bce_with_logits_forward, bce_with_logits_backward,
+              lambda rng: {"logits": 2 * rng.standard_normal(7),
+                           "targets": rng.integers(0, 2, 7)}, wrt=("logits",)),
+    LayerCase("rpn_loss_naive", rpn_loss_forward_naive, rpn_loss_backward_naive,
+              _rpn_loss_inputs, wrt=("objectness", "bbox_deltas")),
+    LayerCase("rpn_loss", rpn_loss_forward, rpn_loss_backward, _rpn_loss_inputs,
+              wrt=("objectness", "bbox_deltas")),
+    LayerCase("rpn_head", _rpn_head_forward, _rpn_head_backward,
+              _rpn_head_inputs((2, 3, 4, 5), 2), kwargs={"num_anchors": 2}),
     LayerCase("roi_pool_naive", roi_pool_forward_naive, roi_pool_backward_naive,
               _roi_inputs((2, 2, 5, 6), distinct=True),
               kwargs={"output_size": (3, 2), "spatial_scale": 1 / 4}, wrt=("features",)),

@@ -75,3 +75,9 @@ from minircnn.layers.roi_pool import (
     spp_backward,
     spp_forward,
 )
+from minircnn.layers.rpn_loss import (
+    bce_with_logits_backward,
+    bce_with_logits_forward,
+    rpn_loss_backward,
+    rpn_loss_forward,
+)

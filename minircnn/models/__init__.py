@@ -12,6 +12,7 @@ from minircnn.models.checkpoint import (
     save_checkpoint,
 )
 from minircnn.models.fast_rcnn import FastRCNN
+from minircnn.models.faster_rcnn import FasterRCNN
 from minircnn.models.pretrained import pretrained_backbone, pretrained_detector, pretrained_vgg
 from minircnn.models.rcnn import RCNN, SPPNet
 from minircnn.models.resnet import (
@@ -21,3 +22,4 @@ from minircnn.models.resnet import (
     convert_frozen_batchnorm,
     freeze_stages,
 )
+from minircnn.models.rpn import RegionProposalNetwork, RPNHead

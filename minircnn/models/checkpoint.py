@@ -309,8 +309,10 @@ def _register_builtin_models() -> None:
     from minircnn.models import sizes
     from minircnn.models.backbones import SmallVGG, VGGClassifier
     from minircnn.models.fast_rcnn import FastRCNN
+    from minircnn.models.faster_rcnn import FasterRCNN
     from minircnn.models.rcnn import RCNN, SPPNet
     from minircnn.models.resnet import MiniResNet, ResNetBackbone
+    from minircnn.models.rpn import RegionProposalNetwork
 
     register_model(SmallVGG, count_parameters=sizes.small_vgg)
     register_model(VGGClassifier, count_parameters=sizes.vgg_classifier)
@@ -319,3 +321,5 @@ def _register_builtin_models() -> None:
     register_model(FastRCNN, count_parameters=sizes.fast_rcnn)
     register_model(RCNN, count_parameters=sizes.rcnn)
     register_model(SPPNet, count_parameters=sizes.spp_net)
+    register_model(RegionProposalNetwork, count_parameters=sizes.rpn)
+    register_model(FasterRCNN)                  # its two parts are counted themselves

@@ -132,6 +132,11 @@ class FastRCNN(Detector):
         if rois.ndim != 2 or rois.shape[1] != 5:
             raise ValueError(f"FastRCNN: rois must have shape (R, 5), got {tuple(rois.shape)}")
         features = self.backbone.forward(images)      # (N, C, H/s, W/s)
+        return self.forward_head(features, rois)
+
+    def forward_head(self, features, rois):
+        """``forward`` after the backbone: features (N, C, H/s, W/s), rois (R, 5) ->
+        cls_scores, bbox_deltas (Faster R-CNN shares the features with its RPN)."""
         pooled = self.roi.forward(features, rois)     # (R, C, PH, PW)
         x = self.flatten.forward(pooled)              # (R, C*PH*PW)
         x = self.fc6.forward(x)                       # (R, hidden)
@@ -146,6 +151,12 @@ class FastRCNN(Detector):
 
     def backward(self, dcls, dbbox):
         """dcls (R, K+1), dbbox (R, 4(K+1)) -> dimages (N, 3, H, W); fills every p.grad."""
+        dfeatures = self.backward_head(dcls, dbbox)   # (N, C, H/s, W/s)
+        dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W)
+        return dimages
+
+    def backward_head(self, dcls, dbbox):
+        """``backward`` down to the features: -> dfeatures (N, C, H/s, W/s)."""
         if self.cls_score.cache is None:
             raise RuntimeError("FastRCNN.backward called before forward")
         dx = self.cls_score.backward(dcls)            # (R, hidden)
@@ -157,9 +168,7 @@ class FastRCNN(Detector):
         dx = self.relu6.backward(dx)
         dx = self.fc6.backward(dx)                    # (R, C*PH*PW)
         dpooled = self.flatten.backward(dx)           # (R, C, PH, PW)
-        dfeatures = self.roi.backward(dpooled)        # (N, C, H/s, W/s), summed over RoIs
-        dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W)
-        return dimages
+        return self.roi.backward(dpooled)             # (N, C, H/s, W/s), summed over RoIs
 
 
 def _check_classes(classes, num_classes: int) -> tuple[str, ...] | None:

@@ -110,3 +110,10 @@ def spp_net(kw: dict) -> int:
     in_features = out_channels(kw.get("backbone")) * sum(lv * lv for lv in levels)
     return _head(in_features, check_count("hidden", kw.get("hidden", 256)),
                  check_count("num_classes", kw.get("num_classes")))
+
+
+def rpn(kw: dict) -> int:
+    """RegionProposalNetwork: conv3x3 C -> C, 1x1 C -> k and C -> 4k (k anchors per cell)."""
+    c = check_count("in_channels", kw.get("in_channels"))
+    k = len(kw.get("scales", (1,) * 6)) * len(kw.get("aspect_ratios", (1,)))
+    return _conv(c, c, 3) + _conv(c, k, 1) + _conv(c, 4 * k, 1)

@@ -1,0 +1,76 @@
+"""RPN proposal decoding (minircnn/detection/rpn_proposals.py): torchvision's filter_proposals."""
+
+import numpy as np
+import pytest
+
+from minircnn.detection.boxes import nms
+from minircnn.detection.rpn_proposals import nms_first, rpn_proposals, rpn_proposals_naive
+
+
+def _scene():
+    anchors = np.array([[-5, -5, 5, 5],          # 0: crosses the border, clipped
+                        [130, 130, 140, 140],    # 1: outside: clipped to zero width
+                        [10, 10, 20, 20],        # 2
+                        [10, 10, 20, 21],        # 3: IoU 100/110 = 0.91 with 2
+                        [10, 10, 20, 17],        # 4: IoU 70/100 = 0.7 with 2: kept (not > 0.7)
+                        [60, 60, 80, 80]], dtype=np.float64)  # 5
+    objectness = np.array([5.0, 4.0, 3.0, 2.5, 2.0, -1.0])
+    return objectness, np.zeros((6, 4)), anchors
+
+
+def test_clip_drop_tiny_nms_by_hand():
+    objectness, deltas, anchors = _scene()
+    boxes, scores = rpn_proposals(objectness, deltas, anchors, (100, 100))
+    np.testing.assert_allclose(boxes, [[0, 0, 5, 5], [10, 10, 20, 20],
+                                       anchors[4], [60, 60, 80, 80]])
+    np.testing.assert_allclose(scores, 1 / (1 + np.exp(-objectness[[0, 2, 4, 5]])))
+
+
+def test_top_k_before_nms_and_top_n_after():
+    objectness, deltas, anchors = _scene()
+    boxes, _ = rpn_proposals(objectness, deltas, anchors, (100, 100), pre_nms_top_n=3)
+    np.testing.assert_allclose(boxes, [[0, 0, 5, 5], [10, 10, 20, 20]])
+    boxes, _ = rpn_proposals(objectness, deltas, anchors, (100, 100), post_nms_top_n=2)
+    assert len(boxes) == 2
+
+
+def test_deltas_move_anchors_with_unit_weights():
+    anchors = np.array([[10.0, 10.0, 30.0, 20.0]])        # w 20, h 10, centre (20, 15)
+    deltas = np.array([[0.5, -1.0, np.log(2.0), 0.0]])    # centre +10, -10; width x2
+    boxes, _ = rpn_proposals(np.zeros(1), deltas, anchors, (100, 100))
+    np.testing.assert_allclose(boxes, [[10, 0, 50, 10]])
+
+
+def test_naive_equals_fast_on_random_outputs():
+    rng = np.random.default_rng(0)
+    from minircnn.detection.anchors import AnchorGenerator
+    anchors = AnchorGenerator((12, 24, 48), (0.5, 1.0, 2.0), 4)((12, 12))
+    for _ in range(3):
+        objectness = rng.standard_normal(len(anchors)) * 3
+        deltas = rng.standard_normal((len(anchors), 4)) * 0.3
+        fast = rpn_proposals(objectness, deltas, anchors, (48, 48), pre_nms_top_n=400,
+                             post_nms_top_n=100)
+        naive = rpn_proposals_naive(objectness, deltas, anchors, (48, 48),
+                                    pre_nms_top_n=400, post_nms_top_n=100)
+        np.testing.assert_allclose(fast[0], naive[0], atol=1e-9)
+        np.testing.assert_allclose(fast[1], naive[1], atol=1e-12)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 128])
+def test_nms_first_is_nms_truncated(chunk):
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        xy = rng.uniform(0, 100, (200, 2))
+        boxes = np.concatenate([xy, xy + rng.uniform(1, 30, (200, 2))], axis=1)
+        scores = rng.integers(0, 20, 200).astype(float)      # many ties: stable order
+        for top in (1, 30, 500):
+            np.testing.assert_array_equal(nms_first(boxes, scores, 0.5, top, chunk=chunk),
+                                          nms(boxes, scores, 0.5)[:top])
+
+
+def test_bad_inputs_name_the_argument():
+    objectness, deltas, anchors = _scene()
+    with pytest.raises(ValueError, match="deltas"):
+        rpn_proposals(objectness, deltas[:3], anchors, (100, 100))
+    with pytest.raises(ValueError, match="nms_thresh"):
+        rpn_proposals(objectness, deltas, anchors, (100, 100), nms_thresh=1.5)
