@@ -214,6 +214,117 @@ assert np.array_equal(dfeatures[0, 0], dfeatures_by_hand)
 assert np.array_equal(roi_pool_backward(np.ones_like(out), cache), dfeatures)
 
 # %% [markdown]
+# ### Exercise 2 — RoI max pooling backward, by routing to the argmax
+#
+# The forward pass remembers, for every output `out[r, c, ph, pw]`, which cell won its
+# bin. Given that cache as plain arrays, write the backward pass:
+#
+# - `argmax` (R, C, PH, PW): `h·W + w` of the winning cell in the map
+#   `features[batch_index[r], c]`, or **−1** for an empty bin (which has no input, so no
+#   gradient);
+# - `batch_index` (R,): the image each RoI was cut from; `features_shape` = (N, C, H, W).
+#
+# `dfeatures[n, c, h, w]` = Σ of `dout` over all outputs (of all RoIs and bins) whose
+# winner is that cell. Bins overlap and RoIs overlap, so one cell can win several times:
+# **add**, never assign. Loops over r, c, ph, pw are fine (that is the point).
+# The check below routes `dout = 1` through the worked example: cell 9 must get 2.
+
+# %% nbgrader={"grade": false, "grade_id": "roi_pool_backward_code", "locked": false, "schema_version": 3, "solution": true}
+def roi_pool_backward_loops(dout, argmax, batch_index, features_shape):
+    """dout (R, C, PH, PW), argmax (R, C, PH, PW) of h*W + w or -1, batch_index (R,)
+    -> dfeatures of shape features_shape = (N, C, H, W)."""
+    ### BEGIN SOLUTION
+    N, C, H, W = features_shape
+    dfeatures = np.zeros(features_shape)
+    R, _, PH, PW = argmax.shape
+    for r in range(R):
+        n = int(batch_index[r])
+        for c in range(C):
+            for ph in range(PH):
+                for pw in range(PW):
+                    idx = int(argmax[r, c, ph, pw])
+                    if idx < 0:                      # empty bin: no input, no gradient
+                        continue
+                    h, w = divmod(idx, W)            # idx = h * W + w
+                    dfeatures[n, c, h, w] += dout[r, c, ph, pw]
+    return dfeatures
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "roi_pool_backward", "locked": true, "points": 6, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.roi_pool.roi_pool_backward, minircnn.layers.roi_pool.roi_pool_backward_naive
+# forbid: minircnn.layers.roi_pool.spp_backward
+# The visible check (not graded): the worked example with dout = 1.
+argmax_hw = np.where(cache.argmax >= 0, cache.argmax % 16, -1)    # flat index -> h*W + w
+mine = roi_pool_backward_loops(np.ones((2, 1, 2, 2)), argmax_hw, np.zeros(2, int), (1, 1, 4, 4))
+assert np.array_equal(mine[0, 0], dfeatures_by_hand), mine[0, 0]
+### BEGIN HIDDEN TESTS
+import numpy as np  # the hidden tests run in the grader's process
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import roi_pool_backward, roi_pool_forward
+
+
+def _random_case(rng, border=False):
+    """Two images, distinct feature values (no ties under a finite difference), H != W,
+    overlapping RoIs: inside the map (no empty bin) or, with border, past its edges."""
+    N, C = 2, int(rng.integers(1, 3))
+    H, W = (int(v) for v in rng.choice(np.arange(4, 9), size=2, replace=False))
+    features = rng.permutation(N * C * H * W).reshape(N, C, H, W) * 0.1
+    R = int(rng.integers(3, 7))
+    low, high = (-30, 16 * max(H, W) + 60) if border else (0, 16 * (min(H, W) - 1))
+    xy = rng.uniform(low, high, (R, 4))
+    rois = np.column_stack([np.arange(R) % 2, np.minimum(xy[:, 0], xy[:, 2]),
+                            np.minimum(xy[:, 1], xy[:, 3]), np.maximum(xy[:, 0], xy[:, 2]),
+                            np.maximum(xy[:, 1], xy[:, 3])])
+    rois[-1] = rois[0]                                     # one RoI twice: overlap for sure
+    size = (int(rng.integers(2, 5)), int(rng.integers(2, 5)))
+    return features, rois, size
+
+
+def _student_backward(student, features, rois, size, dout):
+    _, cache = roi_pool_forward(features, rois, output_size=size, spatial_scale=1 / 16)
+    H, W = features.shape[2:]
+    argmax = np.where(cache.argmax >= 0, cache.argmax % (H * W), -1)
+    got = student.roi_pool_backward_loops(dout, argmax, rois[:, 0].astype(np.int64),
+                                          tuple(features.shape))
+    return got, roi_pool_backward(dout, cache)
+
+
+# TEST the worked example, on the second of two images: cell 9 wins twice (2 points)
+def grade_pool_worked_example(student, rng):
+    features = np.stack([rng.permutation(16).reshape(1, 4, 4) + 100.0,
+                         np.arange(16.0).reshape(1, 4, 4)])            # (2, 1, 4, 4)
+    rois = np.array([[1, 0, 0, 20, 20], [1, 0, 10, 30, 30]], dtype=np.float64)
+    dout = rng.uniform(0.5, 2.0, size=(2, 1, 2, 2))
+    _, cache = roi_pool_forward(features, rois, output_size=2, spatial_scale=0.1)
+    want = roi_pool_backward(dout, cache)
+    argmax = np.where(cache.argmax >= 0, cache.argmax % 16, -1)
+    got = student.roi_pool_backward_loops(dout, argmax, np.ones(2, np.int64), (2, 1, 4, 4))
+    assert got.shape == (2, 1, 4, 4) and rel_error(got, want) < 1e-12, "dfeatures"
+
+
+# TEST random overlapping RoIs on maps with H != W vs a numeric gradient (3 points)
+def grade_pool_random(student, rng):
+    for _ in range(3):
+        features, rois, size = _random_case(rng)
+        dout = rng.standard_normal((len(rois), features.shape[1], *size))
+        got, library = _student_backward(student, features, rois, size, dout)
+        numeric = numeric_gradient_with_bound(lambda: roi_pool_forward(   # noqa: B023
+            features, rois, output_size=size, spatial_scale=1 / 16)[0], features, dout)  # noqa: B023
+        assert gradient_error(got, numeric) <= THRESHOLD and rel_error(got, library) < 1e-12
+
+
+# TEST RoIs past the border: empty bins get no gradient (1 point)
+def grade_pool_empty_bins(student, rng):
+    for _ in range(3):
+        features, rois, size = _random_case(rng, border=True)
+        rois[0, 1:] = [16 * features.shape[3] + 8, 8, 16 * features.shape[3] + 40, 40]
+        dout = rng.standard_normal((len(rois), features.shape[1], *size))
+        got, library = _student_backward(student, features, rois, size, dout)
+        assert rel_error(got, library) < 1e-12
+### END HIDDEN TESTS
+
+# %% [markdown]
 # Gradient check: use features with **distinct, well-separated values** (a permutation
 # times 0.1), so that a ±h step never changes which cell wins a bin.
 
@@ -349,6 +460,88 @@ print(f"spp dfeatures rel error {err:.1e}  (expect < 1e-7)")
 assert err < 1e-7
 
 # %% [markdown]
+# ### Exercise 3 — SPP backward
+#
+# SPP's output row of RoI r is `[level l0's (C, l0, l0) block flattened, level l1's
+# block, ...]`, each block **channel-first** (index `c·l² + i·l + j`). Its backward
+# cuts `dout` (R, C·Σ l²) back into one (R, C, l, l) block per level, in the order of
+# `levels`, routes each block to the argmax cells of that level, and **sums** the levels
+# (every level reads the same features). `argmaxes[k]` is level k's argmax array, as in
+# Exercise 2. You may call your `roi_pool_backward_loops`.
+# The check: levels (2, 1) on the worked example; the 1×1 level's winner of RoI A is
+# cell 10, which also wins a 2×2 bin, so it collects 2.
+
+# %% nbgrader={"grade": false, "grade_id": "spp_backward_code", "locked": false, "schema_version": 3, "solution": true}
+def spp_backward_loops(dout, argmaxes, batch_index, features_shape, levels):
+    """dout (R, C * sum(l*l)), argmaxes: one (R, C, l, l) array per level -> dfeatures."""
+    ### BEGIN SOLUTION
+    R, C = dout.shape[0], features_shape[1]
+    dfeatures = np.zeros(features_shape)
+    col = 0
+    for lv, argmax in zip(levels, argmaxes, strict=True):
+        block = dout[:, col:col + C * lv * lv].reshape(R, C, lv, lv)   # channel-first
+        col += C * lv * lv
+        dfeatures += roi_pool_backward_loops(block, argmax, batch_index, features_shape)
+    return dfeatures
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "spp_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.roi_pool.spp_backward, minircnn.layers.roi_pool.roi_pool_backward
+# forbid: minircnn.layers.roi_pool.roi_pool_backward_naive
+# The visible check (not graded): levels (2, 1) on the worked example, dout = 1.
+spp_argmaxes = [np.where(c_.argmax >= 0, c_.argmax % 16, -1) for c_ in spp_cache.level_caches]
+mine = spp_backward_loops(np.ones((2, 5)), spp_argmaxes, np.zeros(2, int), (1, 1, 4, 4), (2, 1))
+spp_by_hand_grad = dfeatures_by_hand.copy()
+spp_by_hand_grad[2, 2] += 1                    # RoI A's whole-RoI max is cell 10
+spp_by_hand_grad[3, 3] += 1                    # RoI B's is cell 15
+assert np.array_equal(mine[0, 0], spp_by_hand_grad), mine[0, 0]
+### BEGIN HIDDEN TESTS
+import numpy as np  # the hidden tests run in the grader's process
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import spp_backward, spp_forward
+
+
+def _spp_case(rng, levels):
+    N, C = int(rng.integers(1, 3)), 2                                 # C >= 2: order matters
+    H, W = (int(v) for v in rng.choice(np.arange(4, 9), size=2, replace=False))
+    features = rng.permutation(N * C * H * W).reshape(N, C, H, W) * 0.1
+    R = int(rng.integers(2, 6))
+    xy = rng.uniform(0, 16 * max(H, W), (R, 4))
+    rois = np.column_stack([rng.integers(0, N, R), np.minimum(xy[:, 0], xy[:, 2]),
+                            np.minimum(xy[:, 1], xy[:, 3]), np.maximum(xy[:, 0], xy[:, 2]),
+                            np.maximum(xy[:, 1], xy[:, 3])])
+    out, cache = spp_forward(features, rois, levels=levels, spatial_scale=1 / 16)
+    dout = rng.standard_normal(out.shape)
+    argmaxes = [np.where(c.argmax >= 0, c.argmax % (H * W), -1) for c in cache.level_caches]
+    return features, rois, dout, argmaxes, cache
+
+
+# TEST levels (4, 2, 1) vs a numeric gradient of spp_forward and vs spp_backward (2 points)
+def grade_spp_pyramid(student, rng):
+    for numeric_check in (True, False):
+        levels = (4, 2, 1)
+        features, rois, dout, argmaxes, cache = _spp_case(rng, levels)
+        got = student.spp_backward_loops(dout, argmaxes, rois[:, 0].astype(np.int64),
+                                         tuple(features.shape), levels)
+        assert rel_error(got, spp_backward(dout, cache)) < 1e-12
+        if numeric_check:
+            numeric = numeric_gradient_with_bound(lambda: spp_forward(   # noqa: B023
+                features, rois, levels=levels, spatial_scale=1 / 16)[0], features, dout)  # noqa: B023
+            assert gradient_error(got, numeric) <= THRESHOLD
+
+
+# TEST levels in a drawn order, not sorted (2 points)
+def grade_spp_level_order(student, rng):
+    for _ in range(3):
+        levels = tuple(int(v) for v in rng.permutation([1, 2, 3, 5])[:3])
+        features, rois, dout, argmaxes, cache = _spp_case(rng, levels)
+        got = student.spp_backward_loops(dout, argmaxes, rois[:, 0].astype(np.int64),
+                                         tuple(features.shape), levels)
+        assert rel_error(got, spp_backward(dout, cache)) < 1e-12, f"levels {levels}"
+### END HIDDEN TESTS
+
+# %% [markdown]
 # ## 7. RoIAlign: bilinear sampling instead of rounding
 #
 # RoIAlign (Mask R-CNN) keeps the RoI's exact (fractional) position: each bin averages
@@ -388,6 +581,142 @@ naive_al, _ = roi_align_forward_naive(feat_big[:, :4], rois_big[:8], output_size
 fast_al, _ = roi_align_forward(feat_big[:, :4], rois_big[:8], output_size=(7, 7),
                                spatial_scale=1 / 16, sampling_ratio=2)
 assert rel_error(naive_al, fast_al) < 1e-9
+
+# %% [markdown]
+# ### Exercise 4 — RoIAlign backward: bilinear weights at the four neighbours
+#
+# RoIAlign is **linear** in the features: each output is a weighted sum of cells, so its
+# backward adds `weight × dout` to each cell the forward read. Rebuild torchvision's
+# sampling (aligned or not, a fixed `sampling_ratio` S ≥ 1) and scatter:
+#
+# 1. `offset = 0.5` if `aligned` else 0; `x1·scale − offset` = start_w (same for y);
+#    `roi_w = (x2 − x1)·scale`, at least 1 when not aligned (the legacy rule); same for h.
+# 2. `bin_h = roi_h / PH`; bin (ph, pw) samples S × S points
+#    `y = start_h + ph·bin_h + (iy + ½)·bin_h / S`, `x = start_w + pw·bin_w + (ix + ½)·bin_w / S`.
+# 3. A point with `y < −1`, `y > H`, `x < −1` or `x > W` reads nothing. Otherwise clamp
+#    y, x to ≥ 0; `y_low = int(y)`; if `y_low ≥ H − 1` then `y_low = y_high = H − 1` and
+#    `y = y_low`, else `y_high = y_low + 1`; `ly = y − y_low`, `hy = 1 − ly` (same for x).
+#    It reads `(y_low, x_low)` with weight `hy·hx`, `(y_low, x_high)` with `hy·lx`,
+#    `(y_high, x_low)` with `ly·hx` and `(y_high, x_high)` with `ly·lx`.
+# 4. The output is the **mean** over the S² points, so each weight is divided by S².
+#
+# The check: one 1×1 bin, one sample at (y, x) = (1.25, 2.5) of a 4×4 map; by hand its
+# four neighbours (1, 2), (1, 3), (2, 2), (2, 3) get .75·.5, .75·.5, .25·.5 and .25·.5.
+
+# %% nbgrader={"grade": false, "grade_id": "roi_align_backward_code", "locked": false, "schema_version": 3, "solution": true}
+def roi_align_backward_loops(dout, rois, features_shape, *, spatial_scale, sampling_ratio,
+                             aligned):
+    """dout (R, C, PH, PW), rois (R, 5) -> dfeatures of shape features_shape (N, C, H, W)."""
+    ### BEGIN SOLUTION
+    N, C, H, W = features_shape
+    R, _, PH, PW = dout.shape
+    S = sampling_ratio
+    dfeatures = np.zeros(features_shape)
+    offset = 0.5 if aligned else 0.0
+    for r in range(R):
+        n = int(rois[r, 0])
+        start_w, start_h = rois[r, 1] * spatial_scale - offset, rois[r, 2] * spatial_scale - offset
+        roi_w = rois[r, 3] * spatial_scale - offset - start_w
+        roi_h = rois[r, 4] * spatial_scale - offset - start_h
+        if not aligned:
+            roi_w, roi_h = max(roi_w, 1.0), max(roi_h, 1.0)
+        bin_h, bin_w = roi_h / PH, roi_w / PW
+        for ph in range(PH):
+            for pw in range(PW):
+                for iy in range(S):
+                    y = start_h + ph * bin_h + (iy + 0.5) * bin_h / S
+                    for ix in range(S):
+                        x = start_w + pw * bin_w + (ix + 0.5) * bin_w / S
+                        for h, w, weight in bilinear_neighbours(y, x, H, W):
+                            dfeatures[n, :, h, w] += weight / S**2 * dout[r, :, ph, pw]
+    return dfeatures
+
+
+def bilinear_neighbours(y, x, H, W):
+    """[(h, w, weight)] of the cells a sample at (y, x) reads (step 3)."""
+    if y < -1.0 or y > H or x < -1.0 or x > W:
+        return []
+    y, x = max(y, 0.0), max(x, 0.0)
+    y_low, x_low = int(y), int(x)
+    if y_low >= H - 1:
+        y_low = y_high = H - 1
+        y = float(y_low)
+    else:
+        y_high = y_low + 1
+    if x_low >= W - 1:
+        x_low = x_high = W - 1
+        x = float(x_low)
+    else:
+        x_high = x_low + 1
+    ly, lx = y - y_low, x - x_low
+    hy, hx = 1 - ly, 1 - lx
+    return [(y_low, x_low, hy * hx), (y_low, x_high, hy * lx),
+            (y_high, x_low, ly * hx), (y_high, x_high, ly * lx)]
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "roi_align_backward", "locked": true, "points": 6, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.roi_align.roi_align_backward, minircnn.layers.roi_align.roi_align_backward_naive
+# The visible check (not graded): RoI x 2.5..3.5, y 1.5..2, aligned -> one sample at (1.25, 2.5).
+one_roi = np.array([[0, 2.5, 1.5, 3.5, 2.0]])
+mine = roi_align_backward_loops(np.ones((1, 1, 1, 1)), one_roi, (1, 1, 4, 4), spatial_scale=1.0,
+                                sampling_ratio=1, aligned=True)
+align_by_hand = np.zeros((4, 4))
+align_by_hand[1:3, 2:4] = [[0.75 * 0.5, 0.75 * 0.5], [0.25 * 0.5, 0.25 * 0.5]]
+assert np.allclose(mine[0, 0], align_by_hand), mine[0, 0]
+### BEGIN HIDDEN TESTS
+import numpy as np  # the hidden tests run in the grader's process
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import roi_align_backward, roi_align_forward
+
+
+def _align_case(rng, i, border=False):
+    """Case i of a series: aligned alternates, the sampling ratio cycles through 1, 2, 3."""
+    N, C = int(rng.integers(1, 3)), int(rng.integers(1, 3))
+    H, W = (int(v) for v in rng.choice(np.arange(4, 9), size=2, replace=False))   # H != W
+    R = int(rng.integers(2, 5))
+    scale = float(rng.choice([1 / 4, 1 / 8]))
+    low, high = (-3 / scale, (max(H, W) + 3) / scale) if border else (0, min(H, W) / scale)
+    xy = rng.uniform(low, high, (R, 4))
+    rois = np.column_stack([rng.integers(0, N, R), np.minimum(xy[:, 0], xy[:, 2]),
+                            np.minimum(xy[:, 1], xy[:, 3]), np.maximum(xy[:, 0], xy[:, 2]),
+                            np.maximum(xy[:, 1], xy[:, 3])])
+    kw = dict(output_size=(int(rng.integers(1, 4)), int(rng.integers(1, 4))),
+              spatial_scale=scale, sampling_ratio=1 + i % 3, aligned=bool(i % 2))
+    return rng.standard_normal((N, C, H, W)), rois, kw
+
+
+def _check_align(student, rng, features, rois, kw):
+    out, cache = roi_align_forward(features, rois, **kw)
+    dout = rng.standard_normal(out.shape)
+    got = student.roi_align_backward_loops(dout, rois, tuple(features.shape),
+                                           **{k: v for k, v in kw.items() if k != "output_size"})
+    numeric = numeric_gradient_with_bound(lambda: roi_align_forward(features, rois, **kw)[0],
+                                          features, dout)
+    assert got.shape == features.shape, "dfeatures has the features' shape"
+    assert gradient_error(got, numeric) <= THRESHOLD, f"{kw} vs a numeric gradient"
+    assert rel_error(got, roi_align_backward(dout, cache)) < 1e-9, f"{kw}"
+
+
+# TEST one sample of one bin: the four bilinear weights (1 point)
+def grade_align_one_sample(student, rng):
+    y, x = rng.uniform(0.1, 2.9, size=2)                    # inside a 4x4 map, not on a cell
+    roi = np.array([[0, x, y, x + 1, y + 1]])               # aligned: its one sample at (y, x)
+    kw = dict(output_size=(1, 1), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+    _check_align(student, rng, rng.standard_normal((1, 1, 4, 4)), roi, kw)
+
+
+# TEST random RoIs, grids, sampling ratios, aligned or not (3 points)
+def grade_align_random(student, rng):
+    for i in range(4):
+        _check_align(student, rng, *_align_case(rng, i))
+
+
+# TEST RoIs past the border: skipped and clamped samples (2 points)
+def grade_align_border(student, rng):
+    for i in range(4):
+        _check_align(student, rng, *_align_case(rng, i, border=True))
+### END HIDDEN TESTS
 
 # %% [markdown]
 # The picture: outputs of the two ops for a box sliding right over the ramp, one pixel
