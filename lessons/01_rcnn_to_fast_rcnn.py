@@ -116,7 +116,8 @@ assert all(np.array_equal(conv1[0], w) for w in conv1)            # same backbon
 # - R-CNN: 64 crops of 64 × 64 = 262,144 pixels — **16×** as much, and it grows with R.
 #
 # At the paper's scale R-CNN warps ~2000 proposals to 227 × 227 (103 M pixels) while
-# Fast R-CNN runs VGG16 once on a ~600 × 1000 image (0.6 M pixels): ~170× fewer pixels.
+# Fast R-CNN runs VGG16 once on a ~600 × 1000 image (0.6 M pixels): 103 / 0.6 = ~170×
+# fewer pixels.
 # (R-CNN's crops are also *upsampled* small regions: far more pixels than the regions
 # themselves, computed again for every overlapping proposal.)
 
@@ -269,8 +270,9 @@ assert err < 1e-7
 # One cell of our stride-4 feature map depends on a 26 × 26 pixel window: by hand,
 # conv1 sees 3 px; pool (×2 jump) → 4; conv2 → 4 + 2·2 = 8; pool → 10 (jump 4);
 # conv3 → 10 + 2·4 = 18; conv4 → 18 + 2·4 = 26. An RoI's pooled features therefore
-# depend on pixels *outside* the RoI, up to 12 px beyond each side. We send the loss of
-# one RoI back to the pixels and look at which pixels get a gradient.
+# depend on pixels *outside* the RoI, up to about half that window beyond each side. We
+# send the loss of one RoI back to the pixels, look at which pixels get a gradient and
+# print how far beyond the RoI they reach.
 
 # %%
 fast = models["Fast R-CNN"]
@@ -283,7 +285,14 @@ dimages = fast.backward(*fast_rcnn_loss_backward(1.0, cache))     # (1, 3, 128, 
 touched = np.abs(dimages[0]).sum(axis=0) > 0                      # (128, 128)
 ys, xs = np.nonzero(touched)
 reach = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-print("RoI       ", one[0, 1:].round(1), "\npixels with a gradient span", reach)
+rf, jump = 1, 1                                   # receptive field and stride, in pixels
+for layer in ("conv", "pool", "conv", "pool", "conv", "conv"):    # 3x3 convs, 2x2 pools
+    rf, jump = (rf + 2 * jump, jump) if layer == "conv" else (rf + jump, 2 * jump)
+assert (rf, jump) == (26, 4)                                      # the count by hand above
+beyond = np.concatenate([one[0, 1:3] - reach[:2], reach[2:] - one[0, 3:5]])  # (4,) px
+print("RoI       ", one[0, 1:].round(1), "\npixels with a gradient span", reach,
+      f"\nup to {beyond.max():.1f} px beyond the RoI (half the {rf}-px window: {rf / 2:.0f})")
+assert beyond.max() <= rf / 2 + jump                              # + one cell of sampling
 assert np.all(reach[:2] <= one[0, 1:3]) and np.all(reach[2:] >= one[0, 3:5])
 assert (reach[2] - reach[0]) * (reach[3] - reach[1]) > 1.5 * (one[0, 3] - one[0, 1]) * (
     one[0, 4] - one[0, 2])                                         # well beyond the RoI
@@ -347,8 +356,8 @@ for name, model in (("SPP-net", spp), ("Fast R-CNN", fast)):
 # ## Summary
 #
 # - **R-CNN** runs the CNN on every warped proposal: the backbone cost grows with the
-#   number of RoIs (16× the pixels of the whole image for 64 RoIs here, ~170× at the
-#   paper's 2000 proposals), then trains SVMs and box regressors in separate stages.
+#   number of RoIs (16× the pixels of the whole image for 64 RoIs here, 2000 · 227² /
+#   (600 · 1000) = ~170× at the paper's 2000 proposals), then trains SVMs and box regressors in separate stages.
 # - **SPP-net** runs the CNN once per image and pools each RoI's window of the feature
 #   map with a spatial pyramid: test time drops ~20×, but training stays multi-stage and
 #   the convolutions below the pyramid stay frozen, because region-wise sampling would

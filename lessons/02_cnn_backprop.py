@@ -388,8 +388,9 @@ fig  # noqa: B018 - the last expression of a cell is displayed
 #
 # ## Exercises
 #
-# 1. Show that `dx` of a stride-1 convolution is a "full" convolution of `dout` with the
-#    kernel rotated by 180°. Check it numerically with `conv2d_forward` and `pad=KH-1`.
+# 1. Show that `dx` of a stride-1 convolution is a "full" cross-correlation of `dout`
+#    with the kernel rotated by 180° (a true convolution with the kernel itself: one flip,
+#    not two). Check it numerically with `conv2d_forward` and `pad=KH-1`.
 # 2. Why does `col2im` use `+=` on slices, and why is that exact here even though the
 #    windows overlap? (Hint: look at one kernel offset at a time.)
 # 3. What happens to the max-pool gradient check if two inputs of a window are equal?

@@ -165,9 +165,11 @@ assert np.array_equal(roi_pool_loops(hidden_feats, hidden_rois, output_size=(2, 
 # ## 2. Quantisation: where RoI pooling rounds
 #
 # Rounding happens twice: the RoI corners snap to whole feature cells, and the bins snap
-# to whole cells (floor / ceil). At `spatial_scale = 1/16` one cell is 16 pixels, so a box
-# can move by up to 8 pixels without the pooled cells changing. The rounding is C's
-# `round`: 0.5 goes **up** to 1 (NumPy's `np.round` would give 0).
+# to whole cells (floor / ceil). At `spatial_scale = 1/16` one cell is 16 pixels: every
+# corner in a 16-pixel range snaps to the same cell edge, so a box can move by up to 15
+# pixels without the pooled cells changing, and its pooled region is off by up to half a
+# cell, 8 pixels (both counted below). The rounding is C's `round`: 0.5 goes **up** to 1
+# (NumPy's `np.round` would give 0).
 #
 # The picture shows the 7×7 bins of a small RoI on a shapes image: with fewer than 7
 # cells across, bins repeat the same cells (outlined in cyan; an empty bin would be
@@ -177,6 +179,13 @@ assert np.array_equal(roi_pool_loops(hidden_feats, hidden_rois, output_size=(2, 
 print("C round(0.5, 1.5, 2.5) =", roi_pool_module.c_round(np.array([0.5, 1.5, 2.5])),
       " np.round =", np.round([0.5, 1.5, 2.5]))
 assert roi_pool_module.c_round(np.array([0.5, 1.5, 2.5])).tolist() == [1, 2, 3]
+corners = np.arange(0, 128)                                     # whole-pixel x1 of a box
+snapped = roi_pool_module.c_round(corners / 16)                 # the cell edge it snaps to
+runs = np.diff(np.flatnonzero(np.diff(snapped)))                # pixels per snapped edge
+misalignment = np.abs(snapped * 16 - corners).max()
+print(f"a corner moves by up to {runs.max() - 1} px with the same cell edge; the pooled "
+      f"region is off the box by up to {misalignment} px")
+assert runs.max() - 1 == 16 - 1 and misalignment == 16 // 2
 
 sample = ShapesDataset(1, image_size=128, seed=0)[0]
 roi = np.array([0.0, 24.0, 40.0, 88.0, 72.0])                   # 64 x 32 pixels

@@ -285,8 +285,8 @@ for row in rows:
               f"train {per_seed(row, 'train_s').mean():4.0f} s  test {test_ms.mean():5.1f} ms/image")
 
 # %% [markdown]
-# **Is a difference real?** Three seeds of the *same* recipe spread by about 0.02 COCO
-# AP. With three seeds a row can only claim to beat another when their ranges do not
+# **Is a difference real?** Three seeds of the *same* recipe spread by a few hundredths
+# of COCO AP (each row's range is printed above). With three seeds a row can only claim to beat another when their ranges do not
 # overlap: every seed of one above every seed of the other. We check the paper's claims
 # that way.
 
@@ -325,8 +325,8 @@ fig.tight_layout()
 # Fast R-CNN's main claims hold beyond the seeds' spread: it beats R-CNN and SPP-net,
 # and fine-tuning the convolutions beats training the fc layers alone (the image
 # pyramid beats one scale too, by a hair). The finer claims — softmax vs SVMs,
-# multi-task vs stage-wise training — are 0.02 AP apart on these easy shapes, inside
-# the spread: three seeds cannot settle them, and the paper's own gaps there are 0.1 to
+# multi-task vs stage-wise training — are closer than that on these easy shapes (the
+# gaps printed above), inside the spread: three seeds cannot settle them, and the paper's own gaps there are 0.1 to
 # 3 mAP points.
 # `docs/reproduce/index.md` goes through every row, and `tables.md` says where the toy
 # departs from the paper. Figures 2 and 3 as the run drew them:

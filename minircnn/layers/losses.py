@@ -178,7 +178,7 @@ def _check_fast_rcnn_inputs(cls_scores, bbox_deltas, labels, bbox_targets) -> No
 def fast_rcnn_loss_forward(cls_scores: np.ndarray, bbox_deltas: np.ndarray,
                            labels: np.ndarray, bbox_targets: np.ndarray, *,
                            beta: float = 1.0) -> tuple[np.ndarray, FastRCNNLossCache]:
-    """Fast R-CNN multi-task loss (paper eq. 1; normalisation as detectron2 FastRCNNOutputs).
+    """Fast R-CNN multi-task loss (paper eq. 1), normalised as detectron2's FastRCNNOutputLayers.
 
     loss = CE(cls_scores, labels) averaged over all R RoIs
          + sum over foreground RoIs i (labels_i = c >= 1) of

@@ -14,8 +14,8 @@ block but the last. With the default four blocks it has three pools, so
 ``feature_stride = 8`` (VGG16's conv5_3 in the paper has stride 16; 8 keeps a 128-pixel
 image's feature map at 16x16, so small shapes still cover a few cells). Like VGG16's
 conv5_3 in Fast R-CNN, the last block has no pool: RoI pooling replaces pool5.
-``minircnn train`` uses this stride 8 with RoIAlign; ``num_pools=2`` gives stride 4 (a 32x32
-map, finer for the small shapes but 1.5-2x the training time); see minircnn.training.TrainConfig.
+``num_pools=2`` gives stride 4 (a 32x32 map, finer for the small shapes but 1.5-2x the
+training time): ``minircnn train`` uses it, with RoIAlign; see minircnn.training.TrainConfig.
 """
 
 from __future__ import annotations

@@ -118,6 +118,23 @@ def test_non_contiguous_input(pad):
     assert rel_error(out_naive, out_fast) <= 1e-9
 
 
+def test_input_gradient_is_full_correlation_with_the_rotated_kernel():
+    # docs/layers/conv.md: for stride 1, dx = the full cross-correlation of dout with the
+    # kernel rotated by 180 degrees, f and c swapped (= a true convolution with w itself).
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 3))
+    out, cache = conv2d_forward(x, w, np.zeros(4), stride=1, pad=0)
+    dout = rng.standard_normal(out.shape)
+    dx, _, _ = conv2d_backward(dout, cache)
+    rotated = w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]               # (C, F, KH, KW)
+    full, _ = conv2d_forward(dout, np.ascontiguousarray(rotated), np.zeros(3), stride=1,
+                             pad=2)                                    # pad K - 1
+    np.testing.assert_allclose(full, dx, rtol=1e-12, atol=1e-12)
+    unrotated, _ = conv2d_forward(dout, np.ascontiguousarray(w.transpose(1, 0, 2, 3)),
+                                  np.zeros(3), stride=1, pad=2)
+    assert not np.allclose(unrotated, dx)                               # flipping matters
+
+
 def test_col2im_is_the_adjoint_of_im2col():
     # <im2col(x), y> == <x, col2im(y)> for every x, y: the defining property of the adjoint
     rng = np.random.default_rng(3)

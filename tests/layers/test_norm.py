@@ -39,6 +39,20 @@ def test_backward_by_hand_constant_dout_gives_zero_dx():
     np.testing.assert_allclose(dgamma, [0.0, 0.0], atol=1e-12)  # sum of xhat is 0
 
 
+@pytest.mark.parametrize("std, factor", [(1.0, 1e-5), (0.01, 8.67)])
+def test_dout_equal_to_xhat_gives_dx_zero_only_when_eps_is_small(std, factor):
+    # docs/layers/norm.md: g = xhat gives dx = s eps / (sigma^2 + eps) xhat, not 0.
+    x = np.random.default_rng(0).standard_normal((4, 1, 3, 3))
+    x = (x - x.mean()) / x.std() * std                      # a channel of exactly this std
+    xhat, cache = batchnorm2d_forward(x, np.ones(1), np.zeros(1), eps=1e-5)
+    dx, _, _ = batchnorm2d_backward(xhat, cache)
+    s = 1 / np.sqrt(std**2 + 1e-5)
+    np.testing.assert_allclose(dx, s * 1e-5 / (std**2 + 1e-5) * xhat, rtol=1e-9)
+    np.testing.assert_allclose(dx / xhat, factor, rtol=0.01)  # the page's rounded numbers
+    if std == 0.01:
+        np.testing.assert_allclose([s, 1e-5 / (std**2 + 1e-5)], [95.3, 1 / 11], rtol=1e-3)
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_gradcheck_train_mode(seed):
     rng = np.random.default_rng([seed, 1])

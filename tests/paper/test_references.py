@@ -25,7 +25,7 @@ CITATION = re.compile(
     r"|(?P<fig>\b(?:Figures?|Figs?\.)\s+(?P<fignum>\d+)(?:\s?[–-]\s?(?P<figend>\d+))?)"
     r"|(?P<eq>\b(?:[Ee]q\.|[Ee]quations?)\s?\(?(?P<eqnum>\d+)\)?)")
 LESSON_PART = re.compile(r"(?:this lesson's|lesson (?P<lesson>\d\d)'s)\s*$")
-ABOVE_BELOW = re.compile(r"^\s+(?:above|below)\b")
+ABOVE_BELOW = re.compile(r"^\s+(?:#\s*)?(?:above|below)\b")
 # a sentence ends at . ! ?, a blank (comment) line or a markdown table's row
 SENTENCE_END = re.compile(r"[.!?](?:\s|$)|\n\s*\n|\n\s*#\s*\n|\|?\n\s*(?:#\s*)?\|")
 WINDOW = 120  # characters of context either side of a citation
