@@ -127,6 +127,78 @@ assert abs(multiclass_svm_loss(hidden_scores, hidden_labels, margin=0.5)[0] - hi
 ### END HIDDEN TESTS
 
 # %% [markdown]
+# ### Exercise 2 — softmax cross-entropy and its gradient
+#
+# Return the mean loss over the R rows and `dlogits` (R, C) for `dloss = 1`:
+#
+# $$p_{ij} = \frac{e^{s_{ij} - m_i}}{\sum_k e^{s_{ik} - m_i}},\quad
+#   L = \frac{1}{R}\sum_i -\log p_{i,y_i},\quad
+#   \frac{\partial L}{\partial s_{ij}} = \frac{p_{ij} - [j = y_i]}{R}$$
+#
+# Subtract each row's max `m_i` first: the probabilities do not change, and `exp` cannot
+# overflow (a hidden test uses scores in the thousands). Check against the three rows
+# above, whose losses we computed by hand.
+
+# %% nbgrader={"grade": false, "grade_id": "softmax_ce_code", "locked": false, "schema_version": 3, "solution": true}
+def softmax_ce_loss_and_grad(logits, labels):
+    """logits (R, C), labels (R,) -> (mean loss as a float, dlogits (R, C))."""
+    ### BEGIN SOLUTION
+    R = logits.shape[0]
+    rows = np.arange(R)
+    shifted = logits - logits.max(axis=1, keepdims=True)            # (R, C), max 0 per row
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    loss = -log_p[rows, labels].mean()
+    dlogits = np.exp(log_p)                                          # p
+    dlogits[rows, labels] -= 1.0                                     # p - onehot
+    return float(loss), dlogits / R
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "softmax_ce", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.losses.softmax_cross_entropy_forward, minircnn.layers.losses.softmax_cross_entropy_backward
+# The visible check (not graded): the three rows by hand, and the gradient's rows sum to 0.
+ce_mine, dce_mine = softmax_ce_loss_and_grad(scores, labels3)
+assert abs(ce_mine - softmax_rows_by_hand.mean()) < 1e-12, ce_mine
+assert np.allclose(dce_mine.sum(axis=1), 0.0), dce_mine
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import softmax_cross_entropy_backward, softmax_cross_entropy_forward
+
+
+def _ce_check(student, logits, labels, numeric=True):
+    loss, dlogits = student.softmax_ce_loss_and_grad(logits, labels)
+    want, cache = softmax_cross_entropy_forward(logits, labels)
+    assert abs(loss - float(want)) <= 1e-10 * max(1.0, abs(float(want))), "the loss"
+    assert rel_error(dlogits, softmax_cross_entropy_backward(1.0, cache)) < 1e-9, "dlogits"
+    if numeric:
+        grad = numeric_gradient_with_bound(
+            lambda: softmax_cross_entropy_forward(logits, labels)[0], logits, 1.0)
+        assert gradient_error(dlogits, grad) <= THRESHOLD, "dlogits vs a numeric gradient"
+
+
+# TEST the cs231n scores with drawn labels (1 point)
+def grade_ce_small(student, rng):
+    logits = np.array([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]])
+    _ce_check(student, logits, rng.integers(0, 3, size=3))
+
+
+# TEST random shapes vs a numeric gradient of the reference loss (2 points)
+def grade_ce_random(student, rng):
+    for _ in range(3):
+        R, C = int(rng.integers(2, 9)), int(rng.integers(2, 7))
+        logits = rng.standard_normal((R, C)) * rng.uniform(0.5, 4)
+        _ce_check(student, logits, rng.integers(0, C, size=R))
+
+
+# TEST scores in the thousands: no overflow (1 point)
+def grade_ce_large(student, rng):
+    R, C = int(rng.integers(3, 7)), int(rng.integers(3, 6))
+    logits = rng.standard_normal((R, C)) * 5 + rng.uniform(800, 3000)
+    _ce_check(student, logits, rng.integers(0, C, size=R), numeric=False)
+### END HIDDEN TESTS
+
+# %% [markdown]
 # Doubling the scores of the already-correct row 1 leaves its SVM loss at 0, but its
 # softmax loss keeps falling: softmax wants ever more confident scores, the SVM stops at
 # the margin. Fast R-CNN (section 5.4) trains the softmax in one stage and found it
@@ -193,6 +265,75 @@ assert abs(theta_l2 - y.mean()) < 1e-6
 assert abs(theta_smooth - 1.2) < 1e-6
 
 # %% [markdown]
+# ### Exercise 3 — the smooth L1 gradient
+#
+# The box loss is $\frac{1}{n}\sum \text{smoothL1}_\beta(d)$ with $d$ = pred − target and
+# the normaliser $n$ (Fast R-CNN's loss divides by the number of RoIs):
+# smoothL1 = ½d²/β where |d| < β, |d| − ½β elsewhere; β = 0 is plain L1. Return
+# `dpred` for `dloss = 1`: **d/β** inside, **sign(d)** outside (sign(0) = 0 for L1),
+# divided by the normaliser. The check: β = 0.5, n = 4 on four differences by hand.
+
+# %% nbgrader={"grade": false, "grade_id": "smooth_l1_grad_code", "locked": false, "schema_version": 3, "solution": true}
+def smooth_l1_grad(pred, target, beta, normalizer):
+    """pred, target (same shape) -> dpred of sum(smoothL1_beta(pred - target)) / normalizer."""
+    ### BEGIN SOLUTION
+    d = pred - target
+    if beta == 0:
+        slope = np.sign(d)                                   # L1: d|d|/dd = sign(d)
+    else:
+        slope = np.where(np.abs(d) < beta, d / beta, np.sign(d))
+    return slope / normalizer
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "smooth_l1_grad", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.losses.smooth_l1_forward, minircnn.layers.losses.smooth_l1_backward
+# The visible check (not graded): d = (-2, -0.3, 0.1, 0.7), beta 0.5 -> slopes (-1, -0.6, 0.2, 1), / 4.
+sl1_mine = smooth_l1_grad(np.array([-2.0, -0.3, 0.1, 0.7]), np.zeros(4), 0.5, 4.0)
+assert np.allclose(sl1_mine, np.array([-1.0, -0.6, 0.2, 1.0]) / 4), sl1_mine
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import smooth_l1_backward, smooth_l1_forward
+
+
+def _sl1_case(rng, beta):
+    """Differences kept 0.05 away from the bend |d| = beta (and from 0 for L1)."""
+    shape = tuple(int(v) for v in rng.integers(1, 6, size=int(rng.integers(1, 3))))
+    target = rng.standard_normal(shape)
+    size = rng.uniform(0.05, 3 * max(beta, 0.5), shape)
+    size = np.where(np.abs(size - beta) < 0.05, size + 0.1, size)
+    return target + rng.choice([-1.0, 1.0], shape) * size, target
+
+
+def _sl1_check(student, pred, target, beta, normalizer):
+    got = student.smooth_l1_grad(pred, target, beta, normalizer)
+    _, cache = smooth_l1_forward(pred, target, beta=beta, normalizer=normalizer)
+    assert rel_error(got, smooth_l1_backward(1.0, cache)) < 1e-12, f"beta {beta}"
+    grad = numeric_gradient_with_bound(lambda: smooth_l1_forward(
+        pred, target, beta=beta, normalizer=normalizer)[0], pred, 1.0)
+    assert gradient_error(got, grad) <= THRESHOLD, "vs a numeric gradient"
+
+
+# TEST four differences, inside and outside, beta 0.5, normaliser 4 (1 point)
+def grade_sl1_small(student, rng):
+    pred = rng.permutation(np.array([-2.0, -0.3, 0.1, 0.7]))
+    _sl1_check(student, pred, np.zeros(4), 0.5, 4.0)
+
+
+# TEST random shapes, betas and normalisers vs a numeric gradient (2 points)
+def grade_sl1_random(student, rng):
+    for _ in range(4):
+        beta = float(rng.uniform(0.2, 3.0))
+        _sl1_check(student, *_sl1_case(rng, beta), beta, float(rng.integers(2, 129)))
+
+
+# TEST beta = 0 is L1 (1 point)
+def grade_sl1_l1(student, rng):
+    _sl1_check(student, *_sl1_case(rng, 0.0), 0.0, float(rng.integers(2, 129)))
+### END HIDDEN TESTS
+
+# %% [markdown]
 # ## 3. Box parameterisation
 #
 # The network does not predict box corners; it predicts how to move and scale the RoI
@@ -217,6 +358,95 @@ assert np.allclose(t, t_by_hand)
 assert np.allclose(decode_boxes(t, roi), gt)                           # decode inverts encode
 assert np.allclose(encode_boxes(3 * roi, 3 * gt), t)                   # scale invariant
 assert np.allclose(encode_boxes(roi + 7, gt + 7), t)                   # translation invariant
+
+# %% [markdown]
+# ### Exercise 4 — box encoding and decoding
+#
+# Write `encode` (the four formulas above, for rows of boxes, with any weights) and its
+# inverse `decode`: from deltas back to corners,
+# `cx = dx/wx · r_w + r_cx`, `w = exp(dw/ww) · r_w` (same for y, h), then
+# `x1 = cx − w/2`, `x2 = cx + w/2`. Before the `exp`, clamp `dw/ww` and `dh/wh` from above
+# at `log(1000/16)`, so that a wild prediction cannot make a box of infinite size.
+# Widths are `x2 − x1` (no +1). The check: the RoI and GT box above, and decode
+# inverts encode.
+
+# %% nbgrader={"grade": false, "grade_id": "box_coding_code", "locked": false, "schema_version": 3, "solution": true}
+def encode(reference, gt, weights):
+    """reference, gt (R, 4) boxes -> (R, 4) deltas (dx, dy, dw, dh) of gt w.r.t. reference."""
+    ### BEGIN SOLUTION
+    wx, wy, ww, wh = weights
+    r_w, r_h = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
+    g_w, g_h = gt[:, 2] - gt[:, 0], gt[:, 3] - gt[:, 1]
+    r_cx, r_cy = reference[:, 0] + 0.5 * r_w, reference[:, 1] + 0.5 * r_h
+    g_cx, g_cy = gt[:, 0] + 0.5 * g_w, gt[:, 1] + 0.5 * g_h
+    return np.stack([wx * (g_cx - r_cx) / r_w, wy * (g_cy - r_cy) / r_h,
+                     ww * np.log(g_w / r_w), wh * np.log(g_h / r_h)], axis=1)
+    ### END SOLUTION
+
+
+def decode(deltas, reference, weights):
+    """deltas (R, 4), reference (R, 4) boxes -> (R, 4) boxes (x1, y1, x2, y2)."""
+    ### BEGIN SOLUTION
+    wx, wy, ww, wh = weights
+    r_w, r_h = reference[:, 2] - reference[:, 0], reference[:, 3] - reference[:, 1]
+    r_cx, r_cy = reference[:, 0] + 0.5 * r_w, reference[:, 1] + 0.5 * r_h
+    cx = deltas[:, 0] / wx * r_w + r_cx
+    cy = deltas[:, 1] / wy * r_h + r_cy
+    w = np.exp(np.minimum(deltas[:, 2] / ww, np.log(1000 / 16))) * r_w
+    h = np.exp(np.minimum(deltas[:, 3] / wh, np.log(1000 / 16))) * r_h
+    return np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "box_coding", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+# forbid: minircnn.detection.boxes.encode_boxes, minircnn.detection.boxes.decode_boxes
+# The visible check (not graded): the example by hand, then decode(encode(gt)) = gt.
+t_mine = encode(roi, gt, (10.0, 10.0, 5.0, 5.0))
+assert np.allclose(t_mine, t_by_hand), t_mine
+assert np.allclose(decode(t_mine, roi, (10.0, 10.0, 5.0, 5.0)), gt)
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+from minircnn.detection import decode_boxes, encode_boxes
+
+
+def _boxes(rng, n):
+    """n boxes with corners in [0, 300) and sizes from 2 to 150 pixels."""
+    xy = rng.uniform(0, 300, (n, 2))
+    return np.concatenate([xy, xy + rng.uniform(2, 150, (n, 2))], axis=1)
+
+
+def _weights(rng):
+    return tuple(float(v) for v in rng.choice([1.0, 2.0, 5.0, 10.0, 20.0], size=4))
+
+
+# TEST the RoI and GT box by hand, weights (10, 10, 5, 5) (1 point)
+def grade_box_small(student, rng):
+    roi, gt = np.array([[10.0, 10.0, 50.0, 50.0]]), np.array([[20.0, 10.0, 60.0, 70.0]])
+    t = student.encode(roi, gt, (10.0, 10.0, 5.0, 5.0))
+    assert np.allclose(t, [[2.5, 2.5, 0.0, 5 * np.log(1.5)]], rtol=1e-12, atol=1e-12)
+
+
+# TEST encode: random boxes and weights vs the library (2 points)
+def grade_box_encode(student, rng):
+    for _ in range(3):
+        n, weights = int(rng.integers(1, 20)), _weights(rng)
+        reference, gt = _boxes(rng, n), _boxes(rng, n)
+        want = encode_boxes(reference, gt, weights=weights)
+        assert np.allclose(student.encode(reference, gt, weights), want, rtol=1e-10,
+                           atol=1e-10), f"weights {weights}"
+
+
+# TEST decode: random deltas, some past the clamp, vs the library (2 points)
+def grade_box_decode(student, rng):
+    for _ in range(3):
+        n, weights = int(rng.integers(4, 20)), _weights(rng)
+        reference = _boxes(rng, n)
+        deltas = rng.standard_normal((n, 4)) * np.array(weights)
+        deltas[:2, 2:] = np.array(weights[2:]) * rng.uniform(4.2, 9.0, (2, 2))   # > log(62.5)
+        want = decode_boxes(deltas, reference, weights=weights)
+        assert np.allclose(student.decode(deltas, reference, weights), want, rtol=1e-10,
+                           atol=1e-8), f"weights {weights}"
+### END HIDDEN TESTS
 
 # %% [markdown]
 # Why the weights? With RoIs that overlap their GT well, the raw (unweighted) deltas are
@@ -290,7 +520,7 @@ random_args = (rng.standard_normal((R8, K + 1)), rng.standard_normal((R8, 4 * (K
                rng.integers(0, K + 1, size=R8), rng.standard_normal((R8, 4)))
 
 # %% [markdown]
-# ### Exercise 2 — the multi-task loss with loops
+# ### Exercise 5 — the multi-task loss with loops
 #
 # Write `fast_rcnn_loss_loops`: a loop over RoIs adding each RoI's cross-entropy and, for
 # a foreground RoI, the smooth L1 (β = 1) of its own class's 4 deltas; divide the sum by R.
@@ -352,6 +582,89 @@ errors = check_layer(fast_rcnn_loss_forward, fast_rcnn_loss_backward,
 for name, err in errors.items():
     print(f"fast_rcnn_loss d{name}: rel error {err:.1e}  (expect < 1e-7)")
 assert max(errors.values()) < 1e-7
+
+# %% [markdown]
+# ### Exercise 6 — the multi-task loss and its gradients, with the normaliser
+#
+# Return `(loss, dcls, dbbox)` of the Fast R-CNN loss for `dloss = 1`: the mean
+# cross-entropy over all R RoIs plus, for each **foreground** RoI only, the smooth L1
+# (β = 1) of **its own class's** four deltas `bbox_deltas[r, 4u:4u+4]` against
+# `bbox_targets[r]`, that sum divided by **R** — all RoIs, not only the foreground ones
+# (detectron2's normalisation: each RoI weighs the same whatever the batch's foreground
+# share). So `dcls = (softmax − onehot) / R`, and `dbbox` is zero except in each
+# foreground RoI's own four columns. You may call your functions of Exercises 2 and 3.
+# The check: the 3 RoIs by hand of section 4.
+
+# %% nbgrader={"grade": false, "grade_id": "loss_backward_code", "locked": false, "schema_version": 3, "solution": true}
+def fast_rcnn_loss_and_grads(cls_scores, bbox_deltas, labels, bbox_targets):
+    """(R, K+1), (R, 4(K+1)), (R,), (R, 4) -> (loss float, dcls (R, K+1), dbbox (R, 4(K+1)))."""
+    ### BEGIN SOLUTION
+    R = len(labels)
+    loss_cls, dcls = softmax_ce_loss_and_grad(cls_scores, labels)   # mean over R already
+    dbbox = np.zeros_like(bbox_deltas)
+    loss_box = 0.0
+    for r in np.flatnonzero(labels > 0):                            # foreground RoIs only
+        cols = slice(4 * labels[r], 4 * labels[r] + 4)              # their own class
+        d = bbox_deltas[r, cols] - bbox_targets[r]
+        loss_box += np.where(np.abs(d) < 1, 0.5 * d**2, np.abs(d) - 0.5).sum()
+        dbbox[r, cols] = smooth_l1_grad(bbox_deltas[r, cols], bbox_targets[r], 1.0, R)
+    return loss_cls + loss_box / R, dcls, dbbox
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "loss_backward", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.losses.fast_rcnn_loss_forward, minircnn.layers.losses.fast_rcnn_loss_backward
+# forbid: minircnn.layers.losses.softmax_cross_entropy_forward, minircnn.layers.losses.softmax_cross_entropy_backward
+# forbid: minircnn.layers.losses.smooth_l1_forward, minircnn.layers.losses.smooth_l1_backward
+# The visible check (not graded): the 3 RoIs by hand (the box rows of section 5).
+mt_loss, mt_dcls, mt_dbbox = fast_rcnn_loss_and_grads(cls_scores, bbox_deltas, labels, bbox_targets)
+assert abs(mt_loss - (cls_by_hand + box_by_hand)) < 1e-12, mt_loss
+assert np.allclose(mt_dbbox[1, 4:8], np.array([0.5, -0.2, 0.1, 1.0]) / 3), mt_dbbox[1]
+assert np.array_equal(mt_dbbox[0], np.zeros(12)) and np.array_equal(mt_dbbox[1, 8:], np.zeros(4))
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import fast_rcnn_loss_backward, fast_rcnn_loss_forward
+
+
+def _mt_check(student, args, numeric=True):
+    loss, dcls, dbbox = student.fast_rcnn_loss_and_grads(*args)
+    want, cache = fast_rcnn_loss_forward(*args)
+    want_cls, want_bbox = fast_rcnn_loss_backward(1.0, cache)
+    assert abs(loss - float(want)) < 1e-10 * max(1.0, abs(float(want))), "the loss"
+    assert rel_error(dcls, want_cls) < 1e-9 and rel_error(dbbox, want_bbox) < 1e-9, "grads"
+    if numeric:
+        for x, got in ((args[0], dcls), (args[1], dbbox)):
+            grad = numeric_gradient_with_bound(lambda: fast_rcnn_loss_forward(*args)[0], x, 1.0)
+            assert gradient_error(got, grad) <= THRESHOLD, "vs a numeric gradient"
+
+
+def _mt_case(rng, R, K, labels=None):
+    if labels is None:                                  # at least one background, one not
+        labels = rng.integers(0, K + 1, size=R)
+        labels[:2] = [0, rng.integers(1, K + 1)]
+    deltas = rng.standard_normal((R, 4 * (K + 1))) * 2
+    return rng.standard_normal((R, K + 1)), deltas, labels, rng.standard_normal((R, 4))
+
+
+# TEST the 3 RoIs of section 4 with drawn box errors (1 point)
+def grade_mt_small(student, rng):
+    scores = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0], [1.0, 0.0, 2.0]])
+    deltas = rng.standard_normal((3, 12)) * 2
+    _mt_check(student, (scores, deltas, np.array([0, 1, 2]), rng.standard_normal((3, 4))))
+
+
+# TEST random RoIs and classes vs numeric gradients of the reference loss (3 points)
+def grade_mt_random(student, rng):
+    for _ in range(3):
+        _mt_check(student, _mt_case(rng, int(rng.integers(4, 12)), int(rng.integers(1, 5))))
+
+
+# TEST a minibatch without foreground: no box term, no box gradient (1 point)
+def grade_mt_background(student, rng):
+    R, K = int(rng.integers(2, 9)), int(rng.integers(1, 5))
+    _mt_check(student, _mt_case(rng, R, K, labels=np.zeros(R, np.int64)), numeric=False)
+### END HIDDEN TESTS
 
 # %% [markdown]
 # ## Summary
