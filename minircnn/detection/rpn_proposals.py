@@ -7,7 +7,7 @@ torchvision RegionProposalNetwork.filter_proposals, for one image and one featur
    log(1000/16)) and turn the logits into probabilities, sigmoid(z);
 3. clip the boxes to the image; drop those narrower or shorter than ``min_size``
    (remove_small_boxes, 1e-3 px) and those scoring below ``score_thresh`` (0);
-4. NMS at ``nms_thresh`` (0.7 in the paper, section 3.3), keep the first
+4. NMS at ``nms_thresh`` (0.7 in the Faster R-CNN paper, section 3.3), keep the first
    ``post_nms_top_n``.
 
 torchvision decodes every anchor before step 1; decoding only the kept ones gives the

@@ -184,7 +184,12 @@ FASTER_RCNN = Paper(
     },
     tables={},
     figures={},
-    equations={},
+    equations={
+        1: Entry("RPN loss", "L = 1/N_cls sum L_cls(p_i, p_i*) + lambda 1/N_reg sum p_i* "
+                 "L_reg(t_i, t_i*)"),
+        2: Entry("box parameterisation", "t_x = (x - x_a)/w_a, t_y = (y - y_a)/h_a, "
+                 "t_w = log(w/w_a), t_h = log(h/h_a), and the same for t*"),
+    },
 )
 
 
@@ -243,7 +248,8 @@ FAST_RCNN_TOPICS = (
 FASTER_RCNN_TOPICS = (
     Topic("proposal cost", r"selective search|2 s\b|per image|bottleneck|EdgeBoxes",
           _refs("§1")),
-    Topic("anchors", r"anchor", _refs("§3.1", "§3.1.1", "§3.1.2", "§3.1.3", "§3.3")),
+    Topic("anchors", r"anchor", _refs("§3.1", "§3.1.1", "§3.1.2", "§3.1.3", "§3.3", "eq. 1",
+                                      "eq. 2")),
     Topic("shared features", r"alternating|joint training|4-step|shar",
           _refs("§3", "§3.2")),
 )

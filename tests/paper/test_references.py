@@ -3,8 +3,8 @@ section, table, figure or equation that exists (minircnn/paper/references.py) an
 its topic: a sentence about image pyramids cites 2.4, 3, 5.2 or Table 7, not 5.4.
 
 A citation is ``§5.2``, ``section 5.2``, ``Sec. 5.2``, ``Table 7``, ``Tables 4-8``,
-``Figure 2``, ``Fig. 2`` or ``eq. 3``. One with "Faster R-CNN" shortly before it cites
-that paper; one followed by "above"/"below" or after "lesson NN's" cites a lesson's own
+``Figure 2``, ``Fig. 2`` or ``eq. 3``. It cites the paper named shortly before it, else
+the first one its file names (a module about the RPN cites Faster R-CNN); one followed by "above"/"below" or after "lesson NN's" cites a lesson's own
 numbered part; in a lesson, a bare "section N" must say which of the two it means.
 """
 
@@ -99,10 +99,14 @@ def _which(c: Citation) -> str:
         return f"lesson {lesson['lesson'] or c.path.stem[:2]}"
     if ABOVE_BELOW.match(c.after) and c.path.parent == LESSONS:
         return f"lesson {c.path.stem[:2]}"
-    wider = c.path.read_text().splitlines()[max(0, c.line - 3):c.line]
+    text = c.path.read_text()
+    wider = text.splitlines()[max(0, c.line - 3):c.line]
     near = " ".join(wider)[-300:] if "Faster R-CNN" not in c.before else c.before
     names = re.findall(r"Faster R-CNN|Fast R-CNN", near)
-    return "Faster R-CNN" if names and names[-1] == "Faster R-CNN" else "Fast R-CNN"
+    if names:                                  # the paper named just before the citation
+        return names[-1]
+    first = re.search(r"Faster R-CNN|Fast R-CNN", text)   # else the file's own paper
+    return first.group(0) if first else "Fast R-CNN"
 
 
 def _id(c: Citation) -> str:
