@@ -4,8 +4,9 @@ its topic: a sentence about image pyramids cites 2.4, 3, 5.2 or Table 7, not 5.4
 
 A citation is ``§5.2``, ``section 5.2``, ``Sec. 5.2``, ``Table 7``, ``Tables 4-8``,
 ``Figure 2``, ``Fig. 2`` or ``eq. 3``. It cites the paper named shortly before it, else
-the first one its file names (a module about the RPN cites Faster R-CNN); one followed by "above"/"below" or after "lesson NN's" cites a lesson's own
-numbered part; in a lesson, a bare "section N" must say which of the two it means.
+the first one its file names (a module about the RPN cites Faster R-CNN). One followed
+by "above"/"below", after "lesson NN's", or, in a lesson, a "section N" with no paper
+named before it, cites a lesson's own numbered part (its "## N." heading must exist).
 """
 
 import re
@@ -97,8 +98,12 @@ def _which(c: Citation) -> str:
     lesson = LESSON_PART.search(c.before)
     if lesson:
         return f"lesson {lesson['lesson'] or c.path.stem[:2]}"
-    if ABOVE_BELOW.match(c.after) and c.path.parent == LESSONS:
+    in_lesson = c.path.parent == LESSONS
+    if in_lesson and ABOVE_BELOW.match(c.after):
         return f"lesson {c.path.stem[:2]}"
+    if in_lesson and re.fullmatch(r"§\d+", c.refs[0]) and not re.search(
+            r"paper|Fast(er)? R-CNN", c.before):
+        return f"lesson {c.path.stem[:2]}"      # a bare "section 4" in a lesson: its own part
     text = c.path.read_text()
     wider = text.splitlines()[max(0, c.line - 3):c.line]
     near = " ".join(wider)[-300:] if "Faster R-CNN" not in c.before else c.before
@@ -152,10 +157,6 @@ def problem(c: Citation) -> str | None:
         if not refs.exists(paper, ref):
             return (f"{where}: {c.text!r} cites {ref} of the {paper.name} paper, which has no "
                     "such place (minircnn/paper/references.py lists them)")
-    if c.path.parent == LESSONS and c.refs[0].startswith("§") and "." not in c.refs[0]:
-        if not re.search(r"paper|Fast(er)? R-CNN", c.before):
-            return (f"{where}: {c.text!r} in a lesson: write 'paper section N' for the paper "
-                    "or 'section N above/below' for this lesson's own part")
     if len(c.refs) > 1:
         return None  # a range ("Tables 4-8") names several topics at once
     context = c.before + " " + c.after
@@ -195,3 +196,15 @@ def test_the_check_catches_wrong_citations(tmp_path, text, wrong):
     found = citations(path)
     assert found, f"no citation found in {text!r}"
     assert any(problem(c) for c in found) == wrong, [problem(c) for c in found]
+
+
+@pytest.mark.parametrize("before, text, refs, wrong", [
+    ("the loss by hand of ", "section 4", ("§4",), False),      # lesson 04 has a part 4
+    ("the loss by hand of ", "section 9", ("§9",), True),       # ... and no part 9
+    ("as the paper says (", "section 9", ("§9",), True),        # the paper has no section 9
+    ("the softmax against SVMs (paper ", "section 5.4", ("§5.4",), False),
+])
+def test_lesson_parts_and_paper_sections_are_told_apart(before, text, refs, wrong):
+    lesson = next((ROOT / "lessons").glob("04_*.py"))
+    c = Citation(lesson, 1, text, refs, before, "")
+    assert bool(problem(c)) == wrong, problem(c)
