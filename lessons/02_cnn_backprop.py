@@ -376,6 +376,103 @@ fig = viz.show_feature_maps(pooled)
 fig  # noqa: B018 - the last expression of a cell is displayed
 
 # %% [markdown]
+# ## 7. Batch norm backward (train mode)
+#
+# ResNet backbones (lesson 09) put a batch norm after every convolution. In train mode
+# it normalises each channel c with the mean μ and the **biased** variance σ² of its
+# M = N·H·W values in the batch, then scales and shifts:
+#
+# $$\hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}},\qquad out = \gamma\,\hat x + \beta$$
+#
+# μ and σ² are functions of **every** x of the channel, so the gradient has three paths:
+# through x̂ directly, through μ and through σ². With g = dout·γ (the gradient at x̂)
+# and sums over the channel's M values, they add up to
+#
+# $$dx = \frac{1}{M\sqrt{\sigma^2+\epsilon}}\Big(M g - \textstyle\sum g - \hat x \sum g\,\hat x\Big),
+#   \quad d\gamma = \textstyle\sum dout\,\hat x,\quad d\beta = \sum dout$$
+#
+# (derivation: `docs/layers/norm.md`). A consequence worth checking: dx sums to 0 over
+# each channel, since shifting a whole channel does not change x̂.
+#
+# ### Exercise 3 — batch norm backward
+#
+# Write `batchnorm_backward(dout, x, gamma, eps)` returning `(dx, dgamma, dbeta)`;
+# recompute μ, σ² and x̂ from `x` first. The check: a numeric gradient of the library's
+# forward on a small batch.
+
+# %% nbgrader={"grade": false, "grade_id": "batchnorm_backward_code", "locked": false, "schema_version": 3, "solution": true}
+def batchnorm_backward(dout, x, gamma, eps):
+    """dout, x (N, C, H, W), gamma (C,) -> dx (N, C, H, W), dgamma (C,), dbeta (C,)."""
+    ### BEGIN SOLUTION
+    M = x.shape[0] * x.shape[2] * x.shape[3]                        # values per channel
+    mean = x.mean(axis=(0, 2, 3), keepdims=True)                    # (1, C, 1, 1)
+    var = ((x - mean) ** 2).mean(axis=(0, 2, 3), keepdims=True)     # biased
+    inv_std = 1.0 / np.sqrt(var + eps)
+    xhat = (x - mean) * inv_std
+    dbeta = dout.sum(axis=(0, 2, 3))
+    dgamma = (dout * xhat).sum(axis=(0, 2, 3))
+    g = dout * gamma.reshape(1, -1, 1, 1)                           # dL/dxhat
+    dx = inv_std / M * (M * g - g.sum(axis=(0, 2, 3), keepdims=True)
+                        - xhat * (g * xhat).sum(axis=(0, 2, 3), keepdims=True))
+    return dx, dgamma, dbeta
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "batchnorm_backward", "locked": true, "points": 5, "schema_version": 3, "solution": false}
+# forbid: minircnn.layers.norm.batchnorm2d_backward, minircnn.layers.norm.batchnorm2d_eval_backward
+# The visible check (not graded): a small batch vs a numeric gradient; dx sums to 0 per channel.
+from minircnn.gradcheck import numeric_gradient
+from minircnn.layers import batchnorm2d_forward
+
+x_bn = rng.standard_normal((2, 3, 2, 2))
+gamma_bn, beta_bn = rng.uniform(0.5, 2.0, 3), rng.standard_normal(3)
+dout_bn = rng.standard_normal(x_bn.shape)
+dx_bn, dgamma_bn, dbeta_bn = batchnorm_backward(dout_bn, x_bn, gamma_bn, 1e-5)
+dx_num = numeric_gradient(lambda: batchnorm2d_forward(x_bn, gamma_bn, beta_bn)[0], x_bn, dout_bn)
+print(f"batch norm dx rel error {rel_error(dx_bn, dx_num):.1e}  (expect < 1e-7)")
+assert rel_error(dx_bn, dx_num) < 1e-7
+assert np.allclose(dx_bn.sum(axis=(0, 2, 3)), 0.0) and np.allclose(dbeta_bn, dout_bn.sum(axis=(0, 2, 3)))
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
+from minircnn.layers import batchnorm2d_backward, batchnorm2d_forward
+
+
+def _bn_check(student, shape, rng, numeric=True):
+    x = rng.standard_normal(shape) * rng.uniform(0.5, 3) + rng.uniform(-2, 2)
+    gamma, beta = rng.uniform(0.5, 2.0, shape[1]), rng.standard_normal(shape[1])
+    eps = float(rng.choice([1e-5, 1e-3, 0.1]))
+    dout = rng.standard_normal(shape)
+    dx, dgamma, dbeta = student.batchnorm_backward(dout, x, gamma, eps)
+    _, cache = batchnorm2d_forward(x, gamma, beta, eps=eps)
+    for got, want in zip((dx, dgamma, dbeta), batchnorm2d_backward(dout, cache), strict=True):
+        assert got.shape == want.shape and rel_error(got, want) < 1e-8, f"shape {shape}"
+    if numeric:
+        for arr, got in ((x, dx), (gamma, dgamma), (beta, dbeta)):
+            grad = numeric_gradient_with_bound(
+                lambda: batchnorm2d_forward(x, gamma, beta, eps=eps)[0], arr, dout)
+            assert gradient_error(got, grad) <= THRESHOLD, "vs a numeric gradient"
+
+
+# TEST a small batch with drawn values, vs a numeric gradient (1 point)
+def grade_bn_small(student, rng):
+    _bn_check(student, (2, 2, 2, 3), rng)
+
+
+# TEST random shapes and eps vs numeric gradients of the reference forward (3 points)
+def grade_bn_random(student, rng):
+    for numeric in (True, True, False, False):
+        shape = tuple(int(v) for v in rng.integers(1, 5, size=4))
+        shape = (max(shape[0], 2), *shape[1:])                      # N >= 2
+        _bn_check(student, shape, rng, numeric)
+
+
+# TEST after a fully connected layer (H = W = 1): statistics over the batch only (1 point)
+def grade_bn_fc(student, rng):
+    _bn_check(student, (int(rng.integers(3, 9)), int(rng.integers(1, 5)), 1, 1), rng)
+### END HIDDEN TESTS
+
+# %% [markdown]
 # ## Summary
 #
 # - Conv backward: `db` sums `dout`; `dw` sums windows weighted by `dout`; `dx` adds
@@ -385,6 +482,8 @@ fig  # noqa: B018 - the last expression of a cell is displayed
 # - Gradient checks in float64 with inputs off ties and kinks give ~1e-10; assert < 1e-7.
 # - im2col turns the conv into one matrix product: identical results (rel error < 1e-9),
 #   orders of magnitude faster (ratios printed above).
+# - Batch norm's statistics depend on the whole batch, so its dx has three paths (x̂, μ,
+#   σ²) and sums to zero over each channel.
 #
 # ## Exercises
 #
