@@ -237,6 +237,162 @@ fig.tight_layout()
 assert len(axes[1].patches) == fg0.sum() and len(axes[2].patches) == bg0.sum()
 
 # %% [markdown]
+# ### Exercise 2 — build one hierarchical minibatch
+#
+# Assemble a minibatch the paper's way from a dataset described by plain numbers:
+# `max_ious[i]` holds, for each candidate box of image i, its max IoU with that image's
+# GT boxes. With `rng = np.random.default_rng(seed)` (the same seed must give the same
+# minibatch):
+#
+# 1. draw `images_per_batch` = N **distinct** images uniformly at random from the dataset;
+# 2. from each, in the order drawn, take R/N RoIs (`rois_per_batch // images_per_batch`)
+#    by the rules of Exercise 1: at most `round(fg_fraction · R/N)` foreground candidates
+#    (IoU ≥ `fg_iou`), background (`bg_iou[0]` ≤ IoU < `bg_iou[1]`) for the rest, each
+#    group uniformly without replacement; fewer when an image runs out of candidates.
+#
+# Return three int arrays of equal length, one row per RoI: the image index, the
+# candidate index within that image, and 1 for foreground / 0 for background. You may
+# call `pick_fg_bg`. The grader draws hundreds of minibatches and checks the rules and
+# that every image and every candidate is picked as often as uniform sampling predicts.
+
+# %% nbgrader={"grade": false, "grade_id": "minibatch_code", "locked": false, "schema_version": 3, "solution": true}
+def build_minibatch(max_ious, images_per_batch, rois_per_batch, seed, *, fg_fraction=0.25,
+                    fg_iou=0.5, bg_iou=(0.1, 0.5)):
+    """max_ious: list of (P_i,) arrays -> (image (R,), candidate (R,), is_fg (R,)) int arrays."""
+    ### BEGIN SOLUTION
+    rng = np.random.default_rng(seed)
+    images = rng.choice(len(max_ious), size=images_per_batch, replace=False)
+    per_image = rois_per_batch // images_per_batch
+    image_col, candidate_col, fg_col = [], [], []
+    for i in images:
+        fg, bg = pick_fg_bg(max_ious[i], per_image, rng, fg_fraction=fg_fraction,
+                            fg_iou=fg_iou, bg_iou=bg_iou)
+        picked = np.concatenate([fg, bg]).astype(np.int64)
+        image_col.append(np.full(picked.size, i, dtype=np.int64))
+        candidate_col.append(picked)
+        fg_col.append(np.repeat(np.array([1, 0], dtype=np.int64), [fg.size, bg.size]))
+    return np.concatenate(image_col), np.concatenate(candidate_col), np.concatenate(fg_col)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "minibatch", "locked": true, "points": 6, "schema_version": 3, "solution": false}
+# forbid: minircnn.detection.sampling.sample_rois, minircnn.detection.sampling.hierarchical_batch
+# forbid: minircnn.detection.sampling.region_wise_batch, minircnn.detection.sampling._pick
+# The visible check (not graded): N = 2 images x 64 RoIs of the 128 images above.
+window_ious = [box_iou(windows, item["boxes"]).max(axis=1) for item in items]
+mb_image, mb_candidate, mb_fg = build_minibatch(window_ious, 2, 128, seed=1)
+mb_images = np.unique(mb_image)
+assert len(mb_images) == 2 and len(mb_image) == 128, (mb_images, len(mb_image))
+for i in mb_images:
+    ious_i, fg_i = window_ious[i][mb_candidate[mb_image == i]], mb_fg[mb_image == i] == 1
+    assert fg_i.sum() == min(16, (window_ious[i] >= 0.5).sum())
+    assert (ious_i[fg_i] >= 0.5).all() and ((ious_i[~fg_i] >= 0.1) & (ious_i[~fg_i] < 0.5)).all()
+assert np.array_equal(build_minibatch(window_ious, 2, 128, seed=1)[1], mb_candidate)  # reproducible
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+Z = 5.0   # a binomial count further than 5 sigma from its mean fails (an honest sampler: ~1e-6)
+
+
+def _dataset(rng, D, few=False):
+    """D images of candidates' max IoUs, some exactly on the thresholds 0.1 and 0.5."""
+    out = []
+    for _ in range(D):
+        n_fg, n_bg = (int(rng.integers(2, 6)), int(rng.integers(3, 8))) if few else \
+            (int(rng.integers(20, 40)), int(rng.integers(60, 90)))
+        ious = np.concatenate([rng.uniform(0.5, 1.0, n_fg), rng.uniform(0.1, 0.5, n_bg),
+                               rng.uniform(0.0, 0.1, int(rng.integers(5, 20))),
+                               [0.5, 0.5, 0.1, 0.1]])
+        out.append(rng.permutation(ious))
+    return out
+
+
+def _check_rules(max_ious, batch, N, R, f, fg_iou, bg_iou):
+    image, candidate, is_fg = (np.asarray(a) for a in batch)
+    assert image.shape == candidate.shape == is_fg.shape, "three arrays of equal length"
+    images = list(dict.fromkeys(image.tolist()))
+    assert len(images) == N, f"{N} distinct images, got {images}"
+    for i in images:
+        rows = image == i
+        ious, fg = max_ious[i][candidate[rows]], is_fg[rows] == 1
+        assert len(set(candidate[rows].tolist())) == rows.sum(), "a RoI sampled twice"
+        n_fg = (max_ious[i] >= fg_iou).sum()
+        n_bg = ((max_ious[i] >= bg_iou[0]) & (max_ious[i] < bg_iou[1])).sum()
+        want_fg = min(int(round(f * (R // N))), n_fg)
+        assert fg.sum() == want_fg, f"image {i}: {fg.sum()} foreground, want {want_fg}"
+        assert (~fg).sum() == min(R // N - want_fg, n_bg), f"image {i}: background count"
+        assert (ious[fg] >= fg_iou).all(), "a foreground RoI below fg_iou"
+        assert ((ious[~fg] >= bg_iou[0]) & (ious[~fg] < bg_iou[1])).all(), "background band"
+
+
+def _varied(batches):
+    """Some image drawn twice got two different sets of RoIs: the sampler samples."""
+    seen = {}
+    for image, candidate, _ in batches:
+        for i in np.unique(image):
+            seen.setdefault(int(i), set()).add(tuple(sorted(candidate[image == i].tolist())))
+    assert max(len(sets) for sets in seen.values()) > 1, "the same RoIs every time"
+
+
+def _draws(student, rng, max_ious, N, R, count, **kw):
+    seeds = rng.integers(0, 2**31, size=count)
+    return [student.build_minibatch(max_ious, N, R, int(s), **kw) for s in seeds]
+
+
+def _uniform(counts, trials, p, what):
+    """Each count ~ Binomial(trials, p): within Z standard deviations of trials * p."""
+    sd = np.sqrt(trials * p * (1 - p))
+    worst = np.abs(np.asarray(counts) - trials * p).max()
+    assert worst <= Z * sd + 1e-9, f"{what} are not drawn uniformly ({worst:.0f} off)"
+
+
+# TEST the rules: N distinct images, R/N RoIs each, 25% foreground, IoU bands, a seed (2 points)
+def grade_mb_rules(student, rng):
+    max_ious = _dataset(rng, 6)
+    batches = _draws(student, rng, max_ious, 2, 64, 12)
+    for batch in batches:
+        _check_rules(max_ious, batch, 2, 64, 0.25, 0.5, (0.1, 0.5))
+    _varied(batches)
+    seed = int(rng.integers(0, 2**31))
+    again = [student.build_minibatch(max_ious, 2, 64, seed) for _ in range(2)]
+    assert all(np.array_equal(a, b) for a, b in zip(*again, strict=True)), "same seed"
+
+
+# TEST images are drawn uniformly (1 point)
+def grade_mb_images(student, rng):
+    D, N, T = 6, 2, 240
+    max_ious = _dataset(rng, D, few=True)
+    counts = np.zeros(D)
+    for batch in _draws(student, rng, max_ious, N, 8, T):
+        _check_rules(max_ious, batch, N, 8, 0.25, 0.5, (0.1, 0.5))
+        counts[np.unique(batch[0])] += 1
+    _uniform(counts, T, N / D, "images")
+
+
+# TEST within an image, foreground and background RoIs are drawn uniformly (2 points)
+def grade_mb_rois(student, rng):
+    T = 240
+    max_ious = _dataset(rng, 1)
+    fg_pool = np.flatnonzero(max_ious[0] >= 0.5)
+    bg_pool = np.flatnonzero((max_ious[0] >= 0.1) & (max_ious[0] < 0.5))
+    counts = np.zeros(len(max_ious[0]))
+    for batch in _draws(student, rng, max_ious, 1, 32, T):
+        _check_rules(max_ious, batch, 1, 32, 0.25, 0.5, (0.1, 0.5))
+        counts[batch[1]] += 1
+    _uniform(counts[fg_pool], T, 8 / len(fg_pool), "foreground RoIs")
+    _uniform(counts[bg_pool], T, 24 / len(bg_pool), "background RoIs")
+
+
+# TEST another fraction and other thresholds; images short of candidates (1 point)
+def grade_mb_options(student, rng):
+    max_ious = _dataset(rng, 5, few=True) + _dataset(rng, 3)
+    kw = dict(fg_fraction=0.5, fg_iou=0.7, bg_iou=(0.0, 0.3))
+    batches = _draws(student, rng, max_ious, 4, 40, 10, **kw)
+    for batch in batches:
+        _check_rules(max_ious, batch, 4, 40, 0.5, 0.7, (0.0, 0.3))
+    _varied(batches)
+### END HIDDEN TESTS
+
+# %% [markdown]
 # ## 3. Region-wise sampling: 128 RoIs from a pool of 128 images
 #
 # `region_wise_batch` labels the candidates of *all* images, then samples the 25%
