@@ -155,3 +155,17 @@ def test_readme_example_output_is_the_shipped_runs():
         candidates = {number, f"{value:.3f}".rstrip("0").rstrip("."), f"{value:.3f}"}
         assert candidates & shipped, (f"README.md's example output says {number}, which "
                                       "minircnn/weights/README.md (the shipped run) does not")
+
+
+def test_readme_measurements_are_those_of_their_source():
+    # The README's prose repeats measurements recorded elsewhere: the shipped run
+    # (minircnn/weights/README.md), docs/performance.md, docs/reproduce/index.md,
+    # TrainConfig() and the paper. Each must still be there.
+    sources = (WEIGHTS_NUMBERS | PAPER_NUMBERS | _numbers(" ".join(_recipe_numbers().values()))
+               | _numbers((ROOT / "docs" / "performance.md").read_text())
+               | _numbers((ROOT / "docs" / "reproduce" / "index.md").read_text()))
+    prose = re.sub(r"```.*?```", "", (ROOT / "README.md").read_text(), flags=re.S)
+    stale = [f"{m.group(0)!r} in {s.strip()[:90]!r}" for s in _sentences(prose)
+             for m in MEASUREMENT.finditer(s) if not _numbers(m.group(0)) <= sources]
+    assert not stale, ("README.md states measurements that no source records:\n"
+                       + "\n".join(stale))

@@ -53,7 +53,8 @@ DIFFERENCES = """\
   CPU cores, so the times are seconds, not hours; compare ratios, not values.
 - **Schedule.** Every detector here trains for 2,000 iterations (5 epochs of 800
   images), not the shipped detector's 3,600, so that the 30 detectors of the rows fit
-  in 45 minutes on two cores; the rows compare detectors trained alike.
+  in well under an hour on two cores (index.md gives the run's time); the rows compare
+  detectors trained alike.
 - **Learning rate.** Layers that train on fixed features (fc only, SPP-net, stage 2 of
   stage-wise) use lr 0.005 instead of the recipe's 0.02, which stalls them: at 0.02, 3
   seeds gave COCO AP 0.35 (fc only), 0.12 (SPP-net) and 0.67 (stage-wise), far below

@@ -19,8 +19,8 @@ from minircnn.training.loop import train_detector
 # The toy's base recipe for every row: the shipped one (`minircnn train` defaults, so the
 # proposal cache of a `minircnn train` run is reused), with two changes. It tests at one
 # scale, as the paper does in every table but Table 7 (its s = 600). It trains for 5
-# epochs (2,000 iterations) instead of 9, so that the 30 detectors of the rows fit in 45
-# minutes on two cores; every row trains the same number of iterations.
+# epochs (2,000 iterations) instead of 9, so that the 30 detectors of the rows train in
+# well under an hour on two cores; every row trains the same number of iterations.
 FULL_BASE = {"pictures": False, "epochs": 5, "test_scales": (1.0,)}
 # --quick: tiny images and dense proposals, one epoch; checks the code paths only.
 QUICK_BASE = {"num_train": 6, "num_val": 3, "image_size": 64, "max_objects": 2, "epochs": 1,
