@@ -17,6 +17,8 @@ from minircnn.utils.errors import UsageError, UserError
 _KINDS = {
     "FastRCNN": ("a Fast R-CNN detector checkpoint",
                  "`minircnn eval` and `minircnn detect` take it"),
+    "FasterRCNN": ("a Faster R-CNN detector checkpoint (`minircnn train --proposals rpn`)",
+                   "`minircnn eval` and `minircnn detect` take it"),
     "MiniResNet": ("a MiniResNet classifier checkpoint (from `minircnn pretrain`)",
                    "`minircnn finetune --pretrained` takes it"),
 }
@@ -88,7 +90,7 @@ def check_checkpoint(path, *, wants: str, command: str) -> None:
         wants: the model class ``command`` needs ("FastRCNN" or "MiniResNet").
     """
     found = checkpoint_class(path)
-    if found == wants:
+    if found == wants or (wants, found) == ("FastRCNN", "FasterRCNN"):  # a detector too
         return
     kind, taker = _KINDS.get(found, (f"a {found} checkpoint", "no minircnn command takes it"))
     raise UsageError(f"{path} is {kind}, not {_KINDS[wants][0]}; {taker}",

@@ -17,6 +17,7 @@ from minircnn.models import load_checkpoint, read_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets
 from minircnn.training.metrics import evaluate_detector
 from minircnn.training.proposals import load_proposals
+from minircnn.training.rpn_eval import rpn_dataset_proposals
 from minircnn.utils.blas import blas_threads
 from minircnn.utils.errors import UserError
 
@@ -50,7 +51,11 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     _, val_ds = make_datasets(config)
     check_model_classes(model, val_ds.classes, source=f"checkpoint {path}")
     with blas_threads(config.blas_threads):
-        metrics, _ = evaluate_detector(model, val_ds, load_proposals(val_ds, config), config)
+        if config.proposal_method == "rpn":       # a Faster R-CNN: its own proposals
+            proposals = rpn_dataset_proposals(model, val_ds)[0]
+        else:
+            proposals = load_proposals(val_ds, config)
+        metrics, _ = evaluate_detector(model, val_ds, proposals, config)
     return metrics
 
 
@@ -107,7 +112,7 @@ def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float =
     """Detect shapes in a PNG with a saved model and draw them (``minircnn detect``).
 
     The image is zero-padded at the bottom/right to a multiple of the feature stride;
-    proposals come from selective search, as in training.
+    proposals come from selective search, as in training (a Faster R-CNN's from its RPN).
 
     Args:
         device: "cpu" or "gpu": where the network runs (proposals and drawing are host work).
@@ -127,7 +132,10 @@ def detect_image_file(checkpoint, image_path, out_path, *, score_thresh: float =
     s = model.backbone.feature_stride
     padded = np.zeros((3, -(-h // s) * s, -(-w // s) * s), dtype=np.float32)
     padded[:, :h, :w] = image
-    proposals = selective_search(image, max_boxes=config.max_proposals)
+    if config.proposal_method == "rpn":           # a Faster R-CNN proposes its own
+        proposals = clip_boxes(model.propose(padded[None])[0], (h, w))
+    else:
+        proposals = selective_search(image, max_boxes=config.max_proposals)
     dets = model.detect(padded, proposals, nms_thresh=config.nms_thresh,
                         max_dets=config.max_dets, scales=config.test_scales,
                         target=config.pyramid_target)

@@ -75,8 +75,12 @@ def add_train(sub) -> None:
                    help="base learning rate (> 0)")
     p.add_argument("--hidden", type=arg_type(TRAIN_RULES["hidden"]), default=None,
                    help="width of fc6 / fc7 (>= 1)")
-    p.add_argument("--proposals", choices=["selective_search", "dense"], default=None,
-                   help="proposal method (default selective_search, as the paper)")
+    p.add_argument("--proposals", choices=["selective_search", "dense", "rpn"], default=None,
+                   help="proposal method (default selective_search, as the paper; rpn: "
+                        "Faster R-CNN's Region Proposal Network, trained with the detector)")
+    p.add_argument("--rpn-training", choices=["joint", "alternating"], default=None,
+                   help="with --proposals rpn: approximate joint training (default) or the "
+                        "Faster R-CNN paper's 4-step alternating training")
     p.add_argument("--max-proposals", type=arg_type(TRAIN_RULES["max_proposals"]), default=None,
                    help="proposals per image (>= 1)")
     p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
@@ -115,7 +119,7 @@ def _train_config(args: argparse.Namespace, out: str):
         "num_train": args.num_train, "num_val": args.num_val, "lr": args.lr,
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
-        "sampling": args.sampling, "freeze_at": args.freeze_at,
+        "rpn_training": args.rpn_training, "sampling": args.sampling, "freeze_at": args.freeze_at,
         "train_scales": args.train_scales, "test_scales": args.test_scales,
         "pretrained": False if args.scratch else None}.items() if v is not None}
     if args.resume:                            # continue with the run's own settings
@@ -145,6 +149,9 @@ def run_train(args: argparse.Namespace) -> int:
     metrics = train_detector(config, out, resume=args.resume, overwrite=args.overwrite)
     ev, times = metrics["eval"], metrics["times"]
     print(format_metrics(ev))
+    if "proposals" in metrics:                 # an RPN run: its proposals vs selective search
+        from minircnn.training.rpn_eval import format_proposals
+        print(format_proposals(metrics["proposals"]))
     print(f"time {times['total_s']:.0f} s (proposals {times['proposals_train_s']:.0f} + "
           f"{times['proposals_val_s']:.0f} s, training {times['train_s']:.0f} s, "
           f"eval {times['eval_s']:.0f} s); run written to {out}/")

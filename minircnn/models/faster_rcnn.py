@@ -29,9 +29,12 @@ class FasterRCNN(Detector):
         detector: the FastRCNN (its backbone's ``out_channels`` and ``feature_stride``
             must be the RPN's ``in_channels`` and ``stride``).
         rpn: the RegionProposalNetwork.
+        rpn_backbone: None (the RPN reads the detector's backbone), or a backbone of the
+            RPN's own: the paper's alternating training gives the RPN its own copy until
+            the two share (minircnn/training/rpn_step.py).
     """
 
-    def __init__(self, detector: FastRCNN, rpn: RegionProposalNetwork):
+    def __init__(self, detector: FastRCNN, rpn: RegionProposalNetwork, rpn_backbone=None):
         if not isinstance(detector, FastRCNN) or not isinstance(rpn, RegionProposalNetwork):
             raise TypeError(f"FasterRCNN: needs a FastRCNN and a RegionProposalNetwork, got "
                             f"{type(detector).__name__} and {type(rpn).__name__}")
@@ -43,6 +46,7 @@ class FasterRCNN(Detector):
                              f"{backbone.out_channels} at stride {backbone.feature_stride}")
         self.detector = detector
         self.rpn = rpn
+        self.rpn_backbone = rpn_backbone
 
     @property
     def backbone(self):
@@ -57,7 +61,7 @@ class FasterRCNN(Detector):
         return self.detector.classes
 
     def get_config(self) -> dict:
-        return {"detector": self.detector, "rpn": self.rpn}
+        return {"detector": self.detector, "rpn": self.rpn, "rpn_backbone": self.rpn_backbone}
 
     def forward(self, images, rois):
         """The detector's forward: cls_scores (R, K+1), bbox_deltas (R, 4(K+1))."""
@@ -69,5 +73,6 @@ class FasterRCNN(Detector):
     def propose(self, images, **overrides) -> list:
         """One (P, 4) array of proposals per image (N, 3, H, W), best first."""
         images = check_array("images", images, op="FasterRCNN", ndim=4, axes="(N, 3, H, W)")
-        features = self.backbone.forward(images)               # (N, C, H/s, W/s)
+        backbone = self.backbone if self.rpn_backbone is None else self.rpn_backbone
+        features = backbone.forward(images)                    # (N, C, H/s, W/s)
         return self.rpn.proposals(features, images.shape[2:], **overrides)

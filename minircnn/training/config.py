@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minircnn.data.shapes import ShapesDataset
-from minircnn.models import RCNN, FastRCNN, SmallVGG, SPPNet
+from minircnn.models import RCNN, FasterRCNN, FastRCNN, RegionProposalNetwork, SmallVGG, SPPNet
 
 
 @dataclass
@@ -34,10 +34,14 @@ class TrainConfig:
     max_objects: int = 4
     data_seed: int = 0                   # train split seed; val uses data_seed + 1
     # proposals
-    proposal_method: str = "selective_search"
+    proposal_method: str = "selective_search"  # or "dense", or "rpn" (Faster R-CNN)
     max_proposals: int = 300
     cache_dir: str | None = None         # None: the per-user cache; "" disables caching
     proposal_workers: int = 2            # processes computing proposals (2 CPU cores)
+    rpn_training: str = "joint"          # or "alternating" (the paper's 4 steps)
+    rpn_batch_size: int = 256            # anchors sampled per image, up to half positive
+    rpn_positive_fraction: float = 0.5
+    rpn_loss_weight: float = 1.0         # RPN loss added to Fast R-CNN's (torchvision: 1)
     # model
     model: str = "fast_rcnn"             # or the baselines "rcnn", "sppnet" (models/rcnn.py)
     backbone: str = "vgg"
@@ -96,14 +100,10 @@ class TrainConfig:
 
 # --- building blocks ---------------------------------------------------------------------
 def make_detector(config: TrainConfig) -> FastRCNN:
-    """The FastRCNN the config describes, initialised from ``config.seed``."""
+    """The FastRCNN the config describes, initialised from ``config.seed``; with
+    ``proposal_method="rpn"``, a FasterRCNN (that FastRCNN and a RegionProposalNetwork)."""
     rng = np.random.default_rng([config.seed, 0])
-    if config.backbone == "vgg":
-        backbone = _vgg_backbone(config, rng)
-    elif config.backbone == "resnet":
-        backbone = _resnet_backbone(config, rng)
-    else:
-        raise ValueError(f"backbone must be 'vgg' or 'resnet', got {config.backbone!r}")
+    backbone = _backbone(config, rng)
     size = (config.output_size, config.output_size)
     head = dict(hidden=config.hidden, dropout=config.dropout, rng=rng)
     if config.model == "rcnn":      # a 4x-object-size warp, as R-CNN's 227 px for VGG16
@@ -112,8 +112,22 @@ def make_detector(config: TrainConfig) -> FastRCNN:
         return SPPNet(3, backbone, levels=(4, 2, 1), **head)
     if config.model != "fast_rcnn":
         raise ValueError(f"model must be 'fast_rcnn', 'rcnn' or 'sppnet', got {config.model!r}")
-    return FastRCNN(len(ShapesDataset.classes), backbone, roi_op=config.roi_op,
-                    output_size=size, classes=ShapesDataset.classes, **head)
+    detector = FastRCNN(len(ShapesDataset.classes), backbone, roi_op=config.roi_op,
+                        output_size=size, classes=ShapesDataset.classes, **head)
+    if config.proposal_method != "rpn":
+        return detector
+    rpn = RegionProposalNetwork(backbone.out_channels, backbone.feature_stride,
+                                post_nms_top_n=config.max_proposals, rng=rng)
+    own = _backbone(config, rng) if config.rpn_training == "alternating" else None
+    return FasterRCNN(detector, rpn, own)
+
+
+def _backbone(config: TrainConfig, rng: np.random.Generator):
+    if config.backbone == "vgg":
+        return _vgg_backbone(config, rng)
+    if config.backbone == "resnet":
+        return _resnet_backbone(config, rng)
+    raise ValueError(f"backbone must be 'vgg' or 'resnet', got {config.backbone!r}")
 
 
 def _vgg_backbone(config: TrainConfig, rng: np.random.Generator) -> SmallVGG:

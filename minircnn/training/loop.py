@@ -38,6 +38,8 @@ from minircnn.training.config import TrainConfig, make_datasets, make_detector
 from minircnn.training.metrics import evaluate_detector
 from minircnn.training.optim import SGD, step_lr
 from minircnn.training.proposals import load_proposals, proposals_in_background
+from minircnn.training.rpn_eval import compare_proposals, selective_search_config
+from minircnn.training.rpn_step import rpn_minibatch, rpn_train_step
 from minircnn.training.runs import (
     RunLock,
     StopSignals,
@@ -142,7 +144,10 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
     with blas_threads(config.blas_threads):
         train_ds, val_ds = make_datasets(config)
         items = [train_ds[i] for i in range(len(train_ds))]
-        props = load_proposals(train_ds, config)
+        rpn = config.proposal_method == "rpn"         # Faster R-CNN: no stored proposals
+        props = None if rpn else load_proposals(train_ds, config)
+        # held-out proposals: the detector's own, or (RPN) selective search's to compare
+        val_config = selective_search_config(config) if rpn else config
         times = {"proposals_train_s": time.time() - start}
         model = make_detector(config).to(config.device)
         optimizer = SGD(model.parameters(), config.lr, momentum=config.momentum,
@@ -160,7 +165,7 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
         # The held-out images' proposals are computed meanwhile in a background process,
         # on the core that one-BLAS-thread training leaves free.
         background = evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
-        with (proposals_in_background(val_ds, config) if background else nullcontext()) \
+        with (proposals_in_background(val_ds, val_config) if background else nullcontext()) \
                 as val_job:
             with tqdm(total=total, initial=state["iteration"], desc="train",
                       dynamic_ncols=True, **quiet) as bar, stop.deferred():
@@ -171,7 +176,7 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
                 return _finish(config, out_dir, model, None, None, state, metrics, times,
                                start)
             t = time.time()
-            val_props = val_job.result() if background else load_proposals(val_ds, config)
+            val_props = val_job.result() if background else load_proposals(val_ds, val_config)
             times["proposals_val_s"] = time.time() - t      # what training did not hide
         return _finish(config, out_dir, model, val_ds, val_props, state, metrics, times, start)
 
@@ -206,13 +211,10 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
         for b in range(first, iters):
             optimizer.lr = step_lr(config.lr, state["iteration"], steps=steps,
                                    gamma=config.gamma, warmup_iters=config.warmup_iters)
-            images, batch = sample_batch(config, items, props,
-                                         order[b * per_iter:(b + 1) * per_iter], rng,
-                                         stride=stride)
+            idx = order[b * per_iter:(b + 1) * per_iter]
             try:
-                stats = train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
-                                   xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
-                                   box_weight=config.box_loss_weight)
+                stats = _iteration(config, model, optimizer, items, props, idx, rng, stride,
+                                   xp, epoch)
                 _check_step(stats)
             except FloatingPointError as e:
                 raise _diverged(e, config, state) from e
@@ -243,12 +245,30 @@ def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, met
             raise interrupted(out_dir, state["iteration"])
 
 
+def _iteration(config, model, optimizer, items, props, idx, rng, stride, xp, epoch) -> dict:
+    """One SGD step on the images ``idx``: Fast R-CNN on their stored proposals, or
+    (``proposal_method="rpn"``) Faster R-CNN's RPN and detector (training/rpn_step.py)."""
+    if config.proposal_method == "rpn":
+        images, targets = rpn_minibatch(config, items, idx, rng)
+        return rpn_train_step(model, optimizer, xp.asarray(images), targets, config, rng,
+                              epoch)
+    images, batch = sample_batch(config, items, props, idx, rng, stride=stride)
+    return train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
+                      xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
+                      box_weight=config.box_loss_weight)
+
+
 def _finish(config, out_dir, model, val_ds, val_props, state, metrics, times,
             start) -> dict:
     """Evaluate on the val split (unless it is None), write model.npz, metrics.json and
     the two pictures."""
+    if config.proposal_method == "rpn":
+        model.rpn_backbone = None                 # alternating: shared since step 3
     if val_ds is not None:
         t = time.time()
+        if config.proposal_method == "rpn":       # val_props: selective search's
+            val_props, metrics["proposals"] = compare_proposals(model, val_ds, val_props,
+                                                                config)
         metrics["eval"], dets = evaluate_detector(model, val_ds, val_props, config)
         times["eval_s"] = time.time() - t
     save_checkpoint(model, os.path.join(out_dir, "model.npz"), config.to_dict())

@@ -84,7 +84,9 @@ TRAIN_RULES = {
     "seed": at_least(0), "data_seed": at_least(0),
     "num_train": at_least(1), "num_val": at_least(1),
     "image_size": at_least(16), "max_objects": at_least(1),
-    "proposal_method": one_of("selective_search", "dense"),
+    "proposal_method": one_of("selective_search", "dense", "rpn"),
+    "rpn_training": one_of("joint", "alternating"), "rpn_batch_size": at_least(1),
+    "rpn_positive_fraction": FRACTION, "rpn_loss_weight": between(0, None),
     "max_proposals": at_least(1), "proposal_workers": at_least(1),
     "backbone": one_of("vgg", "resnet"), "num_pools": at_least(0),
     "roi_op": one_of("pool", "align"), "output_size": at_least(1),
@@ -111,6 +113,23 @@ def check_train_config(config) -> None:
             f"num_train={config.num_train} is fewer than the {per_iter} images of one "
             f"iteration ({config.sampling} sampling), so an epoch would have no iteration",
             f"use at least {per_iter} training images (--num-train {per_iter})")
+    if getattr(config, "proposal_method", None) == "rpn":
+        _check_rpn_config(config)
+
+
+def _check_rpn_config(config) -> None:
+    """Faster R-CNN trains Fast R-CNN with hierarchical sampling at one scale; the
+    alternating schedule needs an epoch for each of its four steps."""
+    if config.model != "fast_rcnn" or config.sampling != "hierarchical" or \
+            tuple(config.train_scales) != (1.0,):
+        raise UsageError(
+            f"proposal_method='rpn' trains a Fast R-CNN with hierarchical sampling at one "
+            f"scale, got model={config.model!r}, sampling={config.sampling!r}, "
+            f"train_scales={tuple(config.train_scales)}",
+            "leave --sampling and --train-scales at their defaults with --proposals rpn")
+    if config.rpn_training == "alternating" and config.epochs < 4:
+        raise UsageError(f"rpn_training='alternating' runs 4 steps, one epoch each at least, "
+                         f"got epochs={config.epochs}", "use --epochs 4 or more")
 
 
 def arg_type(rule: Rule, parse=int):

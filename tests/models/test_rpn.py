@@ -72,7 +72,7 @@ def test_backward_before_forward():
 
 
 def _faster_rcnn():
-    from minircnn.models import FastRCNN, FasterRCNN, SmallVGG
+    from minircnn.models import FasterRCNN, FastRCNN, SmallVGG
 
     backbone = SmallVGG((4, 8), num_pools=1)
     detector = FastRCNN(3, backbone, hidden=8, roi_op="align", output_size=(2, 2))

@@ -1,0 +1,178 @@
+"""Training Faster R-CNN: one iteration of approximate joint or 4-step alternating training.
+
+Faster R-CNN (arXiv 1506.01497, section 3.2) trains the RPN and Fast R-CNN to share
+the backbone in one of two ways, both here (``TrainConfig.rpn_training``):
+
+- **approximate joint** ("joint", torchvision's and this toy's default): every iteration
+  runs the backbone once, the RPN loss and the Fast R-CNN loss are summed, and the
+  backbone gets both gradients. The proposals are treated as constants: no gradient
+  flows through their coordinates into the RPN (which is what makes it approximate).
+- **4-step alternating** ("alternating", the paper's main method): the run's epochs are
+  cut into four stages: (1) the RPN on its own copy of the pretrained backbone; (2) Fast
+  R-CNN on the pretrained backbone with stage 1's proposals; (3) the RPN's own layers
+  only, on stage 2's backbone, now fixed and shared; (4) Fast R-CNN's own layers only,
+  with stage 3's proposals. The learning-rate schedule runs over the whole run.
+
+Every iteration takes N images (flipped at random), labels and samples their anchors
+(256 per image, up to half positive) and, where Fast R-CNN trains, samples 128 RoIs
+from the RPN's proposals plus the GT boxes (the paper's section 2.3 sampling).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+
+from minircnn.backend import asnumpy, get_array_module
+from minircnn.detection.anchors import anchor_targets
+from minircnn.detection.sampling import hierarchical_batch
+from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
+from minircnn.layers.rpn_loss import rpn_loss_backward, rpn_loss_forward
+from minircnn.training.step import flip_horizontal
+
+STAGES = ("rpn", "detector", "rpn_head", "detector_head")   # the paper's steps 1..4
+_TRAINABLE_AT_START: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def rpn_minibatch(config, items, idx, rng):
+    """Images (N, 3, H, W) and their targets [{boxes, labels}], each flipped w.p. 1/2."""
+    images, targets = [], []
+    flips = rng.random(len(idx)) < 0.5 if config.flip else np.zeros(len(idx), bool)
+    for i, flip in zip(idx, flips, strict=True):
+        image, boxes = items[i]["image"], items[i]["boxes"]
+        if flip:
+            image, boxes, _ = flip_horizontal(image, boxes, np.zeros((0, 4), np.float32))
+        images.append(image)
+        targets.append({"boxes": boxes, "labels": items[i]["labels"]})
+    return np.stack(images), targets
+
+
+def stage_of(config, epoch: int) -> str:
+    """The alternating stage an epoch belongs to ("joint" for joint training)."""
+    if config.rpn_training == "joint":
+        return "joint"
+    return STAGES[min(3, epoch * 4 // config.epochs)]
+
+
+# --- the two losses --------------------------------------------------------------------------
+def _rpn_loss(model, features, targets, config, rng):
+    """RPN forward + loss on ``features``: (loss cache, objectness, deltas)."""
+    objectness, deltas = model.rpn.forward(features)          # (N, A), (N, A, 4)
+    anchors = model.rpn.anchors(features)                     # (A, 4)
+    xp = get_array_module(features)
+    parts = [anchor_targets(anchors, xp.asarray(t["boxes"]), rng=rng,
+                            batch_size=config.rpn_batch_size,
+                            positive_fraction=config.rpn_positive_fraction)
+             for t in targets]
+    labels = xp.concatenate([p.labels for p in parts])        # (N*A,)
+    bbox_targets = xp.concatenate([p.bbox_targets for p in parts])   # (N*A, 4)
+    _, cache = rpn_loss_forward(objectness.reshape(-1), deltas.reshape(-1, 4), labels,
+                                bbox_targets)
+    return cache, objectness, deltas
+
+
+def _rpn_backward(model, cache, shape, weight: float):
+    dobj, ddeltas = rpn_loss_backward(weight, cache)          # (N*A,), (N*A, 4)
+    n, a = shape
+    return model.rpn.backward(dobj.reshape(n, a), ddeltas.reshape(n, a, 4))
+
+
+def _detector_loss(model, features, proposals, targets, config, rng):
+    """RoIs sampled from the proposals (+ GT), the head's forward and loss: its cache."""
+    batch = hierarchical_batch(targets, [asnumpy(p) for p in proposals],
+                               rois_per_batch=config.rois_per_batch, rng=rng,
+                               fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
+                               bg_iou=tuple(config.bg_iou))
+    xp = get_array_module(features)
+    cls, bbox = model.detector.forward_head(features, xp.asarray(batch.rois))
+    _, cache = fast_rcnn_loss_forward(cls, bbox, xp.asarray(batch.labels),
+                                      xp.asarray(batch.bbox_targets))
+    return cache
+
+
+def _stats(rpn_cache=None, det_cache=None) -> dict:
+    rpn = (rpn_cache.loss_objectness, rpn_cache.loss_box) if rpn_cache else (0.0, 0.0)
+    det = (det_cache.loss_cls, det_cache.loss_box, det_cache.accuracy) if det_cache \
+        else (0.0, 0.0, 0.0)
+    return {"loss": sum(rpn) + det[0] + det[1], "loss_cls": det[0], "loss_box": det[1],
+            "accuracy": det[2], "loss_rpn_objectness": rpn[0], "loss_rpn_box": rpn[1]}
+
+
+# --- one iteration of each kind -----------------------------------------------------------------
+def joint_step(model, images, targets, config, rng) -> dict:
+    """Approximate joint training: one backbone pass, the two losses summed."""
+    features = model.backbone.forward(images)                 # (N, C, h, w)
+    rpn_cache, objectness, deltas = _rpn_loss(model, features, targets, config, rng)
+    proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
+    det_cache = _detector_loss(model, features, proposals, targets, config, rng)
+    dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
+    dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
+    dfeatures = dfeatures + _rpn_backward(model, rpn_cache, objectness.shape,
+                                          config.rpn_loss_weight)   # both heads read them
+    model.backbone.backward(dfeatures)
+    return _stats(rpn_cache, det_cache)
+
+
+def rpn_stage_step(model, images, targets, config, rng, *, backbone, train_backbone) -> dict:
+    """Stages 1 and 3: the RPN loss alone, on ``backbone``'s features."""
+    features = backbone.forward(images)
+    rpn_cache, objectness, _ = _rpn_loss(model, features, targets, config, rng)
+    dfeatures = _rpn_backward(model, rpn_cache, objectness.shape, config.rpn_loss_weight)
+    if train_backbone:
+        backbone.backward(dfeatures)
+    return _stats(rpn_cache=rpn_cache)
+
+
+def detector_stage_step(model, images, targets, config, rng, *, train_backbone) -> dict:
+    """Stages 2 and 4: Fast R-CNN on the current RPN's proposals (the RPN is not trained)."""
+    proposals = model.propose(images)                         # with the RPN's own backbone
+    features = model.backbone.forward(images)
+    det_cache = _detector_loss(model, features, proposals, targets, config, rng)
+    dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
+    dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
+    if train_backbone:
+        model.backbone.backward(dfeatures)
+    return _stats(det_cache=det_cache)
+
+
+# --- what each stage trains ----------------------------------------------------------------------
+def set_stage(model, stage: str) -> None:
+    """Freeze every parameter the stage does not train (those frozen from the start stay
+    frozen); at stage 3 the RPN's own backbone becomes a copy of the shared one."""
+    params = model.parameters()
+    start = _TRAINABLE_AT_START.setdefault(model, [p.requires_grad for p in params])
+    trains = {"joint": (model,), "rpn": (model.rpn, model.rpn_backbone),
+              "detector": (model.detector,), "rpn_head": (model.rpn,),
+              "detector_head": tuple(m for name, m in model.detector.named_children()
+                                     if name != "backbone")}[stage]
+    trained = {id(p) for m in trains if m is not None for p in m.parameters()}
+    for p, was in zip(params, start, strict=True):
+        p.requires_grad = was and id(p) in trained
+    if stage in ("rpn_head", "detector_head") and model.rpn_backbone is not None:
+        model.rpn_backbone.load_state_dict(model.backbone.state_dict())   # now shared
+
+
+def rpn_train_step(model, optimizer, images, targets, config, rng, epoch: int) -> dict:
+    """One SGD iteration of the run's RPN training at ``epoch`` (see the module docstring).
+
+    Raises:
+        FloatingPointError: a loss is not finite (the weights are left as they were).
+    """
+    stage = stage_of(config, epoch)
+    set_stage(model, stage)
+    optimizer.zero_grad()
+    with np.errstate(over="ignore", invalid="ignore"):   # divergence -> the clear error below
+        if stage == "joint":
+            stats = joint_step(model, images, targets, config, rng)
+        elif stage in ("rpn", "rpn_head"):
+            backbone = model.rpn_backbone if stage == "rpn" else model.backbone
+            stats = rpn_stage_step(model, images, targets, config, rng, backbone=backbone,
+                                   train_backbone=stage == "rpn")
+        else:
+            stats = detector_stage_step(model, images, targets, config, rng,
+                                        train_backbone=stage == "detector")
+        if not np.isfinite(stats["loss"]):
+            raise FloatingPointError(f"the loss is {stats['loss']}")
+        optimizer.step()
+    return stats

@@ -1,0 +1,103 @@
+"""Faster R-CNN training (minircnn/training/rpn_step.py, rpn_eval.py, the loop with
+proposal_method="rpn"): joint and 4-step alternating, determinism, resume, the report."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import minircnn.training.loop as loop_mod
+from minircnn.models import FasterRCNN, load_checkpoint, read_checkpoint
+from minircnn.training import TrainConfig, make_datasets, make_detector, train_detector
+from minircnn.training.optim import SGD
+from minircnn.training.rpn_step import STAGES, rpn_minibatch, rpn_train_step, stage_of
+from minircnn.utils.errors import RunInterrupted, UsageError
+from minircnn.utils.settings import check_train_config
+
+TINY_RPN = TrainConfig(num_train=4, num_val=2, image_size=64, max_objects=2, epochs=2,
+                       pretrained=False, proposal_method="rpn", max_proposals=40,
+                       cache_dir="", channels=(4, 8), num_pools=1, output_size=4, hidden=16,
+                       warmup_iters=1, rois_per_batch=32, rpn_batch_size=64, pictures=False)
+
+
+def _weights(path):
+    return read_checkpoint(path).state
+
+
+def test_joint_run_is_deterministic_resumes_identically_and_reports(tmp_path, monkeypatch):
+    full = train_detector(TINY_RPN, tmp_path / "a", progress=False)
+    report = full["proposals"]
+    for name in ("rpn", "selective_search"):
+        assert set(report[name]["recall"]) == {"0.5", "0.7"}
+        assert 0 <= report[name]["recall"]["0.5"]["300"] <= 1
+        assert report[name]["ms_per_image"] > 0
+    assert report["rpn"]["mean_count"] <= TINY_RPN.max_proposals
+    real_save = loop_mod.save_run_checkpoint
+
+    def crash_after_first_epoch(path, model, optimizer, rng, config, state):
+        real_save(path, model, optimizer, rng, config, state)
+        raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(loop_mod, "save_run_checkpoint", crash_after_first_epoch)
+    with pytest.raises(RunInterrupted):
+        train_detector(TINY_RPN, tmp_path / "c", progress=False)
+    monkeypatch.setattr(loop_mod, "save_run_checkpoint", real_save)
+    resumed = train_detector(TINY_RPN, tmp_path / "c", resume=True, progress=False)
+    wa = _weights(tmp_path / "a" / "checkpoint.npz")
+    wc = _weights(tmp_path / "c" / "checkpoint.npz")
+    assert any(k.startswith("rpn.") for k in wa)
+    assert all(np.array_equal(wa[k], wc[k]) for k in wa)                # bit for bit
+    assert resumed["history"] == full["history"]
+    model = load_checkpoint(tmp_path / "a" / "model.npz")
+    assert isinstance(model, FasterRCNN) and model.rpn_backbone is None
+
+
+def _changed(before, model):
+    after = model.state_dict()
+    return {k.split(".")[0] + ("." + k.split(".")[1] if k.startswith("detector.") else "")
+            for k in before if not np.array_equal(before[k], after[k])}
+
+
+def test_each_alternating_step_trains_what_the_paper_says():
+    config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4, dropout=0.0,
+                                 weight_decay=0.0)
+    model = make_detector(config)
+    assert model.rpn_backbone is not None                     # step 1's own backbone
+    optimizer = SGD(model.parameters(), 0.01)
+    train, _ = make_datasets(config)
+    items = [train[i] for i in range(len(train))]
+    rng = np.random.default_rng(0)
+    expected = {"rpn": {"rpn", "rpn_backbone"},
+                "detector": {"detector.backbone", "detector.fc6", "detector.fc7",
+                             "detector.cls_score", "detector.bbox_pred"},
+                "rpn_head": {"rpn", "rpn_backbone"},        # the copy of the shared backbone
+                "detector_head": {"detector.fc6", "detector.fc7", "detector.cls_score",
+                                  "detector.bbox_pred"}}
+    for epoch, stage in enumerate(STAGES):
+        assert stage_of(config, epoch) == stage
+        before = model.state_dict()
+        images, targets = rpn_minibatch(config, items, [0, 1], rng)
+        stats = rpn_train_step(model, optimizer, images, targets, config, rng, epoch)
+        assert np.isfinite(stats["loss"])
+        assert _changed(before, model) == expected[stage], stage
+    shared = model.backbone.state_dict()                      # steps 3-4: one backbone
+    assert all(np.array_equal(v, model.rpn_backbone.state_dict()[k]) for k, v in shared.items())
+
+
+def test_alternating_run_ends_with_one_shared_backbone(tmp_path):
+    config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4)
+    metrics = train_detector(config, tmp_path / "alt", progress=False)
+    assert np.isfinite(metrics["eval"]["coco_AP"])
+    model = load_checkpoint(tmp_path / "alt" / "model.npz")
+    assert model.rpn_backbone is None
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"sampling": "region", "num_train": 16}, "hierarchical sampling"),
+    ({"train_scales": (1.0, 2.0)}, "at one scale"),
+    ({"rpn_training": "alternating", "epochs": 3}, "4 steps"),
+    ({"rpn_training": "both"}, "rpn_training must be"),
+])
+def test_rpn_settings_are_checked(change, message):
+    with pytest.raises(UsageError, match=message):
+        check_train_config(dataclasses.replace(TINY_RPN, **change))
