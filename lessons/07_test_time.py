@@ -396,6 +396,97 @@ small_det = small.detect(ds[0]["image"], proposals[0])
 assert len(small_det["boxes"]) > 0
 
 # %% [markdown]
+# ### Exercise 3 — choose the rank for a FLOP budget, predict the speed-up
+#
+# A lecturer's question before any timing: *how far must I truncate to make the head k
+# times cheaper, and what will the whole detector gain?* For fc layers of shapes
+# (out, in) that all keep the same rank t:
+#
+# 1. multiply-adds per RoI fall from Σ out·in to Σ t·(in + out);
+# 2. choose the **largest** t ≥ 1 with Σ t·(in + out) ≤ `budget` · Σ out·in (the budget
+#    is a fraction of the original cost; a cost exactly on the budget is within it) and
+#    t ≤ min(out, in) of every layer (a matrix has no more singular values than that);
+# 3. the fc layers' predicted speed-up is s = Σ out·in / Σ t·(in + out);
+# 4. if the fc layers take a fraction p of the detection time (section 4 above measured
+#    it; the paper's was 45% for VGG16), the rest does not get faster, so the whole
+#    detector speeds up by 1 / ((1 − p) + p / s) (Amdahl's law).
+#
+# Return `(t, s, overall)`. The check: the budget that rank 64 met above gives t = 64,
+# and the FLOP ratio `head_cost` measured.
+
+# %% nbgrader={"grade": false, "grade_id": "svd_budget_code", "locked": false, "schema_version": 3, "solution": true}
+def svd_rank_for_budget(shapes, budget, fc_fraction):
+    """shapes [(out, in), ...], budget in (0, 1], fc_fraction p -> (t int, s float, overall float)."""
+    ### BEGIN SOLUTION
+    before = sum(out * inp for out, inp in shapes)                  # multiply-adds per RoI
+    per_rank = sum(out + inp for out, inp in shapes)                # cost of one rank
+    t = max(1, int(budget * before // per_rank))                    # largest t within budget
+    if (t + 1) * per_rank <= budget * before:                       # float floor, one step
+        t += 1
+    t = min(t, *(min(shape) for shape in shapes))                   # at most rank(W)
+    s = before / (t * per_rank)
+    overall = 1.0 / ((1.0 - fc_fraction) + fc_fraction / s)
+    return t, float(s), float(overall)
+    ### END SOLUTION
+
+# %% nbgrader={"grade": true, "grade_id": "svd_budget", "locked": true, "points": 4, "schema_version": 3, "solution": false}
+# forbid: minircnn.models.compress.compress_fast_rcnn
+# The visible check (not graded): fc6 (256 x 3136) and fc7 (256 x 256) at rank 64's budget.
+head_shapes = [(256, 3136), (256, 256)]
+t_mine, s_mine, overall_mine = svd_rank_for_budget(head_shapes, after["flops"] / before["flops"], 0.5)
+assert t_mine == 64, t_mine
+assert abs(s_mine - before["flops"] / after["flops"]) < 1e-12, s_mine
+assert abs(overall_mine - 1 / (0.5 + 0.5 / s_mine)) < 1e-12
+### BEGIN HIDDEN TESTS
+import numpy as np
+
+
+def _svd_want(shapes, budget, p):
+    before = sum(o * i for o, i in shapes)
+    per_rank = sum(o + i for o, i in shapes)
+    t = max(t for t in range(1, min(min(s) for s in shapes) + 1) if t * per_rank <= budget * before)
+    s = before / (t * per_rank)
+    return t, s, 1 / ((1 - p) + p / s)
+
+
+def _svd_check(student, shapes, budget, p):
+    t, s, overall = student.svd_rank_for_budget(shapes, budget, p)
+    want = _svd_want(shapes, budget, p)
+    assert t == want[0], f"rank {t} for budget {budget:.4f} of {shapes}, want {want[0]}"
+    assert abs(s - want[1]) < 1e-9 * want[1], "the fc layers' speed-up"
+    assert abs(overall - want[2]) < 1e-9 * want[2], "the detector's speed-up (Amdahl)"
+
+
+def _random_shapes(rng):
+    return [tuple(int(v) for v in rng.integers(16, 2049, size=2))
+            for _ in range(int(rng.integers(1, 4)))]
+
+
+# TEST the lesson's head, a budget and a time fraction drawn (1 point)
+def grade_svd_head(student, rng):
+    _svd_check(student, [(256, 3136), (256, 256)], float(rng.uniform(0.05, 0.5)),
+               float(rng.uniform(0.2, 0.8)))
+
+
+# TEST random layer shapes, budgets and fractions (2 points)
+def grade_svd_random(student, rng):
+    for _ in range(6):
+        shapes = _random_shapes(rng)
+        lowest = 1.5 * sum(o + i for o, i in shapes) / sum(o * i for o, i in shapes)  # t >= 1
+        _svd_check(student, shapes, float(rng.uniform(max(0.02, lowest), 0.6)),
+                   float(rng.uniform(0.05, 0.95)))
+
+
+# TEST a budget met exactly by some rank (1 point)
+def grade_svd_exact(student, rng):
+    for _ in range(3):
+        n = 2 ** int(rng.integers(7, 12))                   # L square n x n layers: budget
+        t = int(rng.integers(2, n // 4))                    # 2t/n is exact in binary
+        _svd_check(student, [(n, n)] * int(rng.integers(1, 4)), 2 * t / n,
+                   float(rng.uniform(0.1, 0.9)))
+### END HIDDEN TESTS
+
+# %% [markdown]
 # mAP against the rank (the same rank for fc6 and fc7), with the FLOPs of fc6 + fc7.
 # The detector barely notices down to a rank of 16 (asserted below), although rank 32
 # keeps under half of fc6's squared Frobenius norm (the fraction is printed in section 5
