@@ -208,3 +208,16 @@ def test_lesson_parts_and_paper_sections_are_told_apart(before, text, refs, wron
     lesson = next((ROOT / "lessons").glob("04_*.py"))
     c = Citation(lesson, 1, text, refs, before, "")
     assert bool(problem(c)) == wrong, problem(c)
+
+
+def test_the_reports_paper_numbers_are_the_papers():
+    # Each row of `minircnn reproduce` quotes the paper's number beside the toy's.
+    from minircnn.paper.report import PAPER
+
+    paper_text = " ".join(e.reports for e in (*refs.FAST_RCNN.sections.values(),
+                                               *refs.FAST_RCNN.tables.values(),
+                                               *refs.FAST_RCNN.figures.values()))
+    in_paper = set(re.findall(r"\d+\.\d+|\d+", paper_text))
+    for row, (_, quoted) in PAPER.items():
+        numbers = set(re.findall(r"\d+\.\d+|\d+", quoted))
+        assert numbers <= in_paper, f"{row}: {quoted!r} is not what the paper reports"
