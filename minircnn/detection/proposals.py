@@ -1,7 +1,8 @@
 """Object proposals from outside the network: selective search and dense sliding windows.
 
 Fast R-CNN scores a fixed set of class-agnostic boxes per image, computed once and
-cached (the paper uses selective search "fast mode", about 2000 boxes per image).
+cached (about 2000 boxes per image, Fast R-CNN paper section 3: R-CNN's selective search
+in "fast mode").
 Ours is a small selective search written with NumPy/SciPy:
 
 1. Felzenszwalb & Huttenlocher (IJCV 2004) graph segmentation of a Gaussian-smoothed

@@ -8,8 +8,10 @@ arXiv:1504.08083); ``reports`` says what each one shows, with the paper's number
 
 A few citations name the Faster R-CNN paper (Ren, He, Girshick, Sun, arXiv:1506.01497,
 the v3 / TPAMI numbering): they must say so ("Faster R-CNN paper, section 1") and are
-checked against ``FASTER_RCNN``. Its tables are not listed: both versions number them
-differently, so cite them by caption, or add them here after checking the version.
+checked against ``FASTER_RCNN``. Its tables are not listed: the NIPS, arXiv v3 and TPAMI
+versions number them differently, so cite them by caption, or add them here after
+checking the version (its figures, listed, are v3's: the NIPS version numbers them
+differently).
 """
 
 from __future__ import annotations
@@ -183,7 +185,17 @@ FASTER_RCNN = Paper(
         "5": Entry("Conclusion", "RPNs make proposals nearly cost-free"),
     },
     tables={},
-    figures={},
+    figures={
+        1: Entry("Different schemes for addressing multiple scales and sizes", "image "
+                 "pyramids, filter pyramids, and pyramids of reference boxes (anchors)"),
+        2: Entry("Faster R-CNN is a single, unified network for object detection", "the RPN "
+                 "as the 'attention' of the detector, on shared conv features"),
+        3: Entry("Region Proposal Network; example detections", "the sliding 3x3 window, "
+                 "k anchors per position, cls and reg layers; detections with RPN proposals"),
+        4: Entry("Recall vs. IoU overlap ratio on the PASCAL VOC 2007 test set", "recall of "
+                 "selective search, EdgeBoxes and the RPN with 300, 1000 and 2000 proposals "
+                 "(Figure 2 in the NIPS version)"),
+    },
     equations={
         1: Entry("RPN loss", "L = 1/N_cls sum L_cls(p_i, p_i*) + lambda 1/N_reg sum p_i* "
                  "L_reg(t_i, t_i*)"),
@@ -219,7 +231,7 @@ FAST_RCNN_TOPICS = (
           r"multi-?task|stage-?wise|piecewise|lambda|λ",
           _refs("§1.2", "§2.3", "§5.1", "Table 6", "eq. 1", "Figure 1")),
     Topic("number of proposals, dense boxes",
-          r"more proposals|number of proposals|proposals per image|dense|average recall",
+          r"more proposals|number of proposals|(proposals|boxes) per image|dense|average recall",
           _refs("§3", "§5.5", "Figure 3")),
     Topic("R-CNN and SPP-net against Fast R-CNN",
           r"(?<!Fast )(?<!Faster )R-CNN\b|SPP-?net|faster than",
@@ -251,7 +263,8 @@ FASTER_RCNN_TOPICS = (
     Topic("anchors", r"anchor", _refs("§3.1", "§3.1.1", "§3.1.2", "§3.1.3", "§3.3", "eq. 1",
                                       "eq. 2")),
     Topic("shared features", r"alternating|joint training|4-step|shar",
-          _refs("§3", "§3.2")),
+          _refs("§3", "§3.2", "Figure 2")),
+    Topic("proposal recall", r"recall", _refs("§4.1", "Figure 4")),
 )
 
 PAPERS = {"Fast R-CNN": (FAST_RCNN, FAST_RCNN_TOPICS),

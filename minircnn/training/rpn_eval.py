@@ -2,7 +2,7 @@
 
 ``minircnn train --proposals rpn`` evaluates its detector with the RPN's proposals and
 reports, next to selective search's on the same images: recall at IoU 0.5 and 0.7 with
-the top N proposals (the Faster R-CNN paper's Figure 2 measure; Hosang et al.'s) and the
+the top N proposals (the Faster R-CNN paper's Figure 4 measure; Hosang et al.'s) and the
 time per image of each method, one image at a time on the training's BLAS threads.
 """
 

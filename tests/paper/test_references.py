@@ -4,7 +4,7 @@ its topic: a sentence about image pyramids cites 2.4, 3, 5.2 or Table 7, not 5.4
 
 A citation is ``§5.2``, ``section 5.2``, ``Sec. 5.2``, ``Table 7``, ``Tables 4-8``,
 ``Figure 2``, ``Fig. 2`` or ``eq. 3``. It cites the paper named shortly before it, else
-the first one its file names (a module about the RPN cites Faster R-CNN). One followed
+the one its first lines name (a module about the RPN cites Faster R-CNN). One followed
 by "above"/"below", after "lesson NN's", or, in a lesson, a "section N" with no paper
 named before it, cites a lesson's own numbered part (its "## N." heading must exist).
 """
@@ -110,7 +110,8 @@ def _which(c: Citation) -> str:
     names = re.findall(r"Faster R-CNN|Fast R-CNN", near)
     if names:                                  # the paper named just before the citation
         return names[-1]
-    first = re.search(r"Faster R-CNN|Fast R-CNN", text)   # else the file's own paper
+    head = "\n".join(text.splitlines()[:3])              # else the module's own paper
+    first = re.search(r"Faster R-CNN|Fast R-CNN", head)
     return first.group(0) if first else "Fast R-CNN"
 
 
