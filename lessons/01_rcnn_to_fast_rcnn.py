@@ -357,7 +357,8 @@ for name, model in (("SPP-net", spp), ("Fast R-CNN", fast)):
 #
 # - **R-CNN** runs the CNN on every warped proposal: the backbone cost grows with the
 #   number of RoIs (16× the pixels of the whole image for 64 RoIs here, 2000 · 227² /
-#   (600 · 1000) = ~170× at the paper's 2000 proposals), then trains SVMs and box regressors in separate stages.
+#   (600 · 1000) = ~170× at the paper's 2000 proposals), then trains SVMs and box
+#   regressors in separate stages.
 # - **SPP-net** runs the CNN once per image and pools each RoI's window of the feature
 #   map with a spatial pyramid: test time drops ~20×, but training stays multi-stage and
 #   the convolutions below the pyramid stay frozen, because region-wise sampling would

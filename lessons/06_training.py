@@ -104,8 +104,8 @@ assert all(len(p) > 50 for p in train_proposals)
 #
 # `model.backward` runs every layer's backward in reverse order and *adds* into each
 # `p.grad`, so gradients must be zeroed before each step. At initialisation the box
-# predictor's weights are ~N(0, 0.001²) (the paper's), so its deltas are ≈ 0 and the box loss is the
-# smooth L1 of the targets themselves, by hand: Σ over foreground RoIs of
+# predictor's weights are ~N(0, 0.001²) (the paper's), so its deltas are ≈ 0 and the box
+# loss is the smooth L1 of the targets themselves, by hand: Σ over foreground RoIs of
 # smoothL1(t) / R. The class scores are small too, so the classification loss is near
 # log(K+1) = log 4 = 1.386 (not exactly: the scores are small but not zero).
 
