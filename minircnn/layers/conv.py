@@ -226,7 +226,8 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     KH, KW = w.shape[2:]
     dtype = x.dtype if cols is None else cols.dtype
     dout3 = dout.reshape(N, F, OH * OW).astype(dtype, copy=False)  # (N, F, P)
-    w_mat = w.reshape(F, -1).astype(dtype, copy=False)  # (F, K)
+    K = w.shape[1] * KH * KW                            # rows of a column: C * KH * KW
+    w_mat = w.reshape(F, K).astype(dtype, copy=False)  # (F, K); explicit K also when F = 0
     dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
     dx = col2im(dcols, tuple(x.shape), KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
     return dx, dw, db
