@@ -46,8 +46,10 @@ class ReLU(Module):
     cache: ReluCache | None = None
 
     def forward(self, x):
-        out, cache = relu_forward(x)
-        self.cache = None if self.is_frozen() else cache   # frozen: no backward comes
+        if self.is_frozen():   # no backward comes: no mask, no cache
+            self.cache = None
+            return get_array_module(x).maximum(x, 0)
+        out, self.cache = relu_forward(x)
         return out
 
     def backward(self, dout):

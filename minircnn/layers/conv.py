@@ -113,6 +113,23 @@ def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
 # --------------------------------------------------------------------------------------
 # Fast version: im2col + one matmul.
 # --------------------------------------------------------------------------------------
+def _valid_range(k: int, pad: int, stride: int, size: int, out: int) -> tuple[int, int]:
+    """Outputs o in [lo, hi) whose kernel offset k reads inside the unpadded input:
+    0 <= o * stride + k - pad < size. The others read the zero padding."""
+    lo = min(out, max(0, -(-(pad - k) // stride)))      # ceil((pad - k) / stride), clipped
+    hi = min(out, (size - 1 - k + pad) // stride + 1)
+    return lo, max(lo, hi)
+
+
+def _offset_slices(k: int, pad: int, stride: int, size: int, out: int):
+    """For kernel offset k along one axis: the slice of outputs that read the input and
+    the strided slice of input positions they read (same length)."""
+    lo, hi = _valid_range(k, pad, stride, size, out)
+    first = lo * stride + k - pad                       # input position read by output lo
+    return slice(lo, hi), slice(first, first + (hi - lo - 1) * stride + 1 if hi > lo
+                                else first, stride)
+
+
 def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) -> np.ndarray:
     """Unfold every KHxKW window of ``x`` into one column of a contiguous matrix per image.
 
@@ -121,22 +138,28 @@ def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) ->
         KH, KW: window size.  stride, pad: as in conv2d.
     Returns:
         cols: (N, C*KH*KW, OH*OW); ``cols[n, :, i*OW + j]`` is window (i, j) of image n
-        flattened in (c, kh, kw) order, the order of ``w.reshape(F, -1)``. Built with one
-        copy out of a strided *view* of the padded input: no Python loop over pixels.
+        flattened in (c, kh, kw) order, the order of ``w.reshape(F, -1)``, so the
+        forward is one product ``w_mat @ cols`` with both operands contiguous.
+
+    One strided slice copy per kernel offset (kh, kw): offset (kh, kw) of window (i, j)
+    reads x[:, :, i*s + kh - pad, j*s + kw - pad], a strided grid of the input, copied
+    in runs of OW values. Outputs whose offset falls in the padding get zeros, so no
+    padded copy of x is ever made.
     """
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
-    if pad > 0:
-        x_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
-        x_pad[:, :, pad:pad + H, pad:pad + W] = x  # (N, C, H+2p, W+2p)
-        x = x_pad
-    sN, sC, sH, sW = x.strides
-    windows = xp.lib.stride_tricks.as_strided(  # view (N, C, KH, KW, OH, OW), no copy
-        x, shape=(N, C, KH, KW, OH, OW),
-        strides=(sN, sC, sH, sW, sH * stride, sW * stride))
     cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    cols[...] = windows  # the one copy
+    for kh in range(KH):
+        out_rows, in_rows = _offset_slices(kh, pad, stride, H, OH)
+        for kw in range(KW):
+            out_cols, in_cols = _offset_slices(kw, pad, stride, W, OW)
+            dst = cols[:, :, kh, kw]                      # view (N, C, OH, OW)
+            dst[:, :, out_rows, out_cols] = x[:, :, in_rows, in_cols]
+            dst[:, :, :out_rows.start] = 0                # windows whose offset (kh, kw)
+            dst[:, :, out_rows.stop:] = 0                 # falls in the padding: the
+            dst[:, :, :, :out_cols.start] = 0             # border strips, zeros
+            dst[:, :, :, out_cols.stop:] = 0
     return cols.reshape(N, C * KH * KW, OH * OW)  # (N, K, P), K = C*KH*KW, P = OH*OW
 
 
@@ -151,21 +174,20 @@ def col2im(dcols: np.ndarray, x_shape: tuple, KH: int, KW: int, *,
         dx: (N, C, H, W); where windows overlap their contributions sum. One slice-add
         per kernel offset (kh, kw): that offset of every window lands on a strided grid
         of pixels, and within one offset no two windows share a pixel, so ``+=`` on a
-        slice is exact (no ``add.at`` needed).
+        slice is exact (no ``add.at`` needed). Values that landed in the padding are
+        never added (the padding is not an input).
     """
     xp = get_array_module(dcols)
     N, C, H, W = x_shape
     OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
     d6 = dcols.reshape(N, C, KH, KW, OH, OW)  # view
-    dx_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=dcols.dtype)
+    dx = xp.zeros((N, C, H, W), dtype=dcols.dtype)
     for kh in range(KH):
+        out_rows, in_rows = _offset_slices(kh, pad, stride, H, OH)
         for kw in range(KW):
-            rows = slice(kh, kh + stride * (OH - 1) + 1, stride)
-            cols = slice(kw, kw + stride * (OW - 1) + 1, stride)
-            dx_pad[:, :, rows, cols] += d6[:, :, kh, kw]  # (N, C, OH, OW)
-    if pad == 0:
-        return dx_pad
-    return dx_pad[:, :, pad:pad + H, pad:pad + W].copy()  # crop the padding: (N, C, H, W)
+            out_cols, in_cols = _offset_slices(kw, pad, stride, W, OW)
+            dx[:, :, in_rows, in_cols] += d6[:, :, kh, kw, out_rows, out_cols]  # (N, C, h', w')
+    return dx
 
 
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,

@@ -120,19 +120,46 @@ def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
     """
     x, (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
     xp = get_array_module(x)
-    has_nan = bool(xp.isnan(x).any())   # one pass; the NaN test per offset only if needed
-    out = _offset_view(x, 0, 0, (SH, SW), (OH, OW)).copy()  # offset (0, 0) of every window
+    if bool(xp.isnan(x).any()):   # one pass; NaN needs the slower loop below
+        return _max_pool_with_nan(x, (KH, KW), (SH, SW), (OH, OW))
+    out = max_pool2d_values(x, (KH, KW), (SH, SW), (OH, OW))   # (N, C, OH, OW)
+    # The first max's offset = how many offsets come before it, all below the max:
+    # arg = sum over k of [offsets 0..k all miss the max] (the last offset needs no test).
     code = np.min_scalar_type(KH * KW - 1).type  # uint8 for kernels up to 16x16
+    arg = xp.zeros(out.shape, dtype=code)        # (N, C, OH, OW)
+    missed = xp.ones(out.shape, dtype=code)      # 1 while no offset so far held the max
+    for k in range(KH * KW - 1):
+        missed &= _offset_view(x, *divmod(k, KW), (SH, SW), (OH, OW)) != out
+        arg += missed
+    return out, PoolCache(x, arg, (KH, KW), (SH, SW))
+
+
+def max_pool2d_values(x: np.ndarray, kernel: tuple, stride: tuple, out_hw: tuple) -> np.ndarray:
+    """The pooled maxima only (N, C, OH, OW), no argmax: what a layer that no backward
+    runs through needs (a frozen layer). NaN propagates, as in max_pool2d_forward."""
+    xp = get_array_module(x)
+    (KH, KW) = kernel
+    out = _offset_view(x, 0, 0, stride, out_hw).copy()  # offset (0, 0) of every window
+    for k in range(1, KH * KW):
+        xp.maximum(out, _offset_view(x, *divmod(k, KW), stride, out_hw), out=out)
+    return out
+
+
+def _max_pool_with_nan(x, kernel: tuple, stride: tuple, out_hw: tuple):
+    """max_pool2d_forward for an input holding NaN: a running max and argmax, where
+    every NaN takes over from what came before it (as PyTorch: the last NaN wins)."""
+    xp = get_array_module(x)
+    (KH, KW) = kernel
+    out = _offset_view(x, 0, 0, stride, out_hw).copy()  # offset (0, 0) of every window
+    code = np.min_scalar_type(KH * KW - 1).type
     arg = xp.zeros(out.shape, dtype=code)  # (N, C, OH, OW) winning offset so far
     for k in range(1, KH * KW):
-        candidate = _offset_view(x, *divmod(k, KW), (SH, SW), (OH, OW))  # (N, C, OH, OW)
-        better = candidate > out  # strict: an equal later value does not take over
-        if has_nan:
-            better |= xp.isnan(candidate)  # as PyTorch: every NaN takes over (the last wins)
-        xp.maximum(out, candidate, out=out)
+        candidate = _offset_view(x, *divmod(k, KW), stride, out_hw)  # (N, C, OH, OW)
+        better = (candidate > out) | xp.isnan(candidate)  # strict: an equal value does not
+        xp.maximum(out, candidate, out=out)                # take over; every NaN does
         arg *= ~better  # arg = k where better, else unchanged (arithmetic beats where())
         arg += better.astype(code) * k
-    return out, PoolCache(x, arg, (KH, KW), (SH, SW))
+    return out, PoolCache(x, arg, kernel, stride)
 
 
 def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
@@ -148,9 +175,13 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     xp = get_array_module(dout)
     OH, OW = dout.shape[2:]
     dx = xp.zeros_like(x)  # (N, C, H, W), x's dtype
+    disjoint = SH >= KH and SW >= KW   # windows do not overlap: each input in one window
     for k in range(KH * KW):
         dx_k = _offset_view(dx, *divmod(k, KW), (SH, SW), (OH, OW))  # view (N, C, OH, OW)
-        dx_k += dout * (arg == k)  # d out / d x = 1 where the max sat at offset k, else 0
+        if disjoint:   # dx_k is still zero and no other offset writes it: store directly
+            xp.multiply(dout, arg == k, out=dx_k)
+        else:
+            dx_k += dout * (arg == k)  # d out / d x = 1 where the max sat at offset k, else 0
     return dx
 
 
@@ -169,8 +200,11 @@ class MaxPool2d(Module):
 
     def forward(self, x):
         forward, _ = self.ops()
-        out, cache = forward(x, kernel=self.kernel, stride=self.stride)
-        self._cache = None if self.is_frozen() else cache   # frozen: no backward comes
+        if self.is_frozen():   # no backward comes: the maxima only, no argmax, no cache
+            x, kernel, stride, out_hw = _check_pool_args(x, self.kernel, self.stride)
+            self._cache = None
+            return max_pool2d_values(x, kernel, stride, out_hw)
+        out, self._cache = forward(x, kernel=self.kernel, stride=self.stride)
         return out
 
     def backward(self, dout):
