@@ -4,6 +4,12 @@ Absolute times depend on the machine; the percentage of the same-run float32 mat
 throughput does much less, so compare those across machines. ``minircnn bench`` prints
 the table, ``minircnn bench --json`` the dict.
 
+Everything runs with one BLAS thread (what training and detection use, see
+minircnn/utils/blas.py) and is timed in CPU seconds of the calling thread, which is all
+the work with one thread: other processes on a busy machine slow the wall clock, not
+that. The entries that run several BLAS threads are timed by the wall clock
+(``clock="wall"``).
+
 Adding an entry is one line in ``BENCHMARKS``: a name and a ``setup(rng)`` that builds
 the inputs once and returns ``(run, flops)``, where ``run()`` does one forward + backward
 and ``flops`` is the counted work (None when GFLOP/s means little, e.g. ReLU). Give
@@ -52,6 +58,7 @@ class Benchmark(NamedTuple):
     setup: Setup                 # rng -> (run, flops)
     compare_to: str | None = None  # report speed-up = that entry's ms / this entry's ms
     part_of: str | None = None     # report this entry's ms as a % of that entry's ms
+    clock: str = "cpu"             # "cpu": this thread's CPU time; "wall": several threads
 
 
 def _f32(rng, *shape):
@@ -194,29 +201,39 @@ def _with_blas_threads(setup: Setup, n: int) -> Setup:
 
 
 def _detector_benchmarks() -> list[Benchmark]:
-    """Fast R-CNN training step and inference, each followed by its parts (% of whole)."""
+    """Fast R-CNN training step and detection as ``minircnn train`` / ``detect`` run them
+    (the default TrainConfig: its test pyramid, RoI op and sizes), each followed by its
+    parts (% of the whole)."""
     from minircnn.perf import detector_bench as d
 
     step = "fast r-cnn train step (2 images, 128 RoIs)"
-    infer = "fast r-cnn inference per image (300 proposals)"
+    infer = f"fast r-cnn detect per image ({d.NUM_TEST_PROPOSALS} proposals, {d.PYRAMID})"
+    one = f"fast r-cnn detect per image ({d.NUM_TEST_PROPOSALS} proposals, one scale)"
+    wall = f"{step}, wall clock"
     return [
         Benchmark(step, d.setup_train_step),
-        Benchmark(f"{step}, 1 BLAS thread", _with_blas_threads(d.setup_train_step, 1)),
-        Benchmark(f"{step}, 2 BLAS threads", _with_blas_threads(d.setup_train_step, 2),
-                  compare_to=f"{step}, 1 BLAS thread"),
         Benchmark("fast r-cnn train step part: backbone fwd+bwd", d.setup_train_backbone,
                   part_of=step),
-        Benchmark("fast r-cnn train step part: roi_pool fwd+bwd", d.setup_train_roi,
+        Benchmark(f"fast r-cnn train step part: {d.ROI_OP} fwd+bwd", d.setup_train_roi,
                   part_of=step),
         Benchmark("fast r-cnn train step part: head fwd+bwd + loss", d.setup_train_head,
                   part_of=step),
+        Benchmark("fast r-cnn train step part: SGD update", d.setup_train_update, part_of=step),
+        Benchmark(f"{wall}, 1 BLAS thread", _with_blas_threads(d.setup_train_step, 1),
+                  clock="wall"),
+        Benchmark(f"{wall}, 2 BLAS threads", _with_blas_threads(d.setup_train_step, 2),
+                  compare_to=f"{wall}, 1 BLAS thread", clock="wall"),
         Benchmark(infer, d.setup_inference),
-        Benchmark("fast r-cnn inference part: backbone", d.setup_inference_backbone,
+        *[Benchmark(f"fast r-cnn detect part: backbone at {s:g}x",
+                    lambda rng, j=j: d.setup_inference_backbone(rng, j), part_of=infer)
+          for j, s in enumerate(d.TEST_SCALES)],
+        Benchmark(f"fast r-cnn detect part: {d.ROI_OP} (all levels)", d.setup_inference_roi,
                   part_of=infer),
-        Benchmark("fast r-cnn inference part: roi_pool", d.setup_inference_roi, part_of=infer),
-        Benchmark("fast r-cnn inference part: head", d.setup_inference_head, part_of=infer),
-        Benchmark("fast r-cnn inference part: softmax, decode, NMS",
+        Benchmark("fast r-cnn detect part: head (all levels)", d.setup_inference_head,
+                  part_of=infer),
+        Benchmark("fast r-cnn detect part: softmax, decode, NMS",
                   d.setup_inference_postprocess, part_of=infer),
+        Benchmark(one, d.setup_inference_one_scale),
     ]
 
 
@@ -258,45 +275,54 @@ BENCHMARKS: list[Benchmark] = [
 MATMUL = BENCHMARKS[0].name
 
 
-def best_time(run: Callable[[], object], repeats: int) -> float:
-    """Best wall time of ``repeats`` calls (after one warm-up call), in seconds."""
+CLOCKS = {"wall": time.perf_counter, "cpu": time.thread_time}
+
+
+def best_time(run: Callable[[], object], repeats: int, clock: str = "wall") -> float:
+    """Best time of ``repeats`` calls (after one warm-up call), in seconds, on the wall
+    clock or in CPU time of the calling thread (``clock="cpu"``)."""
+    now = CLOCKS[clock]
     run()
     best = float("inf")
     for _ in range(max(1, repeats)):
-        start = time.perf_counter()
+        start = now()
         run()
-        best = min(best, time.perf_counter() - start)
+        best = min(best, now() - start)
     return best
 
 
-def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0) -> dict:
+def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0,
+              threads: int = 1) -> dict:
     """Time every entry of ``BENCHMARKS`` (those whose name contains ``only``).
 
-    Timing is only as good as the machine is idle: ``load_avg`` is recorded so a run
-    on a busy machine can be recognised (there, OPENBLAS_NUM_THREADS=1 often helps).
-    The matmul is always timed (first, and again last; its best time is kept): it is
-    the yardstick for ``pct_of_matmul``. Each entry's time is the best of ``repeats``
-    runs after a warm-up run.
+    Runs with ``threads`` BLAS threads (entries that set their own keep theirs). Timing
+    is only as good as the machine is idle: ``load_avg`` is recorded so a run on a busy
+    machine can be recognised; the CPU-time entries suffer least from it. The matmul
+    is always timed (first, and again last; its best time is kept): it is the
+    yardstick for ``pct_of_matmul``. Each entry's time is the best of ``repeats`` runs
+    after a warm-up run.
     Returns:
-        {"numpy": version, "repeats": repeats, "cpu_count": int, "load_avg": float,
-         "machine": {"platform", "cpu", "blas"} (strings), "matmul_gflops": float,
-         "entries": {name: {"ms", "flops", "gflops", "pct_of_matmul", ["speedup"]}}};
-        flops / gflops / pct_of_matmul are None for entries without a FLOP count.
+        {"numpy": version, "repeats": repeats, "blas_threads": threads, "cpu_count": int,
+         "load_avg": float, "machine": {"platform", "cpu", "blas"} (strings),
+         "matmul_gflops": float, "entries": {name: {"ms", "clock", "flops", "gflops",
+         "pct_of_matmul", ["speedup"], ["pct_of_whole"]}}}; flops / gflops /
+        pct_of_matmul are None for entries without a FLOP count.
     """
     rng = np.random.default_rng(seed)
     chosen = [b for b in BENCHMARKS if b.name == MATMUL or only is None or only in b.name]
     entries: dict[str, dict] = {}
-    for bench in chosen:
-        run, flops = bench.setup(rng)
-        seconds = best_time(run, repeats)
-        if bench.name == MATMUL:
-            matmul_run = run
-        entries[bench.name] = {"ms": 1e3 * seconds, "flops": flops,
-                               "gflops": None if flops is None else flops / seconds / 1e9}
-    if len(chosen) > 1:  # time the yardstick again at the end; keep its best (less noise)
-        matmul = entries[MATMUL]
-        matmul["ms"] = min(matmul["ms"], 1e3 * best_time(matmul_run, repeats))
-        matmul["gflops"] = matmul["flops"] / matmul["ms"] / 1e6
+    with blas_threads(threads):
+        for bench in chosen:
+            run, flops = bench.setup(rng)
+            seconds = best_time(run, repeats, bench.clock)
+            if bench.name == MATMUL:
+                matmul_run, matmul_clock = run, bench.clock
+            entries[bench.name] = {"ms": 1e3 * seconds, "clock": bench.clock, "flops": flops,
+                                   "gflops": None if flops is None else flops / seconds / 1e9}
+        if len(chosen) > 1:  # time the yardstick again at the end; keep its best (less noise)
+            matmul = entries[MATMUL]
+            matmul["ms"] = min(matmul["ms"], 1e3 * best_time(matmul_run, repeats, matmul_clock))
+            matmul["gflops"] = matmul["flops"] / matmul["ms"] / 1e6
     matmul_gflops = entries[MATMUL]["gflops"]
     for bench in chosen:
         entry = entries[bench.name]
@@ -306,7 +332,8 @@ def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0) -> dict:
             entry["speedup"] = entries[bench.compare_to]["ms"] / entry["ms"]
         if bench.part_of in entries:
             entry["pct_of_whole"] = 100.0 * entry["ms"] / entries[bench.part_of]["ms"]
-    return {"numpy": np.__version__, "repeats": repeats, "cpu_count": os.cpu_count(),
+    return {"numpy": np.__version__, "repeats": repeats, "blas_threads": threads,
+            "cpu_count": os.cpu_count(),
             "load_avg": _load_average(), "machine": machine(), "matmul_gflops": matmul_gflops,
             "entries": entries}
 
@@ -355,10 +382,13 @@ def bench_rows(results: dict) -> list[tuple[str, ...]]:
 
 
 def describe_run(results: dict) -> str:
-    """One line: NumPy version, CPUs, load, repeats and the matmul yardstick."""
+    """One line: NumPy version, CPUs, load, threads, repeats and the matmul yardstick."""
     load = results.get("load_avg")
     cpus = f"{results.get('cpu_count')} CPUs" + ("" if load is None else f", load {load:.1f}")
-    return (f"NumPy {results['numpy']}, {cpus}, best of {results['repeats']}; "
+    threads = results.get("blas_threads")
+    timing = "" if threads is None else (f"{threads} BLAS thread{'s' * (threads != 1)}, "
+                                         "CPU time of the thread unless named; ")
+    return (f"NumPy {results['numpy']}, {cpus}, {timing}best of {results['repeats']}; "
             f"float32 matmul {results['matmul_gflops']:.1f} GFLOP/s")
 
 

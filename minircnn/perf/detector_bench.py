@@ -1,12 +1,15 @@
 """Benchmark setups for the whole detector (used by ``minircnn bench``, see bench.py).
 
-A training step as in the paper's minibatch: 2 images of 128x128, 128 RoIs sampled
-hierarchically from selective-search-like proposals (here dense boxes, to keep the
-setup fast), forward + loss + backward + SGD step of the default ``minircnn train``
-model. Then the same step split into its three parts, timed separately, so the table
-shows where the time goes: the backbone (convolutions on whole images), RoI pooling,
-and the head (fc6, fc7, the two output layers and the loss). Inference: ``detect`` on
-one image with 300 proposals, and its parts.
+Everything is the default ``minircnn train`` model and recipe (``TrainConfig()``), so
+the table times what users run. A training step as in the paper's minibatch: 2 images
+of 128x128, 128 RoIs sampled hierarchically from selective-search-like proposals (here
+dense boxes, to keep the setup fast), forward + loss + backward + SGD update. Then the
+same step split into its parts, timed separately, so the table shows where the time
+goes: the backbone (convolutions on whole images), the RoI op, the head (fc6, fc7, the
+two output layers and the loss) and the SGD update. Detection: ``detect`` on one image
+with 300 proposals through the test pyramid of ``TrainConfig.test_scales`` (what
+``minircnn detect`` and the evaluation run), and its parts: the backbone at each
+scale, the RoI op and the head over every level, and the postprocessing.
 
 Each setup takes an ``np.random.Generator`` and returns ``(run, flops)`` (flops None).
 """
@@ -16,7 +19,12 @@ from __future__ import annotations
 import numpy as np
 
 from minircnn.data.shapes import ShapesDataset
-from minircnn.detection.inference import detect, postprocess
+from minircnn.detection.inference import (
+    detect,
+    postprocess,
+    pyramid_levels,
+    rescale_batch,
+)
 from minircnn.detection.proposals import dense_boxes
 from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
@@ -24,18 +32,21 @@ from minircnn.training.config import TrainConfig, make_detector
 from minircnn.training.optim import SGD
 from minircnn.training.step import train_step
 
-NUM_TEST_PROPOSALS = 300
+NUM_TEST_PROPOSALS = 300                       # TrainConfig.max_proposals
+CONFIG = TrainConfig()
+TEST_SCALES = tuple(CONFIG.test_scales)        # the test pyramid (1x, 2x)
+PYRAMID = "pyramid " + "+".join(f"{s:g}x" for s in TEST_SCALES)
+ROI_OP = {"align": "RoIAlign", "pool": "RoIPool"}[CONFIG.roi_op]
 
 
 def _setup(rng: np.random.Generator):
     """The default model, two shapes images and a 128-RoI minibatch."""
-    config = TrainConfig()
-    model = make_detector(config)
-    ds = ShapesDataset(2, image_size=config.image_size)
+    model = make_detector(CONFIG)
+    ds = ShapesDataset(2, image_size=CONFIG.image_size)
     images = np.stack([ds[i]["image"] for i in range(2)])                  # (2, 3, H, W)
-    props = dense_boxes(config.image_size)
+    props = dense_boxes(CONFIG.image_size)
     batch = hierarchical_batch([ds[0], ds[1]], [props, props],
-                               rois_per_batch=config.rois_per_batch, rng=rng)
+                               rois_per_batch=CONFIG.rois_per_batch, rng=rng)
     return model, images, batch
 
 
@@ -88,38 +99,72 @@ def setup_train_head(rng):
     return run, None
 
 
+def setup_train_update(rng):
+    """zero_grad and the SGD step over every parameter (the frozen ones are skipped)."""
+    model, images, batch = _setup(rng)
+    opt = SGD(model.parameters(), 1e-4, momentum=CONFIG.momentum,
+              weight_decay=CONFIG.weight_decay)
+    train_step(model, opt, images, *batch)           # gradients and momentum to update
+
+    def run():
+        opt.step()
+        return opt
+    return run, None
+
+
 def _inference_setup(rng):
+    """The eval-mode model, one image, its proposals and their RoIs at every level."""
     model, images, _ = _setup(rng)
     model.eval()
-    props = dense_boxes(images.shape[-1])
+    image = images[:1]                                                    # (1, 3, H, W)
+    props = dense_boxes(image.shape[-1])
     props = props[rng.choice(len(props), NUM_TEST_PROPOSALS, replace=False)]
     rois = np.concatenate([np.zeros((len(props), 1), np.float32), props], axis=1)  # (P, 5)
-    return model, images[:1], props, rois
+    level = pyramid_levels(rois, TEST_SCALES, CONFIG.pyramid_target)      # (P,)
+    stride = model.backbone.feature_stride
+    levels = [rescale_batch(image, rois[level == j], s, stride)           # (image_j, rois_j)
+              for j, s in enumerate(TEST_SCALES)]
+    return model, image, props, levels
+
+
+def _detect(model, image, props, scales):
+    return detect(model, image[0], props, scales=scales, target=CONFIG.pyramid_target,
+                  score_thresh=CONFIG.score_thresh, nms_thresh=CONFIG.nms_thresh,
+                  max_dets=CONFIG.max_dets)
 
 
 def setup_inference(rng):
     model, image, props, _ = _inference_setup(rng)
-    return (lambda: detect(model, image[0], props)), None
+    return (lambda: _detect(model, image, props, TEST_SCALES)), None
 
 
-def setup_inference_backbone(rng):
-    model, image, _, _ = _inference_setup(rng)
-    return (lambda: model.backbone.forward(image)), None
+def setup_inference_one_scale(rng):
+    model, image, props, _ = _inference_setup(rng)
+    return (lambda: _detect(model, image, props, (1.0,))), None
+
+
+def setup_inference_backbone(rng, level: int = 0):
+    model, _, _, levels = _inference_setup(rng)
+    scaled = levels[level][0]                                # (1, 3, s H, s W)
+    return (lambda: model.backbone.forward(scaled)), None
 
 
 def setup_inference_roi(rng):
-    model, image, _, rois = _inference_setup(rng)
-    features = model.backbone.forward(image)
-    return (lambda: model.roi.forward(features, rois)), None
+    model, _, _, levels = _inference_setup(rng)
+    features = [(model.backbone.forward(im), r) for im, r in levels if len(r)]
+    return (lambda: [model.roi.forward(f, r) for f, r in features]), None
 
 
 def setup_inference_head(rng):
-    model, image, _, rois = _inference_setup(rng)
-    pooled = model.roi.forward(model.backbone.forward(image), rois)
-    return (lambda: _head_forward(model, pooled)), None
+    model, _, _, levels = _inference_setup(rng)
+    pooled = [model.roi.forward(model.backbone.forward(im), r) for im, r in levels if len(r)]
+    return (lambda: [_head_forward(model, p) for p in pooled]), None
 
 
 def setup_inference_postprocess(rng):
-    model, image, props, rois = _inference_setup(rng)
+    model, image, props, levels = _inference_setup(rng)
+    rois = np.concatenate([np.zeros((len(props), 1), np.float32), props], axis=1)
     cls_scores, deltas = model.forward(image, rois)
-    return (lambda: postprocess(cls_scores, deltas, props, image.shape[2:])), None
+    return (lambda: postprocess(cls_scores, deltas, props, image.shape[2:],
+                                score_thresh=CONFIG.score_thresh, nms_thresh=CONFIG.nms_thresh,
+                                max_dets=CONFIG.max_dets)), None

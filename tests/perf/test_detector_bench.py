@@ -9,9 +9,11 @@ from minircnn.perf.bench import BENCHMARKS, Benchmark, format_bench_table, run_b
 
 
 @pytest.mark.parametrize("setup", [d.setup_train_step, d.setup_train_backbone,
-                                   d.setup_train_roi, d.setup_train_head, d.setup_inference,
-                                   d.setup_inference_backbone, d.setup_inference_roi,
-                                   d.setup_inference_head, d.setup_inference_postprocess])
+                                   d.setup_train_roi, d.setup_train_head,
+                                   d.setup_train_update, d.setup_inference,
+                                   d.setup_inference_one_scale, d.setup_inference_backbone,
+                                   d.setup_inference_roi, d.setup_inference_head,
+                                   d.setup_inference_postprocess])
 def test_every_setup_runs(setup):
     run, flops = setup(np.random.default_rng(0))
     assert flops is None
@@ -22,6 +24,22 @@ def test_train_step_setup_really_trains():
     run, _ = d.setup_train_step(np.random.default_rng(0))
     stats = run()
     assert set(stats) == {"loss", "loss_cls", "loss_box", "accuracy"} and stats["loss"] > 0
+
+
+def test_detect_entry_times_what_users_run():
+    """The pyramid of the default TrainConfig, and a backbone part for each of its levels;
+    the levels hold every proposal once."""
+    from minircnn.training import TrainConfig
+
+    assert d.TEST_SCALES == tuple(TrainConfig().test_scales) and len(d.TEST_SCALES) > 1
+    names = [b.name for b in BENCHMARKS]
+    whole = next(n for n in names if n.startswith("fast r-cnn detect per image") and
+                 d.PYRAMID in n)
+    parts = [b for b in BENCHMARKS if b.part_of == whole]
+    assert sum("backbone at" in b.name for b in parts) == len(d.TEST_SCALES)
+    _, _, props, levels = d._inference_setup(np.random.default_rng(0))
+    assert sum(len(r) for _, r in levels) == len(props) == d.NUM_TEST_PROPOSALS
+    assert levels[1][0].shape[-1] == 2 * levels[0][0].shape[-1]      # the 2x image
 
 
 def test_part_of_reports_percent_of_the_whole(monkeypatch):
