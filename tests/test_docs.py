@@ -49,6 +49,30 @@ def test_every_nav_page_is_built(site):
         assert (site / page).is_file(), f"{page} missing from the built site"
 
 
+def test_lesson_pages_are_the_student_edition(site):
+    """lessons/ is the teacher's edition; the site shows (and offers for download) what
+    `minircnn assign` releases: no solution, hidden test or model answer."""
+    from minircnn.classroom.assign import BEGIN, read_cells, released_cells
+
+    for notebook in sorted((ROOT / "lessons").glob("[0-9][0-9]_*.ipynb")):
+        page = site / "lessons" / notebook.stem
+        html = (page / "index.html").read_text(encoding="utf-8")
+        download = (page / notebook.name).read_text(encoding="utf-8")
+        for text in (html, download):
+            for secret in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS", "def grade_"):
+                assert secret not in text, f"{notebook.name}: the site shows {secret!r}"
+        assert "Student edition" in html, notebook.name
+        teacher = [c for c in read_cells(notebook) if BEGIN in c.source]
+        if notebook.stem != "00_setup_and_data":
+            assert teacher and "NotImplementedError" in html, notebook.name
+        public = "\n".join(c.source for c in released_cells(read_cells(notebook), notebook.stem))
+        for cell in teacher:      # no line of an answer (not also in the lesson) reaches it
+            answer = cell.source.split(BEGIN, 1)[1].split("### END SOLUTION", 1)[0]
+            lines = [ln.strip() for ln in answer.splitlines()
+                     if len(ln.strip()) > 30 and ln.strip() not in public]
+            assert lines and not any(line in download for line in lines), notebook.name
+
+
 def test_cli_page_lists_every_subcommand_with_its_options(site):
     from minircnn.cli.main import build_parser
 

@@ -1,8 +1,13 @@
 """MkDocs hooks of the minircnn site (mkdocs.yml `hooks:`), run at every build.
 
-- The lessons stay in lessons/ (their home, next to their jupytext scripts): this hook
-  adds lessons/README.md and lessons/NN_*.ipynb to the site under lessons/, before
-  mkdocs-jupyter turns each notebook into a page.
+- The lessons stay in lessons/ (their home, next to their jupytext scripts), where they
+  are the **teacher's edition** (solutions, hidden tests, model answers). The site shows
+  the **student edition**, as ``minircnn assign`` releases it: this hook writes it from
+  lessons/NN_*.ipynb into the mkdocs-jupyter cache folder and adds those notebooks (and
+  lessons/README.md) to the site under lessons/, before mkdocs-jupyter turns each one
+  into a page. When the build executes the lessons, the hook runs the teacher's notebook
+  (cached by its content) and keeps its outputs, except those of the exercise cells, so
+  the pages show figures while no answer is shown; mkdocs-jupyter itself then only renders.
 - The command-line reference (cli.md) is generated from ``minircnn.cli.main.build_parser()``,
   so it always shows the options the installed command really has.
 - Executed lessons render their figures as images and print no progress bars: the
@@ -16,6 +21,8 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import logging
 import os
 import pkgutil
@@ -29,12 +36,22 @@ LESSONS = ROOT / "lessons"
 HELP_WIDTH = "88"  # columns argparse wraps the help text at, whatever the terminal
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 log = logging.getLogger("mkdocs.hooks.minircnn")  # warnings here fail a --strict build
+STUDENT_NOTE = ("*Student edition: the exercises' solutions, hidden tests and model answers "
+                "are removed, as `minircnn assign` releases this lesson. Teachers find them "
+                "in `lessons/` of the repository (the teacher's edition).*")
+_build = {"execute": False, "cache": ROOT / ".cache" / "mkdocs-jupyter"}
 
 
 def on_config(config):
-    # Read by the kernels that mkdocs-jupyter starts to execute the lessons.
+    # Read by the kernels that execute the lessons.
     os.environ["MPLBACKEND"] = INLINE_BACKEND
     os.environ["TQDM_DISABLE"] = "1"
+    # This hook executes the teacher's lessons itself (student editions cannot run:
+    # their exercises raise NotImplementedError); mkdocs-jupyter only renders.
+    jupyter = config.plugins["mkdocs-jupyter"]
+    _build["execute"] = bool(jupyter.config["execute"])
+    _build["cache"] = Path(jupyter.config["cache_dir"])
+    jupyter.config["execute"] = False
     return config
 
 
@@ -48,14 +65,64 @@ def on_page_content(html: str, page, config, files) -> str:
 
 @event_priority(50)  # before mkdocs-jupyter (priority 0) wraps the notebooks
 def on_files(files: Files, config) -> Files:
-    for path in [LESSONS / "README.md", *sorted(LESSONS.glob("[0-9][0-9]_*.ipynb"))]:
-        files.append(File(path.relative_to(ROOT).as_posix(), src_dir=str(ROOT),
+    files.append(File("lessons/README.md", src_dir=str(ROOT), dest_dir=config["site_dir"],
+                      use_directory_urls=config["use_directory_urls"]))
+    student_root = _build["cache"] / "student-edition"
+    for path in sorted(LESSONS.glob("[0-9][0-9]_*.ipynb")):
+        write_student_edition(path, student_root / "lessons" / path.name, _build["execute"])
+        files.append(File(f"lessons/{path.name}", src_dir=str(student_root),
                           dest_dir=config["site_dir"],
                           use_directory_urls=config["use_directory_urls"]))
     files.append(File.generated(config, "cli.md", content=cli_reference()))
     for name, content in api_pages().items():
         files.append(File.generated(config, f"api/{name}.md", content=content))
     return files
+
+
+def student_edition(nb: dict, lesson: str) -> dict:
+    """A teacher's notebook (JSON) -> its student edition: code through assign's
+    release_text, written answers stubbed, no outputs in exercise cells, a note on top."""
+    from minircnn.classroom.assign import release_text, strip_answers
+
+    cells = []
+    for cell in nb["cells"]:
+        source = "".join(cell.get("source", ""))
+        nbgrader = cell.get("metadata", {}).get("nbgrader", {})
+        if cell["cell_type"] == "code":
+            source = release_text(source, lesson)
+            if nbgrader.get("solution") or nbgrader.get("grade"):
+                cell = {**cell, "outputs": [], "execution_count": None}
+        else:
+            source = strip_answers(source, lesson)
+        cells.append({**cell, "source": source})
+    note = {"cell_type": "markdown", "metadata": {}, "source": STUDENT_NOTE}
+    if "id" in nb["cells"][0]:
+        note["id"] = "student-edition"
+    return {**nb, "cells": [cells[0], note, *cells[1:]]}
+
+
+def executed(path: Path) -> dict:
+    """The teacher's notebook at ``path`` run top to bottom in lessons/, cached by content."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    key = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cached = _build["cache"] / "student-edition" / "executed" / f"{path.stem}-{key}.ipynb"
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=1800, kernel_name="python3",
+                   resources={"metadata": {"path": str(LESSONS)}}).execute()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, cached)
+    return json.loads(cached.read_text(encoding="utf-8"))
+
+
+def write_student_edition(path: Path, target: Path, execute: bool) -> None:
+    nb = executed(path) if execute else json.loads(path.read_text(encoding="utf-8"))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(student_edition(nb, path.stem), indent=1, ensure_ascii=False)
+                      + "\n", encoding="utf-8")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
