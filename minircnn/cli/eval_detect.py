@@ -52,7 +52,7 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     check_model_classes(model, val_ds.classes, source=f"checkpoint {path}")
     with blas_threads(config.blas_threads):
         if config.proposal_method == "rpn":       # a Faster R-CNN: its own proposals
-            proposals = rpn_dataset_proposals(model, val_ds)[0]
+            proposals, _ = rpn_dataset_proposals(model, val_ds)
         else:
             proposals = load_proposals(val_ds, config)
         metrics, _ = evaluate_detector(model, val_ds, proposals, config)

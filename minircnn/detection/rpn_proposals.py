@@ -21,7 +21,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
 from minircnn.detection.anchors import RPN_WEIGHTS
-from minircnn.detection.boxes import BBOX_XFORM_CLIP, _pairwise_iou, clip_boxes, decode_boxes
+from minircnn.detection.boxes import BBOX_XFORM_CLIP, clip_boxes, decode_boxes
 from minircnn.utils.validate import check_array, check_count, check_number
 
 
@@ -82,14 +82,17 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
     xp = get_array_module(boxes)
     order = xp.argsort(-scores, kind="stable")               # best first
     ranked = boxes[order]                                    # (k, 4)
-    kept = xp.zeros((0, 4), dtype=boxes.dtype)               # boxes kept so far
-    keep = []                                                # their ranks
+    areas = (ranked[:, 2] - ranked[:, 0]) * (ranked[:, 3] - ranked[:, 1])   # (k,)
+    keep = []                                                # ranks of the kept boxes
     for start in range(0, len(order), chunk):
-        block = ranked[start:start + chunk]                  # (B, 4)
-        alive = np.ones(len(block), dtype=bool)
-        if len(kept):
-            alive = asnumpy((_pairwise_iou(block, kept) <= iou_threshold).all(axis=1))
-        over = asnumpy(_pairwise_iou(block, block) > iou_threshold)   # (B, B)
+        rows = slice(start, start + chunk)                   # this chunk's B ranks
+        alive = np.ones(len(ranked[rows]), dtype=bool)
+        if keep:
+            kept = xp.asarray(keep, dtype=xp.int64)
+            iou = _iou_block(ranked[rows], areas[rows], ranked[kept], areas[kept])
+            alive = asnumpy((iou <= iou_threshold).all(axis=1))
+        over = asnumpy(_iou_block(ranked[rows], areas[rows], ranked[rows], areas[rows])
+                       > iou_threshold)                      # (B, B)
         for i in np.flatnonzero(alive):                      # rank order within the chunk
             if not alive[i]:
                 continue
@@ -97,8 +100,18 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
             if len(keep) == top_n:
                 return order[xp.asarray(keep, dtype=xp.int64)]
             alive[i + 1:] &= ~over[i, i + 1:]                # it suppresses later ones
-        kept = ranked[xp.asarray(keep, dtype=xp.int64)]
     return order[xp.asarray(keep, dtype=xp.int64)]
+
+
+def _iou_block(a, area_a, b, area_b):
+    """IoU of boxes a (B, 4) and b (K, 4), their areas given -> (B, K); 0 where the
+    union is 0 (two empty boxes). Four (B, K) planes instead of box_iou's (B, K, 2)."""
+    xp = get_array_module(a)
+    iw = xp.minimum(a[:, None, 2], b[None, :, 2]) - xp.maximum(a[:, None, 0], b[None, :, 0])
+    ih = xp.minimum(a[:, None, 3], b[None, :, 3]) - xp.maximum(a[:, None, 1], b[None, :, 1])
+    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)            # (B, K)
+    union = area_a[:, None] + area_b[None, :] - inter         # (B, 1) + (1, K) -> (B, K)
+    return inter / xp.maximum(union, xp.finfo(union.dtype).tiny)
 
 
 def rpn_proposals_naive(objectness, deltas, anchors, image_size, *, pre_nms_top_n: int = 1000,

@@ -78,3 +78,27 @@ def test_train_help_lists_the_flags(capsys):
     text = capsys.readouterr().out
     for flag in ("--epochs", "--backbone", "--roi-op", "--out", "--seed", "--device", "--resume"):
         assert flag in text
+
+
+def test_train_with_rpn_proposals_then_eval_and_detect(tmp_path, capsys):
+    out = tmp_path / "rpn"
+    args = ["--num-train", "4", "--num-val", "2", "--epochs", "1", "--cache-dir", "",
+            "--hidden", "16", "--proposals", "rpn", "--max-proposals", "50"]
+    assert main(["train", *args, "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "RPN proposals: recall" in printed and "selective search: recall" in printed
+    assert "ms without the shared backbone" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["config"]["proposal_method"] == "rpn"
+    assert metrics["config"]["rpn_training"] == "joint"
+    assert set(metrics["proposals"]) == {"rpn", "selective_search"}
+    assert main(["eval", str(out / "model.npz"), "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["coco_AP"] == pytest.approx(metrics["eval"]["coco_AP"])
+    png = _write_png(tmp_path / "in.png")
+    assert main(["detect", str(out / "model.npz"), str(png), "-o",
+                 str(tmp_path / "det.png")]) == 0
+    assert (tmp_path / "det.png").is_file()
+    assert main(["train", *args, "--out", str(tmp_path / "alt"), "--rpn-training",
+                 "alternating"]) == 2        # 4 steps need 4 epochs: a usage error
+    assert "use --epochs 4 or more" in capsys.readouterr().err
