@@ -7,13 +7,16 @@
 - Fast R-CNN (minircnn.models.FastRCNN): the backbone runs once, RoI pooling (a
   one-level SPP) feeds fc layers, and everything trains end to end with one loss.
 
-Simplifications, so the three share code and a training loop: all three use the same
-fc6-fc7 head with softmax classification and box regression (the originals trained
-SVMs and a separate box regressor, and SPP-net could not update its convolutions
-below the pyramid pooling). The warp uses bilinear sampling (RoIAlign with spatial
-scale 1 on the image), R-CNN's "warp" without its 16-pixel context padding.
-All keep Fast R-CNN's interface: ``forward(images, rois) -> (cls_scores, bbox_deltas)``,
-``backward(dcls, dbbox)``; ``detect`` works on each.
+R-CNN warps as the paper does: each box is first grown about its centre so that, once
+warped to ``crop_size``, ``p = context * crop_size`` pixels of image surround it on every
+side (the paper's 16 px at 227 px: ``context = 16 / 227``), and what falls outside the
+image is the pixel mean. The warp itself is bilinear sampling (RoIAlign with spatial
+scale 1 on the image). Both models share Fast R-CNN's fc6-fc7 head design and interface
+(``forward(images, rois) -> (cls_scores, bbox_deltas)``, ``backward(dcls, dbbox)``;
+``detect`` works on each), so they train with the same loop; ``features(images, rois)``
+gives the fc7 features that the paper's later stages (SVMs, box regressors;
+minircnn/paper/baselines.py) train on. SPP-net's fixed convolutions are a training
+setting (``freeze_at``), not part of the model.
 """
 
 from __future__ import annotations
@@ -22,12 +25,28 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from minircnn.backend import get_array_module
 from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.roi_pool import RoIAlign, SpatialPyramidPool
 from minircnn.models.detector import Detector
 from minircnn.utils.validate import check_count, check_number
+
+CONTEXT = 16 / 227      # R-CNN: 16 px of context around a box warped to 227 px
+
+
+def context_boxes(rois, context: float = CONTEXT):
+    """RoIs (R, 5) grown about their centres so that, warped to S x S, the original box
+    fills S - 2p pixels with p = context * S: width and height times 1 / (1 - 2 context).
+
+    The paper's 227 px crop with p = 16 holds the box in its central 195 px.
+    """
+    xp = get_array_module(rois)
+    grow = 1.0 / (1.0 - 2.0 * context)                       # S / (S - 2p)
+    centre = (rois[:, 1:3] + rois[:, 3:5]) / 2               # (R, 2) cx, cy
+    half = (rois[:, 3:5] - rois[:, 1:3]) / 2 * grow          # (R, 2) half width, height
+    return xp.concatenate([rois[:, :1], centre - half, centre + half], axis=1)   # (R, 5)
 
 
 class _Head(Module):
@@ -51,6 +70,10 @@ class _Head(Module):
         x = self.drop7.forward(self.relu7.forward(self.fc7.forward(x)))
         return self.cls_score.forward(x), self.bbox_pred.forward(x)
 
+    def features(self, x):
+        """x (R, D) -> fc7 features (R, hidden) at test time (dropout is the identity)."""
+        return self.relu7.forward(self.fc7.forward(self.relu6.forward(self.fc6.forward(x))))
+
     def backward(self, dcls, dbbox):
         dx = self.cls_score.backward(dcls) + self.bbox_pred.backward(dbbox)  # fan-out: add
         dx = self.fc7.backward(self.relu7.backward(self.drop7.backward(dx)))
@@ -67,19 +90,24 @@ def _check_head_args(op: str, num_classes, backbone, hidden, dropout) -> None:
 
 
 class RCNN(Detector):
-    """R-CNN: warp each RoI to ``crop_size`` pixels and run the backbone on every crop.
+    """R-CNN: warp each RoI, with context, to ``crop_size`` pixels; the backbone runs on
+    every crop.
 
     Args:
         num_classes: K.  backbone: as FastRCNN's (its stride must divide crop_size).
-        crop_size: side of the warped crops (227 in the paper; small here).
+        crop_size: side of the warped crops: the input size the backbone was pretrained
+            on (227 in the paper; the shapes classifier's 32 here).
+        context: p / S, the context on each side of the warped box (16 / 227).
         hidden, dropout, rng, dtype: as FastRCNN.
     """
 
     def __init__(self, num_classes: int, backbone: Module, *, crop_size: int = 32,
-                 hidden: int = 256, dropout: float = 0.5,
+                 context: float = CONTEXT, hidden: int = 256, dropout: float = 0.5,
                  rng: np.random.Generator | None = None, dtype=np.float32):
         _check_head_args("RCNN", num_classes, backbone, hidden, dropout)
         crop_size = check_count("crop_size", crop_size, op="RCNN")
+        self.context = check_number("context", context, op="RCNN", low=0.0, high=0.5,
+                                    high_open=True)
         rng = np.random.default_rng(0) if rng is None else rng
         if crop_size % backbone.feature_stride:
             raise ValueError(f"RCNN: crop_size {crop_size} must be divisible by the "
@@ -95,13 +123,31 @@ class RCNN(Detector):
 
     def get_config(self) -> dict:
         return {"num_classes": self.num_classes, "backbone": self.backbone,
-                "crop_size": self.crop_size, "hidden": self.hidden, "dropout": self.dropout,
-                "dtype": self.dtype.name}
+                "crop_size": self.crop_size, "context": self.context, "hidden": self.hidden,
+                "dropout": self.dropout, "dtype": self.dtype.name}
+
+    def _pixel_mean(self, images):
+        """(3, 1, 1) pixel mean: R-CNN fills the part of a grown box outside the image
+        with it (the warp samples 0 there, so it warps images - mean and adds it back)."""
+        xp = get_array_module(images)
+        mean = getattr(self.backbone, "pixel_mean", (0.0, 0.0, 0.0))
+        return xp.asarray(mean, dtype=images.dtype)[:, None, None]
+
+    def crops(self, images, rois):
+        """(R, 3, S, S): each RoI grown by the context and warped to S x S pixels."""
+        mean = self._pixel_mean(images)                     # (3, 1, 1)
+        grown = context_boxes(rois, self.context)           # (R, 5): box + context
+        return self.warp.forward(images - mean, grown) + mean   # (R, 3, S, S)
 
     def forward(self, images, rois):
-        crops = self.warp.forward(images, rois)            # (R, 3, S, S): one image per RoI
+        crops = self.crops(images, rois)                  # (R, 3, S, S): one image per RoI
         features = self.backbone.forward(crops)            # (R, C, S/s, S/s): R passes
         return self.head.forward(self.flatten.forward(features))
+
+    def features(self, images, rois):
+        """fc7 features (R, hidden) of every RoI, as at test time (eval mode)."""
+        features = self.backbone.forward(self.crops(images, rois))   # (R, C, S/s, S/s)
+        return self.head.features(self.flatten.forward(features))
 
     def backward(self, dcls, dbbox):
         dx = self.head.backward(dcls, dbbox)               # (R, C*(S/s)^2)
@@ -109,8 +155,7 @@ class RCNN(Detector):
         dcrops = self.backbone.backward(dfeatures)         # (R, 3, S, S)
         if dcrops is None:                                 # frozen first blocks: no dimages
             return None
-        return self.warp.backward(dcrops)                  # (N, 3, H, W)
-
+        return self.warp.backward(dcrops)                  # (N, 3, H, W): d(images - mean)
 
 
 class SPPNet(Detector):
@@ -118,10 +163,12 @@ class SPPNet(Detector):
 
     Args:
         num_classes, backbone, hidden, dropout, rng, dtype: as FastRCNN.
-        levels: pyramid grid sizes (the paper's {6, 3, 2, 1}; (4, 2, 1) here).
+        levels: pyramid grid sizes (the paper's {6, 3, 2, 1}: 50 bins, as Fast R-CNN's
+            7 x 7 RoI pooling has 49).
     """
 
-    def __init__(self, num_classes: int, backbone: Module, *, levels: Sequence[int] = (4, 2, 1),
+    def __init__(self, num_classes: int, backbone: Module, *,
+                 levels: Sequence[int] = (6, 3, 2, 1),
                  hidden: int = 256, dropout: float = 0.5,
                  rng: np.random.Generator | None = None, dtype=np.float32):
         _check_head_args("SPPNet", num_classes, backbone, hidden, dropout)
@@ -147,6 +194,10 @@ class SPPNet(Detector):
         features = self.backbone.forward(images)           # (N, C, H/s, W/s): once
         pooled = self.spp.forward(features, rois)          # (R, C * sum(l^2))
         return self.head.forward(pooled)
+
+    def features(self, images, rois):
+        """fc7 features (R, hidden) of every RoI, as at test time (eval mode)."""
+        return self.head.features(self.spp.forward(self.backbone.forward(images), rois))
 
     def backward(self, dcls, dbbox):
         dpooled = self.head.backward(dcls, dbbox)          # (R, C * sum(l^2))

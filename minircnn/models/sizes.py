@@ -106,7 +106,7 @@ def rcnn(kw: dict) -> int:
 
 
 def spp_net(kw: dict) -> int:
-    levels = _ints("levels", kw.get("levels", (4, 2, 1)))
+    levels = _ints("levels", kw.get("levels", (6, 3, 2, 1)))
     in_features = out_channels(kw.get("backbone")) * sum(lv * lv for lv in levels)
     return _head(in_features, check_count("hidden", kw.get("hidden", 256)),
                  check_count("num_classes", kw.get("num_classes")))

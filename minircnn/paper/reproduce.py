@@ -6,21 +6,22 @@ images. The output folder holds:
 
 - ``models/<variant>_s<seed>/``: one `minircnn train` run folder per trained detector
   (reused when present, so an interrupted run picks up where it stopped); the detectors
-  the rows need are trained first, ``workers`` at a time (one core each); each folder's
-  ``evals/`` keeps the test results that several rows share;
+  the rows need are trained first, ``workers`` at a time (one core each), then tested
+  once per test setting into each folder's ``evals/``, which several rows share;
 - ``rows/<row>.json``: one result per table row, written as soon as it is done (a row
   whose JSON exists is not recomputed: the run is resumable row by row); the rows are
   measured ``workers`` at a time too;
-- ``tables.md``, ``figure2_svd.png``, ``figure3_proposals.png`` and ``results.json``
-  (minircnn/paper/report.py writes them).
+- ``tables.md``, ``figure2_svd.png``, ``figure3_proposals.png``, ``data_grid.png``,
+  ``results.json`` and ``run.json`` (minircnn/paper/report.py writes them).
 
 The trained detectors the rows share are in minircnn/paper/variants.py, the
 experiments (minircnn/paper/rows.py) follow the paper's sections: Table 4
 (R-CNN, SPP-net, Fast R-CNN, +SVD: train and test time, mAP), Table 5 (which layers to
 fine-tune), Table 6 (multi-task training), Table 7 (one scale vs an image pyramid),
 Table 8 (softmax vs SVMs), Figure 2 (SVD rank), Figure 3 (number of proposals),
-section 5.3 (more training data). ``quick=True`` runs them all on a few tiny images to
-check the machinery (the numbers mean nothing then).
+section 5.3 (more training data: a grid of training-set sizes x pretraining).
+``quick=True`` runs them all on a few tiny images to check the machinery (the numbers
+mean nothing then).
 """
 
 from __future__ import annotations
@@ -31,19 +32,37 @@ import time
 
 from minircnn.paper.report import write_report
 from minircnn.paper.rows import ROWS, measure_row, variants_of
-from minircnn.paper.variants import VARIANTS, ReproduceConfig, train_variants
+from minircnn.paper.variants import VARIANTS, ReproduceConfig, map_jobs, quiet, train_variants
 from minircnn.utils.fileio import write_json
 
-# Rows that test a detector many times (sweeps, SVM training) are measured first, so
-# that the workers, taking them in this order, finish together.
-SLOW_ROWS = ("figure3", "figure2", "table8_svm", "table7_pyramid", "table6_stagewise")
+# Rows that test a detector many times (R-CNN's and SPP-net's later stages, sweeps, SVM
+# training) are measured first, for the same reason.
+SLOW_ROWS = ("table4_rcnn", "table4_sppnet", "figure3", "figure2", "table8_svm",
+             "table6_stagewise")
+
+
+def run_shared_evals(config: ReproduceConfig, rows, *, progress: bool = True) -> None:
+    """Run each evaluation that ``rows`` share (one per detector and test setting, see
+    rows.Eval) once, ``config.workers`` at a time, before the rows fan out: two rows
+    never evaluate one detector twice, so they share one result and one timing."""
+    from tqdm.auto import tqdm
+
+    from minircnn.paper.rows import evals_of, run_eval
+
+    shared = list(dict.fromkeys(evals_of(r) for r in rows if evals_of(r) is not None))
+    jobs = [(config, ev, seed) for ev in shared for seed in config.seeds
+            if not os.path.isfile(ev.path(config, seed))]
+    with tqdm(total=len(jobs), desc=f"test detectors ({config.workers} at once)",
+              **quiet(progress)) as bar:
+        map_jobs(run_eval, jobs, config.workers, lambda _: bar.update(1))
 
 
 def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     """Run every row not yet done (one JSON each), then write tables.md and the figures.
 
-    First the detectors the rows need are trained (``train_variants``); then the rows'
-    (row, seed) measurements run ``config.workers`` at a time, each on one core, and a
+    First the detectors the rows need are trained (``train_variants``) and tested once
+    per test setting (``run_shared_evals``); then the rows' (row, seed) measurements
+    run ``config.workers`` at a time, each on one core, and a
     row's JSON is written as soon as its seeds are in.
 
     Returns:
@@ -51,9 +70,7 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     """
     from tqdm.auto import tqdm
 
-    from minircnn.utils.workers import map_in_workers
-
-    start = time.time()
+    start, load_start = time.time(), os.getloadavg()[0]
     rows_dir = os.path.join(config.out_dir, "rows")
     os.makedirs(rows_dir, exist_ok=True)
     wanted = [r for r in ROWS if config.rows is None or r.id.startswith(tuple(config.rows))]
@@ -70,6 +87,7 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     needed = {v for r in todo for v in variants_of(r)}
     train_variants(config, [(v, s) for v in VARIANTS if v in needed for s in config.seeds],
                    progress=progress)
+    run_shared_evals(config, todo, progress=progress)
     slow_first = sorted(todo, key=lambda r: not r.id.startswith(SLOW_ROWS))
     jobs = [(config, row.id, seed) for row in slow_first for seed in config.seeds]
     runs = {row.id: {} for row in todo}
@@ -83,16 +101,13 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
                                "runs": [runs[row_id][s] for s in config.seeds]}
             write_json(os.path.join(rows_dir, f"{row_id}.json"), results[row_id])
 
-    quiet = {} if progress else {"disable": True}
     with tqdm(total=len(jobs), desc=f"measure rows ({config.workers} at once)",
-              **quiet) as bar:
-        if config.workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                collect(measure_row(job))
-        else:
-            map_in_workers(measure_row, jobs, min(config.workers, len(jobs)),
-                           on_result=collect)
+              **quiet(progress)) as bar:
+        map_jobs(measure_row, jobs, config.workers, collect)
     results = {r.id: results[r.id] for r in wanted}      # the table order
-    tables = write_report(config, results)
     seconds = time.time() - start
+    run = {"seconds": seconds, "load_start": load_start, "load_end": os.getloadavg()[0],
+           "workers": config.workers}
+    write_json(os.path.join(config.out_dir, "run.json"), run)
+    tables = write_report(config, results, run)
     return {"rows": results, "tables": tables, "seconds": seconds}

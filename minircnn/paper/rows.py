@@ -1,12 +1,15 @@
 """The rows of `minircnn reproduce`: each trains (or reuses) detectors and measures one thing.
 
 A row is ``Row(id, run)`` where ``run(config, seed) -> dict`` returns that seed's
-numbers (AP metrics, times). Every detector is tested at one scale, as the paper tests
-in every table but Table 7, which compares the image pyramid (at test time, then in
-training too). Test-time variants wrap a trained model: ``NoBoxRegression`` scores the
-proposals themselves, and ``svm_detections`` replaces the softmax by one-vs-rest linear
-SVMs trained on fc7 features with hard-negative mining (R-CNN). ``measure_row`` runs one
-(row, seed) in a worker process.
+numbers (AP metrics, times, MACs). Every detector is tested at one scale, as the paper
+tests in every table but Table 7, which compares the image pyramid (at test time, then
+in training too), and but SPP-net, which tests on the pyramid it was run with. Rows
+that test a detector as trained read a shared evaluation (``Eval``, run once per
+detector and test setting by ``run_eval`` before the rows fan out). Test-time variants
+wrap a trained model: ``NoBoxRegression`` scores the proposals themselves, and
+``svm_detections`` replaces the softmax by one-vs-rest linear SVMs trained on fc7
+features with hard-negative mining. R-CNN and SPP-net run the papers' later training
+stages (``_later_stages``). ``measure_row`` runs one (row, seed) in a worker process.
 """
 
 from __future__ import annotations
@@ -24,8 +27,17 @@ from minircnn.detection.evaluate import GroundTruth, recall_vs_proposals
 from minircnn.detection.inference import detect_images
 from minircnn.layers.module import Module
 from minircnn.models.compress import compress_fast_rcnn
+from minircnn.paper.baselines import detect_with_stages, train_later_stages
+from minircnn.paper.flops import inference_macs, train_macs_per_iteration
 from minircnn.paper.svm import svm_detections
-from minircnn.paper.variants import FIXED_FEATURES_LR, run_folder, trained, variant_config
+from minircnn.paper.variants import (
+    FIXED_FEATURES_LR,
+    GRID_KINDS,
+    GRID_SIZES,
+    run_folder,
+    trained,
+    variant_config,
+)
 from minircnn.training.config import make_datasets
 from minircnn.training.metrics import detection_metrics
 from minircnn.training.proposals import load_proposals
@@ -86,33 +98,71 @@ def _evaluate(model, config, proposals=None) -> dict:
     return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {"test_s_per_image": seconds}
 
 
+class Eval(NamedTuple):
+    """One test of one trained detector: its variant, the test scales (None: its own)
+    and the SVD fractions of fc6, fc7 (none: uncompressed). Several rows share one."""
+    variant: str
+    test_scales: tuple | None = None
+    fractions: tuple = ()
+
+    def path(self, config, seed: int) -> str:
+        scales = "-".join(f"{s:g}" for s in self.test_scales) if self.test_scales else "own"
+        name = f"scales_{scales}" + "".join(f"_svd{f:g}" for f in self.fractions)
+        return os.path.join(run_folder(config, self.variant, seed), "evals", f"{name}.json")
+
+
+def run_eval(job) -> dict:
+    """Test one detector (``job = (config, Eval, seed)``) and write evals/<name>.json.
+
+    ``reproduce`` runs each (Eval, seed) once, before the rows fan out, so rows that
+    share it read one result (and one timing)."""
+    config, ev, seed = job
+    with blas_threads(1):
+        model, metrics = trained(config, ev.variant, seed)
+        if ev.fractions:
+            hidden = model.fc7.w.data.shape[0]
+            model = compress_fast_rcnn(model, *(max(1, int(f * hidden)) for f in ev.fractions))
+        cfg = variant_config(config, ev.variant, seed)
+        if ev.test_scales is not None:
+            cfg = dataclasses.replace(cfg, test_scales=ev.test_scales)
+        result = _evaluate(model, cfg) | _costs(model, cfg, metrics)
+    write_json(ev.path(config, seed), result)
+    return result
+
+
+def _costs(model, cfg, metrics) -> dict:
+    """Training time and iterations, and MACs counted from the layer shapes
+    (minircnn/paper/flops.py): per test image, per training run, backbone passes."""
+    iterations = sum(e["iterations"] for e in metrics["epochs"])
+    rois = float(np.mean([len(p) for p in _val_split(cfg).proposals]))
+    test = inference_macs(model, cfg.image_size, round(rois), cfg.test_scales)
+    crop = getattr(model, "crop_size", 0)                # R-CNN's warped crops
+    return {"train_s": metrics["times"]["train_s"], "iterations": iterations,
+            "test_macs": test["total"], "backbone_macs": test["backbone"],
+            "backbone_passes": test["backbone_passes"], "crop_pixels": crop * crop,
+            "image_pixels": cfg.image_size ** 2,
+            "train_macs": iterations * train_macs_per_iteration(model, cfg)}
+
+
 def _plain(variant: str, test_scales: tuple | None = None, **compress) -> Callable:
     """The variant's detector as trained (optionally SVD-compressed, or tested at other
-    scales than its own). Several rows test the same detector the same way: the result
-    is kept in the run folder's ``evals/`` and read back."""
+    scales than its own): the shared evaluation ``run_eval`` wrote (run now if missing,
+    when a row runs outside ``reproduce``)."""
+    ev = Eval(variant, test_scales, tuple(compress.get("fractions", ())))
+
     def run(config, seed):
-        scales = "-".join(f"{s:g}" for s in test_scales) if test_scales else "own"
-        name = f"scales_{scales}" + "".join(f"_svd{f:g}" for f in compress.get("fractions", ()))
-        path = os.path.join(run_folder(config, variant, seed), "evals", f"{name}.json")
+        path = ev.path(config, seed)
         if os.path.isfile(path):
             with open(path) as f:
                 return json.load(f)
-        result = evaluate_plain(config, seed)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        write_json(path, result)
-        return result
-
-    def evaluate_plain(config, seed):
-        model, metrics = trained(config, variant, seed)
-        if compress:
-            hidden = model.fc7.w.data.shape[0]
-            model = compress_fast_rcnn(model, *(max(1, int(f * hidden)) for f in
-                                                compress["fractions"]))
-        cfg = variant_config(config, variant, seed)
-        if test_scales is not None:
-            cfg = dataclasses.replace(cfg, test_scales=test_scales)
-        return _evaluate(model, cfg) | {"train_s": metrics["times"]["train_s"]}
+        return run_eval((config, ev, seed))
+    run.eval = ev
     return _uses(variant)(run)
+
+
+def evals_of(row: Row) -> Eval | None:
+    """The shared evaluation a row reads, if it is one (``reproduce`` runs them first)."""
+    return getattr(row.run, "eval", None)
 
 
 class NoBoxRegression(Module):
@@ -161,6 +211,34 @@ def _stagewise(config, seed) -> dict:
         train_step(model, opt, images, b.rois, b.labels, b.bbox_targets)
     train_s = metrics["times"]["train_s"] + time.perf_counter() - start
     return _evaluate(model, cfg) | {"train_s": train_s}
+
+
+def _later_stages(variant: str) -> Callable:
+    """R-CNN or SPP-net as the papers trained them: the fine-tuned detector (stage 1),
+    every training proposal's features cached to disk, SVMs and box regressors
+    (minircnn/paper/baselines.py); tested with them at the variant's test scales."""
+    def run(config, seed):
+        model, metrics = trained(config, variant, seed)
+        cfg = variant_config(config, variant, seed)
+        train, _ = make_datasets(cfg)
+        folder = os.path.join(run_folder(config, variant, seed), "stages")
+        stages, measured = train_later_stages(
+            model, train, load_proposals(train, cfg, progress=False), folder,
+            scales=cfg.test_scales, target=cfg.pyramid_target, seed=seed)
+        held_out = _val_split(cfg)
+        start = time.perf_counter()
+        dets = detect_with_stages(model, stages, held_out.images, held_out.proposals, cfg)
+        seconds = (time.perf_counter() - start) / len(held_out.images)
+        m = detection_metrics(dets, held_out.truth)
+        costs = _costs(model, cfg, metrics)
+        rows_per_image = measured["feature_rows"] / len(train)     # GT boxes + proposals
+        extract = len(train) * inference_macs(model, cfg.image_size, round(rows_per_image),
+                                         cfg.test_scales)["total"]
+        stage_s = sum(measured[k] for k in ("cache_features_s", "svms_s", "box_regressors_s"))
+        return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | costs | measured | {
+            "test_s_per_image": seconds, "fine_tune_s": costs["train_s"],
+            "train_s": costs["train_s"] + stage_s, "train_macs": costs["train_macs"] + extract}
+    return _uses(variant)(run)
 
 
 @_uses("fast_rcnn")
@@ -230,14 +308,15 @@ def _recall(props, val) -> float:
 
 
 ROWS = [
-    Row("table4_rcnn", _plain("rcnn")),
-    Row("table4_sppnet", _plain("sppnet")),
+    Row("table4_rcnn", _later_stages("rcnn")),
+    Row("table4_rcnn_softmax", _plain("rcnn")),
+    Row("table4_sppnet", _later_stages("sppnet")),
+    Row("table4_sppnet_one_scale", _plain("sppnet", test_scales=(1.0,))),
     Row("table4_fast_rcnn", _plain("fast_rcnn")),
     Row("table4_fast_rcnn_svd", _plain("fast_rcnn", fractions=SVD_FRACTIONS)),
     Row("table5_fc_only", _plain("ft_head")),
     Row("table5_from_block3", _plain("fast_rcnn")),
     Row("table5_all", _plain("ft_all")),
-    Row("table5_scratch", _plain("scratch")),
     Row("table6_cls_only_no_box", _wrapped("cls_only", NoBoxRegression)),
     Row("table6_multitask_no_box", _wrapped("fast_rcnn", NoBoxRegression)),
     Row("table6_stagewise", _stagewise),
@@ -249,9 +328,8 @@ ROWS = [
     Row("table8_softmax", _plain("fast_rcnn")),
     Row("figure2_svd", _figure2),
     Row("figure3_proposals", _figure3),
-    Row("sec52_data_quarter", _plain("data_quarter")),
-    Row("sec52_data_half", _plain("data_half")),
-    Row("sec52_data_full", _plain("fast_rcnn")),
+    *(Row(f"data{n}_{kind}", _plain(f"data{n}_{kind}"))
+      for n in GRID_SIZES for kind, _ in GRID_KINDS),
 ]
 ROW_BY_ID = {row.id: row for row in ROWS}
 

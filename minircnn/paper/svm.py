@@ -59,44 +59,98 @@ def _training_features(model, dataset, proposals, max_images: int):
     """fc7 features of GT boxes (positives) and of proposals, with each proposal's
     best IoU per class (for picking negatives)."""
     feats, labels, best_iou = [], [], []
-    num_classes = model.num_classes
     for i in range(min(len(dataset), max_images)):
         item = dataset[i]
         boxes = np.concatenate([item["boxes"], proposals[i]]).astype(np.float64)
         f, _, _ = head_outputs(model, item["image"], boxes)
-        ious = np.zeros((len(boxes), num_classes))
-        for k in range(1, num_classes + 1):
-            gt = item["boxes"][item["labels"] == k]
-            if len(gt):
-                ious[:, k - 1] = box_iou(boxes, gt.astype(np.float64)).max(axis=1)
         gt_labels = np.concatenate([item["labels"], np.zeros(len(proposals[i]), np.int64)])
         feats.append(f)
         labels.append(gt_labels)
-        best_iou.append(ious)
+        best_iou.append(best_iou_per_class(boxes, item["boxes"], item["labels"],
+                                           model.num_classes))
     return np.concatenate(feats), np.concatenate(labels), np.concatenate(best_iou)
+
+
+def best_iou_per_class(boxes, gt_boxes, gt_labels, num_classes: int) -> np.ndarray:
+    """(P, K): each box's largest IoU with a ground-truth box of class k (0 if none)."""
+    ious = np.zeros((len(boxes), num_classes))
+    for k in range(1, num_classes + 1):
+        gt = np.asarray(gt_boxes, np.float64)[np.asarray(gt_labels) == k]
+        if len(gt):
+            ious[:, k - 1] = box_iou(np.asarray(boxes, np.float64), gt).max(axis=1)
+    return ious
+
+
+def feature_scale(features, chunk: int = 65536) -> float:
+    """The factor that makes the rows' mean L2 norm FEATURE_NORM (R-CNN's 20)."""
+    norms = [np.linalg.norm(np.asarray(features[i:i + chunk], np.float64), axis=1).sum()
+             for i in range(0, len(features), chunk)]
+    return FEATURE_NORM / max(sum(norms) / max(len(features), 1), 1e-12)
+
+
+def _scores(features, rows, w, b, scale, chunk: int = 65536) -> np.ndarray:
+    """SVM scores (len(rows),) of feature rows, read in chunks (features may be on disk)."""
+    out = np.empty(len(rows))
+    for i in range(0, len(rows), chunk):
+        x = np.asarray(features[rows[i:i + chunk]], np.float64) * scale   # (n, d)
+        out[i:i + chunk] = x @ w + b
+    return out
+
+
+def mine_hard_negatives(features, positives, negatives, *, scale: float,
+                        rng: np.random.Generator, first: int = 2000,
+                        rounds: int = MINING_ROUNDS):
+    """One class's SVM with hard-negative mining (R-CNN section 2.3).
+
+    Start from ``first`` random negatives; after each fit, add every negative the SVM
+    scores above -1 (inside the margin: "hard"), and fit again; ``rounds`` times.
+
+    Args:
+        features: (n, d) rows (an array or a memory map); positives, negatives: row
+            indices into it.
+    Returns:
+        (w (d,), b, active): the last fit and the negatives it was fitted on, sorted.
+    """
+    active = np.sort(rng.permutation(negatives)[:first])
+    for r in range(rounds + 1):
+        idx = np.concatenate([positives, active])
+        y = np.concatenate([np.ones(len(positives)), -np.ones(len(active))])
+        x = np.asarray(features[idx], np.float64) * scale           # (n, d)
+        w, b = _squared_hinge_svm(x, y)
+        if r == rounds:
+            break
+        hard = negatives[_scores(features, negatives, w, b, scale) > -1.0]   # in the margin
+        active = np.union1d(active, hard)
+    return w, b, active
+
+
+def train_svms_on_features(features, labels, best_iou, num_classes: int, *, seed: int = 0,
+                           first_negatives: int = 2000):
+    """One SVM per class: positives are the class's ground-truth rows (label k),
+    negatives the proposal rows (label 0) with IoU < NEG_IOU to every box of the class.
+
+    Returns (W (K, d), b (K,), scale): score = (scale * x) @ W.T + b.
+    """
+    scale = feature_scale(features)
+    rng = np.random.default_rng([seed, 8])
+    weights, biases = [], []
+    for k in range(1, num_classes + 1):
+        pos = np.flatnonzero(labels == k)
+        negatives = np.flatnonzero((labels == 0) & (best_iou[:, k - 1] < NEG_IOU))
+        w, b, _ = mine_hard_negatives(features, pos, negatives, scale=scale, rng=rng,
+                                      first=first_negatives)
+        weights.append(w)
+        biases.append(b)
+    return np.stack(weights), np.array(biases), scale
 
 
 def train_svms(model, dataset, proposals, *, seed: int = 0, max_images: int = 200,
                first_negatives: int = 2000):
-    """One SVM per class with hard-negative mining; returns (W (K, d), b (K,), scale)."""
+    """Table 8: SVMs on a Fast R-CNN's fc7 features of ``max_images`` training images,
+    kept in memory; returns (W (K, d), b (K,), scale)."""
     feats, labels, best_iou = _training_features(model, dataset, proposals, max_images)
-    scale = FEATURE_NORM / max(np.linalg.norm(feats, axis=1).mean(), 1e-12)
-    feats = feats * scale
-    rng = np.random.default_rng([seed, 8])
-    weights, biases = [], []
-    for k in range(1, model.num_classes + 1):
-        pos = np.flatnonzero(labels == k)
-        negatives = np.flatnonzero((labels == 0) & (best_iou[:, k - 1] < NEG_IOU))
-        active = rng.permutation(negatives)[:first_negatives]
-        for _ in range(MINING_ROUNDS + 1):
-            idx = np.concatenate([pos, active])
-            y = np.concatenate([np.ones(len(pos)), -np.ones(len(active))])
-            w, b = _squared_hinge_svm(feats[idx], y)
-            hard = negatives[feats[negatives] @ w + b > -1.0]       # inside the margin
-            active = np.union1d(active, hard)
-        weights.append(w)
-        biases.append(b)
-    return np.stack(weights), np.array(biases), scale
+    return train_svms_on_features(feats, labels, best_iou, model.num_classes, seed=seed,
+                                  first_negatives=first_negatives)
 
 
 def svm_detections(model, config, dataset, proposals, *, seed: int = 0):
@@ -122,10 +176,17 @@ def svm_detections(model, config, dataset, proposals, *, seed: int = 0):
 
 
 def _postprocess_svm(scores, deltas, props, size, config) -> dict:
-    """Per-class boxes, SVM scores above -1 (the margin), class-wise NMS, top max_dets."""
+    """Per-class boxes from the network's deltas (P, 4(K+1)), then ``postprocess_svm``."""
     P, K = scores.shape
-    boxes = clip_boxes(decode_boxes(deltas.astype(np.float64), props).reshape(-1, 4), size)
-    boxes = boxes.reshape(P, K + 1, 4)[:, 1:].reshape(-1, 4)          # (P K, 4)
+    boxes = decode_boxes(deltas.astype(np.float64), props).reshape(P, K + 1, 4)[:, 1:]
+    return postprocess_svm(scores, boxes, size, config)
+
+
+def postprocess_svm(scores, boxes, size, config) -> dict:
+    """SVM scores (P, K) and per-class boxes (P, K, 4): boxes clipped, scores above -1
+    (the margin) kept, class-wise NMS, the top ``config.max_dets``."""
+    P, K = scores.shape
+    boxes = clip_boxes(np.asarray(boxes, np.float64).reshape(-1, 4), size)   # (P K, 4)
     labels = np.broadcast_to(np.arange(1, K + 1), (P, K)).reshape(-1)
     scores = scores.reshape(-1)
     keep = (scores > -1.0) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])

@@ -25,7 +25,8 @@ FULL_BASE = {"pictures": False, "epochs": 5, "test_scales": (1.0,)}
 # --quick: tiny images and dense proposals, one epoch; checks the code paths only.
 QUICK_BASE = {"num_train": 6, "num_val": 3, "image_size": 64, "max_objects": 2, "epochs": 1,
               "proposal_method": "dense", "max_proposals": 40, "cache_dir": "", "hidden": 16,
-              "rois_per_batch": 16, "warmup_iters": 1, "pictures": False}
+              "rois_per_batch": 16, "warmup_iters": 1, "pictures": False,
+              "test_scales": (1.0,)}
 
 # The learning rate of layers that train on fixed features: the fc layers of "fc only"
 # and SPP-net (every conv fixed) and stage 2 of stage-wise training (the box layer
@@ -36,20 +37,28 @@ FIXED_FEATURES_LR = 0.005
 # Trained detectors the rows share: name -> TrainConfig changes from the base. Listed
 # slowest first, so that the workers, taking them in this order, finish together.
 VARIANTS = {
+    # Table 4: R-CNN fine-tunes on warped crops with a softmax alone (box regressors and
+    # SVMs come later, on cached features: minircnn/paper/baselines.py)
+    "rcnn": {"model": "rcnn", "box_loss_weight": 0.0},
     "multiscale": {"train_scales": (1.0, 2.0), "test_scales": (1.0, 2.0)},   # Table 7
-    "sppnet": {"model": "sppnet", "freeze_at": 5,     # Table 4: SPP-net fine-tunes fc only
-               "lr": FIXED_FEATURES_LR},
     "ft_all": {"freeze_at": 1},                       # Table 5: fine-tune every conv block
-    "scratch": {"pretrained": False},                 # Table 5: no pretraining
+    # Table 4: SPP-net fine-tunes its fc layers only (convs fixed), softmax alone, on a
+    # two-scale image pyramid, as it tested
+    "sppnet": {"model": "sppnet", "freeze_at": 5, "lr": FIXED_FEATURES_LR, "box_loss_weight": 0.0,
+               "train_scales": (1.0, 2.0), "test_scales": (1.0, 2.0)},
     "cls_only": {"box_loss_weight": 0.0},             # Table 6: stage 1 of stage-wise
     "fast_rcnn": {},                                  # the recipe: fine-tune from block 3
-    "data_half": {"data_fraction": 0.5},              # section 5.3: less data, same iters
-    "data_quarter": {"data_fraction": 0.25},
-    "rcnn": {"model": "rcnn"},                        # Table 4
     "ft_head": {"freeze_at": 5, "lr": FIXED_FEATURES_LR},   # Table 5: fc layers only
 }
-
-
+# More training data (section 5.3), crossed with pretrained vs from scratch. Every
+# cell trains GRID_ITERS iterations (fewer than the rows above, so that the 36
+# detectors fit the run's time; the page says so), however many images it has.
+GRID_SIZES = (24, 50, 100, 200, 400, 800)
+GRID_ITERS = 1200
+GRID_KINDS = (("pretrained", True), ("scratch", False))
+for _n in sorted(GRID_SIZES, reverse=True):
+    for _kind, _pre in GRID_KINDS[::-1]:              # from scratch is slower: first
+        VARIANTS[f"data{_n}_{_kind}"] = {"grid_images": _n, "pretrained": _pre}
 @dataclass
 class ReproduceConfig:
     """What ``reproduce`` runs: seeds, the rows (None: all) and the base settings."""
@@ -78,10 +87,12 @@ def variant_config(config: ReproduceConfig, variant: str, seed: int) -> TrainCon
     """
     base = dataclasses.replace(config.base(), proposal_workers=1)
     changes = dict(VARIANTS[variant])
-    fraction = changes.pop("data_fraction", None)
-    if fraction is not None:   # fewer images, more epochs: the same number of iterations
-        changes["num_train"] = max(2, int(round(base.num_train * fraction)))
-        changes["epochs"] = max(1, int(round(base.epochs / fraction)))
+    images = changes.pop("grid_images", None)
+    if images is not None and config.quick:      # a few images; checks the code path
+        changes["num_train"] = max(2, round(base.num_train * images / max(GRID_SIZES)))
+    elif images is not None:   # n images, GRID_ITERS iterations of images_per_batch
+        changes["num_train"] = images
+        changes["epochs"] = GRID_ITERS * base.images_per_batch // images
     return dataclasses.replace(base, seed=seed, name=f"{variant}_s{seed}", **changes)
 
 
@@ -125,7 +136,6 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
 
     from minircnn.training.config import make_datasets
     from minircnn.training.proposals import load_proposals
-    from minircnn.utils.workers import map_in_workers
 
     todo = [(v, s) for v, s in pairs
             if not os.path.isfile(os.path.join(run_folder(config, v, s), "model.npz"))]
@@ -141,13 +151,21 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
         load_proposals(train, shared, progress=progress)
         load_proposals(val, shared, progress=progress)
     jobs = [(config, v, s) for v, s in todo]
-    quiet = {} if progress else {"disable": True}
     with tqdm(total=len(jobs), desc=f"train detectors ({config.workers} at once)",
-              **quiet) as bar:
-        if config.workers <= 1 or len(jobs) == 1:
-            for job in jobs:
-                _train_variant(job)
-                bar.update(1)
-        else:
-            map_in_workers(_train_variant, jobs, min(config.workers, len(jobs)),
-                           on_result=lambda _: bar.update(1))
+              **quiet(progress)) as bar:
+        map_jobs(_train_variant, jobs, config.workers, lambda _: bar.update(1))
+
+
+def quiet(progress: bool) -> dict:
+    return {} if progress else {"disable": True}
+
+
+def map_jobs(fn, jobs: list, workers: int, on_result) -> None:
+    """``on_result(fn(job))`` for every job, in job order, ``workers`` processes at once."""
+    from minircnn.utils.workers import map_in_workers
+
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            on_result(fn(job))
+    else:
+        map_in_workers(fn, jobs, min(workers, len(jobs)), on_result=on_result)

@@ -98,6 +98,11 @@ class TrainConfig:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
+# R-CNN warps each proposal to the input size its network was pretrained on (VGG16's
+# 227 px): the shapes classifier's crops (PretrainConfig.image_size; a test checks).
+RCNN_CROP = 32
+
+
 # --- building blocks ---------------------------------------------------------------------
 def make_detector(config: TrainConfig) -> FastRCNN:
     """The FastRCNN the config describes, initialised from ``config.seed``; with
@@ -106,10 +111,10 @@ def make_detector(config: TrainConfig) -> FastRCNN:
     backbone = _backbone(config, rng)
     size = (config.output_size, config.output_size)
     head = dict(hidden=config.hidden, dropout=config.dropout, rng=rng)
-    if config.model == "rcnn":      # a 4x-object-size warp, as R-CNN's 227 px for VGG16
-        return RCNN(3, backbone, crop_size=4 * backbone.feature_stride, **head)
-    if config.model == "sppnet":
-        return SPPNet(3, backbone, levels=(4, 2, 1), **head)
+    if config.model == "rcnn":      # warps to the backbone's pretraining input, as 227 px
+        return RCNN(3, backbone, crop_size=RCNN_CROP, **head)
+    if config.model == "sppnet":    # the paper's {6, 3, 2, 1} pyramid
+        return SPPNet(3, backbone, levels=(6, 3, 2, 1), **head)
     if config.model != "fast_rcnn":
         raise ValueError(f"model must be 'fast_rcnn', 'rcnn' or 'sppnet', got {config.model!r}")
     detector = FastRCNN(len(ShapesDataset.classes), backbone, roi_op=config.roi_op,

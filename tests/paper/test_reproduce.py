@@ -28,6 +28,9 @@ def test_every_row_names_the_detectors_it_loads():
         assert variants_of(row) and set(variants_of(row)) <= set(VARIANTS), row.id
 
 
+AP_KEYS = ("coco_AP", "voc_mAP", "voc07_mAP")
+
+
 def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
     assert main(["reproduce", "--quick", "--out", str(tmp_path), "--workers", "2"]) == 0
     models = sorted(os.listdir(tmp_path / "models"))      # trained first, two at a time
@@ -38,16 +41,27 @@ def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
         assert saved["seeds"] == [0] and len(saved["runs"]) == 1
     text = (tmp_path / "tables.md").read_text()
     assert "QUICK MODE" in text and "mAP 66.9" in text and "not run" not in text
-    assert "Where the toy differs from the paper" in text
-    for name in ("figure2_svd.png", "figure3_proposals.png", "results.json"):
+    assert "Where the toy differs from the paper" in text and "Table 4's claims" in text
+    for name in ("figure2_svd.png", "figure3_proposals.png", "data_grid.png", "results.json",
+                 "run.json"):
         assert (tmp_path / name).is_file(), name
-    # rows that test one detector alike share one evaluation, kept in its run folder
-    shared = tmp_path / "models" / "fast_rcnn_s0" / "evals" / "scales_own.json"
-    plain = [json.loads((tmp_path / "rows" / f"{r}.json").read_text())["runs"][0]
-             for r in ("table4_fast_rcnn", "table5_from_block3", "table8_softmax")]
-    assert plain[0] == plain[1] == plain[2] == json.loads(shared.read_text())
+    # rows that test one detector alike read one evaluation, run once before the rows
+    evals = tmp_path / "models" / "fast_rcnn_s0" / "evals"
+    assert sorted(os.listdir(evals)) == ["scales_1-2.json", "scales_own.json",
+                                         "scales_own_svd0.25_svd0.0625.json"]
+    shared = json.loads((evals / "scales_own.json").read_text())
+    for r in ("table4_fast_rcnn", "table5_from_block3", "table8_softmax"):
+        run = json.loads((tmp_path / "rows" / f"{r}.json").read_text())["runs"][0]
+        assert {k: run[k] for k in AP_KEYS} == {k: shared[k] for k in AP_KEYS}, r
     assert not json.loads((tmp_path / "models" / "fast_rcnn_s0" / "metrics.json")
                           .read_text()).get("eval")      # reproduce tests its detectors itself
+    # R-CNN's later stages wrote every training box's features to disk
+    rcnn = json.loads((tmp_path / "rows" / "table4_rcnn.json").read_text())["runs"][0]
+    features = tmp_path / "models" / "rcnn_s0" / "stages" / "features.npy"
+    assert rcnn["feature_bytes"] == features.stat().st_size > 0
+    fast = json.loads((tmp_path / "rows" / "table4_fast_rcnn.json").read_text())["runs"][0]
+    assert rcnn["backbone_passes"] > fast["backbone_passes"] == 1
+    assert rcnn["test_macs"] > fast["test_macs"]
 
     # resumable: a finished row is read back, not recomputed
     row = tmp_path / "rows" / "table5_all.json"
@@ -82,19 +96,25 @@ def test_no_box_regression_scores_the_proposals_themselves():
     assert not deltas.any() and cls[1, 0] == 12
 
 
-def test_the_committed_full_run_is_what_the_report_makes_of_its_results(tmp_path):
-    """docs/reproduce holds a full run: every row, three seeds, and the tables.md that
-    write_report makes of its results.json (all but the line naming the machine)."""
+def test_the_committed_run_is_what_the_report_makes_of_its_results(tmp_path):
+    """docs/reproduce holds one run: rows in the table order, every row with the run's
+    seeds, Table 4 among them, and the tables.md that write_report makes of its
+    results.json (all but the line naming the machine and the load)."""
     from minircnn.paper.report import write_report
 
     committed = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reproduce")
     with open(os.path.join(committed, "results.json")) as f:
         results = json.load(f)
-    assert list(results) == [row.id for row in ROWS]
-    assert all(r["seeds"] == [0, 1, 2] and len(r["runs"]) == 3 for r in results.values())
-    write_report(ReproduceConfig(out_dir=str(tmp_path)), results)
+    order = [row.id for row in ROWS]
+    assert list(results) == [r for r in order if r in results]
+    assert {"table4_rcnn", "table4_sppnet", "table4_fast_rcnn"} <= set(results)
+    seeds = results["table4_fast_rcnn"]["seeds"]
+    assert all(r["seeds"] == seeds and len(r["runs"]) == len(seeds) for r in results.values())
     with open(os.path.join(committed, "tables.md")) as f:
         expected = f.read().splitlines()
+    config = ReproduceConfig(out_dir=str(tmp_path), seeds=tuple(seeds),
+                             quick=any("QUICK MODE" in line for line in expected))
+    write_report(config, results)
     made = (tmp_path / "tables.md").read_text().splitlines()
     assert [line for line in made if "Machine:" not in line] == \
         [line for line in expected if "Machine:" not in line]

@@ -1,0 +1,156 @@
+"""The paper's claims, checked against one run's results: what tables.md states in words.
+
+Every sentence here is computed from the rows' results (results.json), never typed:
+
+- ``table4_claims``: R-CNN's and SPP-net's test and training times as multiples of
+  Fast R-CNN's, each beside the issue's bar (the paper's 146-213x and 9x are for VGG16
+  on VOC; the toy asks for at least 10x test and 3x training for R-CNN, 2x test for
+  SPP-net) and beside the multiply-adds counted from the layer shapes
+  (minircnn/paper/flops.py), with how far a ratio falls short and where the work goes;
+- ``data_claims``: from which training-set size pretraining stops mattering, and where
+  more data stops helping, "beyond the seeds' spread": every seed of one cell above
+  every seed of the other.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# (row, what is compared, key, the bar the toy must reach): R-CNN and SPP-net against
+# Fast R-CNN, each a ratio of means over the seeds.
+TABLE4_BARS = (("table4_rcnn", "R-CNN test time per image", "test_s_per_image", 10.0),
+               ("table4_rcnn", "R-CNN training time (all stages)", "train_s", 3.0),
+               ("table4_sppnet", "SPP-net test time per image", "test_s_per_image", 2.0))
+MACS_KEY = {"test_s_per_image": "test_macs", "train_s": "train_macs"}
+
+
+def _mean(results: dict, row: str, key: str) -> float:
+    return float(np.mean([r[key] for r in results[row]["runs"]]))
+
+
+def _values(results: dict, row: str, key: str = "coco_AP") -> np.ndarray:
+    return np.array([r[key] for r in results[row]["runs"]], float)
+
+
+def table4_ratios(results: dict) -> list[dict]:
+    """One dict per bar: what, measured ratio, MACs ratio, bar, met, short_by."""
+    out = []
+    for row, what, key, bar in TABLE4_BARS:
+        if row not in results or "table4_fast_rcnn" not in results:
+            continue
+        ratio = _mean(results, row, key) / _mean(results, "table4_fast_rcnn", key)
+        macs = (_mean(results, row, MACS_KEY[key]) /
+                _mean(results, "table4_fast_rcnn", MACS_KEY[key]))
+        out.append({"what": what, "ratio": ratio, "macs_ratio": macs, "bar": bar,
+                    "met": ratio >= bar, "short_by": bar / ratio})
+    return out
+
+
+def _where_the_work_goes(results: dict) -> list[str]:
+    """Why R-CNN is only so much slower: Fast R-CNN's MACs split backbone / head."""
+    if not {"table4_rcnn", "table4_fast_rcnn"} <= set(results):
+        return []
+    fast = results["table4_fast_rcnn"]["runs"][0]
+    rcnn = results["table4_rcnn"]["runs"][0]
+    head_share = 1 - fast["backbone_macs"] / fast["test_macs"]
+    return [
+        f"- Where the work goes: R-CNN runs the backbone {rcnn['backbone_passes']} times "
+        f"per image (once per proposal) against Fast R-CNN's {fast['backbone_passes']}; "
+        f"its backbone work is {rcnn['backbone_macs'] / fast['backbone_macs']:.0f}x Fast "
+        f"R-CNN's. But {100 * head_share:.0f}% of Fast R-CNN's multiply-adds are in its fc "
+        f"head ({fast['test_macs'] / 1e6:.0f} M MACs per image in all), which R-CNN "
+        f"computes too, so the totals differ by {rcnn['test_macs'] / fast['test_macs']:.1f}x. "
+        "In the paper the conv layers dominate: 2,000 warps of 227 x 227 px hold about "
+        "170x the pixels of one 600 x 1000 image, where the toy's crops hold "
+        f"{rcnn['backbone_passes'] * rcnn['crop_pixels'] / fast['image_pixels']:.1f}x "
+        "those of its image."]
+
+
+def _stages(results: dict) -> list[str]:
+    if "table4_rcnn" not in results:
+        return []
+    runs = results["table4_rcnn"]["runs"]
+    mean = {k: float(np.mean([r[k] for r in runs])) for k in
+            ("fine_tune_s", "cache_features_s", "svms_s", "box_regressors_s",
+             "feature_bytes", "feature_rows")}
+    return [f"- R-CNN's training, stage by stage (mean of the seeds): fine-tuning on warps "
+            f"{mean['fine_tune_s']:.0f} s, writing the fc7 features of "
+            f"{mean['feature_rows']:,.0f} boxes to disk {mean['cache_features_s']:.0f} s "
+            f"({mean['feature_bytes'] / 2**20:.0f} MiB), SVMs with hard-negative mining "
+            f"{mean['svms_s']:.0f} s, box regressors {mean['box_regressors_s']:.1f} s."]
+
+
+def table4_claims(results: dict) -> list[str]:
+    """Markdown lines: each ratio against its bar, MACs beside it, why if short."""
+    lines = []
+    for r in table4_ratios(results):
+        verdict = ("reached" if r["met"] else
+                   f"short of it by a factor {r['short_by']:.2f}")
+        lines.append(f"- {r['what']}: **{r['ratio']:.1f}x** Fast R-CNN's (bar: "
+                     f">= {r['bar']:g}x, {verdict}); multiply-adds: {r['macs_ratio']:.1f}x.")
+    if lines:
+        lines += _where_the_work_goes(results) + _stages(results)
+    return lines
+
+
+# --- training-set size x pretraining ---------------------------------------------------
+def beyond_spread(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when every seed of ``a`` is above every seed of ``b``."""
+    return bool(a.min() > b.max())
+
+
+def grid_cells(results: dict, sizes, kinds) -> dict:
+    """{(size, kind): COCO AP of each seed} for the grid cells present in ``results``."""
+    return {(n, k): _values(results, f"data{n}_{k}") for n in sizes for k in kinds
+            if f"data{n}_{k}" in results}
+
+
+def pretraining_stops_mattering(cells: dict, sizes) -> int | None:
+    """The smallest size from which, at every larger size too, pretraining is not
+    beyond the seeds' spread above training from scratch; None if it matters at the
+    largest size."""
+    answer = None
+    for n in sorted(sizes, reverse=True):
+        if beyond_spread(cells[(n, "pretrained")], cells[(n, "scratch")]):
+            break
+        answer = n
+    return answer
+
+
+def more_data_stops_helping(cells: dict, sizes, kind: str) -> int:
+    """The smallest size that no larger size beats beyond the seeds' spread."""
+    sizes = sorted(sizes)
+    for i, n in enumerate(sizes):
+        if not any(beyond_spread(cells[(m, kind)], cells[(n, kind)]) for m in sizes[i + 1:]):
+            return n
+    return sizes[-1]
+
+
+def data_claims(results: dict, sizes, kinds) -> list[str]:
+    """Markdown lines: where pretraining stops mattering, where more data stops helping."""
+    cells = grid_cells(results, sizes, kinds)
+    if len(cells) < len(sizes) * len(kinds):
+        return ["- The grid is incomplete in this run; no claim is made."]
+    stop = pretraining_stops_mattering(cells, sizes)
+    spread = max(float(v.max() - v.min()) for v in cells.values())
+    lines = [f"- Seeds' spread: up to {spread:.3f} COCO AP within one cell."]
+    if stop is None:
+        lines.append(f"- **Pretraining matters at every size**, up to all {max(sizes)} "
+                     "images: every pretrained seed beats every seed from scratch at the "
+                     "largest size.")
+    else:
+        lines.append(f"- **Pretraining stops mattering from {stop} images**: from there "
+                     "on, no pretrained cell is beyond the seeds' spread above its "
+                     "from-scratch cell" + (
+                         "." if stop == min(sizes) else
+                         f"; below, at {max(n for n in sizes if n < stop)} images, it is."))
+    for kind in kinds:
+        n = more_data_stops_helping(cells, sizes, kind)
+        lines.append(f"- **More data stops helping at {n} images ({kind})**: no larger "
+                     "training set beats it beyond the seeds' spread" + (
+                         "." if n == min(sizes) else
+                         f", while {n} beats {max(m for m in sizes if m < n)}."
+                         if beyond_spread(cells[(n, kind)],
+                                          cells[(max(m for m in sizes if m < n), kind)])
+                         else " (the step up to it is within the spread too)."))
+    return lines

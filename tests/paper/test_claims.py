@@ -1,0 +1,68 @@
+"""The claims tables.md states (minircnn/paper/claims.py), on made-up results."""
+
+import numpy as np
+
+from minircnn.paper.claims import (
+    data_claims,
+    grid_cells,
+    more_data_stops_helping,
+    pretraining_stops_mattering,
+    table4_claims,
+    table4_ratios,
+)
+
+SIZES = (25, 100, 400)
+KINDS = ("pretrained", "scratch")
+
+
+def _row(values, **extra):
+    return {"runs": [{"coco_AP": v, **extra} for v in values]}
+
+
+def _grid(table):
+    return {f"data{n}_{k}": _row(v) for (n, k), v in table.items()}
+
+
+def test_pretraining_stops_mattering_where_the_seeds_overlap_from_then_on():
+    results = _grid({(25, "pretrained"): [0.5, 0.52], (25, "scratch"): [0.2, 0.3],
+                     (100, "pretrained"): [0.6, 0.62], (100, "scratch"): [0.61, 0.65],
+                     (400, "pretrained"): [0.7, 0.71], (400, "scratch"): [0.69, 0.72]})
+    cells = grid_cells(results, SIZES, KINDS)
+    assert pretraining_stops_mattering(cells, SIZES) == 100
+    # more data: 25 -> 100 -> 400 each beyond the spread for pretrained
+    assert more_data_stops_helping(cells, SIZES, "pretrained") == 400
+    text = "\n".join(data_claims(results, SIZES, KINDS))
+    assert "stops mattering from 100 images" in text and "at 25 images, it is" in text
+
+
+def test_pretraining_that_matters_at_the_largest_size_never_stops():
+    results = _grid({(n, "pretrained"): [0.8, 0.81] for n in SIZES} |
+                    {(n, "scratch"): [0.5, 0.55] for n in SIZES})
+    cells = grid_cells(results, SIZES, KINDS)
+    assert pretraining_stops_mattering(cells, SIZES) is None
+    assert more_data_stops_helping(cells, SIZES, "scratch") == 25    # flat: 25 is enough
+    assert "matters at every size" in "\n".join(data_claims(results, SIZES, KINDS))
+
+
+def test_an_incomplete_grid_claims_nothing():
+    assert "no claim" in data_claims({}, SIZES, KINDS)[0]
+
+
+def test_table4_ratios_against_their_bars():
+    costs = dict(backbone_passes=1, backbone_macs=10.0, crop_pixels=0, image_pixels=100)
+    fast = _row([0.7, 0.7], test_s_per_image=0.01, train_s=100.0, test_macs=40.0,
+                train_macs=1e3, **costs)
+    rcnn = _row([0.6, 0.6], test_s_per_image=0.08, train_s=400.0, test_macs=200.0,
+                train_macs=5e3, fine_tune_s=300.0, cache_features_s=80.0, svms_s=19.0,
+                box_regressors_s=1.0, feature_bytes=2 ** 20, feature_rows=1000,
+                **costs | dict(backbone_passes=300, backbone_macs=170.0, crop_pixels=1))
+    spp = _row([0.5, 0.5], test_s_per_image=0.03, train_s=50.0, test_macs=80.0,
+               train_macs=500.0, **costs)
+    results = {"table4_rcnn": rcnn, "table4_sppnet": spp, "table4_fast_rcnn": fast}
+    ratios = table4_ratios(results)
+    assert [r["met"] for r in ratios] == [False, True, True]
+    assert np.isclose(ratios[0]["ratio"], 8.0) and np.isclose(ratios[0]["short_by"], 1.25)
+    assert np.isclose(ratios[0]["macs_ratio"], 5.0)
+    text = "\n".join(table4_claims(results))
+    assert "short of it by a factor 1.25" in text and "75% of Fast R-CNN's" in text
+    assert "300 times per image" in text and "(1 MiB)" in text
