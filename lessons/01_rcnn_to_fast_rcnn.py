@@ -210,19 +210,46 @@ def rcnn_one_roi_at_a_time(model, images, rois):
 
 # %% nbgrader={"grade": true, "grade_id": "rcnn_loop", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # forbid: minircnn.models.rcnn.RCNN.forward
-batched, _ = models["R-CNN"].forward(images, rois[:8])            # expected, before the guard
-### BEGIN HIDDEN TESTS
-hidden_rois = rois[20:25][::-1].copy()                            # other RoIs, reversed
-hidden_expected, _ = models["R-CNN"].forward(images, hidden_rois)
-### END HIDDEN TESTS
-# TEST the per-RoI loop equals the batched RCNN.forward on 8 RoIs (3 points)
+batched, _ = models["R-CNN"].forward(images, rois[:8])            # your check: vs the library
 looped = rcnn_one_roi_at_a_time(models["R-CNN"], images, rois[:8])
 assert looped.shape == (8, 4), looped.shape
 assert np.allclose(looped, batched, atol=1e-5), np.abs(looped - batched).max()
 ### BEGIN HIDDEN TESTS
-# TEST other RoIs in another order (1 point)
-hidden_looped = rcnn_one_roi_at_a_time(models["R-CNN"], images, hidden_rois)
-assert np.allclose(hidden_looped, hidden_expected, atol=1e-5)
+from minircnn.models import RCNN, SmallVGG
+
+
+def reference_rcnn():
+    """The lesson's R-CNN rebuilt from its seeds, here in the grader."""
+    backbone = SmallVGG((16, 32, 64, 64), num_pools=2, rng=np.random.default_rng(0))
+    model = RCNN(3, backbone, crop_size=64, rng=np.random.default_rng(1))
+    model.eval()
+    return model
+
+
+def random_rois(rng, count, num_images, size=128):
+    """(count, 5) RoIs of random sizes anywhere on num_images images."""
+    corners = rng.uniform(0, size - 8, size=(count, 2))
+    far = np.minimum(corners + rng.uniform(4, 80, size=(count, 2)), size - 1)
+    return np.column_stack([rng.integers(0, num_images, count), corners, far])
+
+
+def check_loop(student, rng, count, num_images):
+    images = rng.random((num_images, 3, 128, 128), dtype=np.float32)
+    rois = random_rois(rng, count, num_images).astype(np.float32)
+    want, _ = reference_rcnn().forward(images, rois)
+    got = student.rcnn_one_roi_at_a_time(student.ref("models")["R-CNN"], images, rois)
+    assert np.shape(got) == want.shape, f"shape {np.shape(got)}, expected {want.shape}"
+    assert np.allclose(got, want, atol=1e-5), "scores differ from R-CNN's batched forward"
+
+
+# TEST the per-RoI loop equals the batched R-CNN on random RoIs (3 points)
+def grade_random(student, rng):
+    check_loop(student, rng, int(rng.integers(5, 10)), 1)
+
+
+# TEST RoIs on two images, in any order (1 point)
+def grade_two_images(student, rng):
+    check_loop(student, rng, int(rng.integers(4, 8)), 2)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -141,33 +141,61 @@ def conv2d_backward_loops(dout, x, w, *, stride=1, pad=0):
 
 # %% nbgrader={"grade": true, "grade_id": "conv_backward", "locked": true, "points": 7, "schema_version": 3, "solution": false}
 # forbid: minircnn.layers.conv.conv2d_backward_naive, minircnn.layers.conv.conv2d_backward
-xs = rng.standard_normal((2, 3, 5, 5))                            # expected values first,
-ws = rng.standard_normal((4, 3, 3, 3))                            # before the guard goes up
-bs = rng.standard_normal(4)
-outs, cache_s = conv2d_forward_naive(xs, ws, bs, stride=2, pad=1)
-douts = rng.standard_normal(outs.shape)
-library = conv2d_backward_naive(douts, cache_s)
-### BEGIN HIDDEN TESTS
-hidden_rng = np.random.default_rng(2024)
-xh, wh = hidden_rng.standard_normal((1, 2, 7, 6)), hidden_rng.standard_normal((3, 2, 2, 3))
-outh, cache_h = conv2d_forward_naive(xh, wh, np.zeros(3), stride=3, pad=2)
-douth = hidden_rng.standard_normal(outh.shape)
-expected_h = conv2d_backward_naive(douth, cache_h)
-### END HIDDEN TESTS
-# TEST the tiny example, by hand (2 points)
+# Your checks: the tiny example by hand, then stride 2 and padding 1 vs the library.
 dx, dw, db = conv2d_backward_loops(dout, x, w)
 assert np.array_equal(dx[0, 0], dx_by_hand), dx
 assert np.array_equal(dw[0, 0], dw_by_hand), dw
 assert np.array_equal(db, db_by_hand), db
-# TEST stride 2 and padding 1 vs the library (3 points)
+xs = rng.standard_normal((2, 3, 5, 5))
+ws = rng.standard_normal((4, 3, 3, 3))
+outs, cache_s = conv2d_forward_naive(xs, ws, rng.standard_normal(4), stride=2, pad=1)
+douts = rng.standard_normal(outs.shape)
 mine = conv2d_backward_loops(douts, xs, ws, stride=2, pad=1)
-for name, a, ref in zip(("dx", "dw", "db"), mine, library, strict=True):
+for name, a, ref in zip(("dx", "dw", "db"), mine, conv2d_backward_naive(douts, cache_s),
+                        strict=True):
     print(f"{name}: rel error vs library {rel_error(a, ref):.1e}")
     assert rel_error(a, ref) < 1e-9
 ### BEGIN HIDDEN TESTS
-# TEST a 2x3 kernel, stride 3, padding 2 (2 points)
-for a, ref in zip(conv2d_backward_loops(douth, xh, wh, stride=3, pad=2), expected_h, strict=True):
-    assert rel_error(a, ref) < 1e-9
+from minircnn.layers.conv import conv2d_backward_naive, conv2d_forward_naive
+
+
+def check_random(student, rng, kernel_max, stride_max, pad_max):
+    """Random shapes, kernel, stride and padding; the reference gradients, compared."""
+    N, C, F = (int(v) for v in rng.integers(1, 4, size=3))
+    KH, KW = (int(v) for v in rng.integers(1, kernel_max + 1, size=2))
+    stride, pad = int(rng.integers(1, stride_max + 1)), int(rng.integers(0, pad_max + 1))
+    H, W = KH + int(rng.integers(0, 6)), KW + int(rng.integers(0, 6))
+    x, w = rng.standard_normal((N, C, H, W)), rng.standard_normal((F, C, KH, KW))
+    out, cache = conv2d_forward_naive(x, w, rng.standard_normal(F), stride=stride, pad=pad)
+    dout = rng.standard_normal(out.shape)
+    got = student.conv2d_backward_loops(dout, x, w, stride=stride, pad=pad)
+    assert len(got) == 3, "return (dx, dw, db)"
+    for name, a, ref in zip(("dx", "dw", "db"), got, conv2d_backward_naive(dout, cache),
+                            strict=False):
+        assert np.shape(a) == ref.shape, f"{name} shape {np.shape(a)}, expected {ref.shape}"
+        assert rel_error(a, ref) < 1e-9, f"{name} (kernel {KH}x{KW}, stride {stride}, pad {pad})"
+
+
+# TEST the tiny example, by hand (2 points)
+def grade_tiny(student, rng):
+    x = np.arange(9.0).reshape(1, 1, 3, 3)
+    w = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    dx, dw, db = student.conv2d_backward_loops(np.ones((1, 1, 2, 2)), x, w)
+    assert np.array_equal(dx[0, 0], [[1, 3, 2], [4, 10, 6], [3, 7, 4]]), "dx by hand"
+    assert np.array_equal(dw[0, 0], [[8, 12], [20, 24]]), "dw by hand"
+    assert np.array_equal(db, [4.0]), "db by hand"
+
+
+# TEST random shapes, kernels, strides and paddings vs the reference (3 points)
+def grade_random(student, rng):
+    for _ in range(4):
+        check_random(student, rng, kernel_max=3, stride_max=2, pad_max=1)
+
+
+# TEST strides larger than the kernel, padding up to 2 (2 points)
+def grade_stride(student, rng):
+    for _ in range(3):
+        check_random(student, rng, kernel_max=2, stride_max=4, pad_max=2)
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -290,26 +318,56 @@ def max_pool_backward_loops(dout, x, *, kernel, stride):
 
 # %% nbgrader={"grade": true, "grade_id": "pool_backward", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # forbid: minircnn.layers.pool.max_pool2d_backward, minircnn.layers.pool.max_pool2d_backward_naive
+# Your checks: overlapping windows by hand, then kernel 3, stride 2 vs the library.
+assert np.array_equal(max_pool_backward_loops(dout_pool, xp4, kernel=3, stride=1)[0, 0],
+                      dx_pool_by_hand)
 x_rand = rng.permutation(2 * 3 * 7 * 7).reshape(2, 3, 7, 7) * 0.1   # distinct: no ties
 out_r, cache_r = max_pool2d_forward(x_rand, kernel=3, stride=2)
 dout_r = rng.standard_normal(out_r.shape)
 expected_r = max_pool2d_backward(dout_r, cache_r)
-### BEGIN HIDDEN TESTS
-hidden_rng = np.random.default_rng(77)
-x_hid = hidden_rng.permutation(1 * 2 * 6 * 6).reshape(1, 2, 6, 6) * 0.5
-out_hid, cache_hid = max_pool2d_forward(x_hid, kernel=2, stride=2)
-dout_hid = hidden_rng.standard_normal(out_hid.shape)
-expected_hid = max_pool2d_backward(dout_hid, cache_hid)
-### END HIDDEN TESTS
-# TEST overlapping windows, by hand (1 point)
-assert np.array_equal(max_pool_backward_loops(dout_pool, xp4, kernel=3, stride=1)[0, 0],
-                      dx_pool_by_hand)
-# TEST kernel 3, stride 2 vs the library (2 points)
 assert rel_error(max_pool_backward_loops(dout_r, x_rand, kernel=3, stride=2), expected_r) < 1e-9
 ### BEGIN HIDDEN TESTS
-# TEST kernel 2, stride 2 (1 point)
-assert rel_error(max_pool_backward_loops(dout_hid, x_hid, kernel=2, stride=2),
-                 expected_hid) < 1e-9
+from minircnn.layers.pool import max_pool2d_backward_naive, max_pool2d_forward_naive
+
+
+def check_random(student, rng, x, kernel, stride):
+    out, cache = max_pool2d_forward_naive(x, kernel=kernel, stride=stride)
+    dout = rng.standard_normal(out.shape)
+    got = student.max_pool_backward_loops(dout, x, kernel=kernel, stride=stride)
+    want = max_pool2d_backward_naive(dout, cache)
+    assert np.shape(got) == want.shape, f"shape {np.shape(got)}, expected {want.shape}"
+    assert rel_error(got, want) < 1e-9, f"kernel {kernel}, stride {stride}"
+
+
+def random_shape(rng, kernel):
+    N, C = (int(v) for v in rng.integers(1, 4, size=2))
+    return N, C, kernel + int(rng.integers(0, 6)), kernel + int(rng.integers(0, 6))
+
+
+# TEST overlapping windows, by hand (1 point)
+def grade_by_hand(student, rng):
+    x = np.array([[1.0, 2.0, 0.0, 3.0], [4.0, 9.0, 5.0, 1.0],
+                  [2.0, 6.0, 8.0, 0.0], [3.0, 1.0, 7.0, 12.0]]).reshape(1, 1, 4, 4)
+    dout = np.array([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2)
+    want = np.zeros((4, 4))
+    want[1, 1], want[3, 3] = 6.0, 4.0                   # 9 wins three windows, 12 one
+    got = student.max_pool_backward_loops(dout, x, kernel=3, stride=1)
+    assert np.array_equal(np.asarray(got)[0, 0], want), "the overlapping example"
+
+
+# TEST random shapes, overlapping and strided windows, distinct values (2 points)
+def grade_random(student, rng):
+    for kernel, stride in ((3, 2), (3, 1), (2, 2), (2, 3)):
+        shape = random_shape(rng, kernel)
+        x = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1
+        check_random(student, rng, x, kernel, stride)
+
+
+# TEST ties: the first maximum in row-major order gets the gradient (1 point)
+def grade_ties(student, rng):
+    for kernel, stride in ((2, 2), (3, 1)):
+        x = rng.integers(0, 3, size=random_shape(rng, kernel)).astype(np.float64)
+        check_random(student, rng, x, kernel, stride)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -134,6 +134,10 @@ def roi_pool_loops(features, rois, *, output_size, spatial_scale):
 # %% nbgrader={"grade": true, "grade_id": "roi_pool", "locked": true, "points": 7, "schema_version": 3, "solution": false}
 # forbid: minircnn.layers.roi_pool.roi_pool_forward, minircnn.layers.roi_pool.spp_forward
 # forbid: minircnn.layers.roi_pool.roi_pool_forward_naive, minircnn.layers.roi_pool.roi_pool_bins
+# forbid: minircnn.layers.roi_pool.roi_pool_forward_vectorized
+# Your checks: the worked example, then random RoIs on two images vs the library.
+mine = roi_pool_loops(features, rois, output_size=(2, 2), spatial_scale=0.1)
+assert np.array_equal(mine[:, 0], out_by_hand), mine
 feats = rng.standard_normal((2, 3, 10, 12))
 xy = rng.uniform(0, 190, size=(12, 4))
 rand_rois = np.column_stack([np.arange(12) % 2,
@@ -141,24 +145,56 @@ rand_rois = np.column_stack([np.arange(12) % 2,
                              np.maximum(xy[:, 0], xy[:, 2]), np.maximum(xy[:, 1], xy[:, 3])])
 rand_rois[0, 1:] = [8, 8, 40, 24]                                 # corners land on .5 cells
 ref, _ = roi_pool_forward(feats, rand_rois, output_size=(3, 3), spatial_scale=1 / 16)
-### BEGIN HIDDEN TESTS
-hidden_feats = np.random.default_rng(31).standard_normal((1, 2, 9, 9))
-hidden_rois = np.array([[0, 0.0, 0.0, 3.0, 3.0],                  # smaller than the grid
-                        [0, 40.0, 10.0, 90.0, 70.0],              # past the border
-                        [0, 12.0, 20.0, 12.0, 20.0]])             # 1 x 1
-hidden_ref, _ = roi_pool_forward(hidden_feats, hidden_rois, output_size=(2, 3),
-                                 spatial_scale=1 / 8)
-### END HIDDEN TESTS
-# TEST the worked example (2 points)
-mine = roi_pool_loops(features, rois, output_size=(2, 2), spatial_scale=0.1)
-assert np.array_equal(mine[:, 0], out_by_hand), mine
-# TEST random RoIs on two images vs the library (3 points)
 assert rel_error(roi_pool_loops(feats, rand_rois, output_size=(3, 3), spatial_scale=1 / 16),
                  ref) < 1e-12
 ### BEGIN HIDDEN TESTS
-# TEST tiny, border and 1x1 RoIs, a 2x3 grid at scale 1/8 (2 points)
-assert np.array_equal(roi_pool_loops(hidden_feats, hidden_rois, output_size=(2, 3),
-                                     spatial_scale=1 / 8), hidden_ref)
+from minircnn.layers.roi_pool import roi_pool_forward_naive
+
+
+def random_rois(rng, count, num_images, extent):
+    """(count, 5) RoIs: random corners in [0, extent), some past the border, some on .5."""
+    xy = rng.uniform(0, extent, size=(count, 4))
+    xy[: count // 3] = np.round(xy[: count // 3] / 8) * 8       # scaled by 1/16: on .5
+    return np.column_stack([rng.integers(0, num_images, count),
+                            np.minimum(xy[:, 0], xy[:, 2]), np.minimum(xy[:, 1], xy[:, 3]),
+                            np.maximum(xy[:, 0], xy[:, 2]), np.maximum(xy[:, 1], xy[:, 3])])
+
+
+def check(student, features, rois, output_size, spatial_scale):
+    want, _ = roi_pool_forward_naive(features, rois, output_size=output_size,
+                                     spatial_scale=spatial_scale)
+    got = student.roi_pool_loops(features, rois, output_size=output_size,
+                                 spatial_scale=spatial_scale)
+    assert np.shape(got) == want.shape, f"shape {np.shape(got)}, expected {want.shape}"
+    assert np.array_equal(got, want), f"output {output_size}, scale {spatial_scale}"
+
+
+# TEST the worked example (2 points)
+def grade_worked(student, rng):
+    features = np.arange(16, dtype=np.float64).reshape(1, 1, 4, 4)
+    rois = np.array([[0, 0, 0, 20, 20], [0, 0, 10, 30, 30]], dtype=np.float64)
+    got = student.roi_pool_loops(features, rois, output_size=(2, 2), spatial_scale=0.1)
+    want = [[[5.0, 6.0], [9.0, 10.0]], [[9.0, 11.0], [13.0, 15.0]]]
+    assert np.array_equal(np.asarray(got)[:, 0], want), "the worked example"
+
+
+# TEST random overlapping RoIs on several images vs the reference (3 points)
+def grade_random(student, rng):
+    N, C = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    H, W = (int(v) for v in rng.integers(6, 14, size=2))
+    features = rng.standard_normal((N, C, H, W))
+    PH, PW = (int(v) for v in rng.integers(1, 5, size=2))
+    check(student, features, random_rois(rng, 12, N, 16 * max(H, W)), (PH, PW), 1 / 16)
+
+
+# TEST RoIs smaller than the grid, past the border and 1x1, at scale 1/8 (2 points)
+def grade_edges(student, rng):
+    features = rng.standard_normal((1, 2, 9, 9))
+    size = rng.uniform(0, 3, size=(4, 1))
+    small = np.column_stack([np.zeros(4), rng.uniform(0, 60, (4, 2))])
+    small = np.column_stack([small, small[:, 1:] + size])         # tiny and 1x1 RoIs
+    border = random_rois(rng, 4, 1, 110)                          # up to 110 / 8 > 9 cells
+    check(student, features, np.concatenate([small, border]), (2, 3), 1 / 8)
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -110,20 +110,58 @@ def multiclass_svm_loss(scores, labels, *, margin=1.0):
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "svm_loss", "locked": true, "points": 4, "schema_version": 3, "solution": false}
-### BEGIN HIDDEN TESTS
-hidden_scores = np.array([[2.0, 0.5, 1.8], [0.0, 3.0, -1.0]])
-hidden_labels = np.array([0, 2])
-hidden_loss = (0.3 + (1.5 + 4.5)) / 2                             # by hand: margin 0.5
-### END HIDDEN TESTS
-# TEST the loss of the 3 rows by hand (2 points)
+# Your checks: the loss of the 3 rows by hand, the gradient vs a numeric gradient.
 svm_loss, dsvm = multiclass_svm_loss(scores, labels3)
 assert abs(svm_loss - svm_rows_by_hand.mean()) < 1e-12, svm_loss
-# TEST the gradient vs a numeric gradient (1 point)
 numeric = numeric_gradient(lambda: multiclass_svm_loss(scores, labels3)[0], scores, 1.0)
 assert rel_error(dsvm, numeric) < 1e-7
 ### BEGIN HIDDEN TESTS
-# TEST another margin (1 point)
-assert abs(multiclass_svm_loss(hidden_scores, hidden_labels, margin=0.5)[0] - hidden_loss) < 1e-12
+def reference_svm_loss(scores, labels, margin):
+    """mean over rows of sum_{c != y} max(0, s_c - s_y + margin)."""
+    rows = np.arange(len(labels))
+    margins = np.maximum(scores - scores[rows, labels][:, None] + margin, 0.0)
+    margins[rows, labels] = 0.0
+    return margins.sum() / len(labels)
+
+
+def random_case(rng, margin):
+    """Random scores with every margin at least 0.05 away from the hinge's kink."""
+    R, C = int(rng.integers(2, 9)), int(rng.integers(2, 6))
+    labels = rng.integers(0, C, size=R)
+    scores = rng.standard_normal((R, C)) * 2
+    rows = np.arange(R)
+    gap = scores - scores[rows, labels][:, None] + margin
+    near = (np.abs(gap) < 0.05) & (np.arange(C) != labels[:, None])
+    scores[near] += 0.1
+    return scores, labels
+
+
+# TEST the loss of 3 rows by hand (2 points)
+def grade_by_hand(student, rng):
+    scores = np.array([[3.2, 5.1, -1.7], [1.3, 4.9, 2.0], [2.2, 2.5, -3.1]])
+    loss, _ = student.multiclass_svm_loss(scores, np.array([0, 1, 2]))
+    assert abs(loss - (2.9 + 0.0 + 12.9) / 3) < 1e-12, "the 3 rows by hand"
+
+
+# TEST the gradient vs the grader's numeric gradient of the reference loss (1 point)
+def grade_gradient(student, rng):
+    for _ in range(3):
+        scores, labels = random_case(rng, 1.0)
+        loss, dscores = student.multiclass_svm_loss(scores, labels)
+        numeric = numeric_gradient(lambda s=scores, y=labels: reference_svm_loss(s, y, 1.0),
+                                   scores, 1.0)
+        assert abs(loss - reference_svm_loss(scores, labels, 1.0)) < 1e-12, "the loss"
+        assert rel_error(dscores, numeric) < 1e-7, "dscores"
+
+
+# TEST another margin, loss and gradient (1 point)
+def grade_margin(student, rng):
+    margin = float(rng.uniform(0.2, 3.0))
+    scores, labels = random_case(rng, margin)
+    loss, dscores = student.multiclass_svm_loss(scores, labels, margin=margin)
+    numeric = numeric_gradient(lambda: reference_svm_loss(scores, labels, margin), scores, 1.0)
+    assert abs(loss - reference_svm_loss(scores, labels, margin)) < 1e-12, f"margin {margin}"
+    assert rel_error(dscores, numeric) < 1e-7, f"dscores at margin {margin}"
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -543,21 +581,54 @@ def fast_rcnn_loss_loops(cls_scores, bbox_deltas, labels, bbox_targets):
 # %% nbgrader={"grade": true, "grade_id": "loss_loops", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # forbid: minircnn.layers.losses.fast_rcnn_loss_forward, minircnn.layers.losses.smooth_l1_forward
 # forbid: minircnn.layers.losses.softmax_cross_entropy_forward
-library_loss, _ = fast_rcnn_loss_forward(*random_args)
-### BEGIN HIDDEN TESTS
-hidden_rng = np.random.default_rng(404)
-hidden_args = (hidden_rng.standard_normal((5, 3)), hidden_rng.standard_normal((5, 12)) * 3,
-               np.array([0, 0, 2, 1, 0]), hidden_rng.standard_normal((5, 4)))
-hidden_loss, _ = fast_rcnn_loss_forward(*hidden_args)
-### END HIDDEN TESTS
-# TEST the 3 RoIs by hand (1 point)
+# Your checks: the 3 RoIs by hand, then random RoIs vs the library.
 assert abs(fast_rcnn_loss_loops(cls_scores, bbox_deltas, labels, bbox_targets)
            - (cls_by_hand + box_by_hand)) < 1e-12
-# TEST random RoIs vs the library (2 points)
+library_loss, _ = fast_rcnn_loss_forward(*random_args)
 assert abs(fast_rcnn_loss_loops(*random_args) - float(library_loss)) < 1e-12
 ### BEGIN HIDDEN TESTS
+from minircnn.layers.losses import fast_rcnn_loss_forward
+
+
+def random_args(rng, background):
+    """R RoIs, K classes: scores, deltas (large errors too), labels (a share background)."""
+    R, K = int(rng.integers(3, 12)), int(rng.integers(1, 5))
+    labels = np.where(rng.random(R) < background, 0, rng.integers(1, K + 1, size=R))
+    return (rng.standard_normal((R, K + 1)) * 3, rng.standard_normal((R, 4 * (K + 1))) * 3,
+            labels, rng.standard_normal((R, 4)))
+
+
+def check(student, args):
+    want, _ = fast_rcnn_loss_forward(*args)
+    got = student.fast_rcnn_loss_loops(*args)
+    assert type(got) in (float, int) or np.shape(got) == (), f"a number, got {type(got)}"
+    assert abs(float(got) - float(want)) < 1e-12, f"{float(got)} instead of {float(want)}"
+
+
+# TEST the 3 RoIs by hand (1 point)
+def grade_by_hand(student, rng):
+    cls_scores = np.array([[2.0, 0.5, -1.0], [0.0, 3.0, 1.0], [1.0, 0.0, 2.0]])
+    bbox_deltas = np.zeros((3, 12))
+    bbox_deltas[0] = rng.standard_normal(12)                      # background: ignored
+    bbox_deltas[1, 4:8] = [0.5, -0.2, 0.1, 2.0]
+    bbox_deltas[2, 8:12] = [1.0, -3.0, 0.2, 0.0]
+    bbox_deltas[1, 8:12] = [9.0, 9.0, 9.0, 9.0]                   # the wrong class: ignored
+    targets = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5], [0.2, -0.5, 0.2, 0.3]])
+    e = np.exp(cls_scores)
+    by_hand = np.mean(-np.log(e[[0, 1, 2], [0, 1, 2]] / e.sum(axis=1))) + (1.15 + 2.365) / 3
+    got = student.fast_rcnn_loss_loops(cls_scores, bbox_deltas, np.array([0, 1, 2]), targets)
+    assert abs(float(got) - by_hand) < 1e-12, "the 3 RoIs by hand"
+
+
+# TEST random RoIs and classes vs the reference (2 points)
+def grade_random(student, rng):
+    for _ in range(3):
+        check(student, random_args(rng, 0.3))
+
+
 # TEST mostly background RoIs and large box errors (1 point)
-assert abs(fast_rcnn_loss_loops(*hidden_args) - float(hidden_loss)) < 1e-12
+def grade_background(student, rng):
+    check(student, random_args(rng, 0.8))
 ### END HIDDEN TESTS
 
 # %% [markdown]

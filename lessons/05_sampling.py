@@ -134,26 +134,67 @@ def pick_fg_bg(max_iou, num, rng, *, fg_fraction=0.25, fg_iou=0.5, bg_iou=(0.1, 
 
 # %% nbgrader={"grade": true, "grade_id": "fg_bg", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # forbid: minircnn.detection.sampling._pick, minircnn.detection.sampling.sample_rois
+# Your checks: 64 RoIs from 500 candidates, then too few candidates.
 ious = np.random.default_rng(5).uniform(0, 1, size=500)           # (500,) candidates
-few = np.array([0.9, 0.3, 0.05, 0.6, 0.45])                       # 2 fg, 2 bg candidates
-### BEGIN HIDDEN TESTS
-hidden_ious = np.random.default_rng(55).uniform(0, 1, size=300)
-### END HIDDEN TESTS
-# TEST 64 RoIs from 500 candidates: 16 fg, 48 bg, each in its IoU range (2 points)
 fg_inds, bg_inds = pick_fg_bg(ious, 64, np.random.default_rng(6))
 assert len(fg_inds) == 16 and len(bg_inds) == 48, (len(fg_inds), len(bg_inds))
 assert len(set(fg_inds.tolist())) == 16 and len(set(bg_inds.tolist())) == 48   # no repeats
 assert (ious[fg_inds] >= 0.5).all()
 assert ((ious[bg_inds] >= 0.1) & (ious[bg_inds] < 0.5)).all()
-# TEST too few candidates: take them all (1 point)
+few = np.array([0.9, 0.3, 0.05, 0.6, 0.45])                       # 2 fg, 2 bg candidates
 fg_few, bg_few = pick_fg_bg(few, 64, np.random.default_rng(7))
 assert sorted(fg_few.tolist()) == [0, 3] and sorted(bg_few.tolist()) == [1, 4]
 ### BEGIN HIDDEN TESTS
-# TEST other fraction and thresholds (1 point)
-fg_h, bg_h = pick_fg_bg(hidden_ious, 20, np.random.default_rng(8), fg_fraction=0.5,
-                        fg_iou=0.7, bg_iou=(0.0, 0.3))
-assert len(fg_h) == 10 and len(bg_h) == 10 and len(set(bg_h.tolist())) == 10
-assert (hidden_ious[fg_h] >= 0.7).all() and (hidden_ious[bg_h] < 0.3).all()
+def pick(student, max_iou, num, **rules):
+    """The student's picks with the notebook's generator `rng` (it lives in their process)."""
+    fg, bg = student.pick_fg_bg(max_iou, num, student.ref("rng"), **rules)
+    return np.asarray(fg).astype(int).ravel(), np.asarray(bg).astype(int).ravel()
+
+
+def check_counts(max_iou, num, fg, bg, fg_fraction=0.25, fg_iou=0.5, bg_iou=(0.1, 0.5)):
+    fg_pool = np.flatnonzero(max_iou >= fg_iou)
+    bg_pool = np.flatnonzero((max_iou >= bg_iou[0]) & (max_iou < bg_iou[1]))
+    num_fg = min(int(round(fg_fraction * num)), fg_pool.size)
+    assert len(fg) == num_fg, f"{len(fg)} foreground RoIs, expected {num_fg}"
+    assert len(bg) == min(num - num_fg, bg_pool.size), f"{len(bg)} background RoIs"
+    assert len(set(fg.tolist())) == len(fg) and len(set(bg.tolist())) == len(bg), "repeats"
+    assert np.isin(fg, fg_pool).all() and np.isin(bg, bg_pool).all(), "outside the IoU bands"
+
+
+# TEST counts, no repeats, each RoI in its IoU band, random sizes (2 points)
+def grade_counts(student, rng):
+    for _ in range(3):
+        max_iou = rng.uniform(0, 1, size=int(rng.integers(100, 600)))
+        num = int(rng.integers(8, 129))
+        check_counts(max_iou, num, *pick(student, max_iou, num))
+
+
+# TEST too few candidates, other fractions and thresholds (1 point)
+def grade_rules(student, rng):
+    few = rng.uniform(0, 1, size=int(rng.integers(5, 12)))
+    check_counts(few, 64, *pick(student, few, 64))
+    rules = {"fg_fraction": float(rng.choice([0.5, 0.75])), "fg_iou": 0.7, "bg_iou": (0.0, 0.3)}
+    max_iou = rng.uniform(0, 1, size=300)
+    check_counts(max_iou, 20, *pick(student, max_iou, 20, **rules), **rules)
+
+
+# TEST the picks are random: every candidate gets picked, none always (1 point)
+def grade_random(student, rng):
+    max_iou = rng.uniform(0, 1, size=60)
+    counts = np.zeros(60)
+    draws = 150
+    for _ in range(draws):
+        fg, bg = pick(student, max_iou, 16)
+        counts[fg] += 1
+        counts[bg] += 1
+    fg_pool = np.flatnonzero(max_iou >= 0.5)
+    bg_pool = np.flatnonzero((max_iou >= 0.1) & (max_iou < 0.5))
+    for pool, size in ((fg_pool, min(4, fg_pool.size)), (bg_pool, min(12, bg_pool.size))):
+        expected = draws * size / pool.size                        # uniform sampling
+        assert counts[pool].min() > 0, "a candidate that is never picked: sample at random"
+        if size < pool.size:
+            assert counts[pool].max() < draws, "a candidate picked every time: not random"
+            assert counts[pool].max() < expected + 6 * np.sqrt(expected) + 1, "not uniform"
 ### END HIDDEN TESTS
 
 # %% [markdown]

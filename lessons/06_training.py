@@ -195,6 +195,22 @@ def sgd_momentum_step(params, velocities, *, lr, momentum=0.9, weight_decay=5e-4
         p.data -= lr * p.lr_mult * v
     ### END SOLUTION
 
+# %% [markdown]
+# The grader talks to your notebook in plain arrays, so it calls your `sgd_momentum_step`
+# through this wrapper (given, not graded): Parameters built from `datas`, one step per
+# entry of `grads`, the final values and velocities back.
+
+# %%
+def sgd_steps(datas, grads, velocities, *, lr_mults, decay_mults, trainable, **hyper):
+    """datas: one array per parameter; grads: one such list per step -> (datas, velocities)."""
+    params = [Parameter(d, lr_mult=m, decay_mult=dm, requires_grad=t)
+              for d, m, dm, t in zip(datas, lr_mults, decay_mults, trainable, strict=True)]
+    for step_grads in grads:
+        for p, g in zip(params, step_grads, strict=True):
+            p.grad = g
+        sgd_momentum_step(params, velocities, **hyper)
+    return [p.data for p in params], velocities
+
 # %% nbgrader={"grade": true, "grade_id": "sgd_momentum", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # forbid: minircnn.training.optim.SGD.step
 def sgd_case(seed, steps, **hyper):
@@ -226,15 +242,52 @@ def sgd_matches(case, **hyper):
                for p, e in zip(params, expected, strict=True))
 
 
-visible_case = sgd_case(11, 3, lr=0.1, momentum=0.9, weight_decay=0.01)
+# Your check: 3 steps match minircnn.training.optim.SGD (lr_mult, decay_mult, frozen).
+assert sgd_matches(sgd_case(11, 3, lr=0.1, momentum=0.9, weight_decay=0.01),
+                   lr=0.1, momentum=0.9, weight_decay=0.01)
 ### BEGIN HIDDEN TESTS
-hidden_case = sgd_case(12, 5, lr=0.03, momentum=0.5, weight_decay=0.1)
-### END HIDDEN TESTS
-# TEST 3 steps match minircnn.training.optim.SGD (lr_mult, decay_mult, frozen) (3 points)
-assert sgd_matches(visible_case, lr=0.1, momentum=0.9, weight_decay=0.01)
-### BEGIN HIDDEN TESTS
-# TEST 5 steps with other hyperparameters (1 point)
-assert sgd_matches(hidden_case, lr=0.03, momentum=0.5, weight_decay=0.1)
+from minircnn.layers import Parameter
+from minircnn.training.optim import SGD
+
+
+def check(student, rng, steps, **hyper):
+    """Random parameters (a bias, a frozen one) and gradients: SGD here vs sgd_steps there."""
+    count = int(rng.integers(3, 6))
+    shapes = [tuple(int(v) for v in rng.integers(1, 5, size=rng.integers(1, 3)))
+              for _ in range(count)]
+    datas = [rng.standard_normal(s) for s in shapes]
+    grads = [[rng.standard_normal(s) for s in shapes] for _ in range(steps)]
+    lr_mults = [float(v) for v in rng.choice([1.0, 2.0, 0.5], size=count)]
+    decay_mults = [float(v) for v in rng.choice([1.0, 0.0], size=count)]
+    trainable = [True] * count
+    trainable[int(rng.integers(count))] = False                   # one frozen parameter
+    reference = [Parameter(d.copy(), lr_mult=m, decay_mult=dm, requires_grad=t)
+                 for d, m, dm, t in zip(datas, lr_mults, decay_mults, trainable, strict=True)]
+    optimizer = SGD(reference, **hyper)
+    for step_grads in grads:
+        for p, g in zip(reference, step_grads, strict=True):
+            p.grad = g.copy()
+        optimizer.step()
+    got, _ = student.sgd_steps(datas, grads, [np.zeros(s) for s in shapes],
+                               lr_mults=lr_mults, decay_mults=decay_mults,
+                               trainable=trainable, **hyper)
+    assert len(got) == count, f"{len(got)} parameters back, expected {count}"
+    for i, (a, p) in enumerate(zip(got, reference, strict=True)):
+        assert np.shape(a) == p.data.shape, f"parameter {i}: shape {np.shape(a)}"
+        assert np.allclose(a, p.data, rtol=0, atol=1e-12), f"parameter {i} " + (
+            "(frozen)" if not p.requires_grad else f"(lr_mult {p.lr_mult}, "
+            f"decay_mult {p.decay_mult})")
+
+
+# TEST steps match minircnn.training.optim.SGD (lr_mult, decay_mult, frozen) (3 points)
+def grade_steps(student, rng):
+    check(student, rng, 3, lr=0.1, momentum=0.9, weight_decay=0.01)
+
+
+# TEST more steps with other hyperparameters (1 point)
+def grade_hyper(student, rng):
+    check(student, rng, int(rng.integers(4, 8)), lr=float(rng.uniform(0.01, 0.2)),
+          momentum=float(rng.uniform(0.1, 0.95)), weight_decay=float(rng.uniform(0.01, 0.2)))
 ### END HIDDEN TESTS
 
 # %% [markdown]

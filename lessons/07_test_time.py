@@ -131,28 +131,53 @@ def nms_loops(boxes, scores, iou_threshold):
 
 # %% nbgrader={"grade": true, "grade_id": "nms", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 # forbid: minircnn.detection.boxes.nms, minircnn.detection.boxes.batched_nms
+# Your checks: the 5 boxes by hand at every threshold, then 60 random boxes vs the library.
+for threshold, by_hand in expected_keep.items():
+    assert nms_loops(boxes5, scores5, threshold) == by_hand
 check_rng = np.random.default_rng(1)
 corners = check_rng.uniform(0, 100, size=(60, 2))
 random_boxes = np.concatenate([corners, corners + check_rng.uniform(5, 40, size=(60, 2))], axis=1)
 random_scores = check_rng.random(60)
-library_keep = {t: nms(random_boxes, random_scores, t).tolist() for t in (0.1, 0.3, 0.5, 0.7)}
+for t in (0.1, 0.3, 0.5, 0.7):
+    assert nms_loops(random_boxes, random_scores, t) == nms(random_boxes, random_scores, t).tolist()
 ### BEGIN HIDDEN TESTS
-hidden_rng = np.random.default_rng(70)
-hidden_corners = hidden_rng.uniform(0, 50, size=(120, 2))
-hidden_boxes = np.concatenate([hidden_corners,
-                               hidden_corners + hidden_rng.uniform(2, 30, size=(120, 2))], axis=1)
-hidden_scores = hidden_rng.random(120)
-hidden_keep = nms(hidden_boxes, hidden_scores, 0.45).tolist()
-### END HIDDEN TESTS
+from minircnn.detection.boxes import nms
+
+
+def random_boxes(rng, count, extent, largest):
+    corners = rng.uniform(0, extent, size=(count, 2))
+    return np.concatenate([corners, corners + rng.uniform(2, largest, size=(count, 2))], axis=1)
+
+
+def check(student, boxes, scores, threshold):
+    got = student.nms_loops(boxes, scores, threshold)
+    want = nms(boxes, scores, threshold).tolist()
+    assert np.asarray(got).astype(int).tolist() == want, f"threshold {threshold}"
+
+
 # TEST the 5 boxes by hand at every threshold (1 point)
-for threshold, by_hand in expected_keep.items():
-    assert nms_loops(boxes5, scores5, threshold) == by_hand
-# TEST 60 random boxes vs the library (2 points)
-for threshold, expected in library_keep.items():
-    assert nms_loops(random_boxes, random_scores, threshold) == expected
-### BEGIN HIDDEN TESTS
-# TEST 120 crowded boxes (1 point)
-assert nms_loops(hidden_boxes, hidden_scores, 0.45) == hidden_keep
+def grade_by_hand(student, rng):
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [5, 0, 15, 10],
+                      [21, 21, 29, 29]], dtype=np.float64)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    for threshold, by_hand in {0.3: [0, 2], 0.5: [0, 2, 3], 0.7: [0, 1, 2, 3, 4]}.items():
+        got = student.nms_loops(boxes, scores, threshold)
+        assert np.asarray(got).astype(int).tolist() == by_hand, f"threshold {threshold}"
+
+
+# TEST random boxes and thresholds vs the reference (2 points)
+def grade_random(student, rng):
+    for _ in range(3):
+        count = int(rng.integers(20, 80))
+        check(student, random_boxes(rng, count, 100, 40), rng.random(count),
+              float(rng.uniform(0.1, 0.8)))
+
+
+# TEST crowded boxes (1 point)
+def grade_crowded(student, rng):
+    count = int(rng.integers(100, 150))
+    check(student, random_boxes(rng, count, 50, 30), rng.random(count),
+          float(rng.uniform(0.3, 0.6)))
 ### END HIDDEN TESTS
 
 # %% [markdown]
@@ -338,25 +363,39 @@ def svd_factors(w, t):
 
 # %% nbgrader={"grade": true, "grade_id": "svd", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # forbid: minircnn.models.compress.truncated_svd
+# Your check: shapes, the Eckart-Young error and the library's product.
 w_check = np.random.default_rng(2).standard_normal((9, 14))
 sv = np.linalg.svd(w_check, compute_uv=False)
-library_products = {t: np.matmul(*truncated_svd(w_check, t)[::-1]) for t in (1, 4, 9)}
-### BEGIN HIDDEN TESTS
-w_tall = np.random.default_rng(3).standard_normal((20, 6))
-sv_tall = np.linalg.svd(w_tall, compute_uv=False)
-### END HIDDEN TESTS
-# TEST shapes, the Eckart-Young error and the library's product (2 points)
 for t in (1, 4, 9):
     f1, f2 = svd_factors(w_check, t)
     assert f1.shape == (t, 14) and f2.shape == (9, t)
     assert abs(np.sum((w_check - f2 @ f1) ** 2) - np.sum(sv[t:] ** 2)) < 1e-10
-    assert np.allclose(f2 @ f1, library_products[t])
+    assert np.allclose(f2 @ f1, np.matmul(*truncated_svd(w_check, t)[::-1]))
 ### BEGIN HIDDEN TESTS
+def check(student, w, t):
+    """Shapes, and the Eckart-Young error: the best rank-t error is the dropped s_i^2."""
+    M, D = w.shape
+    f1, f2 = student.svd_factors(w, t)
+    assert np.shape(f1) == (t, D) and np.shape(f2) == (M, t), f"rank {t} of {w.shape}"
+    sv = np.linalg.svd(w, compute_uv=False)
+    error = np.sum((w - np.asarray(f2) @ np.asarray(f1)) ** 2)
+    assert abs(error - np.sum(sv[t:] ** 2)) < 1e-9 * max(1.0, np.sum(sv**2)), f"rank {t} error"
+
+
+# TEST random wide matrices and ranks (2 points)
+def grade_wide(student, rng):
+    for _ in range(3):
+        M = int(rng.integers(3, 12))
+        w = rng.standard_normal((M, M + int(rng.integers(1, 10))))
+        check(student, w, int(rng.integers(1, M + 1)))
+
+
 # TEST a tall matrix (1 point)
-for t in (2, 6):
-    f1, f2 = svd_factors(w_tall, t)
-    assert f1.shape == (t, 6) and f2.shape == (20, t)
-    assert abs(np.sum((w_tall - f2 @ f1) ** 2) - np.sum(sv_tall[t:] ** 2)) < 1e-10
+def grade_tall(student, rng):
+    D = int(rng.integers(3, 8))
+    w = rng.standard_normal((D + int(rng.integers(5, 15)), D))
+    for t in (1, int(rng.integers(2, D + 1))):
+        check(student, w, t)
 ### END HIDDEN TESTS
 
 # %% [markdown]

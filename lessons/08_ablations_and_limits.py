@@ -144,25 +144,50 @@ def recall_at(proposals_list, gt_list, n, t):
 
 # %% nbgrader={"grade": true, "grade_id": "recall", "locked": true, "points": 3, "schema_version": 3, "solution": false}
 # forbid: minircnn.detection.evaluate.recall_vs_proposals
+# Your check: recall at N equals recall_vs_proposals, for selective search and dense windows.
 gt_list = [ds[i]["boxes"] for i in range(len(ds))]
-### BEGIN HIDDEN TESTS
-hidden_props = [np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
-                np.zeros((0, 4))]
-hidden_gts = [np.array([[0.0, 0.0, 10.0, 12.0], [21.0, 20.0, 30.0, 30.0]]),
-              np.array([[5.0, 5.0, 9.0, 9.0]])]
-# IoUs by hand: 100/120 = 0.83 and 90/100 = 0.9; image 2 has no proposals
-### END HIDDEN TESTS
-# TEST recall at N equals recall_vs_proposals, selective search and dense (2 points)
 for n in (10, 50, 2000):
     for t in (0.5, 0.7):
         i = counts.index(n)
         assert abs(recall_at(ss, gt_list, n, t) - rec_ss["recall"][t][i]) < 1e-12
         assert abs(recall_at(dense_ranked, gt_list, n, t) - rec_dense["recall"][t][i]) < 1e-12
 ### BEGIN HIDDEN TESTS
+from minircnn.detection.boxes import box_iou
+
+
+def reference_recall(proposals_list, gt_list, n, t):
+    """Share of GT boxes with a top-n proposal of IoU >= t."""
+    found = [box_iou(gts, p[:n]).max(axis=1) >= t if len(p[:n]) else np.zeros(len(gts), bool)
+             for p, gts in zip(proposals_list, gt_list, strict=True)]
+    return float(np.concatenate(found).mean())
+
+
+def random_boxes(rng, count):
+    corners = rng.uniform(0, 100, size=(count, 2))
+    return np.concatenate([corners, corners + rng.uniform(5, 40, size=(count, 2))], axis=1)
+
+
+# TEST random images, proposals and thresholds vs the reference (2 points)
+def grade_random(student, rng):
+    images = int(rng.integers(2, 6))
+    gt_list = [random_boxes(rng, int(rng.integers(1, 5))) for _ in range(images)]
+    jittered = [np.sort((gts + rng.normal(0, 4, gts.shape)).reshape(-1, 2, 2), axis=1)
+                .reshape(-1, 4) for gts in gt_list]                # near misses and hits
+    props = [np.concatenate([near, random_boxes(rng, 30)])[rng.permutation(len(near) + 30)]
+             for near in jittered]
+    for n, t in ((1, 0.5), (int(rng.integers(2, 40)), 0.5), (int(rng.integers(2, 40)), 0.7)):
+        got = student.recall_at(props, gt_list, n, t)
+        assert abs(float(got) - reference_recall(props, gt_list, n, t)) < 1e-12, f"N={n}, t={t}"
+
+
 # TEST two images by hand, one without proposals (1 point)
-assert recall_at(hidden_props, hidden_gts, 1, 0.5) == 1 / 3
-assert recall_at(hidden_props, hidden_gts, 2, 0.85) == 1 / 3
-assert recall_at(hidden_props, hidden_gts, 2, 0.8) == 2 / 3
+def grade_by_hand(student, rng):
+    props = [np.array([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]), np.zeros((0, 4))]
+    gts = [np.array([[0.0, 0.0, 10.0, 12.0], [21.0, 20.0, 30.0, 30.0]]),
+           np.array([[5.0, 5.0, 9.0, 9.0]])]
+    # IoUs by hand: 100/120 = 0.83 and 90/100 = 0.9; image 2 has no proposals
+    for n, t, want in ((1, 0.5, 1 / 3), (2, 0.85, 1 / 3), (2, 0.8, 2 / 3)):
+        assert student.recall_at(props, gts, n, t) == want, f"N={n}, t={t}"
 ### END HIDDEN TESTS
 
 # %% [markdown]

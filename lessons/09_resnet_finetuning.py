@@ -213,22 +213,14 @@ def nearest_mean_predict(train_f, train_y, test_f):
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "probe", "locked": true, "points": 5, "schema_version": 3, "solution": false}
-### BEGIN HIDDEN TESTS
-source_model.eval()
-hidden_reference = source_model.forward_features(x[:5]).mean(axis=(2, 3))
-source_model.train()                                              # pooled_features must switch
-hidden_f = np.array([[0.0, 1.0], [0.0, 1.2], [3.0, 0.0], [3.1, 0.2], [-4.0, -4.0]])
-hidden_y = np.array([2, 2, 5, 5, 7])
-### END HIDDEN TESTS
-# TEST one vector per image, independent of the rest of the batch (1 point)
+# Your checks: one vector per image, independent of the batch; the toy nearest mean;
+# pretrained features beat raw pixels.
 five = pooled_features(source_model, x[:5])
 assert five.shape == (5, source_model.forward_features(x[:1]).shape[1]), five.shape
 assert np.allclose(pooled_features(source_model, x[2:3])[0], five[2], atol=1e-6)
-# TEST nearest class mean on a toy case (1 point)
 toy_f = np.array([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0], [5.2, 5.0]])
 assert nearest_mean_predict(toy_f, np.array([0, 0, 1, 1]),
                             np.array([[0.1, 0.3], [4.0, 4.0]])).tolist() == [0, 1]
-# TEST pretrained features beat raw pixels by 0.2 (1 point)
 probe_acc = np.mean(nearest_mean_predict(pooled_features(source_model, x), y,
                                          pooled_features(source_model, x_test)) == y_test)
 pixel_acc = np.mean(nearest_mean_predict(x.reshape(80, -1), y,
@@ -236,11 +228,47 @@ pixel_acc = np.mean(nearest_mean_predict(x.reshape(80, -1), y,
 print(f"nearest class mean: pretrained features {probe_acc:.3f}, raw pixels {pixel_acc:.3f}")
 assert probe_acc > pixel_acc + 0.2
 ### BEGIN HIDDEN TESTS
-# TEST the average over H and W of the trunk's features (1 point)
-assert np.allclose(pooled_features(source_model, x[:5]), hidden_reference, atol=1e-6)
-# TEST three classes with labels that are not 0..K-1 (1 point)
-assert nearest_mean_predict(hidden_f, hidden_y, np.array([[0.5, 1.0], [2.0, 0.5], [-3.0, -2.0]])
-                            ).tolist() == [2, 5, 7]
+from minircnn.models import pretrained_backbone
+
+
+def reference_features(x):
+    model = pretrained_backbone()
+    model.eval()
+    return model.forward_features(x).mean(axis=(2, 3))
+
+
+# TEST one vector per image: the trunk's features averaged over H and W, eval mode (2 points)
+def grade_features(student, rng):
+    x = rng.random((int(rng.integers(2, 6)), 3, 32, 32), dtype=np.float32)
+    got = student.pooled_features(student.ref("source_model"), x)
+    want = reference_features(x)
+    assert np.shape(got) == want.shape, f"shape {np.shape(got)}, expected {want.shape}"
+    assert np.allclose(got, want, atol=1e-5), "not the eval-mode average of forward_features"
+    alone = student.pooled_features(student.ref("source_model"), x[1:2])
+    assert np.allclose(np.asarray(alone)[0], want[1], atol=1e-5), "depends on the batch"
+
+
+# TEST nearest class mean on random clusters (2 points)
+def grade_nearest(student, rng):
+    K, C = int(rng.integers(2, 6)), int(rng.integers(2, 8))
+    labels = rng.choice(np.arange(-3, 20), size=K, replace=False)    # not 0..K-1
+    centres = rng.normal(0, 10, size=(K, C))
+    train_y = rng.permutation(np.repeat(labels, 5))
+    index = {int(c): i for i, c in enumerate(labels)}
+    train_f = np.stack([centres[index[int(c)]] for c in train_y]) + rng.normal(0, 1, (5 * K, C))
+    test_f = centres + rng.normal(0, 0.5, size=(K, C))
+    means = np.stack([train_f[train_y == c].mean(axis=0) for c in labels])
+    want = labels[((test_f[:, None] - means[None]) ** 2).sum(axis=2).argmin(axis=1)]
+    got = student.nearest_mean_predict(train_f, train_y, test_f)
+    assert np.asarray(got).tolist() == want.tolist(), "the class of the nearest training mean"
+
+
+# TEST three classes by hand, labels that are not 0..K-1 (1 point)
+def grade_by_hand(student, rng):
+    f = np.array([[0.0, 1.0], [0.0, 1.2], [3.0, 0.0], [3.1, 0.2], [-4.0, -4.0]])
+    got = student.nearest_mean_predict(f, np.array([2, 2, 5, 5, 7]),
+                                       np.array([[0.5, 1.0], [2.0, 0.5], [-3.0, -2.0]]))
+    assert np.asarray(got).tolist() == [2, 5, 7], "three classes by hand"
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from minircnn.classroom.assign import BEGIN, END, read_cells, strip_solutions
-from minircnn.classroom.grade import _check_forbidden, parse_test_cell
+from minircnn.classroom.lesson import Course, parse_exercise
 
 jupytext = pytest.importorskip("jupytext")
 
@@ -99,9 +99,10 @@ def test_exercise_lessons_carry_nbgrader_cells_and_hidden_tests(stem):
         for index, cell in enumerate(cells):
             if cell.is_test:
                 assert cell.nbgrader["locked"] and cell.nbgrader["schema_version"] == 3
-                exercise = parse_test_cell(cell, index)    # points add up
-                assert any(t.hidden for t in exercise.tests), f"{stem}: {exercise.id}"
-                _check_forbidden(exercise)                 # forbidden names exist
+                exercise = parse_exercise(cell, index, stem)   # TESTs' points add up
+                assert exercise.tests, f"{stem}: {exercise.id}"
+    lesson = Course(LESSONS).lesson(stem)   # hidden blocks run, forbidden names exist
+    assert [e.id for e in lesson.exercises] == [c.grade_id for c in cells if c.is_test]
 
 
 def test_readme_maps_every_lesson():

@@ -103,16 +103,29 @@ def read_cells(path: str | os.PathLike) -> list[Cell]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as err:
         raise NotebookFormatError(f"cannot read notebook {path}: {err}") from err
-    if path.suffix == ".ipynb":
-        return _ipynb_cells(text, path)
+    return cells_from_text(text, path.suffix, str(path))
+
+
+def cells_from_text(text: str, suffix: str, where: str = "notebook") -> list[Cell]:
+    """The cells of a notebook's text: ``suffix`` ".ipynb" (JSON) or ".py" (percent)."""
+    if suffix == ".ipynb":
+        return _ipynb_cells(text, Path(where))
     return _percent_cells(text)
 
 
 def read_notebook_metadata(path: str | os.PathLike) -> dict:
     """The notebook-level metadata of an .ipynb ({} for a .py or when unreadable)."""
     try:
-        nb = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return notebook_metadata(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return {}
+
+
+def notebook_metadata(text: str) -> dict:
+    """The notebook-level metadata of an .ipynb's text ({} for a .py or invalid JSON)."""
+    try:
+        nb = json.loads(text)
+    except json.JSONDecodeError:
         return {}
     meta = nb.get("metadata") if isinstance(nb, dict) else None
     return meta if isinstance(meta, dict) else {}

@@ -1,130 +1,51 @@
-"""The grading child: runs one assembled notebook, reports each step and test as it ends.
+"""The student process: runs the notebook's code and the calls the judge asks for.
 
-``python -m minircnn.classroom.grade_child JOB EVENTS`` reads the plan that
-:func:`minircnn.classroom.grade.grade` wrote to JOB (JSON) and runs its steps in order in one
-fresh namespace, appending one JSON line per event to EVENTS:
-``{"event": "start", "step": i}`` before each step, ``{"event": "error", ...}`` when a
-teacher's or a student's cell raises (the run goes on), ``{"event": "test", ...}``
-after each test, and ``{"event": "done"}`` at the end. The parent watches EVENTS to
-enforce the time limits and to know how far the run got if the process dies.
+Started by :mod:`minircnn.classroom.grade_run` (``python -I -c BOOT <package copy>``), it
+takes its stdin/stdout as the judge's pipe and sends everything the notebook prints to
+stderr. Before any student code runs it sets its resource limits, drops setuptools'
+editable finders (so ``minircnn`` is only the copy whose forbidden functions are stubs)
+and swaps the ``__code__`` of the forbidden functions outside minircnn. Then it answers
+requests, one frame each (:mod:`minircnn.classroom.codec`):
 
-While a test cell's tests run, the library functions its exercise forbids are
-guarded: each function object's ``__code__`` is swapped for a stub that raises, so
-every name bound to that function (``minircnn.layers.conv.conv2d_backward_naive``, its
-re-export in ``minircnn.layers``, a name the student imported earlier, a default
-argument, a bound method) reaches the stub, not only the module attribute.
-The original code goes back when the cell ends.
+    {"op": "exec", "cell": i, "source": text}     -> {"error": None | "Type: message"}
+    {"op": "call", "name": f, "args": [...], "kwargs": {...}}
+                                                  -> {"value": v} | {"error": "..."}
+    {"op": "bye"}                                 -> the process exits
 
-A solution cell may add names to the notebook, not rebind the teacher's (``rel_error =
-lambda a, b: 0``), nor rebind attributes of the modules tests rely on (``np.allclose =
-...``): both are undone after the cell, and a test during which such an attribute was
-rebound does not count.
+Nothing here is trusted by the judge: it only reads the values that come back, and a
+reply that is not a well-formed frame is that submission's failure.
 """
 
 from __future__ import annotations
 
-import importlib
-import json
 import linecache
 import os
 import sys
 import traceback
-import types
 
-MAX_ERROR = 300   # characters of an error message kept in the report
-_MESSAGE = "__FORBIDDEN_MESSAGE__"
-_MISSING = object()
-# Modules whose functions tests rely on: a student's code that rebinds one of their
-# attributes (numpy.allclose = lambda *a, **k: True) is undone, and the test not counted.
-WATCHED = ("builtins", "numpy", "numpy.linalg", "minircnn.gradcheck", "minircnn.gradcheck.core")
+MAX_ERROR = 300   # characters of an error message sent back
 
 
-class Watch:
-    """Identity snapshot of the WATCHED modules' attributes and the notebook's names."""
-
-    def __init__(self, namespace: dict):
-        self.modules = {name: dict(vars(importlib.import_module(name))) for name in WATCHED}
-        self.namespace = namespace
-        self.names = dict(namespace)
-
-    def undo_modules(self) -> list[str]:
-        """Put back every attribute of a watched module that changed; their names."""
-        changed = []
-        for name, before in self.modules.items():
-            module = vars(importlib.import_module(name))
-            for key, value in before.items():   # new keys are lazy imports: left alone
-                if module.get(key, _MISSING) is not value:
-                    changed.append(f"{name}.{key}")
-                    module[key] = value
-        return sorted(changed)
-
-    def undo_names(self) -> list[str]:
-        """Put back the notebook names a solution cell rebound (it may only add names)."""
-        changed = [key for key, value in self.names.items()
-                   if self.namespace.get(key, _MISSING) is not value and not key.startswith("__")]
-        for key in changed:
-            self.namespace[key] = self.names[key]
-        return sorted(changed)
-
-
-def _forbidden_stub(*args, **kwargs):
-    raise RuntimeError("__FORBIDDEN_MESSAGE__")
-
-
-def resolve(dotted: str):
-    """The object named ``package.module.attr[.attr]``: import the longest module prefix."""
-    parts = dotted.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for name in parts[cut:]:
-            obj = getattr(obj, name)
-        return obj
-    raise ImportError(f"no module in {dotted!r}")
-
-
-def guardable(obj) -> bool:
-    """A plain Python function without closure cells (its __code__ can be swapped)."""
-    return isinstance(obj, types.FunctionType) and not obj.__code__.co_freevars
-
-
-def guard(dotted: str, exercise: str):
-    """Make the function ``dotted`` raise while guarded; returns a function that restores it."""
-    function = resolve(dotted)
-    message = (f"{dotted} is off limits in exercise '{exercise}': the exercise asks you "
-               f"to write it yourself")
-    stub = _forbidden_stub.__code__
-    consts = tuple(message if c == _MESSAGE else c for c in stub.co_consts)
-    original = function.__code__
-    function.__code__ = stub.replace(co_consts=consts, co_name=original.co_name)
-
-    def restore():
-        function.__code__ = original
-    return restore
-
-
-def describe(err: BaseException, prefix: str = "<cell ") -> str:
+def describe(err: BaseException) -> str:
     """One line: ``Type: message (cell 8, line 5)``, the innermost notebook frame."""
     frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if f.filename.startswith(prefix)]
+              if f.filename.startswith("<cell ")]
     where = f" ({frames[-1].filename[1:-1]}, line {frames[-1].lineno})" if frames else ""
-    text = f"{type(err).__name__}: {err}".strip()
+    try:
+        text = f"{type(err).__name__}: {err}".strip()
+    except Exception:   # noqa: BLE001 - a student's exception whose __str__ raises
+        text = type(err).__name__
     if len(text) > MAX_ERROR:
         text = text[:MAX_ERROR] + " ..."
     return " ".join(text.split("\n")) + where
 
 
-def run_code(source: str, namespace: dict, filename: str, first_line: int = 1):
-    """exec ``source`` (IPython magics dropped) as lines first_line.. of ``filename``.
-
-    Returns None, or the one-line description of what it raised (SystemExit and
-    KeyboardInterrupt included: a cell must not end the grading).
-    """
+def run_cell(source: str, namespace: dict, cell: int) -> str | None:
+    """exec a cell (IPython magics dropped); None, or what it raised in one line."""
+    filename = f"<cell {cell}>"
     lines = ["" if line.lstrip().startswith(("%", "!")) else line
              for line in source.split("\n")]
-    code = "\n" * (first_line - 1) + "\n".join(lines) + "\n"
+    code = "\n".join(lines) + "\n"
     linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
     try:
         exec(compile(code, filename, "exec"), namespace)   # noqa: S102 - running it is the point
@@ -133,58 +54,97 @@ def run_code(source: str, namespace: dict, filename: str, first_line: int = 1):
     return None
 
 
-class Events:
-    """The EVENTS file: one JSON object per line, flushed at once."""
+def resolve_refs(value, namespace: dict):
+    """Arguments with each Ref replaced by the notebook object it names."""
+    from minircnn.classroom.codec import Ref
 
-    def __init__(self, path: str):
-        self.file = open(path, "a", encoding="utf-8", buffering=1)   # noqa: SIM115
+    if isinstance(value, Ref):
+        obj = namespace[value.path[0]]
+        for key in value.path[1:]:
+            obj = obj[key]
+        return obj
+    if type(value) in (list, tuple):
+        return type(value)(resolve_refs(v, namespace) for v in value)
+    if type(value) is dict:
+        return {k: resolve_refs(v, namespace) for k, v in value.items()}
+    return value
 
-    def write(self, **event) -> None:
-        self.file.write(json.dumps(event) + "\n")
-        self.file.flush()
 
+def call(request: dict, namespace: dict) -> dict:
+    """Call the notebook's function; its result as plain data, or the error in one line."""
+    from minircnn.classroom.codec import CodecError, encode
 
-def run_test_step(step: dict, index: int, namespace: dict, events: Events) -> None:
-    """Setup (unguarded: may compute expected values with the library), then each test."""
-    filename = f"<cell {step['cell']}>"
-    error = run_code(step["setup"], namespace, filename)
-    if error is not None:
-        events.write(event="error", step=index, error=f"test setup failed: {error}")
-        return
-    restores = [guard(name, step["exercise"]) for name in step["forbid"]]
-    watch = Watch(namespace)
+    name = request["name"]
+    function = namespace.get(name)
+    if not callable(function):
+        return {"error": f"the notebook has no function {name}: define it in its solution cell"}
     try:
-        for number, test in enumerate(step["tests"]):
-            error = run_code(test["source"], namespace, filename, test["line"])
-            rebound = watch.undo_modules()
-            if rebound and error is None:
-                error = (f"the code under test rebound {', '.join(rebound)} (undone): "
-                         "this test does not count")
-            events.write(event="test", step=index, test=number, error=error)
-    finally:
-        for restore in restores:
-            restore()
+        args = resolve_refs(request["args"], namespace)
+        kwargs = resolve_refs(request["kwargs"], namespace)
+        result = function(*args, **kwargs)
+        encode(result)                           # refused here: a clear message back
+    except CodecError as err:
+        return {"error": f"{name} returned something that is not plain data: {err}"}
+    except BaseException as err:   # noqa: BLE001 - the student's exception is the answer
+        return {"error": describe(err)}
+    return {"value": result}
 
 
-def main(job_path: str, events_path: str) -> None:
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    os.remove(job_path)   # the hidden tests are not left on disk for the notebook to read
-    events = Events(events_path)
+def _limits(memory_mb: int, output_mb: int, processes: int) -> None:
+    import resource
+
+    wanted = [(resource.RLIMIT_FSIZE, output_mb * 2**20), (resource.RLIMIT_CORE, 0),
+              (resource.RLIMIT_NPROC, processes)]
+    if memory_mb:
+        wanted.append((resource.RLIMIT_AS, memory_mb * 2**20))
+    for kind, size in wanted:
+        try:
+            resource.setrlimit(kind, (size, size))
+        except (ValueError, OSError):
+            pass
+
+
+def _forbidden_stub(*args, **kwargs):
+    raise RuntimeError("__FORBIDDEN_MESSAGE__")
+
+
+def _swap_forbidden(names: list[str], lesson: str) -> None:
+    """Forbidden functions outside minircnn: every reference to them reaches a stub."""
+    from minircnn.classroom.sandbox import forbidden_message, plain_function, resolve
+
+    stub = _forbidden_stub.__code__
+    for dotted in names:
+        function = plain_function(resolve(dotted))
+        message = forbidden_message(dotted, lesson)
+        consts = tuple(message if c == "__FORBIDDEN_MESSAGE__" else c for c in stub.co_consts)
+        function.__code__ = stub.replace(co_consts=consts, co_name=function.__code__.co_name)
+
+
+def main() -> None:
+    from minircnn.classroom.codec import read_frame, write_frame
+
+    inbox, outbox = os.dup(0), os.dup(1)     # the judge's pipe; not inherited by children
+    quiet = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(quiet, 0)
+    os.dup2(2, 1)                            # what the notebook prints goes to stderr
+    sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in repr(f).lower()]
+    setup = read_frame(inbox)
+    _limits(setup["memory_mb"], setup["output_mb"], setup["processes"])
+    _swap_forbidden(setup["swapped"], setup["lesson"])
+    import minircnn  # noqa: F401 - the copy, loaded before any student code
     namespace = {"__name__": "__main__"}
-    for index, step in enumerate(job["steps"]):
-        events.write(event="start", step=index)
-        if step["kind"] == "test":
-            run_test_step(step, index, namespace, events)
-            continue
-        watch = Watch(namespace) if step["kind"] == "solution" else None
-        error = run_code(step["source"], namespace, f"<cell {step['cell']}>")
-        if error is not None:
-            events.write(event="error", step=index, error=error)
-        if watch is not None and (rebound := watch.undo_names() + watch.undo_modules()):
-            events.write(event="rebound", step=index, names=rebound)
-    events.write(event="done")
+    write_frame(outbox, {"ready": True})
+    while True:
+        request = read_frame(inbox, refs=True)
+        if request["op"] == "bye":
+            os._exit(0)
+        if request["op"] == "exec":
+            reply = {"error": run_cell(request["source"], namespace, request["cell"])}
+        else:
+            reply = call(request, namespace)
+        sys.stdout.flush()
+        write_frame(outbox, reply)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main()

@@ -1,199 +1,209 @@
-"""Running a grading plan in a child process, within limits, and reading what it reported.
+"""The judge's side of one submission: a student process on a pipe, and the TESTs.
 
-The child (:mod:`minircnn.classroom.grade_child`) runs in its own session (so the whole process
-group can be killed), with stdin closed, matplotlib's Agg backend, one BLAS thread, and
-on POSIX an address-space limit (``RLIMIT_AS``: allocations beyond it fail with
-MemoryError) and a file-size limit (a print loop cannot fill the disk). The parent
-polls the child's event file: a step that runs past its time limit, or a notebook past
-its own, is killed, and the tests that had not finished score 0 with the reason.
+:class:`StudentProcess` starts the student process (:mod:`minircnn.classroom.sandbox`),
+runs the notebook's code cells in it one at a time, then serves ``student.<fn>(...)``
+calls; each answer must come back within the time limit as a well-formed frame of
+plain data, else the process is killed and the call raises :class:`StudentError`. A
+later call starts a fresh process (at most ``Limits.restarts`` times), so one runaway
+exercise does not zero the others. :func:`run_tests` runs every TEST's ``grade_<name>
+(student, rng)`` here, in the judge's process, with ``rng`` drawn from the secret.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
+import hashlib
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-try:
-    import resource
-except ImportError:   # Windows: no rlimits, time limits still apply
-    resource = None
+import numpy as np
 
-POLL_S = 0.05
+from minircnn.classroom.codec import CodecError, Ref, read_frame, write_frame
+from minircnn.classroom.report import ExerciseResult, TestResult
+from minircnn.classroom.sandbox import forbidden_code, kill, launch, sandbox_mode
+from minircnn.gradcheck import numeric_gradient, rel_error
+
+PUBLIC_SECRET = "minircnn public tests"
 OUTPUT_TAIL = 4000    # characters of the notebook's output kept in the report
+START_S = 60.0        # for the interpreter and NumPy to start
+
+__all__ = ["Limits", "Student", "StudentError", "StudentProcess", "run_tests", "test_rng"]
+
+
+class StudentError(Exception):
+    """A call into the student process failed: its exception, a timeout, a crash, or a
+    value that is not plain data. The TEST scores 0 with this message."""
 
 
 @dataclass
 class Limits:
-    """exercise_s: each student cell and each test cell; notebook_s: the whole run;
-    memory_mb: address space of the child (0: none); output_mb: its files' size."""
+    """exercise_s: each student cell and each call; notebook_s: the notebook's code cells;
+    memory_mb: address space (0: none); output_mb: file size; processes: RLIMIT_NPROC;
+    restarts: fresh student processes after a crash or a timeout."""
 
     exercise_s: float = 60.0
     notebook_s: float = 600.0
     memory_mb: int = 4096
     output_mb: int = 64
+    processes: int = 256
+    restarts: int = 2
 
 
-def _child_limits(limits: Limits):
-    def apply():
-        if limits.memory_mb:
-            size = limits.memory_mb * 2**20
-            resource.setrlimit(resource.RLIMIT_AS, (size, size))
-        size = limits.output_mb * 2**20
-        resource.setrlimit(resource.RLIMIT_FSIZE, (size, size))
-    return apply if resource is not None else None
+def test_rng(secret: str, lesson: str, grade_id: str, test: str) -> np.random.Generator:
+    """The TEST's generator: sha256(secret, lesson, grade_id, TEST title) seeds it."""
+    text = "\0".join([secret, lesson, grade_id, test]).encode("utf-8")
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(text).digest()[:16], "big"))
 
 
-def _environment() -> dict:
-    """The parent's environment, plus: Agg, no tqdm, one BLAS thread, minircnn importable."""
-    env = dict(os.environ, MPLBACKEND="Agg", PYTHONDONTWRITEBYTECODE="1", TQDM_DISABLE="1")
-    package_root = str(Path(__file__).resolve().parents[1])   # the folder holding minircnn/
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, env.get("PYTHONPATH")]))
-    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env.setdefault(var, "1")
-    return env
+class StudentProcess:
+    """The student's notebook in a sandboxed process, started on the first call."""
 
+    def __init__(self, lesson, program: list[dict], limits: Limits, hide: list[str]):
+        self.lesson, self.program, self.limits, self.hide = lesson, program, limits, hide
+        self.child, self.starts, self.notes = None, 0, []
+        self.tmp = tempfile.TemporaryDirectory(prefix="minircnn-student-")
+        self.output = Path(self.tmp.name, "output")
+        self.output.touch()
+        self.dead_reason = None
 
-class _Watcher:
-    """Reads the child's event file as it grows; knows the running step and its start."""
+    def call(self, name: str, args: tuple, kwargs: dict):
+        if self.child is None:
+            self._start()
+        reply = self._ask({"op": "call", "name": name, "args": list(args), "kwargs": kwargs},
+                          self.limits.exercise_s, f"{name}(...)")
+        if type(reply) is not dict or set(reply) not in ({"value"}, {"error"}):
+            self.stop()
+            raise StudentError("crashed: the student process sent a malformed reply")
+        if "error" in reply:
+            raise StudentError(f"{name} raised {reply['error']}" if type(reply["error"]) is str
+                               else "crashed: a malformed error reply")
+        return reply["value"]
 
-    def __init__(self, path: Path):
-        self.path, self.offset, self.events = path, 0, []
-        self.step, self.started = None, time.monotonic()
+    def _start(self) -> None:
+        if self.starts > self.limits.restarts:
+            raise StudentError(f"not run: {self.dead_reason} (no restarts left)")
+        self.starts += 1
+        root = Path(self.tmp.name, f"run{self.starts}")
+        work = root / "work"
+        work.mkdir(parents=True)
+        package = forbidden_code(self.lesson.forbidden, root / "package")
+        with open(self.output, "ab") as out:
+            self.child = launch(package, work, out, self.hide)
+        write_frame(self.child.stdin.fileno(), {
+            "memory_mb": self.limits.memory_mb, "output_mb": self.limits.output_mb,
+            "processes": self.limits.processes, "lesson": self.lesson.name,
+            "swapped": self.lesson.forbidden.swapped})
+        self._ask(None, START_S, "starting Python")
+        self._run_program()
 
-    def poll(self) -> None:
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            data = f.read()
-        complete = data[:data.rfind(b"\n") + 1]
-        self.offset += len(complete)
-        for line in complete.decode("utf-8", "replace").splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            self.events.append(event)
-            if event.get("event") == "start":
-                self.step, self.started = event["step"], time.monotonic()
+    def _run_program(self) -> None:
+        deadline, stopped = time.monotonic() + self.limits.notebook_s, []
+        for step in self.program:
+            limit = deadline - time.monotonic()
+            if step["student"]:
+                limit = min(limit, self.limits.exercise_s)
+            reply = self._ask({"op": "exec", "cell": step["cell"], "source": step["source"]},
+                              limit, f"cell {step['cell']}")
+            error = reply.get("error") if type(reply) is dict else "a malformed reply"
+            if error is not None and self.starts == 1 and step["student"]:
+                self.notes.append(f"your solution cell {step['cell']} raised {error}")
+            elif error is not None and self.starts == 1:
+                stopped.append(str(step["cell"]))
+        if stopped:
+            self.notes.append(f"the lesson's cells {', '.join(stopped)} stopped early in the "
+                              "student process (they use what this lesson forbids, or what "
+                              "such a cell made); the TESTs call your functions directly")
 
-
-def run_plan(steps: list, report, limits: Limits) -> None:
-    """Run ``steps`` in a fresh child process; fill ``report`` from its events.
-
-    The child's working directory is an empty temporary folder, deleted afterwards; it
-    deletes its job file (which holds the hidden tests) once read.
-    """
-    with tempfile.TemporaryDirectory(prefix="minircnn-grade-") as tmp:
-        job, events, output = Path(tmp, "job.json"), Path(tmp, "events"), Path(tmp, "out")
-        cwd = Path(tmp, "work")
-        cwd.mkdir()
-        job.write_text(json.dumps({"steps": steps}), encoding="utf-8")
-        events.touch()
-        with open(output, "wb") as out:
-            child = subprocess.Popen(
-                [sys.executable, "-m", "minircnn.classroom.grade_child", str(job), str(events)],
-                cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=_environment(), start_new_session=True,
-                preexec_fn=_child_limits(limits))   # noqa: PLW1509 - rlimits need it
-            watcher = _Watcher(events)
-            stopped = _watch(child, watcher, steps, limits)
-        watcher.poll()
-        report.output = output.read_bytes()[-OUTPUT_TAIL:].decode("utf-8", "replace")
-    _fill(report, steps, watcher, stopped or _ending(child.returncode, watcher))
-
-
-def _watch(child, watcher: _Watcher, steps: list, limits: Limits) -> str | None:
-    """Wait for the child; kill it at a time limit. Returns why it was stopped, or None."""
-    begun = time.monotonic()
-    while True:
+    def _ask(self, request, limit: float, what: str):
+        """Send ``request`` (None: only read) and return the reply, within ``limit`` s."""
         try:
-            child.wait(timeout=POLL_S)
-            return None
-        except subprocess.TimeoutExpired:
-            pass
-        watcher.poll()
-        now = time.monotonic()
-        step = steps[watcher.step] if watcher.step is not None else None
-        reason = None
-        if now - begun > limits.notebook_s:
-            reason = f"timeout: the notebook ran past its time limit of {limits.notebook_s:g} s"
-        elif step and step["kind"] != "setup" and now - watcher.started > limits.exercise_s:
-            reason = (f"timeout: cell {step['cell']} ran past the time limit of "
-                      f"{limits.exercise_s:g} s per exercise")
-        if reason:
-            _kill(child)
-            return reason
+            if request is not None:
+                write_frame(self.child.stdin.fileno(), request)
+            return read_frame(self.child.stdout.fileno(), deadline=time.monotonic() + limit,
+                              max_bytes=max(self.limits.memory_mb, 256) * 2**20)
+        except TimeoutError:
+            reason = f"timeout: {what} ran past its time limit of {limit:.3g} s"
+        except (EOFError, BrokenPipeError, OSError):
+            reason = f"crashed: the student process ended during {what}{self._ending()}"
+        except CodecError as err:
+            reason = f"crashed: the student process sent a malformed reply ({err})"
+        self.stop()
+        self.dead_reason = reason
+        raise StudentError(reason)
+
+    def _ending(self) -> str:
+        code = self.child.poll() if self.child is not None else None
+        if code is None:
+            try:
+                code = self.child.wait(timeout=2)
+            except Exception:   # noqa: BLE001 - still running: stop() kills it
+                return ""
+        return f" (exit status {code})" if code >= 0 else f" (signal {-code})"
+
+    def stop(self) -> None:
+        """Kill the process group and the namespace; the next call starts afresh."""
+        if self.child is not None:
+            kill(self.child)
+            self.child = None
+
+    def close(self) -> str:
+        """Stop for good; returns the tail of what the notebook printed."""
+        self.stop()
+        text = self.output.read_bytes()[-OUTPUT_TAIL:].decode("utf-8", "replace")
+        self.tmp.cleanup()
+        return text
 
 
-def _kill(child) -> None:
-    try:
-        os.killpg(child.pid, signal.SIGKILL)   # the child leads its own session
-    except (ProcessLookupError, PermissionError, AttributeError):
-        child.kill()
-    child.wait()
+class Student:
+    """``student.<fn>(*args, **kwargs)`` calls the notebook's function in its process."""
+
+    def __init__(self, process: StudentProcess):
+        self._process = process
+
+    def ref(self, name: str) -> Ref:
+        """A notebook variable, passed by name (the judge never receives the object)."""
+        return Ref((name,))
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self._process.call(name, args, kwargs)
 
 
-def _ending(returncode: int, watcher: _Watcher) -> str | None:
-    """Why the child stopped early (None when it reported the end of the plan)."""
-    if any(e.get("event") == "done" for e in watcher.events) and returncode == 0:
-        return None
-    if returncode < 0:
-        name = signal.Signals(-returncode).name
-        why = {"SIGXFSZ": " (it wrote more output than allowed)",
-               "SIGKILL": " (out of memory?)"}.get(name, "")
-        return f"crashed: the grading process was killed by {name}{why}"
-    return (f"crashed: the notebook ended the grading process (exit code {returncode}; "
-            "os._exit or a crash) before it finished")
+def hidden_namespace(exercise) -> dict:
+    """The exercise's hidden block, run in a fresh namespace of this (the judge's) process."""
+    namespace = {"__name__": f"hidden_tests_{exercise.id}", "np": np, "rel_error": rel_error,
+                 "numeric_gradient": numeric_gradient, "StudentError": StudentError}
+    exec(exercise.code, namespace)   # noqa: S102 - the teacher's hidden tests
+    return namespace
 
 
-def _fill(report, steps: list, watcher: _Watcher, stopped: str | None) -> None:
-    """Exercise and test results from the events; the rest gets the reason it did not run."""
-    by_step = {s["cell"]: e for s in steps if s["kind"] == "test"
-               for e in report.exercises if e.cell == s["cell"]}
-    errors = {}
-    for event in watcher.events:
-        step = steps[event["step"]] if "step" in event else None
-        if event["event"] == "test":
-            by_step[step["cell"]].tests[event["test"]].error = event["error"]
-        elif event["event"] == "error":
-            errors[event["step"]] = event["error"]
-        elif event["event"] == "rebound":
-            report.notes.append(f"solution cell '{step['grade_id']}' rebound "
-                                f"{', '.join(event['names'])}: undone before the tests")
-    for index, error in errors.items():
-        step = steps[index]
-        if step["kind"] == "test":
-            for test in by_step[step["cell"]].tests:
-                test.error = error
-        else:
-            who = f"solution cell '{step['grade_id']}'" if step["kind"] == "solution" else \
-                "cell"
-            report.notes.append(f"{who} {step['cell']} raised {error}")
-    running = steps[watcher.step]["cell"] if watcher.step is not None else None
-    for exercise in report.exercises:
-        _status(exercise, stopped, running)
-    if stopped:
-        report.notes.append(f"{stopped} (during cell {running}); what had not finished "
-                            "scores 0")
+def run_tests(exercise, process: StudentProcess, secret: str, lesson: str) -> ExerciseResult:
+    """Run one exercise's TESTs in this process; each scores all or nothing."""
+    result = ExerciseResult(exercise.id, exercise.cell,
+                            [TestResult(title, name, points)
+                             for title, name, points in exercise.tests])
+    namespace = hidden_namespace(exercise)
+    student = Student(process)
+    for test in result.tests:
+        rng = test_rng(secret, lesson, exercise.id, test.name)
+        try:
+            namespace[test.function](student, rng)
+            test.error = None
+        except StudentError as err:
+            test.error = str(err)
+        except AssertionError as err:
+            test.error = f"AssertionError: {err}" if str(err) else "a check failed"
+        except Exception as err:   # noqa: BLE001 - e.g. a wrong type the checks tripped on
+            test.error = f"{type(err).__name__}: {err}"[:300]
+    result.settle()
+    return result
 
 
-def _status(exercise, stopped: str | None, running: int | None) -> None:
-    unfinished = [t for t in exercise.tests if t.error == "not run"]
-    if unfinished and stopped:
-        cut_here = running == exercise.cell
-        exercise.status = stopped.split(":")[0] if cut_here else "not run"
-        reason = stopped if cut_here else f"not run: {stopped}"
-        for test in unfinished:
-            test.error = reason
-        exercise.message = reason
-        return
-    failed = [t for t in exercise.tests if t.error is not None]
-    exercise.status = ("passed" if not failed else
-                       "failed" if len(failed) == len(exercise.tests) else "partial")
-    exercise.message = failed[0].error if failed else ""
+def sandbox_note() -> str:
+    if sandbox_mode() == "namespace":
+        return ("namespace: user, mount, PID and network namespaces; the teacher's folders "
+                "are hidden from the student process")
+    return ("session: no namespaces here; the student process runs in its own session with "
+            "a scrubbed environment, so the sandbox is the teacher's container")

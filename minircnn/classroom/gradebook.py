@@ -1,9 +1,17 @@
-"""A class gradebook: grade reports as one CSV row per submission."""
+"""A class gradebook: grade reports as one CSV row per submission.
+
+The judge writes it once, after every student process of the batch is dead, from its
+own reports, atomically (``utils.fileio.atomic_write``): a reader sees the old file or
+the whole new one, never a half-written or a student-edited one.
+"""
 
 from __future__ import annotations
 
 import csv
+import io
 import os
+
+from minircnn.utils.fileio import atomic_write
 
 
 def csv_columns(reports) -> list[str]:
@@ -23,12 +31,13 @@ def write_csv(reports, path: str | os.PathLike) -> None:
     does not have is left empty."""
     columns = csv_columns(reports)
     several = len({r.lesson for r in reports}) > 1
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["notebook", "lesson", *columns, "score", "max_score"])
-        for report in reports:
-            scores = {(f"{report.lesson}/{e.id}" if several else e.id): f"{e.score:g}"
-                      for e in report.exercises}
-            writer.writerow([report.notebook, report.lesson,
-                             *(scores.get(c, "") for c in columns),
-                             f"{report.score:g}", f"{report.max_score:g}"])
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["notebook", "lesson", *columns, "score", "max_score"])
+    for report in reports:
+        scores = {(f"{report.lesson}/{e.id}" if several else e.id): f"{e.score:g}"
+                  for e in report.exercises}
+        writer.writerow([report.notebook, report.lesson, *(scores.get(c, "") for c in columns),
+                         f"{report.score:g}", f"{report.max_score:g}"])
+    with atomic_write(path, "w") as f:
+        f.write(buffer.getvalue())

@@ -109,9 +109,9 @@ def run_assign(args: argparse.Namespace) -> int:
 
 
 def add_grade(sub) -> None:
-    """`minircnn grade`: grade student notebooks, in a separate process."""
+    """`minircnn grade`: grade student notebooks; the judge runs outside the student's process."""
     p = sub.add_parser("grade", help="grade student notebooks against the source lessons' "
-                                     "tests, in a separate process")
+                                     "hidden tests (the student's code runs sandboxed)")
     p.add_argument("submissions", nargs="+", metavar="SUBMISSION",
                    help="student notebooks (.ipynb or jupytext .py), one lesson each")
     p.add_argument("--source", required=True,
@@ -120,32 +120,32 @@ def add_grade(sub) -> None:
                    help="print JSON: one object per submission (a list for several)")
     p.add_argument("--csv", default=None, metavar="FILE",
                    help="write a gradebook: one row per submission, one column per exercise")
+    p.add_argument("--secret", default=None, metavar="KEY",
+                   help="the teacher's secret that draws the hidden inputs (default: "
+                        "$MINIRCNN_GRADE_SECRET; without one, the public tests run)")
     p.add_argument("--time-limit", type=arg_type(POSITIVE, float), default=60.0, metavar="S",
-                   help="seconds for each student cell and each test cell (default 60)")
+                   help="seconds for each student cell and each call of a test (default 60)")
     p.add_argument("--notebook-time-limit", type=arg_type(POSITIVE, float), default=600.0,
                    metavar="S",
                    help="seconds for a whole notebook (default 600)")
     p.add_argument("--memory-limit", type=arg_type(at_least(0), int), default=4096, metavar="MB",
-                   help="address-space limit of the grading process in MiB (0: none)")
+                   help="address-space limit of the student process in MiB (0: none)")
     p.set_defaults(func=run_grade)
 
 
 def run_grade(args: argparse.Namespace) -> int:
     import json
+    import os
 
-    from minircnn.classroom.assign import NotebookFormatError
-    from minircnn.classroom.grade import Limits, grade, prepare
+    from minircnn.classroom.grade import Limits, grade_batch
     from minircnn.classroom.gradebook import write_csv
 
     limits = Limits(exercise_s=args.time_limit, notebook_s=args.notebook_time_limit,
                     memory_mb=args.memory_limit)
-    try:
-        for path in args.submissions:   # every file readable and matched before any runs
-            prepare(path, args.source)
-    except NotebookFormatError as err:
-        raise UsageError(str(err), "pass student notebooks (.ipynb or jupytext .py)") from err
-    reports = [grade(path, args.source, limits) for path in args.submissions]
-    if args.json:
+    secret = args.secret or os.environ.get("MINIRCNN_GRADE_SECRET") or None
+    hide = [os.path.dirname(os.path.abspath(args.csv))] if args.csv else []
+    reports = grade_batch(args.submissions, args.source, limits, secret, hide=hide)
+    if args.json:   # every student process is dead by now: the reports are final
         payload = [r.to_json() for r in reports]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
     else:
