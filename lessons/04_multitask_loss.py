@@ -590,7 +590,7 @@ assert abs(fast_rcnn_loss_loops(*random_args) - float(library_loss)) < 1e-12
 from minircnn.layers.losses import fast_rcnn_loss_forward
 
 
-def random_args(rng, background):
+def draw_args(rng, background):
     """R RoIs, K classes: scores, deltas (large errors too), labels (a share background)."""
     R, K = int(rng.integers(3, 12)), int(rng.integers(1, 5))
     labels = np.where(rng.random(R) < background, 0, rng.integers(1, K + 1, size=R))
@@ -623,12 +623,12 @@ def grade_by_hand(student, rng):
 # TEST random RoIs and classes vs the reference (2 points)
 def grade_random(student, rng):
     for _ in range(3):
-        check(student, random_args(rng, 0.3))
+        check(student, draw_args(rng, 0.3))
 
 
 # TEST mostly background RoIs and large box errors (1 point)
 def grade_background(student, rng):
-    check(student, random_args(rng, 0.8))
+    check(student, draw_args(rng, 0.8))
 ### END HIDDEN TESTS
 
 # %% [markdown]

@@ -144,7 +144,7 @@ for t in (0.1, 0.3, 0.5, 0.7):
 from minircnn.detection.boxes import nms
 
 
-def random_boxes(rng, count, extent, largest):
+def make_boxes(rng, count, extent, largest):
     corners = rng.uniform(0, extent, size=(count, 2))
     return np.concatenate([corners, corners + rng.uniform(2, largest, size=(count, 2))], axis=1)
 
@@ -169,14 +169,14 @@ def grade_by_hand(student, rng):
 def grade_random(student, rng):
     for _ in range(3):
         count = int(rng.integers(20, 80))
-        check(student, random_boxes(rng, count, 100, 40), rng.random(count),
+        check(student, make_boxes(rng, count, 100, 40), rng.random(count),
               float(rng.uniform(0.1, 0.8)))
 
 
 # TEST crowded boxes (1 point)
 def grade_crowded(student, rng):
     count = int(rng.integers(100, 150))
-    check(student, random_boxes(rng, count, 50, 30), rng.random(count),
+    check(student, make_boxes(rng, count, 50, 30), rng.random(count),
           float(rng.uniform(0.3, 0.6)))
 ### END HIDDEN TESTS
 

@@ -174,8 +174,13 @@ def environment(home: Path) -> dict:
 
 @cache
 def sandbox_mode() -> str:
-    """"namespace" where unshare can hide a folder under a tmpfs here, else "session"."""
+    """"namespace" where unshare can hide a folder under a tmpfs here, else "session".
+
+    ``MINIRCNN_GRADE_SANDBOX=session`` asks for the session alone (inside a container
+    that is the sandbox already, or to see what the fallback does)."""
     unshare = shutil.which("unshare")
+    if os.environ.get("MINIRCNN_GRADE_SANDBOX") == "session":
+        return "session"
     if unshare is None or not sys.platform.startswith("linux"):
         return "session"
     with tempfile.TemporaryDirectory(prefix="minircnn-probe-") as tmp:
