@@ -1,2 +1,4 @@
 """Classroom assignments from the lessons: ``assign`` writes student copies (solutions and
-hidden tests removed), ``grade`` scores submissions, the gradebook writes the CSV."""
+hidden tests removed); ``grade`` scores submissions with the judge in its own process
+(``lesson``: the teacher's side; ``grade_run`` + ``sandbox`` + ``grade_child``: the student
+process and the pipe, ``codec``: plain data on it; ``report``, ``gradebook``: the results)."""

@@ -13,8 +13,9 @@ it sits on the cell's ``# %%`` line). Two kinds of cells matter:
           ### END SOLUTION
 
 * a **test cell** (``grade: true``, ``points``) is one exercise; its ``grade_id`` is the
-  exercise's id. Its tests are ``# TEST <name> (<points> points)`` blocks; those between
-  ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS`` are for grading only.
+  exercise's id. What sits between ``### BEGIN HIDDEN TESTS`` / ``### END HIDDEN TESTS``
+  is for grading only: the ``def grade_<name>(student, rng)`` TESTs the judge runs
+  (:mod:`minircnn.classroom.lesson`).
 
 :func:`release` writes a student copy of every lesson (``.ipynb`` and its jupytext
 ``.py``) where each solution block becomes, at the block's indentation,

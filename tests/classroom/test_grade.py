@@ -1,6 +1,10 @@
 """minircnn.classroom.grade: the judge's TESTs, its reports, gradebook and CLI, its errors."""
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -123,3 +127,26 @@ def _source(tmp_path, text):
 def test_source_errors_name_the_fix(tmp_path, course, tiny, old, new, match):
     with pytest.raises(GradeError, match=match):
         grade(course[1] / "07_tiny.py", _source(tmp_path, tiny.swap(tiny.LESSON, old, new)), FAST)
+
+
+def test_the_readme_recipe_runs_where_unshare_works(course, tiny, tmp_path):
+    """lessons/README.md's tested recipe, on the tiny course: a user namespace without
+    network around the whole grader, the student processes nested inside it."""
+    readme = (Path(__file__).resolve().parents[2] / "lessons" / "README.md").read_text()
+    line = readme.split("<!-- tested recipe -->\n```bash\n")[1].split("\n```")[0]
+    if shutil.which("unshare") is None or subprocess.run(
+            ["unshare", "--user", "--map-root-user", "--net", "true"], check=False).returncode:
+        pytest.skip("unshare is refused here: the recipe is for hosts that allow it")
+    for folder in ("submissions", "grades"):
+        (tmp_path / folder).mkdir()
+    shutil.copytree(course[0], tmp_path / "lessons")
+    tiny.write_student(tmp_path / "submissions", "alice", tiny.honest_text(course))
+    root = Path(__file__).resolve().parents[2]   # this checkout: the minircnn it tests
+    env = dict(os.environ, MINIRCNN_GRADE_SECRET="k", PYTHONPATH=str(root),
+               PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    done = subprocess.run(["sh", "-c", line], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "score: 5/5" in done.stdout and "sandbox" not in done.stderr
+    rows = (tmp_path / "grades" / "grades.csv").read_text().splitlines()
+    assert rows[1].endswith(",07_tiny,3,2,5,5"), rows
