@@ -41,7 +41,7 @@ from minircnn.layers.low_rank_linear import (
     low_rank_linear_forward,
     truncated_svd,
 )
-from minircnn.layers.module import Module, Parameter, Sequential
+from minircnn.layers.module import Module, OpModule, Parameter, Sequential
 from minircnn.layers.norm import (
     BatchNorm2d,
     FrozenBatchNorm2d,

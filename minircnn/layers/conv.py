@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.layers.module import Module, Parameter
+from minircnn.layers.module import OpModule, Parameter, no_forward_error
 from minircnn.utils.validate import check_array, check_count, check_dout, check_pair
 
 
@@ -87,14 +87,15 @@ def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
 def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
     """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,), by loops."""
     x, w, stride, pad, _ = cache
-    _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
-    xp = get_array_module(dout)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
-    _, _, OH, OW = dout.shape
-    x_pad = xp.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))  # (N, C, H+2p, W+2p)
-    dx_pad = xp.zeros_like(x_pad)
-    dw = xp.zeros_like(w)
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    check_dout(dout, (N, F, OH, OW), x.dtype, x, op="conv2d_backward")
+    xp = get_array_module(dout)
+    x_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
+    x_pad[:, :, pad:pad + H, pad:pad + W] = x     # zero padding: (N, C, H+2p, W+2p)
+    dx_pad = xp.zeros(x_pad.shape, dtype=x.dtype)
+    dw = xp.zeros(w.shape, dtype=w.dtype)
     db = xp.zeros(F, dtype=w.dtype)
     for n in range(N):
         for f in range(F):
@@ -255,7 +256,7 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     return dx, dw, db
 
 
-class Conv2d(Module):
+class Conv2d(OpModule):
     """Convolution layer with parameters ``w`` (F, C, KH, KW) and ``b`` (F,).
 
     Weights: He / Kaiming normal with fan_in = C*KH*KW (std = sqrt(2 / fan_in)), as
@@ -279,8 +280,6 @@ class Conv2d(Module):
         out_channels = check_count("out_channels", out_channels, op="Conv2d")
         check_count("stride", stride, op="Conv2d")
         check_count("pad", pad, op="Conv2d", minimum=0)
-        if impl not in ("fast", "naive"):
-            raise ValueError(f"Conv2d: impl must be 'fast' or 'naive', got {impl!r}")
         rng = np.random.default_rng(0) if rng is None else rng
         fan_in = in_channels * KH * KW
         w = rng.standard_normal((out_channels, in_channels, KH, KW)) * np.sqrt(2.0 / fan_in)
@@ -288,11 +287,11 @@ class Conv2d(Module):
         self.b = Parameter(np.zeros(out_channels, dtype=dtype), lr_mult=2.0, decay_mult=0.0)
         self.stride = stride
         self.pad = pad
-        self.impl = self.check_impl(impl)
+        self.impl = impl                      # checked; picks op_forward, op_backward
 
     def forward(self, x):
-        forward, _ = self.ops()
-        out, cache = forward(x, self.w.data, self.b.data, stride=self.stride, pad=self.pad)
+        out, cache = self.op_forward(x, self.w.data, self.b.data, stride=self.stride,
+                                     pad=self.pad)
         if self.is_frozen():
             cache = None                       # no backward runs through this layer
         elif not self.training and cache.cols is not None:
@@ -303,11 +302,12 @@ class Conv2d(Module):
     def backward(self, dout):
         """dout -> dx, accumulating dw and db; dx is None when ``needs_input_grad`` is
         False (the layer above frozen ones: nothing reads it, so it is not computed)."""
-        _, backward = self.ops()
+        if self._cache is None:
+            raise no_forward_error(self)
         if self.needs_input_grad:
-            dx, dw, db = backward(dout, self.saved_cache())
+            dx, dw, db = self.op_backward(dout, self._cache)
         else:   # naive and fast tiers agree (tests): the weight gradients of either cache
-            dx, (dw, db) = None, conv2d_param_grads(dout, self.saved_cache())
+            dx, (dw, db) = None, conv2d_param_grads(dout, self._cache)
         self.w.accumulate(dw)
         self.b.accumulate(db)
         return dx

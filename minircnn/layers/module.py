@@ -204,32 +204,6 @@ class Module:
                 setattr(m, name, to_device(getattr(m, name), device))
         return self
 
-    # --- layers with several versions: the one naive/fast switch ------------------------
-    IMPLS: dict = {}   # impl name ("fast", "naive", ...) -> (op_forward, op_backward)
-    _cache = None      # what the last forward kept for backward
-
-    def check_impl(self, impl: str) -> str:
-        """``impl`` if it names one of the layer's versions (IMPLS), else a ValueError."""
-        if impl not in self.IMPLS:
-            names = ", ".join(repr(name) for name in self.IMPLS)
-            raise ValueError(f"{type(self).__name__}: impl must be one of {names}, got {impl!r}")
-        return impl
-
-    def ops(self) -> tuple:
-        """(op_forward, op_backward) of the version ``self.impl`` names.
-
-        Looked up at every call, so ``impl`` may change between a forward and its
-        backward: the versions of an op keep interchangeable caches.
-        """
-        return self.IMPLS[self.check_impl(self.impl)]
-
-    def saved_cache(self):
-        """The cache the last forward kept (backward before forward is an error)."""
-        if self._cache is None:
-            raise RuntimeError(f"{type(self).__name__}.backward called before forward (or "
-                               f"after the forward of a frozen layer, which keeps no cache)")
-        return self._cache
-
     # --- the interface subclasses implement --------------------------------------------
     def forward(self, *args):
         raise NotImplementedError(f"{type(self).__name__} does not implement forward")
@@ -269,3 +243,37 @@ class Sequential(Module):
 
     def __len__(self) -> int:
         return len(self.layers)
+
+
+class OpModule(Module):
+    """A layer whose op has several versions ("fast", "naive", ...): the one switch.
+
+    ``IMPLS`` maps each version's name to its (op_forward, op_backward) pair. Setting
+    ``impl`` looks the pair up once and keeps it as ``self.op_forward`` and
+    ``self.op_backward``, so ``forward`` and ``backward`` call the op directly: in a
+    debugger, ``s`` on ``self.op_backward(dout, self._cache)`` lands in the op's first
+    line. ``impl`` may change between a forward and its backward: the versions of an op
+    keep interchangeable caches.
+    """
+
+    IMPLS: dict = {}   # impl name -> (op_forward, op_backward)
+    _cache = None      # what the last forward kept for backward; None: no forward yet
+
+    @property
+    def impl(self) -> str:
+        """The name of the version that runs (a key of IMPLS)."""
+        return self._impl
+
+    @impl.setter
+    def impl(self, name: str) -> None:
+        if name not in self.IMPLS:
+            names = ", ".join(repr(version) for version in self.IMPLS)
+            raise ValueError(f"{type(self).__name__}: impl must be one of {names}, got {name!r}")
+        self._impl = name
+        self.op_forward, self.op_backward = self.IMPLS[name]
+
+
+def no_forward_error(module: Module) -> RuntimeError:
+    """The error of a backward called before any forward (there is no cache yet)."""
+    return RuntimeError(f"{type(module).__name__}.backward called before forward (or "
+                        f"after the forward of a frozen layer, which keeps no cache)")

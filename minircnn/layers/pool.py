@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.layers.module import Module
+from minircnn.layers.module import OpModule, no_forward_error
 from minircnn.utils.validate import check_array, check_dout, check_pair
 
 
@@ -80,11 +80,12 @@ def max_pool2d_forward_naive(x: np.ndarray, *, kernel=2, stride=2):
 
 def max_pool2d_backward_naive(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     """dout (N, C, OH, OW) -> dx (N, C, H, W): each gradient goes to its window's argmax."""
-    _check_pool_dout(dout, cache)
     x, arg, (KH, KW), (SH, SW) = cache
+    N, C, H, W = x.shape
+    OH, OW = (H - KH) // SH + 1, (W - KW) // SW + 1
+    check_dout(dout, (N, C, OH, OW), x.dtype, x, op="max_pool2d_backward")
     xp = get_array_module(dout)
-    N, C, OH, OW = dout.shape
-    dx = xp.zeros_like(x)
+    dx = xp.zeros(x.shape, dtype=x.dtype)
     for n in range(N):
         for c in range(C):
             for i in range(OH):
@@ -185,7 +186,7 @@ def max_pool2d_backward(dout: np.ndarray, cache: PoolCache) -> np.ndarray:
     return dx
 
 
-class MaxPool2d(Module):
+class MaxPool2d(OpModule):
     """Max pooling layer (no parameters); ``impl`` is "fast" or "naive"."""
 
     IMPLS = {"fast": (max_pool2d_forward, max_pool2d_backward),
@@ -196,20 +197,20 @@ class MaxPool2d(Module):
         check_pair("stride", stride, op="MaxPool2d")
         self.kernel = kernel
         self.stride = stride
-        self.impl = self.check_impl(impl)
+        self.impl = impl                      # checked; picks op_forward, op_backward
 
     def forward(self, x):
-        forward, _ = self.ops()
         if self.is_frozen():   # no backward comes: the maxima only, no argmax, no cache
             x, kernel, stride, out_hw = _check_pool_args(x, self.kernel, self.stride)
             self._cache = None
             return max_pool2d_values(x, kernel, stride, out_hw)
-        out, self._cache = forward(x, kernel=self.kernel, stride=self.stride)
+        out, self._cache = self.op_forward(x, kernel=self.kernel, stride=self.stride)
         return out
 
     def backward(self, dout):
-        _, backward = self.ops()
-        return backward(dout, self.saved_cache())
+        if self._cache is None:
+            raise no_forward_error(self)
+        return self.op_backward(dout, self._cache)
 
     def __repr__(self) -> str:
         return f"MaxPool2d(kernel={self.kernel}, stride={self.stride}, impl={self.impl!r})"

@@ -17,13 +17,13 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
-from minircnn.layers.module import Module
+from minircnn.layers.module import OpModule, no_forward_error
 from minircnn.layers.roi_checks import (
     check_roi_dout,
     check_roi_inputs,
     pair,
 )
-from minircnn.utils.validate import check_count, check_positive
+from minircnn.utils.validate import check_count, check_dout, check_positive
 
 
 # --------------------------------------------------------------------------------------
@@ -154,14 +154,15 @@ def _check_align_dout(dout, cache: RoIAlignCache) -> None:
 
 def roi_align_backward_naive(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     """dout (R, C, PH, PW) -> dfeatures (N, C, H, W), one sample at a time."""
-    _check_align_dout(dout, cache)
-    xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
+    R = cache.rois.shape[0]
+    check_dout(dout, (R, C, PH, PW), cache.dtype, cache.rois, op="roi_align_backward")
+    xp = get_array_module(dout)
     g = roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
                            cache.sampling_ratio, cache.aligned)
     dfeatures = xp.zeros(cache.features_shape, dtype=dout.dtype)
-    for r in range(cache.rois.shape[0]):
+    for r in range(R):
         n = int(g.batch[r])
         for c in range(C):
             for ph in range(PH):
@@ -348,7 +349,7 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Module.
 # --------------------------------------------------------------------------------------
-class RoIAlign(Module):
+class RoIAlign(OpModule):
     """Module form of roi_align_forward / roi_align_backward (``impl`` "fast" or "naive")."""
 
     IMPLS = {"fast": (roi_align_forward, roi_align_backward),
@@ -361,18 +362,19 @@ class RoIAlign(Module):
         self.sampling_ratio = check_count("sampling_ratio", sampling_ratio, op="RoIAlign",
                                           minimum=-2**31)
         self.aligned = aligned
-        self.impl = self.check_impl(impl)
+        self.impl = impl                      # checked; picks op_forward, op_backward
 
     def forward(self, features, rois):
-        forward, _ = self.ops()
-        out, self._cache = forward(features, rois, output_size=self.output_size,
-                               spatial_scale=self.spatial_scale,
-                               sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+        out, self._cache = self.op_forward(features, rois, output_size=self.output_size,
+                                           spatial_scale=self.spatial_scale,
+                                           sampling_ratio=self.sampling_ratio,
+                                           aligned=self.aligned)
         return out
 
     def backward(self, dout):
-        _, backward = self.ops()
-        return backward(dout, self.saved_cache())
+        if self._cache is None:
+            raise no_forward_error(self)
+        return self.op_backward(dout, self._cache)
 
     def __repr__(self) -> str:
         return (f"RoIAlign(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.layers.module import Module
+from minircnn.layers.module import Module, OpModule, no_forward_error
 
 # RoIAlign lives in roi_align.py (file length) and is re-exported here, where docs/design.md
 # places the RoI ops.
@@ -53,7 +53,7 @@ from minircnn.layers.roi_checks import (
     pair,
 )
 from minircnn.layers.roi_max_tables import roi_max_pool_tables
-from minircnn.utils.validate import check_count, check_positive
+from minircnn.utils.validate import check_count, check_dout, check_positive
 
 
 # --------------------------------------------------------------------------------------
@@ -167,7 +167,7 @@ def roi_pool_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_siz
 
 def roi_pool_backward_naive(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray:
     """dout (R, C, PH, PW) -> dfeatures (N, C, H, W), one output at a time."""
-    check_roi_dout("roi_pool_backward", dout, cache.argmax.shape, cache.dtype, cache.argmax)
+    check_dout(dout, cache.argmax.shape, cache.dtype, cache.argmax, op="roi_pool_backward")
     xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
     dfeatures = xp.zeros(cache.features_shape, dtype=dout.dtype)
@@ -334,7 +334,7 @@ def spp_backward(dout: np.ndarray, cache: SPPCache) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Modules.
 # --------------------------------------------------------------------------------------
-class RoIPool(Module):
+class RoIPool(OpModule):
     """Module form of roi_pool (``impl`` "fast", "vectorized" or "naive")."""
 
     IMPLS = {"fast": (roi_pool_forward, roi_pool_backward),
@@ -344,17 +344,17 @@ class RoIPool(Module):
     def __init__(self, output_size=(7, 7), spatial_scale: float = 1 / 16, impl: str = "fast"):
         self.output_size = pair(output_size, "RoIPool: output_size")
         self.spatial_scale = check_positive("spatial_scale", spatial_scale, op="RoIPool")
-        self.impl = self.check_impl(impl)
+        self.impl = impl                      # checked; picks op_forward, op_backward
 
     def forward(self, features, rois):
-        forward, _ = self.ops()
-        out, self._cache = forward(features, rois, output_size=self.output_size,
-                               spatial_scale=self.spatial_scale)
+        out, self._cache = self.op_forward(features, rois, output_size=self.output_size,
+                                           spatial_scale=self.spatial_scale)
         return out
 
     def backward(self, dout):
-        _, backward = self.ops()
-        return backward(dout, self.saved_cache())
+        if self._cache is None:
+            raise no_forward_error(self)
+        return self.op_backward(dout, self._cache)
 
     def __repr__(self) -> str:
         return (f"RoIPool(output_size={self.output_size}, spatial_scale={self.spatial_scale}, "
@@ -374,7 +374,9 @@ class SpatialPyramidPool(Module):
         return out
 
     def backward(self, dout):
-        return spp_backward(dout, self.saved_cache())
+        if self._cache is None:
+            raise no_forward_error(self)
+        return spp_backward(dout, self._cache)
 
     def __repr__(self) -> str:
         return f"SpatialPyramidPool(levels={self.levels}, spatial_scale={self.spatial_scale})"

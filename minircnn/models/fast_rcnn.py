@@ -22,7 +22,7 @@ import numpy as np
 
 from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
-from minircnn.layers.module import Module
+from minircnn.layers.module import Module, OpModule
 from minircnn.layers.roi_pool import RoIAlign, RoIPool
 from minircnn.models.detector import Detector
 from minircnn.utils.validate import check_array, check_count, check_number
@@ -104,7 +104,7 @@ class FastRCNN(Detector):
             raise ValueError(f"FastRCNN: impl must be 'fast' or 'naive', got {value!r}")
         self._impl = value
         for m in list(self.modules())[1:]:
-            if m.IMPLS:                       # a layer with naive and fast versions
+            if isinstance(m, OpModule):       # a layer with naive and fast versions
                 m.impl = value
         self.backbone.impl = value            # recorded in the backbone's config
 

@@ -34,7 +34,7 @@ from minircnn.layers.activations import ReLU
 from minircnn.layers.conv import Conv2d
 from minircnn.layers.global_pool import GlobalAvgPool
 from minircnn.layers.linear import Linear
-from minircnn.layers.module import Module, Sequential
+from minircnn.layers.module import Module, Sequential, no_forward_error
 from minircnn.layers.norm import BatchNorm2d, FrozenBatchNorm2d
 from minircnn.layers.residual_add import add_backward, add_forward
 
@@ -53,15 +53,16 @@ class ConvNoBias(Conv2d):
         del self.b
 
     def forward(self, x):
-        forward, _ = self.ops()
         xp = get_array_module(x)
         zero_bias = xp.zeros(self.w.shape[0], dtype=self.w.data.dtype)  # (F,) on x's device
-        out, self._cache = forward(x, self.w.data, zero_bias, stride=self.stride, pad=self.pad)
+        out, self._cache = self.op_forward(x, self.w.data, zero_bias, stride=self.stride,
+                                           pad=self.pad)
         return out
 
     def backward(self, dout):
-        _, backward = self.ops()
-        dx, dw, _ = backward(dout, self.saved_cache())  # no bias: db is not used
+        if self._cache is None:
+            raise no_forward_error(self)
+        dx, dw, _ = self.op_backward(dout, self._cache)  # no bias: db is not used
         self.w.accumulate(dw)
         return dx
 

@@ -152,11 +152,15 @@ def check_pair(name: str, value, *, op: str | None = None, minimum: int = 1) -> 
 def check_dout(dout, shape: tuple, dtype, like, *, op: str, name: str = "dout"):
     """The upstream gradient of a backward pass: an array of the forward output's shape,
     dtype (None: any float dtype) and array module (``like`` is an array from the
-    cache). Returned unchanged."""
-    if not is_array(dout):
+    cache). Returned unchanged.
+
+    Every backward pass calls it, so it calls nothing else unless it raises: stepping
+    into a backward in a debugger passes through this one frame.
+    """
+    if not isinstance(dout, (np.ndarray, type(like))):        # like: a NumPy or CuPy array
         raise TypeError(f"{op}: {name} must be an array of shape {tuple(shape)}, "
                         f"got {type(dout).__name__}")
-    if get_array_module(dout) is not get_array_module(like):
+    if isinstance(dout, np.ndarray) is not isinstance(like, np.ndarray):   # host vs device
         raise TypeError(f"{op}: {name} must be a {get_array_module(like).__name__} array like "
                         f"the forward pass's input, got {get_array_module(dout).__name__}")
     if tuple(dout.shape) != tuple(shape):

@@ -275,7 +275,7 @@ def test_frozen_or_eval_layers_keep_no_columns():
     dout = np.random.default_rng(6).standard_normal(out.shape)
     dx_train = conv.backward(dout)
     conv.eval().forward(x)
-    assert conv.saved_cache().cols is None
+    assert conv._cache.cols is None
     assert rel_error(conv.backward(dout), dx_train) <= 1e-9
     conv.train().freeze()
     conv.needs_input_grad = False

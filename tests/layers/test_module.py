@@ -72,8 +72,9 @@ def test_frozen_parameters_do_not_accumulate_and_modes_propagate():
 
 
 def test_one_naive_fast_switch_for_every_layer_with_versions():
-    """Conv2d, MaxPool2d, RoIPool and RoIAlign pick their op pair through Module.ops();
-    impl can change between forward and backward, as the caches are interchangeable."""
+    """Conv2d, MaxPool2d, RoIPool and RoIAlign pick their op pair when ``impl`` is set
+    (OpModule); impl can change between forward and backward, as the caches are
+    interchangeable."""
     from minircnn.layers import Conv2d, MaxPool2d, RoIAlign, RoIPool
 
     x = np.random.default_rng(0).permutation(2 * 2 * 6 * 6).reshape(2, 2, 6, 6) * 0.1
@@ -84,7 +85,7 @@ def test_one_naive_fast_switch_for_every_layer_with_versions():
               (RoIAlign(2, 1.0), (x, rois))]
     for layer, inputs in layers:
         assert set(layer.IMPLS) >= {"fast", "naive"}
-        assert layer.ops() == layer.IMPLS["fast"]
+        assert (layer.op_forward, layer.op_backward) == layer.IMPLS["fast"]
         out = layer.forward(*inputs)
         dout = np.random.default_rng(1).standard_normal(out.shape)
         layer.impl = "naive"                        # step the naive backward through the
@@ -93,7 +94,8 @@ def test_one_naive_fast_switch_for_every_layer_with_versions():
         dx_fast = layer.backward(dout)
         np.testing.assert_allclose(dx_naive, dx_fast, rtol=1e-9, atol=1e-12)
         with pytest.raises(ValueError, match=f"{type(layer).__name__}: impl must be one of"):
-            layer.check_impl("slow")
+            layer.impl = "slow"
+        assert layer.impl == "fast" and layer.op_backward is layer.IMPLS["fast"][1]
 
 
 def test_backward_before_forward_names_the_layer():

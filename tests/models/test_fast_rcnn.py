@@ -160,3 +160,82 @@ def test_detect_with_no_proposals_returns_empty_arrays():
     dets = model.detect(np.zeros((3, 16, 16), np.float32), np.zeros((0, 4), np.float32))
     assert dets["boxes"].shape == (0, 4) and dets["scores"].shape == (0,)
     assert dets["labels"].dtype == np.int64 and model.training       # mode restored
+
+
+# --- the debugger path -------------------------------------------------------------------
+# Files whose functions are plumbing, not the maths a student steps through to learn.
+PLUMBING = ("layers/module.py", "layers/roi_checks.py", "utils/validate.py", "backend.py")
+
+
+def _is_plumbing(code) -> bool:
+    return code.co_filename.replace("\\", "/").endswith(PLUMBING)
+
+
+def _step_into(model, images, rois, layer_backward, target):
+    """Trace ``model.backward`` as pdb's ``s`` steps: from the call of ``layer_backward``
+    (a Module's backward) to the first line of ``target``'s first loop.
+
+    Returns (steps: the 'call' and 'line' events on the way, the frames the target's
+    own lines did not produce; path: the functions between model.backward and the
+    target at the loop; plumbing: the plumbing frames entered from the layer's backward
+    or the target itself).
+    """
+    import inspect
+    import sys
+
+    cls, bbox = model.forward(images, rois)
+    source, first = inspect.getsourcelines(target)
+    loop = first + next(i for i, text in enumerate(source) if text.lstrip().startswith("for "))
+    seen = {"started": False, "steps": 0, "plumbing": [], "path": None}
+    stepping = {layer_backward.__code__, target.__code__}
+
+    def trace(frame, event, arg):
+        code = frame.f_code
+        if seen["path"] is not None:
+            return None
+        if not seen["started"]:
+            seen["started"] = event == "call" and code is layer_backward.__code__
+            if not seen["started"]:
+                return trace
+        if code is target.__code__ and event == "line" and frame.f_lineno == loop:
+            path, f = [], frame.f_back
+            while f.f_code.co_name != "backward" or type(f.f_locals.get("self")) is not \
+                    type(model):
+                path.append(f.f_code)
+                f = f.f_back
+            seen["path"] = path
+            return None
+        if event == "call" and _is_plumbing(code) and frame.f_back.f_code in stepping:
+            seen["plumbing"].append(code.co_name)
+        if event in ("call", "line") and code is not target.__code__:
+            seen["steps"] += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        model.backward(np.ones_like(cls), np.ones_like(bbox))
+    finally:
+        sys.settrace(None)
+    assert seen["path"] is not None, f"{target.__name__}'s loop was not reached"
+    return seen["steps"], seen["path"], seen["plumbing"]
+
+
+@pytest.mark.parametrize("roi_op, layer, target, max_steps", [
+    ("align", "RoIAlign", "roi_align_backward_naive", 80),   # the geometry: ~50 of them
+    ("pool", "RoIPool", "roi_pool_backward_naive", 30),
+    ("align", "Conv2d", "conv2d_backward_naive", 30),
+])
+def test_s_from_model_backward_reaches_the_naive_loops_through_two_plumbing_frames(
+        roi_op, layer, target, max_steps):
+    """With impl="naive", ``s`` from a layer's backward enters the op's loop function
+    directly (the function was chosen when ``impl`` was set); on the way to its first
+    loop only the dout check and ``get_array_module`` are plumbing."""
+    import minircnn.layers as layers
+
+    model, images, rois = _tiny(roi_op=roi_op, impl="naive")
+    steps, path, plumbing = _step_into(model, images, rois, getattr(layers, layer).backward,
+                                       getattr(layers, target))
+    assert [code.co_name for code in path if _is_plumbing(code)] == []
+    assert [code.co_name for code in path][:1] == ["backward"]      # the layer's own
+    assert len(plumbing) <= 2, plumbing
+    assert steps <= max_steps
