@@ -198,3 +198,31 @@ assert np.abs(png - expected).max() < 1e-6
 #    output size (7×7 at stride 16) still makes sense for such boxes?
 # 3. Load the exported `annotations.json` with pycocotools (`COCO(path)`) and count the
 #    annotations per category with `getAnnIds(catIds=[k])`.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. Box areas per class.** Every shape is drawn inside a circle of radius r around its
+# centre. A circle fills its whole 2r × 2r box; a rotated square's corners lie on the
+# circle, so its box is between its own area (2r², axis-aligned) and 4r² (at 45°); an
+# irregular triangle has only three points on the circle and rarely spans the diameter in
+# both directions, so **triangles** have the smallest boxes for the same r.
+# *Rubric (3):* 1 a histogram per class from `ds[i]["boxes"]` and `labels`; 1 names the
+# class with the smallest boxes from the plot; 1 explains it with the bounding box of the
+# shape inside its circle.
+#
+# **2. `image_size=64`.** The objects are drawn at sizes proportional to the image (up to
+# the 4-pixel floor on the radius), so the median box sides halve. At stride 16 a box of
+# side s covers s/16 feature cells: once that is below 7, a 7×7 RoI pooling repeats cells
+# in several bins (lesson 03) — a smaller output (e.g. 3×3), or a backbone of stride 8,
+# suits the smaller boxes.
+# *Rubric (3):* 1 the medians measured at both sizes; 1 "they scale with the image";
+# 1 relates s/16 to the 7×7 grid and proposes a smaller grid or stride.
+#
+# **3. pycocotools.** `COCO(path)` indexes the exported file; `len(coco.getAnnIds(catIds=[k]))`
+# for k = 1, 2, 3 equals the number of boxes of label k counted from the dataset itself.
+# *Rubric (2):* 1 working calls; 1 the counts agree with `np.bincount` of the labels.
+# ### END SOLUTION

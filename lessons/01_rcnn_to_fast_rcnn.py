@@ -457,3 +457,40 @@ print("\n".join(table4_claims(table4)))
 #    about backpropagating a single RoI?
 # 4. Freeze only the first two conv layers of Fast R-CNN (`layer.freeze()` on them) and
 #    repeat section 5 above: which parameter arrays change now?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. `crop_size=32`.** The backbone's cost is proportional to the pixels it sees, so
+# R-CNN's per-RoI cost should shrink by (64/32)² = 4×; the measured time shrinks by less,
+# because fixed per-call costs (the fc layers, Python overhead, small matrix products)
+# do not shrink. For small R, R-CNN's R small crops cost less than Fast R-CNN's one pass
+# over the whole image, so R-CNN wins below a break-even R; no contradiction: Fast R-CNN
+# pays for the whole image once, which only pays off with many RoIs (2000 in the paper).
+# *Rubric (4):* 1 the 4× prediction from pixel counts; 1 measured times; 1 why the
+# measured ratio is smaller; 1 the break-even R explained by "one image vs R crops".
+#
+# **2. Where the time goes at R = 64.** Timing `backbone.forward`, `roi.forward` and the fc
+# layers separately (or `minircnn bench`) shows the backbone dominates at small R, while
+# the RoI pooling and the fc layers grow linearly with R and take over at large R (the
+# motivation for truncated SVD, lesson 07).
+# *Rubric (3):* 1 three timings that add up to the whole; 1 which part dominates at 64;
+# 1 which parts grow with R.
+#
+# **3. VGG16's conv5_3 receptive field.** With the rule rf ← rf + (k − 1)·jump, jump ←
+# jump·stride: 13 convs 3×3 and 4 pools 2×2 in VGG16's order give rf = 196 pixels
+# (jump 16). A 500-pixel image is only about 2.5 receptive fields wide: one RoI's
+# gradient reaches a large part of the image through the convolutions, so backpropagating
+# through the conv layers for RoIs from many different images (R-CNN / SPP-net style)
+# would be expensive — the argument for hierarchical sampling.
+# *Rubric (3):* 1 applies the rule layer by layer; 1 gets 196 (or shows the computation);
+# 1 draws the consequence for backpropagating single RoIs.
+#
+# **4. Freeze the first two convs.** Their weight and bias arrays stay bit-identical after
+# the SGD step; every other parameter (later convs, fc layers, heads) changes, as the
+# gradients now flow through the RoI pooling into the unfrozen convolutions.
+# *Rubric (2):* 1 lists exactly the unchanged arrays; 1 checks it with `np.array_equal`.
+# ### END SOLUTION

@@ -552,3 +552,33 @@ def grade_bn_fc(student, rng):
 #    windows overlap? (Hint: look at one kernel offset at a time.)
 # 3. What happens to the max-pool gradient check if two inputs of a window are equal?
 #    Try `x = np.ones(...)` and explain the relative error you see.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. dx is a full convolution.** For stride 1, dx[c, i, j] = Σ_f Σ_{p,q} dout[f, i − p,
+# j − q] · w[f, c, p, q]: a correlation of `dout`, zero-padded by KH − 1 and KW − 1, with the
+# kernel flipped in both axes (and its F and C axes swapped). Numerically:
+# `conv2d_forward(dout, w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3), np.zeros(C), pad=KH-1)`
+# equals `conv2d_backward`'s dx (square kernel).
+# *Rubric (4):* 2 the index derivation; 1 the flip and the F/C swap; 1 the numerical
+# check with a small rel_error.
+#
+# **2. `+=` in col2im.** Overlapping windows put several column entries onto one input
+# pixel, and their contributions must be added. Looping over one kernel offset (kh, kw)
+# at a time, the strided slice `x[:, :, kh:kh+stride*OH:stride, kw:...]` addresses each
+# pixel at most once (distinct windows shift by the stride), so `+=` on that slice never
+# sees a repeated index; repeats only happen across offsets, which are separate
+# statements. Fancy-index `a[idx] += v` would drop repeats; here there are none.
+# *Rubric (3):* 1 why accumulation is needed; 2 why one offset's slice has no repeats.
+#
+# **3. Ties in max pooling.** With equal inputs, a ±h step changes which input wins, so
+# the function is not differentiable there: the numeric gradient splits the gradient
+# (about half to each tied input, from the two one-sided moves), while the analytic
+# backward sends all of it to the first maximum. The relative error is of order 1, not
+# 1e-10 — a tie, not a bug; break ties (distinct values) before gradient checking.
+# *Rubric (2):* 1 the measured large error; 1 the explanation by non-differentiability.
+# ### END SOLUTION

@@ -809,3 +809,32 @@ fig.tight_layout()
 # 3. With `aligned=False`, where are RoIAlign's sample points on the ramp? Explain the
 #    constant offset you measure against `aligned=True`.
 # 4. Time `roi_pool_forward` against `spp_forward(levels=(4, 2, 1))`. Where does the cost go?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. Empty bins.** An RoI that sticks out past the right or bottom edge of the feature
+# map: its bins beyond the map are clipped to nothing, output 0, argmax −1, no gradient.
+# E.g. at scale 1/16 on an 8×8 map, `[0, 64, 64, 160, 160]`: its bins past cell 7 are
+# empty; `viz.show_roi_bins` hatches them.
+# *Rubric (2):* 1 an RoI with empty bins verified (output 0 / argmax −1); 1 the picture.
+#
+# **2. RoI A with `output_size=3`.** RoI A covers cells 0..2 (3×3), so each bin is exactly
+# one cell: the output is the 3×3 block `[[0, 1, 2], [4, 5, 6], [8, 9, 10]]`.
+# *Rubric (2):* 1 the bins by hand; 1 the library agrees.
+#
+# **3. `aligned=False`.** Without the half-cell shift the sample points sit half a cell to
+# the right of (and below) where `aligned=True` puts them, so on the ramp every output is
+# larger by exactly 0.5: the legacy mode treats cell indices as cell corners, not
+# centres.
+# *Rubric (2):* 1 the constant offset measured; 1 explained by the −0.5 shift.
+#
+# **4. `roi_pool_forward` vs `spp_forward(levels=(4, 2, 1))`.** SPP runs RoI max pooling
+# once per level, so it costs roughly the sum of three poolings; the output is 21 values
+# per channel instead of 49, so the later fc layer is smaller. The cost per level
+# depends on the bins, not on the grid size alone: the coarse levels have few, large bins.
+# *Rubric (2):* 1 timings; 1 cost attributed to the per-level poolings.
+# ### END SOLUTION

@@ -758,3 +758,30 @@ def grade_mt_background(student, rng):
 #    the answer not unique?
 # 3. Decode deltas (0, 0, 20, 20) against a 16×16 RoI. What does the clamp at
 #    log(1000/16) do, and why is it there?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. λ by scaling.** Scaling both `bbox_targets` and `bbox_deltas` by λ scales every
+# difference d by λ. Inside |λd| < 1 the term ½(λd)² grows by λ²; outside, |λd| − ½ grows
+# by about λ: so it is not the paper's λ·L_loc (which multiplies the whole term by λ),
+# except approximately far outside the quadratic zone. The paper's λ = 1 with
+# normalised targets keeps both terms on a comparable scale.
+# *Rubric (3):* 1 λ² inside; 1 λ outside; 1 the difference from multiplying the loss.
+#
+# **2. L1 (`beta=0`).** With L1, each inlier pulls with slope sign(θ − yᵢ) = ±1 and the
+# outlier too: the minimiser of Σ|θ − yᵢ| is any median of the six values, here any θ
+# between the two middle values (1.0 and 1.1): gradient descent stops somewhere in that
+# interval, depending on the step and the start — the answer is not unique because the
+# loss is flat between them.
+# *Rubric (3):* 1 the final θ measured; 1 "a median"; 1 why not unique (flat segment).
+#
+# **3. The clamp.** dw = 20 / 5 = 4 (weights 5) and log(1000/16) ≈ 4.14, so (0, 0, 20, 20)
+# is just under the clamp: the box grows by e⁴ ≈ 55× to about 873 pixels. Larger deltas
+# are clamped to 1000/16 = 62.5×, so a 16-pixel RoI decodes to at most 1000 pixels: the
+# clamp stops exp from overflowing or making absurd boxes early in training.
+# *Rubric (2):* 1 the decoded box; 1 what the clamp is for.
+# ### END SOLUTION

@@ -559,3 +559,32 @@ assert spread["hierarchical"] > spread["region-wise"]
 # 3. Train two small detectors for the same number of iterations with
 #    `TrainConfig(sampling="hierarchical")` and `TrainConfig(sampling="region")`
 #    (reduce `num_train`, `epochs`). Compare training time and mAP.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. N = 1, 2, 4, 8 images.** The time of a step grows about linearly in N (each image
+# costs one backbone forward and backward), plus a constant for the 128 RoIs' head. The
+# line's intercept at N = 0 is that per-RoI cost: small compared with an image's, which
+# is why hierarchical sampling (few images, many RoIs) is cheap.
+# *Rubric (3):* 1 timings for the four N; 1 the plot and a linear fit; 1 the intercept
+# interpreted as the RoI-dependent part.
+#
+# **2. `fg_fraction=0.5`, `bg_iou=(0.0, 0.5)`.** Half the RoIs become foreground (where an
+# image has enough), and background can now be any box that misses the objects — mostly
+# easy empty background. With the floor at 0.1, background RoIs overlap some object a
+# little: they are the confusable, hard negatives, which is why the paper calls the 0.1
+# threshold a heuristic for hard example mining.
+# *Rubric (3):* 1 measured change in the IoU distribution of the background; 1 easy vs
+# hard negatives; 1 the hard-mining interpretation.
+#
+# **3. Hierarchical vs region-wise training.** With the same number of iterations, the
+# region-wise run is much slower per step (one backbone pass per distinct image) and
+# reaches a similar mAP: the feared correlation of RoIs from few images does not hurt
+# in practice, as the paper reports.
+# *Rubric (3):* 1 both runs; 1 the time comparison; 1 the mAP comparison with a remark
+# on the seeds' spread.
+# ### END SOLUTION

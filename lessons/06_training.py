@@ -398,3 +398,35 @@ assert sum(len(ax.patches) for ax in axes[:4]) >= sum(len(val[i]["boxes"]) for i
 #    history and compare its mAP with the shipped detector's.
 # 4. Freeze the backbone (`model.backbone.freeze()`) and train only the fc layers, as
 #    SPP-net did (lesson 01). How does the 60-iteration loss curve change?
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. `momentum=0.0`; larger learning rates.** Without momentum the effective step is
+# about 1/(1 − μ) = 10× smaller, so after 60 iterations the loss is clearly higher. Raising
+# lr, training eventually diverges: the loss explodes to inf/nan and `train_step` raises
+# `FloatingPointError`; report the first rate that does.
+# *Rubric (3):* 1 the two curves; 1 the effective step size explanation; 1 the diverging
+# rate found.
+#
+# **2. Dropout on.** The first-order check compares the loss after the step with the
+# prediction from the gradient at the *same* network; with dropout each forward draws a
+# new mask, so the two losses come from different random networks and the difference is
+# dominated by the mask, not by the step. Fix: use the same dropout mask (same rng state)
+# for both forwards, or evaluate in eval mode for the check.
+# *Rubric (2):* 1 the failure explained by random masks; 1 a valid fix.
+#
+# **3. A smaller real detector.** Its history shows the loss falling and the mAP rising
+# over the epochs; with fewer images and epochs it ends below the shipped detector,
+# which trained on more data for longer.
+# *Rubric (3):* 1 the run; 1 the plot from `metrics.json`; 1 a comparison with the
+# shipped detector's mAP measured the same way.
+#
+# **4. Frozen backbone.** Only the fc layers learn: the loss falls more slowly and
+# plateaus higher, since the features cannot adapt to detection (SPP-net's limitation,
+# lesson 01).
+# *Rubric (2):* 1 the curve; 1 the explanation.
+# ### END SOLUTION

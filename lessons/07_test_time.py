@@ -599,3 +599,34 @@ for num_objects in (10, 1000):
 #    have a backward pass). Does rank 4 recover?
 # 4. Soft-NMS decays the scores of overlapping boxes instead of removing them. Implement
 #    it on top of `box_iou` and compare mAP at 0.3.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. Only fc6 vs only fc7.** fc6 is 256 × 3136, fc7 256 × 256: fc6 holds over 90% of the
+# multiply-adds, so compressing fc6 gives almost all of the speed-up, while compressing
+# fc7 alone saves little (at rank 64 a 256 × 256 layer only halves its cost).
+# *Rubric (3):* 1 both timings; 1 the FLOP share from the shapes; 1 the conclusion.
+#
+# **2. Output error vs weight error.** ‖x(W − w₂w₁)ᵀ‖ on the real fc6 inputs falls with
+# the rank much faster than √Σ_{i>t} σᵢ² suggests, because the inputs the layer sees lie
+# near a low-dimensional subspace; the mAP curve follows the output error, not the
+# weight error.
+# *Rubric (3):* 1 the errors for several ranks; 1 plotted next to the mAP; 1 the
+# explanation by the input distribution.
+#
+# **3. Fine-tuning the compressed detector.** A few SGD iterations on the `LowRankLinear`
+# factors recover part of the mAP lost at rank 4: the two factors can adapt to the
+# data. Report the mAP before and after.
+# *Rubric (2):* 1 the fine-tuning run; 1 mAP before/after.
+#
+# **4. Soft-NMS.** Instead of removing a box with IoU > t with a kept box, multiply its
+# score by (1 − IoU) (linear) or exp(−IoU²/σ) (Gaussian) and continue; remove boxes whose
+# score falls under a small threshold. On crowded images it keeps true neighbours that
+# hard NMS suppresses; on these images the mAP changes little.
+# *Rubric (4):* 2 a correct implementation with `box_iou`; 1 the mAP at 0.3 compared;
+# 1 a sentence on when it helps.
+# ### END SOLUTION

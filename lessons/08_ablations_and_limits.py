@@ -449,3 +449,30 @@ print(f"RPN head: {1e3 * rpn_seconds:.1f} ms for {k * FH * FW} anchors, vs selec
 # 3. Time `selective_search` and `detect` on 256 × 256 images. Which grows faster?
 # 4. Anchors: write the k = 9 anchors of one feature-map cell (stride 4, scales 16, 32,
 #    64, ratios 0.5, 1, 2) and draw them with `viz.draw_boxes`.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. mAP vs number of proposals.** mAP rises with the first tens of proposals and then
+# saturates (more boxes add mostly duplicates and background), and may dip a little
+# with very many; a finer `scale` gives more, smaller regions and costs more time.
+# *Rubric (3):* 1 the curve; 1 where it saturates; 1 the time/box trade-off.
+#
+# **2. The detector as an RPN.** Ranking dense windows by 1 − P(background) and keeping
+# 100 gives proposals that cover the objects better than the same number of unranked
+# windows: recall at 100 rises and so does mAP — the idea Faster R-CNN makes learnable.
+# *Rubric (3):* 1 the scoring; 1 recall and mAP measured; 1 the link to RPNs.
+#
+# **3. 256 × 256 images.** Selective search's cost grows with the pixels and the number of
+# regions it merges, faster than `detect`'s backbone, which is linear in pixels: the
+# proposal step becomes an even larger share of the time.
+# *Rubric (2):* 1 both timings at two sizes; 1 which grows faster.
+#
+# **4. Anchors.** At one cell (centre c), for each scale s and ratio r: w = s/√r,
+# h = s·√r, box (c_x − w/2, c_y − h/2, c_x + w/2, c_y + h/2): 3 × 3 = 9 boxes, same area per
+# scale.
+# *Rubric (2):* 1 the nine boxes; 1 the drawing.
+# ### END SOLUTION

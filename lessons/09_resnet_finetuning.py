@@ -382,3 +382,33 @@ fig.tight_layout()
 # 4. Use the pretrained trunk as a Fast R-CNN backbone: `FastRCNN(3,
 #    pretrained_backbone(3))`, and compare with a random one: `minircnn train
 #    --backbone resnet` and the same with `--scratch`.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "open_answers", "locked": false, "points": 0, "schema_version": 3, "solution": true}
+# ### Your answers to the exercises
+#
+# ### BEGIN SOLUTION
+# **Teacher's edition: model answers and rubrics** (points are a suggestion for a manually graded answer; `minircnn assign` replaces this block by YOUR ANSWER HERE).
+#
+# **1. `finetune_from` = 1..4.** The more stages are trained, the more parameters are
+# trainable (the plot's x axis grows stage by stage); the test accuracy rises from the
+# linear probe to fine-tuning the later stages, and with this little data fine-tuning
+# everything brings little more (or overfits).
+# *Rubric (3):* 1 the runs; 1 the two plots; 1 the reading of where it pays off.
+#
+# **2. More data per class.** With 100 and 400 images per class, scratch training closes
+# much of the gap to the pretrained models, and fine-tuning more stages starts to pay
+# off, since there is enough data to adapt the early features without overfitting.
+# *Rubric (3):* 1 runs at both sizes; 1 scratch vs pretrained; 1 the trend of fine-tuning
+# depth.
+#
+# **3. FrozenBatchNorm2d with batch size 2.** Batch statistics of 2 images are noisy, so
+# BatchNorm2d in train mode shifts the pretrained features and its running statistics
+# drift; FrozenBatchNorm2d keeps the pretrained affine map and trains more stably — why
+# detectors freeze BN (detectron2's default).
+# *Rubric (2):* 1 both runs compared; 1 the explanation by tiny batches.
+#
+# **4. Pretrained backbone for detection.** The pretrained MiniResNet reaches a higher
+# mAP (or the same mAP sooner) than the random one trained with `--scratch`, as the
+# paper's ImageNet initialisation does for VGG16.
+# *Rubric (2):* 1 both trainings; 1 the comparison.
+# ### END SOLUTION

@@ -105,6 +105,26 @@ def test_exercise_lessons_carry_nbgrader_cells_and_hidden_tests(stem):
     assert [e.id for e in lesson.exercises] == [c.grade_id for c in cells if c.is_test]
 
 
+@pytest.mark.parametrize("script", SCRIPTS, ids=_ids(SCRIPTS))
+def test_open_exercises_have_model_answers_for_the_teacher_only(script):
+    """The last cell holds a model answer and a rubric for every open exercise, as an
+    nbgrader manually graded answer (0 points) that assign turns into YOUR ANSWER HERE."""
+    from minircnn.classroom.assign import ANSWER_STUB, released_cells
+
+    cells = read_cells(script)
+    exercises = next(c.source for c in cells if "## Exercises" in c.source)
+    numbers = re.findall(r"^(\d+)\. ", exercises.split("## Exercises", 1)[1], re.MULTILINE)
+    answers = cells[-1]
+    assert answers.kind == "markdown" and answers.grade_id == "open_answers", script.name
+    meta = answers.nbgrader
+    assert meta["grade"] and meta["solution"] and meta["points"] == 0 and not meta["locked"]
+    for number in numbers:
+        assert f"**{number}. " in answers.source, f"{script.name}: no answer to exercise {number}"
+    assert answers.source.count("*Rubric") == len(numbers), script.name
+    student = released_cells(cells, script.stem)[-1].source
+    assert ANSWER_STUB in student and "Rubric" not in student and "BEGIN" not in student
+
+
 def test_readme_maps_every_lesson():
     readme = (LESSONS / "README.md").read_text(encoding="utf-8")
     for notebook in NOTEBOOKS:
