@@ -43,13 +43,12 @@ def add_bench(sub) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    import json
-
     from minircnn.perf.bench import format_bench_table, run_bench
+    from minircnn.utils.fileio import dumps_json
 
     results = run_bench(repeats=args.repeats, only=args.only)
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(dumps_json(results))
     else:
         print(format_bench_table(results))
     return 0
@@ -134,11 +133,11 @@ def add_grade(sub) -> None:
 
 
 def run_grade(args: argparse.Namespace) -> int:
-    import json
     import os
 
     from minircnn.classroom.grade import Limits, grade_batch
     from minircnn.classroom.gradebook import write_csv
+    from minircnn.utils.fileio import dumps_json
 
     limits = Limits(exercise_s=args.time_limit, notebook_s=args.notebook_time_limit,
                     memory_mb=args.memory_limit)
@@ -147,7 +146,7 @@ def run_grade(args: argparse.Namespace) -> int:
     reports = grade_batch(args.submissions, args.source, limits, secret, hide=hide)
     if args.json:   # every student process is dead by now: the reports are final
         payload = [r.to_json() for r in reports]
-        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
+        print(dumps_json(payload[0] if len(payload) == 1 else payload))
     else:
         print("\n\n".join(r.format_table() for r in reports))
     if args.csv:

@@ -171,8 +171,6 @@ def add_eval(sub) -> None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    import json
-
     single_blas_thread()
     from minircnn.cli.errors import check_checkpoint, check_device
     from minircnn.cli.eval_detect import evaluate_checkpoint
@@ -183,7 +181,9 @@ def run_eval(args: argparse.Namespace) -> int:
     metrics = evaluate_checkpoint(args.checkpoint, num_val=args.num_val,
                                   cache_dir=args.cache_dir, device=args.device)
     if args.json:
-        print(json.dumps(metrics, indent=2))
+        from minircnn.utils.fileio import dumps_json
+
+        print(dumps_json(metrics))          # strict JSON: an undefined AP is null
         return 0
     from minircnn.training.metrics import format_metrics
 

@@ -127,12 +127,14 @@ def voc_ap(recall: np.ndarray, precision: np.ndarray, *, use_07_metric: bool) ->
         for t in np.arange(0.0, 1.1, 0.1):  # 11 points, same floats as the devkit
             p = 0.0 if np.sum(recall >= t) == 0 else np.max(precision[recall >= t])
             ap += p / 11.0
-        return float(ap)
-    mrec = np.concatenate(([0.0], recall, [1.0]))
-    mpre = np.concatenate(([0.0], precision, [0.0]))
-    mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # envelope: max precision to the right
-    i = np.flatnonzero(mrec[1:] != mrec[:-1])  # where recall changes
-    return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
+    else:
+        mrec = np.concatenate(([0.0], recall, [1.0]))
+        mpre = np.concatenate(([0.0], precision, [0.0]))
+        mpre = np.maximum.accumulate(mpre[::-1])[::-1]  # envelope: max precision to the right
+        i = np.flatnonzero(mrec[1:] != mrec[:-1])  # where recall changes
+        ap = np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
+    # eleven 1/11 add up to 1.0000000000000002: round-off, clipped so that AP stays in [0, 1]
+    return float(np.clip(ap, 0.0, 1.0))
 
 
 class GroundTruth(list):

@@ -20,7 +20,6 @@ meaningful (it exercises the GPU code path), the timings are not.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import numpy as np
@@ -34,6 +33,7 @@ from minircnn.training.config import TrainConfig, make_detector
 from minircnn.training.optim import SGD
 from minircnn.training.step import train_step
 from minircnn.utils.blas import blas_threads
+from minircnn.utils.fileio import dumps_json
 
 # float32 sums of ~10^3-10^4 products (conv and fc layers) in a different order on the GPU
 # differ by about sqrt(n) * 6e-8 relative, ~1e-5; a max-pool or RoI-pool argmax that rounding
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
         print(f"gpu_check: error: {e}", file=sys.stderr)
         return 2
     result["gpu_tests"] = args.tests
-    print(json.dumps(result, indent=1) if args.json else format_gpu_check(result))
+    print(dumps_json(result, indent=1) if args.json else format_gpu_check(result))
     return 0 if result["agree"] else 1
 
 

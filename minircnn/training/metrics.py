@@ -32,7 +32,8 @@ def detection_metrics(dets: list, dataset) -> dict:
     VOC07's 11-point AP cannot exceed 10/11 for a class with one missed object (its
     recall = 1 point scores 0), so COCO AP and VOC area AP lead; VOC07 stays for the
     paper's tables. ``coco_AP_by_size`` uses pycocotools' area ranges (small < 32^2 px,
-    medium < 96^2; NaN where a range holds no object).
+    medium < 96^2; NaN where a range holds no object: AP is undefined without an object
+    to find, and ``null`` in metrics.json and ``minircnn eval --json``).
     """
     dataset = GroundTruth(dataset)       # read once for the six evaluations below
     coco = evaluate(dets, dataset, metric="coco")

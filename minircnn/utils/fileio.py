@@ -13,6 +13,7 @@ writer is no longer running, and runs call it on their folders at start.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -65,10 +66,39 @@ def _fsync_folder(folder: str) -> None:
         os.close(fd)
 
 
+def json_ready(obj):
+    """``obj`` with NaN and infinities as None (JSON ``null``) and NumPy values as Python's.
+
+    JSON has no NaN: Python's ``json`` writes a bare ``NaN`` that other readers (JavaScript,
+    ``jq``, most JSON libraries) refuse. minircnn's undefined numbers are NaN (e.g. the AP
+    of an object size the dataset has no object of) and become ``null``.
+    """
+    if isinstance(obj, dict):
+        return {_json_key(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if hasattr(obj, "tolist") and not isinstance(obj, (str, bytes)):   # NumPy array or scalar
+        return json_ready(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _json_key(key):
+    """A dict key as JSON allows it (str, int, float, bool, None); NumPy scalars unwrapped."""
+    return key.item() if hasattr(key, "item") else key
+
+
+def dumps_json(obj, *, indent: int | None = 2) -> str:
+    """Strict JSON text of ``obj`` (``json_ready`` first, then ``allow_nan=False``)."""
+    return json.dumps(json_ready(obj), indent=indent, allow_nan=False)
+
+
 def write_json(path, obj, *, indent: int | None = 2) -> str:
-    """``json.dump(obj)`` to ``path`` atomically; returns ``path`` as a string."""
+    """Strict JSON (``dumps_json``) to ``path`` atomically; returns ``path`` as a string."""
+    text = dumps_json(obj, indent=indent)    # fails before the file is touched
     with atomic_write(path, "w") as f:
-        json.dump(obj, f, indent=indent)
+        f.write(text + "\n")
     return os.fspath(path)
 
 

@@ -97,6 +97,13 @@ def test_cache_folder_precedence(monkeypatch, tmp_path):
     assert proposal_cache_dir() == str(tmp_path / "home" / ".cache" / "minircnn" / "proposals")
 
 
+def strict_json(text: str):
+    """json.loads that refuses NaN and Infinity (Python's json accepts them, JSON does not)."""
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON output")
+    return json.loads(text, parse_constant=refuse)
+
+
 def test_eval_from_another_folder_reuses_the_cache_and_writes_nothing_there(
         tmp_path, monkeypatch, capsys):
     from minircnn.cli.main import main
@@ -107,7 +114,7 @@ def test_eval_from_another_folder_reuses_the_cache_and_writes_nothing_there(
     assert main(["train", "--num-train", "4", "--num-val", "2", "--epochs", "1",
                  "--proposals", "dense", "--max-proposals", "60", "--hidden", "16",
                  "--out", str(tmp_path / "run")]) == 0
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    metrics = strict_json((tmp_path / "run" / "metrics.json").read_text())
     cache = proposal_cache_dir()
     files = {name: os.path.getmtime(os.path.join(cache, name)) for name in os.listdir(cache)}
     assert len(files) == 2                 # one per dataset (train, val), whatever the workers
@@ -116,7 +123,9 @@ def test_eval_from_another_folder_reuses_the_cache_and_writes_nothing_there(
     monkeypatch.chdir(elsewhere)
     capsys.readouterr()
     assert main(["eval", str(tmp_path / "run" / "model.npz"), "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["voc07_mAP"] == metrics["eval"]["voc07_mAP"]
+    printed = strict_json(capsys.readouterr().out)
+    assert printed["voc07_mAP"] == metrics["eval"]["voc07_mAP"]
+    assert printed["coco_AP_by_size"]["large"] is None   # no large shape: undefined, null
     assert os.listdir(elsewhere) == []
     assert {n: os.path.getmtime(os.path.join(cache, n)) for n in os.listdir(cache)} == files
     assert not (tmp_path / "runs").exists()

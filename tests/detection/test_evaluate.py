@@ -298,3 +298,15 @@ def test_ground_truth_read_once_gives_the_same_metrics():
     for metric in ("voc07", "voc", "coco"):
         direct, once = evaluate(dets, ds, metric=metric), evaluate(dets, truth, metric=metric)
         assert direct["ap"] == once["ap"] and set(once["ap"]) <= set(ds.classes)
+
+
+def test_a_perfect_detector_scores_exactly_1_not_the_11_point_round_off():
+    """Eleven 1/11 add up to 1.0000000000000002 in floats: AP is clipped into [0, 1]."""
+    from minircnn.detection.evaluate import voc_ap
+
+    assert sum([1 / 11] * 11) > 1                          # the round-off being guarded
+    recall, precision = np.array([0.5, 1.0]), np.array([1.0, 1.0])
+    assert voc_ap(recall, precision, use_07_metric=True) == 1.0
+    ds = Dataset([item([[0, 0, 10, 10]], [1])])
+    res = evaluate([dets([[0, 0, 10, 10]], [0.9], [1])], ds, metric="voc07")
+    assert res["ap"]["circle"] == 1.0 and res["mAP"] == 1.0

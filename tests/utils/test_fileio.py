@@ -56,3 +56,18 @@ def test_the_temporary_file_is_named_by_the_writer_pid(tmp_path):
         assert name.startswith(f".tmp-{os.getpid()}-") and name.endswith("-a.bin")
         f.write(b"data")
     assert os.listdir(tmp_path) == ["a.bin"]
+
+
+def test_json_is_strict_nan_and_infinity_become_null_numpy_values_plain(tmp_path):
+    import numpy as np
+
+    from minircnn.utils.fileio import dumps_json
+
+    obj = {"large": float("nan"), "inf": np.float32("inf"), "ap": np.float64(0.5),
+           "counts": np.arange(3), np.int64(2): (1.5, -float("inf"))}
+    expected = {"large": None, "inf": None, "ap": 0.5, "counts": [0, 1, 2], "2": [1.5, None]}
+    assert json.loads(dumps_json(obj)) == expected
+    path = tmp_path / "m.json"
+    write_json(path, obj)
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+    assert json.loads(path.read_text()) == expected
