@@ -14,6 +14,7 @@ the same bytes on every machine (pixels are quantised to 8 bits, as in a PNG).
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Sequence
 
@@ -237,6 +238,12 @@ def _check_sample(sample, i: int) -> None:
     if not hasattr(sample, "keys") or not {"image", "boxes", "labels"} <= set(sample.keys()):
         raise TypeError(f"to_coco: dataset[{i}] must be a dict with image, boxes and labels "
                         f"(a ShapesDataset sample), got {type(sample).__name__}")
+    image_id = sample["image_id"] if "image_id" in sample else None
+    # COCO ids are integers; the id also names the PNG (``000007.png``), so a string such
+    # as "../x" must not reach a file name
+    if isinstance(image_id, bool) or not isinstance(image_id, numbers.Integral) or image_id < 0:
+        raise ValueError(f"to_coco: dataset[{i}]['image_id'] must be an integer >= 0 "
+                         f"(COCO image ids are), got {image_id!r}")
 
 
 def to_coco(dataset) -> dict:
@@ -247,6 +254,9 @@ def to_coco(dataset) -> dict:
     is [x, y, w, h] (COCO); area is w * h; annotation ids start at 1 (pycocotools
     treats id 0 as "unmatched").
     """
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"to_coco: dataset must be a sequence of samples (a ShapesDataset "
+                        f"or a list of dicts), got {type(dataset).__name__}")
     images, annotations = [], []
     for i, sample in enumerate(dataset):
         _check_sample(sample, i)
@@ -266,7 +276,8 @@ def export_dataset(dataset, out_dir: str | os.PathLike) -> str:
 
     os.makedirs(out_dir, exist_ok=True)
     images, annotations = [], []
-    for sample in dataset:                       # one pass: each image is drawn once
+    for i, sample in enumerate(dataset):         # one pass: each image is drawn once
+        _check_sample(sample, i)
         image, anns = _coco_entries(sample, len(annotations) + 1)
         images.append(image)
         annotations.extend(anns)

@@ -41,6 +41,13 @@ def check_boxes(boxes, name: str = "boxes"):
     if bool(bad.any()):
         i = int(xp.flatnonzero(bad)[0])
         raise ValueError(f"{name} must be finite; row {i} is {asnumpy(boxes[i]).tolist()}")
+    limit = _coordinate_limit(boxes.dtype)
+    bad = (xp.abs(boxes) > limit).any(axis=1) if boxes.size else xp.zeros(0, dtype=bool)
+    if bool(bad.any()):
+        i = int(xp.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must have coordinates within +-{limit:.4g} for dtype "
+                         f"{boxes.dtype} (larger ones overflow the areas and IoUs); row {i} "
+                         f"is {asnumpy(boxes[i]).tolist()}")
     bad = (boxes[:, 2] < boxes[:, 0]) | (boxes[:, 3] < boxes[:, 1])
     if bool(bad.any()):
         i = int(xp.flatnonzero(bad)[0])
@@ -50,12 +57,22 @@ def check_boxes(boxes, name: str = "boxes"):
     return boxes
 
 
+def _coordinate_limit(dtype) -> float:
+    """The largest |coordinate| whose box areas and IoU unions fit in ``dtype``: widths
+    reach 2 * limit, areas 4 * limit**2 = max / 4, a union of two areas max / 2."""
+    info = np.finfo(dtype) if np.issubdtype(dtype, np.floating) else np.iinfo(dtype)
+    return math.isqrt(int(info.max)) // 4 if info.dtype.kind in "iu" else \
+        math.sqrt(float(info.max)) / 4
+
+
 def _check_vector(values, name: str, length: int):
     """Return ``values`` as a 1-D array of ``length`` finite entries, else raise ValueError."""
     xp = get_array_module(values)
     values = xp.asarray(values)
     if values.ndim != 1 or values.shape[0] != length:
         raise ValueError(f"{name} must have shape ({length},), got {values.shape}")
+    if values.dtype.kind not in "fiub":      # complex scores have no order; strings none
+        raise TypeError(f"{name} must hold real numbers, got dtype {values.dtype}")
     if np.issubdtype(values.dtype, np.floating) and not bool(xp.isfinite(values).all()):
         raise ValueError(f"{name} must be finite")
     return values
@@ -114,6 +131,16 @@ def box_iou(a, b) -> np.ndarray:
     return _pairwise_iou(a, b)
 
 
+def check_image_size(image_size, op: str) -> tuple[float, float]:
+    """(H, W): two finite numbers >= 0, as floats."""
+    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or \
+            len(image_size) != 2:
+        raise ValueError(f"{op}: image_size must be (H, W), got {image_size!r}")
+    height, width = (check_positive("image_size", v, op=op, allow_zero=True)
+                     for v in image_size)
+    return height, width
+
+
 def clip_boxes(boxes, image_size) -> np.ndarray:
     """Clamp x to [0, W] and y to [0, H], as torchvision.ops.clip_boxes_to_image.
 
@@ -124,11 +151,10 @@ def clip_boxes(boxes, image_size) -> np.ndarray:
         (N, 4) clipped copy.
     """
     boxes = check_boxes(boxes, "boxes")
-    if isinstance(image_size, (str, bytes)) or not hasattr(image_size, "__len__") or \
-            len(image_size) != 2:
-        raise ValueError(f"clip_boxes: image_size must be (H, W), got {image_size!r}")
-    height, width = (check_positive("image_size", v, op="clip_boxes", allow_zero=True)
-                     for v in image_size)
+    height, width = check_image_size(image_size, "clip_boxes")
+    if boxes.dtype.kind in "iu" and not (height.is_integer() and width.is_integer()):
+        raise ValueError(f"clip_boxes: integer boxes cannot hold the edge of a "
+                         f"{image_size!r} image; pass float boxes or whole-pixel sizes")
     xp = get_array_module(boxes)
     out = boxes.copy()
     out[:, 0::2] = xp.clip(boxes[:, 0::2], 0, width)  # x1, x2

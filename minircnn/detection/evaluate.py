@@ -98,9 +98,8 @@ def match_detections(det_boxes, det_scores, gt_boxes, *, iou_threshold: float = 
     """
     det_boxes = asnumpy(check_boxes(det_boxes, "det_boxes"))
     gt_boxes = asnumpy(check_boxes(gt_boxes, "gt_boxes"))
-    det_scores = asnumpy(det_scores)
-    if det_scores.shape != (len(det_boxes),):
-        raise ValueError(f"det_scores must have shape ({len(det_boxes)},), got {det_scores.shape}")
+    det_scores = asnumpy(check_array("det_scores", det_scores, op="match_detections",
+                                     shape=(len(det_boxes),), kinds="fiu", finite=True))
     if rule not in ("voc", "coco"):
         raise ValueError(f"rule must be 'voc' or 'coco', got {rule!r}")
     check_number("iou_threshold", iou_threshold, op="match_detections", low=0, high=1)

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
-from minircnn.detection.boxes import batched_nms, check_boxes, clip_boxes, decode_boxes
+from minircnn.detection.boxes import batched_nms, check_boxes, check_image_size, decode_boxes
 from minircnn.utils.validate import check_array, check_count, check_number
 
 
@@ -87,9 +87,10 @@ def postprocess(cls_scores, bbox_deltas, proposals, image_size: tuple[int, int],
         NumPy arrays sorted by descending score.
     """
     _check_thresholds(score_thresh, nms_thresh, max_dets, "postprocess")
-    cls_scores = check_array("cls_scores", cls_scores, op="postprocess", ndim=2, axes="(P, K+1)")
+    cls_scores = check_array("cls_scores", cls_scores, op="postprocess", ndim=2,
+                             axes="(P, K+1)", finite=True)
     P, K1 = cls_scores.shape
-    check_array("bbox_deltas", bbox_deltas, op="postprocess", shape=(P, 4 * K1))
+    check_array("bbox_deltas", bbox_deltas, op="postprocess", shape=(P, 4 * K1), finite=True)
     proposals = check_boxes(proposals, "proposals")
     if len(proposals) != P:
         raise ValueError(f"postprocess: proposals must have {P} rows (one per row of "
@@ -98,9 +99,12 @@ def postprocess(cls_scores, bbox_deltas, proposals, image_size: tuple[int, int],
     bbox_deltas = np.asarray(asnumpy(bbox_deltas), dtype=np.float64)
     proposals = np.asarray(asnumpy(proposals), dtype=np.float64)
     probs = _softmax(cls_scores)                                   # (P, K+1)
+    height, width = check_image_size(image_size, "postprocess")
     boxes = decode_boxes(bbox_deltas, proposals)                   # (P, 4(K+1))
-    boxes = clip_boxes(boxes.reshape(-1, 4), image_size)           # (P(K+1), 4)
-    boxes = boxes.reshape(P, K1, 4)[:, 1:]                         # (P, K, 4): no background
+    # clipped to the image as clip_boxes does; np.clip also takes a box decoded however
+    # far away (huge deltas), which clip_boxes would refuse as beyond any image
+    edges = np.array([width, height, width, height])
+    boxes = np.clip(boxes.reshape(P, K1, 4), 0, edges)[:, 1:]      # (P, K, 4): no background
     labels = np.broadcast_to(np.arange(1, K1), (P, K1 - 1))        # (P, K)
     boxes, scores, labels = boxes.reshape(-1, 4), probs[:, 1:].reshape(-1), labels.reshape(-1)
     keep = (scores > score_thresh) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
@@ -118,6 +122,10 @@ def resize_bilinear(images, height: int, width: int):
     (x1, y1, x2, y2) in pixel edges maps to (x1 * width / W, ..., y2 * height / H).
     Written as two small matrix products, out = A_h @ image @ A_w^T, on NumPy or CuPy.
     """
+    images = check_array("images", images, op="resize_bilinear", ndim=4,
+                         axes="(N, C, H, W)")
+    height = check_count("height", height, op="resize_bilinear")
+    width = check_count("width", width, op="resize_bilinear")
     xp = get_array_module(images)
     _, _, h, w = images.shape
     a_h = xp.asarray(_interpolation_matrix(height, h), dtype=images.dtype)   # (height, H)
@@ -147,9 +155,14 @@ def rescale_batch(images, rois, scale: float, stride: int = 1):
     Scale 1 returns the inputs themselves (no copy). Used by the test-time pyramid and
     by multi-scale training.
     """
+    images = check_array("images", images, op="rescale_batch", ndim=4, axes="(N, C, H, W)")
+    rois = check_array("rois", rois, op="rescale_batch", ndim=2, shape=(None, 5),
+                       like=images)
+    scale = check_number("scale", scale, op="rescale_batch", low=0.1, high=10.0)
+    stride = check_count("stride", stride, op="rescale_batch")
     xp = get_array_module(images)
     _, _, h, w = images.shape
-    height, width = round(h * scale), round(w * scale)
+    height, width = max(1, round(h * scale)), max(1, round(w * scale))
     if (height, width) == (h, w):
         return images, rois
     scaled = resize_bilinear(images, height, width)
@@ -166,7 +179,13 @@ def rescale_batch(images, rois, scale: float, stride: int = 1):
 def pyramid_levels(rois, scales: Sequence[float], target: float) -> np.ndarray:
     """For each RoI (R, 5) (or box (R, 4)), the index of the scale that brings its area
     closest to ``target`` squared: argmin_s |area * s² - target²| (paper section 3)."""
-    boxes = np.asarray(rois)[:, -4:]
+    rois = np.asarray(asnumpy(check_array("rois", rois, op="pyramid_levels", ndim=2,
+                                          kinds="fiu")))
+    if rois.shape[1] not in (4, 5):
+        raise ValueError(f"pyramid_levels: rois must be (R, 5) RoIs or (R, 4) boxes, got "
+                         f"shape {rois.shape}")
+    scales, target = _check_scales(scales, target, op="pyramid_levels")
+    boxes = rois[:, -4:]
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])        # (R,)
     scaled = area[:, None] * np.asarray(scales, dtype=np.float64)[None, :] ** 2   # (R, S)
     return np.abs(scaled - float(target) ** 2).argmin(axis=1)               # (R,)
@@ -235,7 +254,7 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
         raise ValueError(f"detect_images: {len(images)} images but {len(proposals)} "
                          "proposal arrays")
     batch_size = check_count("batch_size", batch_size, op="detect_images")
-    scales = _check_scales(scales, target)
+    scales, target = _check_scales(scales, target)
     _check_thresholds(kwargs.get("score_thresh", 0.05), kwargs.get("nms_thresh", 0.3),
                       kwargs.get("max_dets", 100), "detect")
     for i, p in enumerate(proposals):
@@ -247,7 +266,7 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
         results = []
         for start in range(0, len(images), batch_size):
             chunk = range(start, min(start + batch_size, len(images)))
-            batch = np.stack([_as_chw(images[i]) for i in chunk])          # (n, 3, H, W)
+            batch = np.stack([_as_chw(images[i], i) for i in chunk])          # (n, 3, H, W)
             props = [np.asarray(asnumpy(check_boxes(proposals[i])), np.float64) for i in chunk]
             index = np.concatenate([np.full(len(p), j) for j, p in enumerate(props)])
             rois = np.concatenate([index[:, None], np.concatenate(props)], axis=1)  # (R, 5)
@@ -266,15 +285,16 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
     return results
 
 
-def _check_scales(scales, target) -> tuple:
+def _check_scales(scales, target, op: str = "detect_images") -> tuple:
+    """(scales as a tuple of floats in [0.1, 10], target as a float >= 1)."""
     scales = tuple(scales) if isinstance(scales, (list, tuple)) else scales
     if not isinstance(scales, tuple) or not scales:
-        raise ValueError(f"detect_images: scales must be a non-empty tuple of numbers, "
+        raise ValueError(f"{op}: scales must be a non-empty tuple of numbers, "
                          f"got {scales!r}")
     for s in scales:
-        check_number("scales", s, op="detect_images", low=0.1, high=10.0)
-    check_number("target", target, op="detect_images", low=1.0)
-    return tuple(float(s) for s in scales)
+        check_number("scales", s, op=op, low=0.1, high=10.0)
+    target = check_number("target", target, op=op, low=1.0, high=1e6)   # a side in pixels
+    return tuple(float(s) for s in scales), target
 
 
 def _empty_detections() -> dict:
@@ -282,10 +302,20 @@ def _empty_detections() -> dict:
                 labels=np.zeros(0, np.int64))
 
 
-def _as_chw(image) -> np.ndarray:
-    image = np.asarray(asnumpy(image))
+def _as_chw(image, i: int = 0) -> np.ndarray:
+    """images[i] as a (3, H, W) float array in [0, 1] (the range the detector was
+    trained on: a 0..255 image would give no detections, so it is refused)."""
+    name = f"images[{i}]"
+    image = np.asarray(asnumpy(check_array(name, image, op="detect", kinds=None)))
     if image.ndim == 4 and image.shape[0] == 1:
         image = image[0]
     if image.ndim != 3 or image.shape[0] != 3:
-        raise ValueError(f"image must have shape (3, H, W), got {image.shape}")
+        raise ValueError(f"detect: {name} must have shape (3, H, W), got {image.shape}")
+    if image.dtype.kind != "f":
+        raise TypeError(f"detect: {name} must be a float RGB image in [0, 1], got dtype "
+                        f"{image.dtype} (for 8-bit pixels pass image / 255)")
+    low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if not (0.0 <= low and high <= 1.0):            # also refuses NaN (comparisons false)
+        raise ValueError(f"detect: {name} must hold values in [0, 1], got [{low:g}, {high:g}]"
+                         + (" (for 0..255 pixels pass image / 255)" if high > 1 else ""))
     return image

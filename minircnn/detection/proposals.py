@@ -247,6 +247,24 @@ def _as_tuple(value) -> tuple:
     return tuple(value) if isinstance(value, (list, tuple)) else (value,)
 
 
+def _check_diversification(color_spaces, strategies) -> None:
+    """color_spaces and strategies: non-empty sequences of names (a bare string is refused:
+    "ctsf" would be read as the four strategies "c", "t", "s", "f")."""
+    for name, value in (("color_spaces", color_spaces), ("strategies", strategies)):
+        if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+            raise ValueError(f"selective_search: {name} must be a non-empty list or tuple, "
+                             f"e.g. {('rgb',) if name == 'color_spaces' else ('ctsf',)}, "
+                             f"got {value!r}")
+    for space in color_spaces:
+        if space not in ("rgb", "hsv", "opponent"):
+            raise ValueError(f"selective_search: color_spaces must hold 'rgb', 'hsv' or "
+                             f"'opponent', got {space!r}")
+    for s in strategies:
+        if not isinstance(s, str) or not s or set(s) - set("ctsf"):
+            raise ValueError(f"selective_search: strategies must hold strings of the letters "
+                             f"c, t, s, f (colour, texture, size, fill), got {s!r}")
+
+
 def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.0,
                      sigma: float = 0.8, min_size: int = 20, max_boxes: int | None = 300,
                      color_spaces: Sequence[str] = ("rgb", "hsv"),
@@ -278,13 +296,7 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
     check_count("min_size", min_size, op="selective_search", minimum=0)
     if max_boxes is not None:
         check_count("max_boxes", max_boxes, op="selective_search")
-    for space in color_spaces:
-        if space not in ("rgb", "hsv", "opponent"):
-            raise ValueError(f"selective_search: color_spaces must hold 'rgb', 'hsv' or "
-                             f"'opponent', got {space!r}")
-    for s in strategies:
-        if not s or set(s) - set("ctsf"):
-            raise ValueError(f"strategies: expected strings of letters 'ctsf', got {s!r}")
+    _check_diversification(color_spaces, strategies)
     rng = np.random.default_rng(seed)
     boxes, ranks = [], []
     for space in color_spaces:
@@ -314,10 +326,12 @@ def dense_boxes(image_size: int | tuple[int, int], *, scales: Sequence[float] = 
     """
     h, w = check_pair("image_size", image_size, op="dense_boxes")
     stride = check_count("stride", stride, op="dense_boxes")
-    for v in scales:
-        check_positive("scales", v, op="dense_boxes")
-    for v in aspect_ratios:
-        check_positive("aspect_ratios", v, op="dense_boxes")
+    for name, values in (("scales", scales), ("aspect_ratios", aspect_ratios)):
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            raise ValueError(f"dense_boxes: {name} must be a non-empty list or tuple of "
+                             f"numbers > 0, got {values!r}")
+        for v in values:
+            check_positive(name, v, op="dense_boxes")
     out = []
     for s in scales:
         for ratio in aspect_ratios:

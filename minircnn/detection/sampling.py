@@ -90,6 +90,7 @@ def hierarchical_batch(targets: Sequence[dict], proposals: Sequence, *,
                          f"{len(proposals)} proposal arrays, rois_per_batch={rois_per_batch}")
     parts = []
     for i, (t, p) in enumerate(zip(targets, proposals, strict=True)):
+        _check_target(t, i, "hierarchical_batch")
         rois, labels, bbox_targets = sample_rois(p, t["boxes"], t["labels"],
                                                  rois_per_image=rois_per_batch // n,
                                                  rng=rng, **kwargs)
@@ -114,6 +115,8 @@ def region_wise_batch(targets: Sequence[dict], proposals: Sequence, *,
         raise ValueError(f"region_wise_batch: need one proposal array per image, got "
                          f"{len(targets)} targets and {len(proposals)} proposal arrays")
     _check_sampling("region_wise_batch", rois_per_batch, fg_fraction, fg_iou, bg_iou, rng)
+    for i, t in enumerate(targets):
+        _check_target(t, i, "region_wise_batch")
     matches = [_match(_as_boxes(p, "proposals"), _as_boxes(t["boxes"], "gt_boxes"))
                for t, p in zip(targets, proposals, strict=True)]
     image_of = np.concatenate([np.full(len(m[0]), i) for i, m in enumerate(matches)])
@@ -135,6 +138,15 @@ def region_wise_batch(targets: Sequence[dict], proposals: Sequence, *,
 
 
 # --- shared steps ------------------------------------------------------------------------
+def _check_target(target, i: int, op: str) -> None:
+    """targets[i] must be a dict (a dataset sample) with ``boxes`` and ``labels``."""
+    if not hasattr(target, "keys") or not {"boxes", "labels"} <= set(target.keys()):
+        found = sorted(map(str, target.keys())) if hasattr(target, "keys") else \
+            type(target).__name__
+        raise ValueError(f"{op}: targets[{i}] must be a dict with 'boxes' (G, 4) and "
+                         f"'labels' (G,), got {found}")
+
+
 def _as_boxes(boxes, name: str) -> np.ndarray:
     return np.asarray(asnumpy(check_boxes(boxes, name)), dtype=np.float64)
 

@@ -131,6 +131,20 @@ def _offset_slices(k: int, pad: int, stride: int, size: int, out: int):
                                 else first, stride)
 
 
+def _check_window(op: str, x_shape: tuple, KH, KW, stride, pad) -> tuple[int, ...]:
+    """Check im2col/col2im's window arguments against an (N, C, H, W) input; return them
+    as ints with the output size: (KH, KW, stride, pad, OH, OW)."""
+    KH, KW = check_count("KH", KH, op=op), check_count("KW", KW, op=op)
+    stride = check_count("stride", stride, op=op)
+    pad = check_count("pad", pad, op=op, minimum=0)
+    _, _, H, W = x_shape
+    if KH > H + 2 * pad or KW > W + 2 * pad:
+        raise ValueError(f"{op}: kernel {KH}x{KW} must fit in the padded input "
+                         f"{H + 2 * pad}x{W + 2 * pad} (input {tuple(x_shape)}, pad={pad})")
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    return KH, KW, stride, pad, OH, OW
+
+
 def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) -> np.ndarray:
     """Unfold every KHxKW window of ``x`` into one column of a contiguous matrix per image.
 
@@ -147,9 +161,10 @@ def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) ->
     in runs of OW values. Outputs whose offset falls in the padding get zeros, so no
     padded copy of x is ever made.
     """
+    x = check_array("x", x, op="im2col", ndim=4, kinds=None, axes="(N, C, H, W)")
+    KH, KW, stride, pad, OH, OW = _check_window("im2col", x.shape, KH, KW, stride, pad)
     xp = get_array_module(x)
     N, C, H, W = x.shape
-    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
     cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
     for kh in range(KH):
         out_rows, in_rows = _offset_slices(kh, pad, stride, H, OH)
@@ -178,9 +193,13 @@ def col2im(dcols: np.ndarray, x_shape: tuple, KH: int, KW: int, *,
         slice is exact (no ``add.at`` needed). Values that landed in the padding are
         never added (the padding is not an input).
     """
+    if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
+        raise ValueError(f"col2im: x_shape must be the 4 sizes (N, C, H, W), got {x_shape!r}")
+    N, C, H, W = (check_count("x_shape", n, op="col2im", minimum=0) for n in x_shape)
+    KH, KW, stride, pad, OH, OW = _check_window("col2im", (N, C, H, W), KH, KW, stride, pad)
+    dcols = check_array("dcols", dcols, op="col2im", shape=(N, C * KH * KW, OH * OW),
+                        kinds="f")
     xp = get_array_module(dcols)
-    N, C, H, W = x_shape
-    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
     d6 = dcols.reshape(N, C, KH, KW, OH, OW)  # view
     dx = xp.zeros((N, C, H, W), dtype=dcols.dtype)
     for kh in range(KH):

@@ -21,6 +21,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
+from minircnn.utils.validate import check_array
 
 
 class GlobalAvgPoolCache(NamedTuple):
@@ -37,7 +38,9 @@ def global_avg_pool_forward(x: np.ndarray) -> tuple[np.ndarray, GlobalAvgPoolCac
     Raises:
         ValueError: ``x`` is not 4-D or has an empty spatial extent.
     """
-    if x.ndim != 4 or x.shape[2] * x.shape[3] == 0:
+    x = check_array("x", x, op="global_avg_pool_forward", ndim=4, kinds="fiu",
+                    axes="(N, C, H, W)")
+    if x.shape[2] * x.shape[3] == 0:
         raise ValueError(f"global_avg_pool_forward: x must be (N, C, H, W) with H, W > 0, "
                          f"got shape {tuple(x.shape)}")
     out = x.mean(axis=(2, 3))  # (N, C, H, W) -> (N, C)

@@ -28,6 +28,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module, Parameter
+from minircnn.utils.validate import check_array
 
 
 class LowRankLinearCache(NamedTuple):
@@ -58,10 +59,12 @@ def truncated_svd(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
         second layer, which keeps the original bias), in w's dtype. The SVD itself is
         computed in float64 (``numpy.linalg.svd``, singular values descending).
     Raises:
-        ValueError: w not 2-D, or rank outside 1..min(M, D).  TypeError: rank not an int.
+        ValueError: w not 2-D or not finite, or rank outside 1..min(M, D).
+        TypeError: rank not an int.
     """
-    if w.ndim != 2:
-        raise ValueError(f"truncated_svd: w must be 2-D (out, in), got shape {tuple(w.shape)}")
+    # a NaN or inf would send LAPACK's SVD into an endless loop: refused first
+    w = check_array("w", w, op="truncated_svd", ndim=2, kinds="fiu", finite=True,
+                    axes="(out, in)")
     t = _check_rank(rank, w.shape)
     xp = get_array_module(w)
     w64 = w.astype(xp.float64)
@@ -86,7 +89,11 @@ def low_rank_linear_forward(x, w1, w2, b):
     Raises:
         ValueError: shapes that do not chain.
     """
-    if x.ndim != 2 or w1.ndim != 2 or w1.shape[1] != x.shape[1]:
+    x = check_array("x", x, op="low_rank_linear", ndim=2, axes="(N, D)")
+    w1 = check_array("w1", w1, op="low_rank_linear", ndim=2, axes="(t, D)", like=x)
+    w2 = check_array("w2", w2, op="low_rank_linear", ndim=2, axes="(M, t)", like=x)
+    b = check_array("b", b, op="low_rank_linear", ndim=1, axes="(M,)", like=x)
+    if w1.shape[1] != x.shape[1]:
         raise ValueError(f"low_rank_linear: x (N, D) and w1 (t, D) must match, got x "
                          f"{tuple(x.shape)} and w1 {tuple(w1.shape)}")
     if w2.ndim != 2 or w2.shape[1] != w1.shape[0] or b.shape != (w2.shape[0],):

@@ -40,6 +40,22 @@ def _check_bn_inputs(x, gamma, beta, eps=1e-5):
     return x, gamma, beta
 
 
+def _check_running_stats(x, running_mean, running_var, eps):
+    """running_mean and running_var: (C,) finite; the variance >= 0 and var + eps > 0 (its
+    square root divides)."""
+    c = x.shape[1]
+    op = "batchnorm2d_eval"
+    running_mean = check_array("running_mean", running_mean, op=op, like=x, kinds="fiu",
+                               shape=(c,), finite=True)
+    running_var = check_array("running_var", running_var, op=op, like=x, kinds="fiu",
+                              shape=(c,), finite=True)
+    low = float(running_var.min()) if c else 0.0
+    if low < 0 or (c and low + eps <= 0):
+        raise ValueError(f"{op}: running_var must be >= 0 (and > 0 when eps is 0), got "
+                         f"min {low!r}")
+    return running_mean, running_var
+
+
 # --- training mode: batch statistics ---------------------------------------------------
 class BatchNormCache(NamedTuple):
     xhat: np.ndarray     # (N, C, H, W) normalised input
@@ -63,6 +79,9 @@ def batchnorm2d_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, *,
         out (N, C, H, W) and a BatchNormCache (its mean / var are the batch statistics).
     """
     x, gamma, beta = _check_bn_inputs(x, gamma, beta, eps)
+    if x.shape[0] * x.shape[2] * x.shape[3] == 0:   # a mean over no values is undefined
+        raise ValueError(f"batchnorm2d: x must hold at least one value per channel in "
+                         f"training mode (N*H*W >= 1), got shape {tuple(x.shape)}")
     xp = get_array_module(x)
     mean = x.mean(axis=(0, 2, 3))  # (C,)
     centered = x - _per_channel(mean)  # (N, C, H, W)
@@ -115,7 +134,7 @@ def batchnorm2d_eval_forward(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray,
         out (N, C, H, W) and a BatchNormEvalCache.
     """
     x, gamma, beta = _check_bn_inputs(x, gamma, beta, eps)
-    x, running_mean, running_var = _check_bn_inputs(x, running_mean, running_var)
+    running_mean, running_var = _check_running_stats(x, running_mean, running_var, eps)
     xp = get_array_module(x)
     inv_std = 1.0 / xp.sqrt(running_var + eps)  # (C,)
     scale = gamma * inv_std  # (C,)

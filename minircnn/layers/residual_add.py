@@ -12,6 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from minircnn.utils.validate import check_array
+
 
 class AddCache(NamedTuple):
     shape: tuple  # the common shape of both summands
@@ -28,6 +30,8 @@ def add_forward(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, AddCache]:
     Raises:
         ValueError: the shapes differ (a ResNet then needs a projection shortcut).
     """
+    a = check_array("a", a, op="add_forward", kinds="fiu")
+    b = check_array("b", b, op="add_forward", like=a, kinds="fiu")
     if tuple(a.shape) != tuple(b.shape):
         raise ValueError(f"add_forward: a and b must have the same shape, got a {tuple(a.shape)} "
                          f"and b {tuple(b.shape)} (use a projection shortcut)")

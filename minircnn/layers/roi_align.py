@@ -312,6 +312,8 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
     xp = get_array_module(features)
     cache = RoIAlignCache(tuple(features.shape), rois, (PH, PW), spatial_scale,
                           sampling_ratio, bool(aligned), features.dtype)
+    if features.shape[1] == 0:                  # no channels: nothing to pool
+        return xp.zeros((len(rois), 0, PH, PW), dtype=features.dtype), cache
     A, B, count, batch = _align_matrices(cache)
     cache = cache._replace(matrices=(A, B, count, batch))   # backward reads them, unbuilt
     finite = xp.isfinite(features)
@@ -334,6 +336,8 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     N, C, H, W = cache.features_shape
     PH, PW = cache.output_size
     R = dout.shape[0]
+    if C == 0:                                   # no channels: an empty gradient
+        return xp.zeros((N, C, H, W), dtype=dout.dtype)
     # the forward's matrices; a naive forward's cache has none: build them here
     A, B, count, batch = _align_matrices(cache) if cache.matrices is None else cache.matrices
     d = (dout / count[:, None, None, None]).transpose(0, 2, 1, 3)  # (R, PH, C, PW)

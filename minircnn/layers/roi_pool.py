@@ -303,7 +303,8 @@ def spp_forward(features: np.ndarray, rois: np.ndarray, *, levels=(4, 2, 1), spa
     for lv in levels:
         out, cache = roi_pool_forward(features, rois, output_size=(int(lv), int(lv)),
                                       spatial_scale=spatial_scale)
-        outs.append(out.reshape(out.shape[0], -1))   # (R, C, l, l) -> (R, C*l*l)
+        R, C = out.shape[:2]                          # R or C may be 0: no -1 in reshape
+        outs.append(out.reshape(R, C * lv * lv))      # (R, C, l, l) -> (R, C*l*l)
         caches.append(cache)
     return xp.concatenate(outs, axis=1), SPPCache(levels, tuple(caches))
 

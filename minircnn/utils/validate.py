@@ -123,16 +123,22 @@ def check_positive(name: str, v, *, op: str | None = None, allow_zero: bool = Fa
     return check_number(name, v, op=op, low=0.0, low_open=not allow_zero)
 
 
+# The largest count or size any function takes (2**31 - 1, the int32 limit of array
+# indices on a GPU): a larger one cannot be allocated and would fail deep inside NumPy.
+MAX_COUNT = 2**31 - 1
+
+
 def check_count(name: str, n, *, op: str | None = None, minimum: int = 1,
-                maximum: int | None = None) -> int:
-    """An integer >= ``minimum`` (<= ``maximum``): Python/NumPy ints, or floats with no
+                maximum: int | None = MAX_COUNT) -> int:
+    """An integer in [``minimum``, ``maximum``]: Python/NumPy ints, or floats with no
     fractional part; bools, NaN and fractions are refused. Returned as int."""
     if isinstance(n, bool) or not isinstance(n, numbers.Real):
         raise TypeError(f"{_where(op, name)} must be an integer, got {type(n).__name__} {n!r}")
     if not math.isfinite(float(n)) or int(n) != n:
         raise ValueError(f"{_where(op, name)} must be an integer, got {n!r}")
     if n < minimum or (maximum is not None and n > maximum):
-        want = f"in [{minimum}, {maximum}]" if maximum is not None else f">= {minimum}"
+        open_ended = maximum is None or (maximum == MAX_COUNT and n < minimum)
+        want = f">= {minimum}" if open_ended else f"in [{minimum}, {maximum}]"
         raise ValueError(f"{_where(op, name)} must be an integer {want}, got {n!r}")
     return int(n)
 
@@ -142,7 +148,7 @@ def check_pair(name: str, value, *, op: str | None = None, minimum: int = 1) -> 
     both = (value, value) if np.isscalar(value) else value
     ok = isinstance(both, (tuple, list)) and len(both) == 2 and all(
         isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
-        and int(v) == v and v >= minimum for v in both)
+        and int(v) == v and minimum <= v <= MAX_COUNT for v in both)
     if not ok:
         raise ValueError(f"{_where(op, name)} must be an int >= {minimum} or a pair of them, "
                          f"got {value!r}")

@@ -173,3 +173,15 @@ def test_polygon_mask_square_matches_pixel_count():
     xx, yy = pixel_grid(10)
     mask = polygon_mask(xx, yy, np.array([[2.0, 3.0], [7.0, 3.0], [7.0, 8.0], [2.0, 8.0]]))
     assert mask.sum() == 25 and mask[3:8, 2:7].all()
+
+
+@pytest.mark.parametrize("image_id", [None, "../etc/x", -1, 1.5, True])
+def test_to_coco_needs_an_integer_image_id(image_id):
+    """The id names the PNG (000007.png): a path-like or missing id is refused."""
+    sample = dict(ShapesDataset(1, image_size=32)[0])
+    if image_id is None:
+        del sample["image_id"]
+    else:
+        sample["image_id"] = image_id
+    with pytest.raises(ValueError, match=r"dataset\[0\]\['image_id'\] must be an integer >= 0"):
+        to_coco([sample])

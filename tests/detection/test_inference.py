@@ -137,3 +137,17 @@ def test_image_pyramid_scores_each_proposal_at_its_scale():
     for bad in [(), (0.0,), (1.0, float("nan")), "12"]:
         with pytest.raises((ValueError, TypeError)):
             detect(model, np.zeros((3, 128, 128), np.float32), props, scales=bad)
+
+
+@pytest.mark.parametrize("image, error, words", [
+    (np.full((3, 32, 32), 200, np.uint8), TypeError, "image / 255"),
+    (np.full((3, 32, 32), 200.0, np.float32), ValueError, "image / 255"),
+    (np.full((3, 32, 32), np.nan, np.float32), ValueError, r"in \[0, 1\]"),
+    (np.zeros((32, 32, 3), np.float32), ValueError, r"\(3, H, W\)"),
+    ("image.png", TypeError, "images"),
+])
+def test_an_image_outside_0_1_is_refused_never_no_detections(image, error, words):
+    """A 0..255 image would score nothing: refused with the fix, not 'no detections'."""
+    model = FakeModel(np.log([[0.1, 0.9]]), np.zeros((1, 8)))
+    with pytest.raises(error, match=words):
+        detect(model, image, np.array([[0, 0, 10, 10]], np.float32))
