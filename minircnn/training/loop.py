@@ -29,10 +29,12 @@ from __future__ import annotations
 import os
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 
 import numpy as np
 
 from minircnn.backend import get_array_module
+from minircnn.layers.module import Module
 from minircnn.models import read_checkpoint, save_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets, make_detector
 from minircnn.training.metrics import evaluate_detector
@@ -42,6 +44,7 @@ from minircnn.training.rpn_eval import compare_proposals, selective_search_confi
 from minircnn.training.rpn_step import rpn_minibatch, rpn_train_step
 from minircnn.training.runs import (
     RunLock,
+    RunState,
     StopSignals,
     check_fresh_or_resume,
     interrupted,
@@ -60,13 +63,28 @@ from minircnn.utils.settings import check_train_config
 DIVERGED_LOSS = 1e6
 
 
-def _epoch_order(state: dict, rng: np.random.Generator, num_images: int):
+@dataclass
+class Run:
+    """What one training run works on; each part of the loop takes it whole."""
+
+    config: TrainConfig
+    out_dir: str
+    model: Module                # FastRCNN (FasterRCNN with proposal_method="rpn")
+    optimizer: SGD
+    rng: np.random.Generator     # minibatch order, flips and RoI sampling
+    items: list                  # the training images (ShapesDataset items)
+    props: list | None           # their proposals, (P, 4) each; None: the RPN makes them
+    state: RunState              # epoch, iteration, history: saved in every checkpoint
+    metrics: dict                # what metrics.json will hold
+
+
+def _epoch_order(state: RunState, rng: np.random.Generator, num_images: int):
     """(image order, first minibatch, running sums) of the epoch about to run.
 
     A fresh epoch draws a new permutation; an epoch interrupted midway continues from the
-    place it saved in ``state["partial_epoch"]`` (same order, next minibatch, sums so far).
+    place it saved in ``state.partial_epoch`` (same order, next minibatch, sums so far).
     """
-    partial = state.pop("partial_epoch", None)
+    partial, state.partial_epoch = state.partial_epoch, None
     if partial:
         return np.asarray(partial["order"]), partial["next"], partial["sums"]
     sums = {"loss": 0.0, "loss_cls": 0.0, "loss_box": 0.0, "accuracy": 0.0}
@@ -87,12 +105,12 @@ def _check_weights(model, xp) -> None:
         raise FloatingPointError("the update made some weights nan/inf")
 
 
-def _diverged(error: FloatingPointError, config, state: dict) -> FloatingPointError:
+def _diverged(error: FloatingPointError, config, state: RunState) -> FloatingPointError:
     """The message of a run that diverged: where, what is kept, what to change."""
     return FloatingPointError(
-        f"training diverged at iteration {state['iteration']} (epoch {state['epoch'] + 1}): "
+        f"training diverged at iteration {state.iteration} (epoch {state.epoch + 1}): "
         f"{error}; "
-        + (f"checkpoint.npz keeps epoch {state['epoch']}, " if state["epoch"] else
+        + (f"checkpoint.npz keeps epoch {state.epoch}, " if state.epoch else
            "no epoch finished, so no checkpoint was written; ")
         + f"lower the learning rate (lr={config.lr})")
 
@@ -143,42 +161,46 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     with blas_threads(config.blas_threads):
         train_ds, val_ds = make_datasets(config)
-        items = [train_ds[i] for i in range(len(train_ds))]
         rpn = config.proposal_method == "rpn"         # Faster R-CNN: no stored proposals
-        props = None if rpn else load_proposals(train_ds, config)
         # held-out proposals: the detector's own, or (RPN) selective search's to compare
         val_config = selective_search_config(config) if rpn else config
+        items = [train_ds[i] for i in range(len(train_ds))]
+        props = None if rpn else load_proposals(train_ds, config)
         times = {"proposals_train_s": time.time() - start}
-        model = make_detector(config).to(config.device)
-        optimizer = SGD(model.parameters(), config.lr, momentum=config.momentum,
-                        weight_decay=config.weight_decay)
-        rng = np.random.default_rng([config.seed, 1])
-        state = {"epoch": 0, "iteration": 0, "epochs": [],
-                 "history": {"loss": [], "accuracy": []}}
-        if resume:
-            state = restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
-                                optimizer, rng)
-        metrics = {"config": config.to_dict(), "epochs": state["epochs"]}
+        run = _start(config, out_dir, items, props, resume)
         t_train = time.time()
-        total = _iters_per_epoch(config, len(items)) * config.epochs
+        total = _iters_per_epoch(config, len(run.items)) * config.epochs
         quiet = {} if progress else {"disable": True}  # False would override TQDM_DISABLE
         # The held-out images' proposals are computed meanwhile in a background process,
         # on the core that one-BLAS-thread training leaves free.
         background = evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
         with (proposals_in_background(val_ds, val_config) if background else nullcontext()) \
                 as val_job:
-            with tqdm(total=total, initial=state["iteration"], desc="train",
+            with tqdm(total=total, initial=run.state.iteration, desc="train",
                       dynamic_ncols=True, **quiet) as bar, stop.deferred():
-                _train_loop(config, out_dir, model, optimizer, rng, items, props, state,
-                            metrics, bar, stop)
+                _train_loop(run, bar, stop)
             times["train_s"] = time.time() - t_train
             if not evaluate:
-                return _finish(config, out_dir, model, None, None, state, metrics, times,
-                               start)
+                return _finish(run, None, None, times, start)
             t = time.time()
             val_props = val_job.result() if background else load_proposals(val_ds, val_config)
             times["proposals_val_s"] = time.time() - t      # what training did not hide
-        return _finish(config, out_dir, model, val_ds, val_props, state, metrics, times, start)
+        return _finish(run, val_ds, val_props, times, start)
+
+
+def _start(config: TrainConfig, out_dir: str, items: list, props, resume: bool) -> Run:
+    """The run on ``items`` and their proposals: its model, optimizer and sampling rng,
+    fresh (from ``config.seed``) or, on resume, as checkpoint.npz left them."""
+    model = make_detector(config).to(config.device)
+    optimizer = SGD(model.parameters(), config.lr, momentum=config.momentum,
+                    weight_decay=config.weight_decay)
+    rng = np.random.default_rng([config.seed, 1])
+    state = RunState()
+    if resume:
+        state = restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
+                            optimizer, rng)
+    metrics = {"config": config.to_dict(), "epochs": state.epochs}   # the same list
+    return Run(config, out_dir, model, optimizer, rng, items, props, state, metrics)
 
 
 def _images_per_iter(config: TrainConfig) -> int:
@@ -189,79 +211,82 @@ def _iters_per_epoch(config: TrainConfig, num_images: int) -> int:
     return num_images // _images_per_iter(config)
 
 
-def _train_loop(config, out_dir, model, optimizer, rng, items, props, state, metrics,
-                bar, stop) -> None:
-    """Epochs state["epoch"]..config.epochs-1: the loop of the paper's section 2.3.
+def _train_loop(run: Run, bar, stop) -> None:
+    """Epochs state.epoch..config.epochs-1: the loop of the paper's section 2.3.
 
-    Each iteration: the learning rate of the schedule, a minibatch of N images and R RoIs
-    (sample_batch), one SGD step on the multi-task loss (train_step). After each epoch:
-    checkpoint.npz and metrics.json. A stop signal (Ctrl-C, SIGTERM) ends the loop after
-    the current iteration, with a checkpoint there (``state["partial_epoch"]``).
+    After each epoch: checkpoint.npz and metrics.json. A stop signal (Ctrl-C, SIGTERM)
+    ends the loop after the current iteration, with a checkpoint there
+    (``state.partial_epoch``).
     """
-    per_iter = _images_per_iter(config)
-    iters = _iters_per_epoch(config, len(items))
-    steps = tuple(int(f * iters * config.epochs) for f in config.lr_steps)
-    xp = get_array_module(model.parameters()[0].data)
-    # multi-scale minibatches are padded to a multiple of the backbone's stride
-    stride = getattr(getattr(model, "backbone", None), "feature_stride", 1)
-    for epoch in range(state["epoch"], config.epochs):
-        t_epoch = time.time()
-        model.train()
-        order, first, sums = _epoch_order(state, rng, len(items))
-        for b in range(first, iters):
-            optimizer.lr = step_lr(config.lr, state["iteration"], steps=steps,
-                                   gamma=config.gamma, warmup_iters=config.warmup_iters)
-            idx = order[b * per_iter:(b + 1) * per_iter]
-            try:
-                stats = _iteration(config, model, optimizer, items, props, idx, rng, stride,
-                                   xp, epoch)
-                _check_step(stats)
-            except FloatingPointError as e:
-                raise _diverged(e, config, state) from e
-            state["iteration"] += 1
-            state["history"]["loss"].append(stats["loss"])
-            state["history"]["accuracy"].append(stats["accuracy"])
-            for k in sums:
-                sums[k] += stats[k] / iters      # the epoch's mean, summed as it goes
-            bar.update(1)
-            bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}",
-                            lr=f"{optimizer.lr:.2g}", refresh=False)
-            if stop.received is not None and b + 1 < iters:   # at an epoch's end: saved anyway
-                state["partial_epoch"] = {"order": order.tolist(), "next": b + 1, "sums": sums}
-                break
-        else:                                                  # the epoch ran to its end
-            state["epochs"].append({"epoch": epoch + 1, **sums, "lr": optimizer.lr,
-                                    "iterations": iters,
-                                    "time_s": round(time.time() - t_epoch, 2)})
-            state["epoch"] = epoch + 1
+    xp = get_array_module(run.model.parameters()[0].data)
+    for epoch in range(run.state.epoch, run.config.epochs):
+        _train_epoch(run, epoch, xp, bar, stop)
         try:
-            _check_weights(model, xp)
+            _check_weights(run.model, xp)
+        except FloatingPointError as e:
+            raise _diverged(e, run.config, run.state) from e
+        save_run_checkpoint(os.path.join(run.out_dir, "checkpoint.npz"), run.model,
+                            run.optimizer, run.rng, run.config, run.state)
+        write_json(os.path.join(run.out_dir, "metrics.json"), run.metrics)
+        if stop.received is not None:
+            raise interrupted(run.out_dir, run.state.iteration)
+
+
+def _train_epoch(run: Run, epoch: int, xp, bar, stop) -> None:
+    """One epoch, or what is left of it: each iteration the learning rate of the schedule,
+    then one SGD step on a minibatch (``_iteration``). A stop signal ends it early, its
+    place kept in ``state.partial_epoch``."""
+    config, state, optimizer = run.config, run.state, run.optimizer
+    per_iter = _images_per_iter(config)
+    iters = _iters_per_epoch(config, len(run.items))
+    steps = tuple(int(f * iters * config.epochs) for f in config.lr_steps)
+    # multi-scale minibatches are padded to a multiple of the backbone's stride
+    stride = getattr(getattr(run.model, "backbone", None), "feature_stride", 1)
+    t_epoch = time.time()
+    run.model.train()
+    order, first, sums = _epoch_order(state, run.rng, len(run.items))
+    for b in range(first, iters):
+        optimizer.lr = step_lr(config.lr, state.iteration, steps=steps,
+                               gamma=config.gamma, warmup_iters=config.warmup_iters)
+        try:
+            stats = _iteration(run, order[b * per_iter:(b + 1) * per_iter], stride, xp, epoch)
+            _check_step(stats)
         except FloatingPointError as e:
             raise _diverged(e, config, state) from e
-        save_run_checkpoint(os.path.join(out_dir, "checkpoint.npz"), model, optimizer, rng,
-                            config, state)
-        write_json(os.path.join(out_dir, "metrics.json"), metrics)
-        if stop.received is not None:
-            raise interrupted(out_dir, state["iteration"])
+        state.iteration += 1
+        state.history["loss"].append(stats["loss"])
+        state.history["accuracy"].append(stats["accuracy"])
+        for k in sums:
+            sums[k] += stats[k] / iters      # the epoch's mean, summed as it goes
+        bar.update(1)
+        bar.set_postfix(loss=f"{stats['loss']:.3f}", acc=f"{stats['accuracy']:.2f}",
+                        lr=f"{optimizer.lr:.2g}", refresh=False)
+        if stop.received is not None and b + 1 < iters:   # at an epoch's end: saved anyway
+            state.partial_epoch = {"order": order.tolist(), "next": b + 1, "sums": sums}
+            return
+    state.epochs.append({"epoch": epoch + 1, **sums, "lr": optimizer.lr, "iterations": iters,
+                         "time_s": round(time.time() - t_epoch, 2)})
+    state.epoch = epoch + 1
 
 
-def _iteration(config, model, optimizer, items, props, idx, rng, stride, xp, epoch) -> dict:
+def _iteration(run: Run, idx, stride: int, xp, epoch: int) -> dict:
     """One SGD step on the images ``idx``: Fast R-CNN on their stored proposals, or
     (``proposal_method="rpn"``) Faster R-CNN's RPN and detector (training/rpn_step.py)."""
+    config, model, optimizer = run.config, run.model, run.optimizer
     if config.proposal_method == "rpn":
-        images, targets = rpn_minibatch(config, items, idx, rng)
-        return rpn_train_step(model, optimizer, xp.asarray(images), targets, config, rng,
+        images, targets = rpn_minibatch(config, run.items, idx, run.rng)
+        return rpn_train_step(model, optimizer, xp.asarray(images), targets, config, run.rng,
                               epoch)
-    images, batch = sample_batch(config, items, props, idx, rng, stride=stride)
+    images, batch = sample_batch(config, run.items, run.props, idx, run.rng, stride=stride)
     return train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
                       xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
                       box_weight=config.box_loss_weight)
 
 
-def _finish(config, out_dir, model, val_ds, val_props, state, metrics, times,
-            start) -> dict:
+def _finish(run: Run, val_ds, val_props, times: dict, start: float) -> dict:
     """Evaluate on the val split (unless it is None), write model.npz, metrics.json and
     the two pictures."""
+    config, model, metrics = run.config, run.model, run.metrics
     if config.proposal_method == "rpn":
         model.rpn_backbone = None                 # alternating: shared since step 3
     if val_ds is not None:
@@ -271,11 +296,11 @@ def _finish(config, out_dir, model, val_ds, val_props, state, metrics, times,
                                                                 config)
         metrics["eval"], dets = evaluate_detector(model, val_ds, val_props, config)
         times["eval_s"] = time.time() - t
-    save_checkpoint(model, os.path.join(out_dir, "model.npz"), config.to_dict())
-    metrics["history"] = state["history"]
+    save_checkpoint(model, os.path.join(run.out_dir, "model.npz"), config.to_dict())
+    metrics["history"] = run.state.history
     if config.pictures and val_ds is not None:
-        save_run_pictures(out_dir, state["history"], val_ds, dets)
+        save_run_pictures(run.out_dir, run.state.history, val_ds, dets)
     times["total_s"] = time.time() - start
     metrics["times"] = {k: round(v, 2) for k, v in times.items()}
-    write_json(os.path.join(out_dir, "metrics.json"), metrics)
+    write_json(os.path.join(run.out_dir, "metrics.json"), metrics)
     return metrics

@@ -9,6 +9,7 @@ against its range, and the proposal cache folder is never taken from the file.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -16,6 +17,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -196,6 +198,35 @@ def interrupted(out_dir, iteration: int | None) -> RunInterrupted:
 
 
 # --- what a run saves and a resumed run restores -----------------------------------------
+@dataclass
+class RunState:
+    """Where a training run stands; checkpoint.npz keeps it (``run_state``) for a resume.
+
+    ``partial_epoch`` is set when a stop signal ended an epoch midway: that epoch's image
+    order, its next minibatch and its running sums, so a resumed run finishes the same
+    epoch exactly as the uninterrupted run would have.
+    """
+
+    epoch: int = 0                 # epochs finished
+    iteration: int = 0             # SGD steps taken
+    epochs: list = field(default_factory=list)   # one summary dict per finished epoch
+    history: dict = field(default_factory=lambda: {"loss": [], "accuracy": []})  # per step
+    partial_epoch: dict | None = None            # {"order", "next", "sums"} or None
+
+    def to_dict(self) -> dict:
+        """The checkpoint's ``run_state`` (no ``partial_epoch`` key unless one is set)."""
+        state = dataclasses.asdict(self)
+        if self.partial_epoch is None:
+            del state["partial_epoch"]
+        return state
+
+    @classmethod
+    def from_dict(cls, state: dict) -> RunState:
+        """A checkpoint's ``run_state`` (older checkpoints may lack some keys)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in state.items() if k in names})
+
+
 def rng_states(model, rng: np.random.Generator) -> list:
     """Bit-generator states of the sampling rng and of every module that owns one."""
     gens = [rng] + [m.rng for m in model.modules() if isinstance(getattr(m, "rng", None),
@@ -212,9 +243,9 @@ def set_rng_states(model, rng: np.random.Generator, states: list) -> None:
         g.bit_generator.state = s
 
 
-def save_run_checkpoint(path, model, optimizer, rng, config, state) -> None:
+def save_run_checkpoint(path, model, optimizer, rng, config, state: RunState) -> None:
     """checkpoint.npz of a run: weights, config, optimizer momentum, RNG states, run state."""
-    extra = {"run_state": state, "rng_states": rng_states(model, rng),
+    extra = {"run_state": state.to_dict(), "rng_states": rng_states(model, rng),
              "optimizer": {k: v for k, v in optimizer.state_dict().items() if k != "velocity"}}
     for i, v in enumerate(optimizer.state_dict()["velocity"]):
         if v is not None:
@@ -227,7 +258,7 @@ _RESUME_MAY_CHANGE = {"device", "pictures", "blas_threads", "cache_dir", "propos
                       "extra", "name", "test_scales", "pyramid_target"}
 
 
-def restore_run(path, config, model, optimizer, rng) -> dict:
+def restore_run(path, config, model, optimizer, rng) -> RunState:
     """Load weights, momentum buffers and RNG states; return the saved run state.
 
     Raises:
@@ -249,7 +280,7 @@ def restore_run(path, config, model, optimizer, rng) -> dict:
     opt_state["velocity"] = [ckpt.extra.get(f"velocity.{i}") for i in range(len(optimizer.params))]
     optimizer.load_state_dict(opt_state)
     set_rng_states(model, rng, ckpt.extra["rng_states"])
-    return ckpt.extra["run_state"]
+    return RunState.from_dict(ckpt.extra["run_state"])
 
 
 def save_run_pictures(out_dir: str, history: dict, dataset, dets: list, num: int = 8,
