@@ -36,7 +36,7 @@ from minircnn.classroom.grade_run import (
 )
 from minircnn.classroom.lesson import Course, GradeError
 from minircnn.classroom.report import ExerciseResult, GradeReport, TestResult
-from minircnn.classroom.sandbox import hidden_folders
+from minircnn.classroom.sandbox import check_hiding, hidden_folders
 
 _TOP_DEF = re.compile(r"^(?:async\s+)?def\s+(?P<name>\w+)", re.MULTILINE)
 # Modules and attributes an answer has no use for, but a cheat would: flagged for review.
@@ -180,6 +180,11 @@ def grade_batch(submissions, source_dir, limits: Limits | None = None,
             read.append((None, None, str(err)))
     folders = hidden_folders([course.folder, *(p.parent for p in paths), *map(Path, hide),
                               Path.cwd()], keep=[Path(tempfile.gettempdir())])
+    try:
+        check_hiding(folders)
+    except RuntimeError as err:
+        raise GradeError(str(err), "grade inside a container with "
+                         "MINIRCNN_GRADE_SANDBOX=session (lessons/README.md)") from err
     seed = "secret" if secret else "public"
     reports = []
     for path, (text, lesson, error) in zip(paths, read, strict=True):
@@ -192,6 +197,10 @@ def grade_batch(submissions, source_dir, limits: Limits | None = None,
             report.notes.append("public tests: no --secret / MINIRCNN_GRADE_SECRET was given, "
                                 "so the hidden inputs are the ones anyone can compute")
         reports.append(report)
+    for path in course.changed_on_disk():   # by someone else: the grader never writes them
+        for report in reports:
+            report.notes.append(f"the teacher's file {path} changed on disk during grading; "
+                                "the copy read before the first submission was used")
     return reports
 
 

@@ -12,6 +12,7 @@ exercise does not zero the others. :func:`run_tests` runs every TEST's ``grade_<
 from __future__ import annotations
 
 import hashlib
+import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from minircnn.gradcheck import numeric_gradient, rel_error
 PUBLIC_SECRET = "minircnn public tests"
 OUTPUT_TAIL = 4000    # characters of the notebook's output kept in the report
 START_S = 60.0        # for the interpreter and NumPy to start
+MAX_REPLY = 2**30     # bytes of one reply; a longer one is that submission's failure
 
 __all__ = ["Limits", "Student", "StudentError", "StudentProcess", "run_tests", "test_rng"]
 
@@ -121,7 +123,7 @@ class StudentProcess:
             if request is not None:
                 write_frame(self.child.stdin.fileno(), request)
             return read_frame(self.child.stdout.fileno(), deadline=time.monotonic() + limit,
-                              max_bytes=max(self.limits.memory_mb, 256) * 2**20)
+                              max_bytes=MAX_REPLY)
         except TimeoutError:
             reason = f"timeout: {what} ran past its time limit of {limit:.3g} s"
         except (EOFError, BrokenPipeError, OSError):
@@ -148,7 +150,14 @@ class StudentProcess:
             self.child = None
 
     def close(self) -> str:
-        """Stop for good; returns the tail of what the notebook printed."""
+        """Stop for good (asked to leave, then killed with its group and namespace);
+        returns the tail of what the notebook printed."""
+        if self.child is not None:
+            try:
+                write_frame(self.child.stdin.fileno(), {"op": "bye"})
+                self.child.wait(timeout=2)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
         self.stop()
         text = self.output.read_bytes()[-OUTPUT_TAIL:].decode("utf-8", "replace")
         self.tmp.cleanup()

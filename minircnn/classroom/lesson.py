@@ -146,6 +146,18 @@ class Course:
     def names(self) -> list[str]:
         return sorted(self.files)
 
+    def changed_on_disk(self) -> list[str]:
+        """The lesson files whose bytes on disk are no longer what was read (and used)."""
+        changed = []
+        for path, data in self.files.values():
+            try:
+                now = path.read_bytes()
+            except OSError:
+                now = None
+            if now != data:
+                changed.append(str(path))
+        return changed
+
     def hashes(self) -> dict[str, str]:
         return {str(path): hashlib.sha256(data).hexdigest() for path, data in self.files.values()}
 

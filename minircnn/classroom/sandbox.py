@@ -48,7 +48,8 @@ NAMESPACE_FLAGS = ["--user", "--map-root-user", "--mount", "--pid", "--fork",
 # become locked, so the student (root of the inner one) cannot umount them.
 LOCK_FLAGS = "--user --map-root-user --mount"
 
-__all__ = ["Forbidden", "forbidden_code", "kill", "launch", "prepare_home", "sandbox_mode"]
+__all__ = ["Forbidden", "check_hiding", "forbidden_code", "kill", "launch", "prepare_home",
+           "sandbox_mode"]
 
 
 def plain_function(obj):
@@ -224,16 +225,31 @@ def _editable_roots() -> list[Path]:
     return roots
 
 
+def _in_namespaces(argv: list[str], hide: list[str]) -> list[str]:
+    """``argv`` inside the namespaces, ``hide`` covered by empty read-only tmpfs mounts."""
+    unshare = shutil.which("unshare")
+    mounts = "".join(f"mount -t tmpfs -o ro,size=4k none {shlex.quote(p)} && " for p in hide)
+    return [unshare, *NAMESPACE_FLAGS, "sh", "-c", f'{mounts}exec {unshare} {LOCK_FLAGS} "$@"',
+            "sh", *argv]
+
+
+def check_hiding(hide: list[str]) -> None:
+    """Raise RuntimeError if the namespaces cannot cover ``hide`` (before anyone is graded)."""
+    if sandbox_mode() != "namespace":
+        return
+    done = subprocess.run(_in_namespaces(["true"], hide), capture_output=True, text=True,
+                          timeout=60, check=False)
+    if done.returncode:
+        raise RuntimeError(f"cannot hide {', '.join(hide)} from the student process: "
+                           f"{done.stderr.strip()[-300:]}")
+
+
 def launch(package_root: Path, work: Path, output, hide: list[str]) -> subprocess.Popen:
     """Start the student process: stdin/stdout are the judge's pipe, stderr ``output``."""
     prepare_home(work)
     argv = [sys.executable, "-I", "-c", BOOT, str(package_root)]
     if sandbox_mode() == "namespace":
-        unshare = shutil.which("unshare")
-        mounts = "".join(f"mount -t tmpfs -o size=64k none {shlex.quote(p)} && "
-                         for p in hide)
-        argv = [unshare, *NAMESPACE_FLAGS, "sh", "-c",
-                f'{mounts}exec {unshare} {LOCK_FLAGS} "$@"', "sh", *argv]
+        argv = _in_namespaces(argv, hide)
     return subprocess.Popen(argv, cwd=work, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=output, env=environment(work), start_new_session=True)
 
