@@ -28,6 +28,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
 from minircnn.detection.boxes import batched_nms, check_boxes, check_image_size, decode_boxes
+from minircnn.layers.module import no_grad
 from minircnn.utils.validate import check_array, check_count, check_number
 
 
@@ -259,29 +260,35 @@ def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: i
                       kwargs.get("max_dets", 100), "detect")
     for i, p in enumerate(proposals):
         check_boxes(p, f"proposals[{i}]")
-    xp, dtype = _model_xp_dtype(model)
     was_training = model.training
     model.eval()
     try:
-        results = []
-        for start in range(0, len(images), batch_size):
-            chunk = range(start, min(start + batch_size, len(images)))
-            batch = np.stack([_as_chw(images[i], i) for i in chunk])          # (n, 3, H, W)
-            props = [np.asarray(asnumpy(check_boxes(proposals[i])), np.float64) for i in chunk]
-            index = np.concatenate([np.full(len(p), j) for j, p in enumerate(props)])
-            rois = np.concatenate([index[:, None], np.concatenate(props)], axis=1)  # (R, 5)
-            if len(rois) == 0:  # no proposals at all: nothing to score
-                results.extend(_empty_detections() for _ in props)
-                continue
-            cls_scores, deltas = _forward_pyramid(model, xp.asarray(batch, dtype=dtype),
-                                                  xp.asarray(rois, dtype=dtype), scales, target)
-            cls_scores, deltas = asnumpy(cls_scores), asnumpy(deltas)
-            size = batch.shape[2:]
-            for j, p in enumerate(props):
-                rows = index == j
-                results.append(postprocess(cls_scores[rows], deltas[rows], p, size, **kwargs))
+        with no_grad(model):   # no backward follows: no layer keeps a cache
+            return _detect_chunks(model, images, proposals, batch_size, scales, target, kwargs)
     finally:
         model.train(was_training)
+
+
+def _detect_chunks(model, images, proposals, batch_size, scales, target, kwargs) -> list:
+    """detect_images' work, ``batch_size`` images per backbone pass."""
+    xp, dtype = _model_xp_dtype(model)
+    results = []
+    for start in range(0, len(images), batch_size):
+        chunk = range(start, min(start + batch_size, len(images)))
+        batch = np.stack([_as_chw(images[i], i) for i in chunk])       # (n, 3, H, W)
+        props = [np.asarray(asnumpy(check_boxes(proposals[i])), np.float64) for i in chunk]
+        index = np.concatenate([np.full(len(p), j) for j, p in enumerate(props)])
+        rois = np.concatenate([index[:, None], np.concatenate(props)], axis=1)  # (R, 5)
+        if len(rois) == 0:  # no proposals at all: nothing to score
+            results.extend(_empty_detections() for _ in props)
+            continue
+        cls_scores, deltas = _forward_pyramid(model, xp.asarray(batch, dtype=dtype),
+                                              xp.asarray(rois, dtype=dtype), scales, target)
+        cls_scores, deltas = asnumpy(cls_scores), asnumpy(deltas)
+        size = batch.shape[2:]
+        for j, p in enumerate(props):
+            rows = index == j
+            results.append(postprocess(cls_scores[rows], deltas[rows], p, size, **kwargs))
     return results
 
 

@@ -12,6 +12,7 @@ that must be saved (BatchNorm running statistics) is declared with ``register_bu
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -65,6 +66,8 @@ class Module:
     # False when nothing below this layer reads its input gradient (the first trainable
     # layer above frozen ones; set by e.g. SmallVGG.freeze_blocks): backward skips dx.
     needs_input_grad: bool = True
+    # False inside ``no_grad(model)``: no backward follows, so no layer keeps a cache.
+    grad_enabled: bool = True
 
     def register_buffer(self, name: str, value) -> None:
         """Declare saved, non-trainable state (e.g. BatchNorm running_mean)."""
@@ -123,6 +126,8 @@ class Module:
     def is_frozen(self) -> bool:
         """True when no backward will run through this layer: no trainable parameter and
         no input gradient wanted. Such a layer keeps no forward cache (in any mode)."""
+        if not self.grad_enabled:
+            return True
         return not self.needs_input_grad and not any(p.requires_grad for p in self.parameters())
 
     def freeze(self) -> Module:
@@ -220,6 +225,25 @@ class Module:
             return f"{type(self).__name__}()"
         lines = [f"  ({n}): " + repr(c).replace("\n", "\n  ") for n, c in children]
         return f"{type(self).__name__}(\n" + "\n".join(lines) + "\n)"
+
+
+@contextlib.contextmanager
+def no_grad(model):
+    """Within the block no backward will follow (test time, as ``torch.no_grad``): every
+    layer of ``model`` computes its output only (no caches, no argmax or ReLU masks).
+    A model that is not a Module is left as it is."""
+    modules = list(model.modules()) if isinstance(model, Module) else []
+    before = [m.__dict__.get("grad_enabled") for m in modules]
+    for m in modules:
+        m.grad_enabled = False
+    try:
+        yield model
+    finally:
+        for m, value in zip(modules, before, strict=True):
+            if value is None:
+                del m.grad_enabled            # back to the class default
+            else:
+                m.grad_enabled = value
 
 
 class Sequential(Module):

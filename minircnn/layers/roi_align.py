@@ -18,6 +18,7 @@ import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
 from minircnn.layers.module import OpModule, no_forward_error
+from minircnn.layers.roi_align_windows import pool_windows, use_windows
 from minircnn.layers.roi_checks import (
     check_roi_dout,
     check_roi_inputs,
@@ -318,7 +319,10 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
     cache = cache._replace(matrices=(A, B, count, batch))   # backward reads them, unbuilt
     finite = xp.isfinite(features)
     all_finite = bool(finite.all())
-    out = _pool(A, B, batch, features if all_finite else xp.where(finite, features, 0))
+    if all_finite and use_windows(A, B, features.shape[1]):   # small RoIs, large map
+        out = pool_windows(A, B, batch, features)
+    else:
+        out = _pool(A, B, batch, features if all_finite else xp.where(finite, features, 0))
     out = out / count[:, None, None, None]       # average over the samples
     if not all_finite:
         out = _non_finite_outputs(out, features, cache)

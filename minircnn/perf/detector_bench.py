@@ -113,8 +113,13 @@ def setup_train_update(rng):
 
 
 def _inference_setup(rng):
-    """The eval-mode model, one image, its proposals and their RoIs at every level."""
+    """The eval-mode model with the shipped trained weights (its scores, hence the
+    postprocessing's work, are a trained detector's), one image, its proposals and their
+    RoIs at every level."""
+    from minircnn.models import pretrained_detector
+
     model, images, _ = _setup(rng)
+    model.load_state_dict(pretrained_detector().state_dict())
     model.eval()
     image = images[:1]                                                    # (1, 3, H, W)
     props = dense_boxes(image.shape[-1])

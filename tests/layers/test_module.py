@@ -103,3 +103,19 @@ def test_backward_before_forward_names_the_layer():
 
     with pytest.raises(RuntimeError, match="MaxPool2d.backward called before forward"):
         MaxPool2d().backward(np.zeros((1, 1, 1, 1)))
+
+
+def test_no_grad_keeps_no_cache_and_restores():
+    """Inside no_grad (test time) no layer keeps a cache; afterwards they do again."""
+    from minircnn.layers import Conv2d, MaxPool2d, ReLU
+    from minircnn.layers.module import no_grad
+
+    net = Sequential(Conv2d(1, 2, 3, pad=1, dtype=np.float64), ReLU(), MaxPool2d())
+    x = np.random.default_rng(0).standard_normal((1, 1, 4, 4))
+    expected = net.forward(x)
+    with no_grad(net):
+        np.testing.assert_array_equal(net.forward(x), expected)
+        assert net[0]._cache is None and net[1].cache is None and net[2]._cache is None
+    net.forward(x)
+    assert net[0]._cache is not None and net[1].cache is not None
+    assert net.backward(np.ones_like(expected)).shape == x.shape

@@ -188,3 +188,28 @@ def test_backward_reuses_the_forward_matrices(monkeypatch):
     monkeypatch.setattr(roi_align_module, "_align_matrices",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     assert rel_error(roi_align_backward(dout, cache), expected) <= 1e-12 and not calls
+
+
+@pytest.mark.parametrize("sorted_batch", [True, False])
+@pytest.mark.parametrize("sampling_ratio", [2, 0])
+def test_windowed_products_equal_the_whole_map_products(sorted_batch, sampling_ratio):
+    """Each RoI's window of the map (roi_align_windows.py) gives the whole map's result:
+    RoIs across the border, tiny and large ones, several images in any order."""
+    from minircnn.layers.roi_align_windows import pool_windows, use_windows
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((3, 4, 12, 10))
+    rois = random_rois(rng, 25, 3, 40, past=6.0)
+    if sorted_batch:
+        rois = rois[np.argsort(rois[:, 0], kind="stable")]
+    _, cache = roi_align_forward(x, rois, output_size=(3, 2), spatial_scale=1 / 4,
+                                 sampling_ratio=sampling_ratio)
+    A, B, _, batch = cache.matrices
+    expected = roi_align_module._pool(A, B, batch, x)
+    assert rel_error(pool_windows(A, B, batch, x), expected) <= 1e-12
+    # small RoIs on a large map take the windows; RoIs covering the map do not
+    small = np.array([[0, 4, 4, 20, 24], [0, 100, 90, 120, 110]], np.float64)
+    _, small_cache = roi_align_forward(np.zeros((1, 8, 64, 64)), small, output_size=7,
+                                       spatial_scale=1 / 2)
+    assert use_windows(*small_cache.matrices[:2], 8)
+    assert not use_windows(A, B, 4)
