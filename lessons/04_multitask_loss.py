@@ -679,7 +679,7 @@ def fast_rcnn_loss_and_grads(cls_scores, bbox_deltas, labels, bbox_targets):
         d = bbox_deltas[r, cols] - bbox_targets[r]
         loss_box += np.where(np.abs(d) < 1, 0.5 * d**2, np.abs(d) - 0.5).sum()
         dbbox[r, cols] = smooth_l1_grad(bbox_deltas[r, cols], bbox_targets[r], 1.0, R)
-    return loss_cls + loss_box / R, dcls, dbbox
+    return float(loss_cls + loss_box / R), dcls, dbbox
     ### END SOLUTION
 
 # %% nbgrader={"grade": true, "grade_id": "loss_backward", "locked": true, "points": 5, "schema_version": 3, "solution": false}

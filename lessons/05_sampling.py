@@ -198,86 +198,6 @@ def grade_random(student, rng):
 ### END HIDDEN TESTS
 
 # %% [markdown]
-# ## 2. Hierarchical sampling: N = 2 images × 64 RoIs
-#
-# We use 128 training images of the shapes dataset and, to keep this lesson fast,
-# sliding-window proposals (`dense_boxes`: 1313 boxes of 3 sizes and 3 aspect ratios on
-# an 8-pixel grid, the same for every image); training uses selective search. We then
-# check every promise of the sampler against IoUs recomputed from scratch.
-
-# %%
-dataset = ShapesDataset(128, image_size=128, seed=0)
-items = [dataset[i] for i in range(len(dataset))]
-all_images = np.stack([item["image"] for item in items])          # (128, 3, 128, 128)
-windows = dense_boxes(128)                                        # (1313, 4)
-proposals = [windows] * len(items)
-assert windows.shape == (1313, 4)
-
-hier = hierarchical_batch(items[:2], proposals[:2], rois_per_batch=128, rng=rng)
-
-
-def check_batch(batch, targets, candidates):
-    """Recompute each RoI's IoUs and assert the sampler's rules.
-
-    Returns {image: (foreground RoIs sampled, foreground candidates available)}.
-    """
-    fg_per_image = {}
-    for i in np.unique(batch.rois[:, 0]).astype(int).tolist():
-        rows = batch.rois[:, 0] == i
-        rois, labels = batch.rois[rows, 1:], batch.labels[rows]
-        gt_boxes, gt_labels = targets[i]["boxes"], targets[i]["labels"]
-        iou = box_iou(rois, gt_boxes)                             # (R_i, G)
-        best = iou.argmax(axis=1)
-        fg = labels > 0
-        assert (iou.max(axis=1)[fg] >= 0.5).all()
-        assert ((iou.max(axis=1)[~fg] >= 0.1) & (iou.max(axis=1)[~fg] < 0.5)).all()
-        assert np.array_equal(labels[fg], gt_labels[best[fg]])   # the matched GT's class
-        decoded = decode_boxes(batch.bbox_targets[rows][fg], rois[fg])
-        assert np.allclose(decoded, gt_boxes[best[fg]], atol=1e-3)   # targets point at it
-        cand = np.concatenate([candidates[i], gt_boxes])          # proposals + GT
-        num_fg_candidates = int((box_iou(cand, gt_boxes).max(axis=1) >= 0.5).sum())
-        fg_per_image[i] = (int(fg.sum()), num_fg_candidates)
-    return fg_per_image
-
-
-fg_hier = check_batch(hier, items, proposals)
-images_hier = np.unique(hier.rois[:, 0])
-print(f"hierarchical: {len(hier.rois)} RoIs from images {images_hier.astype(int).tolist()}, "
-      f"foreground per image {fg_hier}, fg fraction {np.mean(hier.labels > 0):.3f}")
-assert len(hier.rois) == 128 and len(images_hier) == 2
-assert np.bincount(hier.rois[:, 0].astype(int)).tolist() == [64, 64]
-for sampled, available in fg_hier.values():
-    assert sampled == min(16, available)                          # 25% of 64, or all there are
-assert fg_hier[0][1] < 16 <= fg_hier[1][1]                        # see below
-assert np.mean(hier.labels > 0) <= 0.25
-
-# %% [markdown]
-# Image 0 has fewer than 16 candidates with IoU ≥ 0.5 (a small object overlaps few
-# sliding windows well), so it contributes all of them and fills the rest of its 64 RoIs
-# with background: the sampler never repeats a RoI to reach 25%, as py-faster-rcnn.
-#
-# The picture: image 0's ground truth, its sampled foreground RoIs (coloured by class),
-# and its background RoIs. The foreground RoIs are many near-copies of a few objects.
-
-# %%
-rows0 = hier.rois[:, 0] == 0
-fg0 = rows0 & (hier.labels > 0)
-bg0 = rows0 & (hier.labels == 0)
-fig, axes = plt.subplots(1, 3, figsize=(12, 4))
-viz.draw_boxes(items[0]["image"], items[0]["boxes"], items[0]["labels"],
-               class_names=CLASSES, ax=axes[0])
-viz.draw_boxes(items[0]["image"], hier.rois[fg0, 1:], hier.labels[fg0], ax=axes[1])
-viz.draw_boxes(items[0]["image"], hier.rois[bg0, 1:], ax=axes[2])
-axes[0].set_title("ground truth", fontsize=9)
-axes[1].set_title(f"{fg0.sum()} foreground RoIs (IoU ≥ 0.5)", fontsize=9)
-axes[2].set_title(f"{bg0.sum()} background RoIs (IoU in [0.1, 0.5))", fontsize=9)
-for ax in axes[1:]:
-    for text in list(ax.texts):
-        text.remove()                                             # boxes only, no captions
-fig.tight_layout()
-assert len(axes[1].patches) == fg0.sum() and len(axes[2].patches) == bg0.sum()
-
-# %% [markdown]
 # ### Exercise 2 — build one hierarchical minibatch
 #
 # Assemble a minibatch the paper's way from a dataset described by plain numbers:
@@ -295,6 +215,7 @@ assert len(axes[1].patches) == fg0.sum() and len(axes[2].patches) == bg0.sum()
 # candidate index within that image, and 1 for foreground / 0 for background. You may
 # call `pick_fg_bg`. The grader draws hundreds of minibatches and checks the rules and
 # that every image and every candidate is picked as often as uniform sampling predicts.
+# (Section 2 below does the same with `hierarchical_batch` on real images and boxes.)
 
 # %% nbgrader={"grade": false, "grade_id": "minibatch_code", "locked": false, "schema_version": 3, "solution": true}
 def build_minibatch(max_ious, images_per_batch, rois_per_batch, seed, *, fg_fraction=0.25,
@@ -318,8 +239,8 @@ def build_minibatch(max_ious, images_per_batch, rois_per_batch, seed, *, fg_frac
 # %% nbgrader={"grade": true, "grade_id": "minibatch", "locked": true, "points": 6, "schema_version": 3, "solution": false}
 # forbid: minircnn.detection.sampling.sample_rois, minircnn.detection.sampling.hierarchical_batch
 # forbid: minircnn.detection.sampling.region_wise_batch, minircnn.detection.sampling._pick
-# The visible check (not graded): N = 2 images x 64 RoIs of the 128 images above.
-window_ious = [box_iou(windows, item["boxes"]).max(axis=1) for item in items]
+# The visible check (not graded): N = 2 of 6 images x 64 RoIs, 300 candidates per image.
+window_ious = [np.random.default_rng(k).uniform(0, 1, size=300) ** 2 for k in range(6)]
 mb_image, mb_candidate, mb_fg = build_minibatch(window_ious, 2, 128, seed=1)
 mb_images = np.unique(mb_image)
 assert len(mb_images) == 2 and len(mb_image) == 128, (mb_images, len(mb_image))
@@ -432,6 +353,86 @@ def grade_mb_options(student, rng):
         _check_rules(max_ious, batch, 4, 40, 0.5, 0.7, (0.0, 0.3))
     _varied(batches)
 ### END HIDDEN TESTS
+
+# %% [markdown]
+# ## 2. Hierarchical sampling: N = 2 images × 64 RoIs
+#
+# We use 128 training images of the shapes dataset and, to keep this lesson fast,
+# sliding-window proposals (`dense_boxes`: 1313 boxes of 3 sizes and 3 aspect ratios on
+# an 8-pixel grid, the same for every image); training uses selective search. We then
+# check every promise of the sampler against IoUs recomputed from scratch.
+
+# %%
+dataset = ShapesDataset(128, image_size=128, seed=0)
+items = [dataset[i] for i in range(len(dataset))]
+all_images = np.stack([item["image"] for item in items])          # (128, 3, 128, 128)
+windows = dense_boxes(128)                                        # (1313, 4)
+proposals = [windows] * len(items)
+assert windows.shape == (1313, 4)
+
+hier = hierarchical_batch(items[:2], proposals[:2], rois_per_batch=128, rng=rng)
+
+
+def check_batch(batch, targets, candidates):
+    """Recompute each RoI's IoUs and assert the sampler's rules.
+
+    Returns {image: (foreground RoIs sampled, foreground candidates available)}.
+    """
+    fg_per_image = {}
+    for i in np.unique(batch.rois[:, 0]).astype(int).tolist():
+        rows = batch.rois[:, 0] == i
+        rois, labels = batch.rois[rows, 1:], batch.labels[rows]
+        gt_boxes, gt_labels = targets[i]["boxes"], targets[i]["labels"]
+        iou = box_iou(rois, gt_boxes)                             # (R_i, G)
+        best = iou.argmax(axis=1)
+        fg = labels > 0
+        assert (iou.max(axis=1)[fg] >= 0.5).all()
+        assert ((iou.max(axis=1)[~fg] >= 0.1) & (iou.max(axis=1)[~fg] < 0.5)).all()
+        assert np.array_equal(labels[fg], gt_labels[best[fg]])   # the matched GT's class
+        decoded = decode_boxes(batch.bbox_targets[rows][fg], rois[fg])
+        assert np.allclose(decoded, gt_boxes[best[fg]], atol=1e-3)   # targets point at it
+        cand = np.concatenate([candidates[i], gt_boxes])          # proposals + GT
+        num_fg_candidates = int((box_iou(cand, gt_boxes).max(axis=1) >= 0.5).sum())
+        fg_per_image[i] = (int(fg.sum()), num_fg_candidates)
+    return fg_per_image
+
+
+fg_hier = check_batch(hier, items, proposals)
+images_hier = np.unique(hier.rois[:, 0])
+print(f"hierarchical: {len(hier.rois)} RoIs from images {images_hier.astype(int).tolist()}, "
+      f"foreground per image {fg_hier}, fg fraction {np.mean(hier.labels > 0):.3f}")
+assert len(hier.rois) == 128 and len(images_hier) == 2
+assert np.bincount(hier.rois[:, 0].astype(int)).tolist() == [64, 64]
+for sampled, available in fg_hier.values():
+    assert sampled == min(16, available)                          # 25% of 64, or all there are
+assert fg_hier[0][1] < 16 <= fg_hier[1][1]                        # see below
+assert np.mean(hier.labels > 0) <= 0.25
+
+# %% [markdown]
+# Image 0 has fewer than 16 candidates with IoU ≥ 0.5 (a small object overlaps few
+# sliding windows well), so it contributes all of them and fills the rest of its 64 RoIs
+# with background: the sampler never repeats a RoI to reach 25%, as py-faster-rcnn.
+#
+# The picture: image 0's ground truth, its sampled foreground RoIs (coloured by class),
+# and its background RoIs. The foreground RoIs are many near-copies of a few objects.
+
+# %%
+rows0 = hier.rois[:, 0] == 0
+fg0 = rows0 & (hier.labels > 0)
+bg0 = rows0 & (hier.labels == 0)
+fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+viz.draw_boxes(items[0]["image"], items[0]["boxes"], items[0]["labels"],
+               class_names=CLASSES, ax=axes[0])
+viz.draw_boxes(items[0]["image"], hier.rois[fg0, 1:], hier.labels[fg0], ax=axes[1])
+viz.draw_boxes(items[0]["image"], hier.rois[bg0, 1:], ax=axes[2])
+axes[0].set_title("ground truth", fontsize=9)
+axes[1].set_title(f"{fg0.sum()} foreground RoIs (IoU ≥ 0.5)", fontsize=9)
+axes[2].set_title(f"{bg0.sum()} background RoIs (IoU in [0.1, 0.5))", fontsize=9)
+for ax in axes[1:]:
+    for text in list(ax.texts):
+        text.remove()                                             # boxes only, no captions
+fig.tight_layout()
+assert len(axes[1].patches) == fg0.sum() and len(axes[2].patches) == bg0.sum()
 
 # %% [markdown]
 # ## 3. Region-wise sampling: 128 RoIs from a pool of 128 images
