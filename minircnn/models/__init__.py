@@ -13,7 +13,12 @@ from minircnn.models.checkpoint import (
 )
 from minircnn.models.fast_rcnn import FastRCNN
 from minircnn.models.faster_rcnn import FasterRCNN
-from minircnn.models.pretrained import pretrained_backbone, pretrained_detector, pretrained_vgg
+from minircnn.models.pretrained import (
+    pretrained_backbone,
+    pretrained_detector,
+    pretrained_faster_rcnn,
+    pretrained_vgg,
+)
 from minircnn.models.rcnn import RCNN, SPPNet
 from minircnn.models.resnet import (
     BasicBlock,

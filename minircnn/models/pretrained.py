@@ -1,10 +1,11 @@
 """The models whose weights ship inside the package (minircnn/weights/).
 
-Three files, each made by the command given in minircnn/weights/README.md:
+Four files, each made by the command given in minircnn/weights/README.md:
 ``fast_rcnn_shapes.npz`` (the detector), ``small_vgg_shapes.npz`` (its backbone,
-pretrained on shapes classification) and ``mini_resnet_shapes.npz`` (the MiniResNet of
-lesson 09). All three load through ``_load_shipped``, which names the missing file or the
-wrong kind of model and the command that makes the right one.
+pretrained on shapes classification), ``mini_resnet_shapes.npz`` (the MiniResNet of
+lesson 09) and ``faster_rcnn_shapes.npz`` (Faster R-CNN, lesson 10). All four load
+through ``_load_shipped``, which names the missing file or the wrong kind of model and
+the command that makes the right one.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 DETECTOR_FILE = os.path.join(WEIGHTS_DIR, "fast_rcnn_shapes.npz")
 VGG_FILE = os.path.join(WEIGHTS_DIR, "small_vgg_shapes.npz")
 RESNET_FILE = os.path.join(WEIGHTS_DIR, "mini_resnet_shapes.npz")
+FASTER_RCNN_FILE = os.path.join(WEIGHTS_DIR, "faster_rcnn_shapes.npz")
 
 
 def _load_shipped(caller: str, path, expected: type, command: str, *,
@@ -48,6 +50,15 @@ def pretrained_detector(*, device: str = "cpu") -> Module:
 
     return _load_shipped("pretrained_detector", DETECTOR_FILE, FastRCNN, "minircnn train",
                          device=device)
+
+
+def pretrained_faster_rcnn(*, device: str = "cpu") -> Module:
+    """The FasterRCNN (FastRCNN + RPN sharing a SmallVGG) trained by ``minircnn train
+    --proposals rpn``; the exact command and its figures are in minircnn/weights/README.md."""
+    from minircnn.models.faster_rcnn import FasterRCNN
+
+    return _load_shipped("pretrained_faster_rcnn", FASTER_RCNN_FILE, FasterRCNN,
+                         "minircnn train --proposals rpn", device=device)
 
 
 def pretrained_vgg(*, path: str | None = None) -> Module:

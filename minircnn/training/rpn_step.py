@@ -15,7 +15,12 @@ the backbone in one of two ways, both here (``TrainConfig.rpn_training``):
 
 Every iteration takes N images (flipped at random), labels and samples their anchors
 (256 per image, up to half positive) and, where Fast R-CNN trains, samples 128 RoIs
-from the RPN's proposals plus the GT boxes (the paper's section 2.3 sampling).
+from the RPN's proposals plus the GT boxes (Fast R-CNN's section 2.3 sampling), with
+one change: background RoIs have IoU in [0, 0.5), not [0.1, 0.5). The 0.1 floor suits
+selective search's boxes, spread over the image; the RPN's top proposals crowd around
+the objects, and at test time its low-scoring ones lie on plain background, which the
+head must then have seen (py-faster-rcnn's faster_rcnn_end2end.yml sets BG_THRESH_LO 0;
+torchvision's RoI sampler has no floor either).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forwa
 from minircnn.layers.rpn_loss import rpn_loss_backward, rpn_loss_forward
 from minircnn.training.step import flip_horizontal
 
+RPN_BG_IOU_LO = 0.0   # background RoIs from IoU 0 (module docstring)
 STAGES = ("rpn", "detector", "rpn_head", "detector_head")   # the paper's steps 1..4
 _TRAINABLE_AT_START: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -83,7 +89,7 @@ def _detector_loss(model, features, proposals, targets, config, rng):
     batch = hierarchical_batch(targets, [asnumpy(p) for p in proposals],
                                rois_per_batch=config.rois_per_batch, rng=rng,
                                fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
-                               bg_iou=tuple(config.bg_iou))
+                               bg_iou=(RPN_BG_IOU_LO, config.bg_iou[1]))
     xp = get_array_module(features)
     cls, bbox = model.detector.forward_head(features, xp.asarray(batch.rois))
     _, cache = fast_rcnn_loss_forward(cls, bbox, xp.asarray(batch.labels),
