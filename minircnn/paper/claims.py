@@ -133,7 +133,10 @@ def data_claims(results: dict, sizes, kinds) -> list[str]:
         return ["- The grid is incomplete in this run; no claim is made."]
     stop = pretraining_stops_mattering(cells, sizes)
     spread = max(float(v.max() - v.min()) for v in cells.values())
-    lines = [f"- Seeds' spread: up to {spread:.3f} COCO AP within one cell."]
+    seeds = min(len(v) for v in cells.values())
+    lines = [f"- Seeds' spread: up to {spread:.3f} COCO AP within one cell." if seeds > 1 else
+             "- **One seed per cell: no spread is measured**, so each statement below "
+             "compares single runs and is not a finding until more seeds agree."]
     if stop is None:
         lines.append(f"- **Pretraining matters at every size**, up to all {max(sizes)} "
                      "images: every pretrained seed beats every seed from scratch at the "

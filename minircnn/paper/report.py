@@ -249,21 +249,24 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _run_line(config, run: dict | None) -> str:
-    """The line naming the machine, and the load it ran under (not compared by tests)."""
+def _run_line(config, runs: list | None) -> str:
+    """The line naming the machine, and the load the run met (not compared by tests):
+    ``runs`` lists the invocations that measured the rows (rows, seconds, loads)."""
     line = (f"Machine: {_cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}, NumPy {np.__version__}.")
-    if run:
-        line += (f" This run: {run['seconds'] / 60:.0f} min wall clock, {config.workers} "
-                 f"workers; load average (1 min) {run['load_start']:.1f} at its start and "
+    for run in runs or ():
+        line += (f" Invocation `--rows {','.join(run.get('rows', ['all']))}`: "
+                 f"{run['seconds'] / 60:.0f} min wall clock, {run.get('workers', 2)} "
+                 f"workers, load average (1 min) {run['load_start']:.1f} at its start and "
                  f"{run['load_end']:.1f} at its end.")
     return line
 
 
-def write_report(config, results: dict, run: dict | None = None) -> str:
+def write_report(config, results: dict, runs: list | None = None) -> str:
     """Write tables.md, the figures and results.json into ``config.out_dir``.
 
-    ``run`` (seconds, load_start, load_end) describes the run that measured them."""
+    ``runs`` (each: rows, seconds, load_start, load_end) are the invocations that
+    measured them."""
     from minircnn.paper.claims import data_claims, table4_claims
     from minircnn.paper.variants import GRID_KINDS, GRID_SIZES
 
@@ -271,7 +274,7 @@ def write_report(config, results: dict, run: dict | None = None) -> str:
     lines = ["# Fast R-CNN's tables and figures, toy version", "",
              f"Seeds {list(config.seeds)}; each cell: mean (min-max) over seeds. "
              f"{'QUICK MODE: tiny settings, the numbers mean nothing. ' if config.quick else ''}"
-             + _run_line(config, run), ""]
+             + _run_line(config, runs), ""]
     for prefix, title in SECTIONS:
         lines += [f"## {title}", "", *_table(results, prefix), ""]
         if prefix == "table4":

@@ -41,6 +41,17 @@ SLOW_ROWS = ("table4_rcnn", "table4_sppnet", "figure3", "figure2", "table8_svm",
              "table6_stagewise")
 
 
+def _earlier_invocations(out_dir: str) -> list:
+    """What run.json recorded of the earlier invocations into ``out_dir`` (a resumed run
+    is measured in parts: each adds its rows, wall-clock time and load)."""
+    path = os.path.join(out_dir, "run.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        saved = json.load(f)
+    return saved if isinstance(saved, list) else [saved]
+
+
 def run_shared_evals(config: ReproduceConfig, rows, *, progress: bool = True) -> None:
     """Run each evaluation that ``rows`` share (one per detector and test setting, see
     rows.Eval) once, ``config.workers`` at a time, before the rows fan out: two rows
@@ -106,8 +117,10 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
         map_jobs(measure_row, jobs, config.workers, collect)
     results = {r.id: results[r.id] for r in wanted}      # the table order
     seconds = time.time() - start
-    run = {"seconds": seconds, "load_start": load_start, "load_end": os.getloadavg()[0],
+    run = {"rows": list(config.rows or ["all"]), "seeds": list(config.seeds),
+           "seconds": seconds, "load_start": load_start, "load_end": os.getloadavg()[0],
            "workers": config.workers}
-    write_json(os.path.join(config.out_dir, "run.json"), run)
-    tables = write_report(config, results, run)
+    runs = _earlier_invocations(config.out_dir) + [run]
+    write_json(os.path.join(config.out_dir, "run.json"), runs)
+    tables = write_report(config, results, runs)
     return {"rows": results, "tables": tables, "seconds": seconds}

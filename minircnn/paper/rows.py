@@ -130,6 +130,12 @@ def run_eval(job) -> dict:
     return result
 
 
+def train_seconds(metrics: dict) -> float:
+    """Seconds of training: the sum of the epochs' times, which a resumed run keeps
+    (its own ``times.train_s`` counts only the part after the resume)."""
+    return float(sum(e["time_s"] for e in metrics["epochs"]))
+
+
 def _costs(model, cfg, metrics) -> dict:
     """Training time and iterations, and MACs counted from the layer shapes
     (minircnn/paper/flops.py): per test image, per training run, backbone passes."""
@@ -137,7 +143,7 @@ def _costs(model, cfg, metrics) -> dict:
     rois = float(np.mean([len(p) for p in _val_split(cfg).proposals]))
     test = inference_macs(model, cfg.image_size, round(rois), cfg.test_scales)
     crop = getattr(model, "crop_size", 0)                # R-CNN's warped crops
-    return {"train_s": metrics["times"]["train_s"], "iterations": iterations,
+    return {"train_s": train_seconds(metrics), "iterations": iterations,
             "test_macs": test["total"], "backbone_macs": test["backbone"],
             "backbone_passes": test["backbone_passes"], "crop_pixels": crop * crop,
             "image_pixels": cfg.image_size ** 2,
@@ -180,7 +186,7 @@ def _wrapped(variant: str, wrapper) -> Callable:
     def run(config, seed):
         model, metrics = trained(config, variant, seed)
         cfg = variant_config(config, variant, seed)
-        return _evaluate(wrapper(model), cfg) | {"train_s": metrics["times"]["train_s"]}
+        return _evaluate(wrapper(model), cfg) | {"train_s": train_seconds(metrics)}
     return _uses(variant)(run)
 
 
@@ -209,7 +215,7 @@ def _stagewise(config, seed) -> dict:
         idx = rng.choice(len(items), size=cfg.images_per_batch, replace=False)
         images, b = sample_batch(cfg, items, props, idx, rng)
         train_step(model, opt, images, b.rois, b.labels, b.bbox_targets)
-    train_s = metrics["times"]["train_s"] + time.perf_counter() - start
+    train_s = train_seconds(metrics) + time.perf_counter() - start
     return _evaluate(model, cfg) | {"train_s": train_s}
 
 
@@ -252,7 +258,7 @@ def _svm(config, seed) -> dict:
     seconds = (time.perf_counter() - start) / len(held_out.images)
     m = detection_metrics(dets, held_out.truth)
     return {k: m[k] for k in ("coco_AP", "voc_mAP", "voc07_mAP")} | {
-        "test_s_per_image": seconds, "train_s": metrics["times"]["train_s"] + svm_train_s}
+        "test_s_per_image": seconds, "train_s": train_seconds(metrics) + svm_train_s}
 
 
 @_uses("fast_rcnn")

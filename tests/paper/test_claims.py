@@ -66,3 +66,8 @@ def test_table4_ratios_against_their_bars():
     text = "\n".join(table4_claims(results))
     assert "short of it by a factor 1.25" in text and "75% of Fast R-CNN's" in text
     assert "300 times per image" in text and "(1 MiB)" in text
+
+
+def test_one_seed_claims_say_they_are_not_findings():
+    results = _grid({(n, k): [0.5] for n in SIZES for k in KINDS})
+    assert "no spread is measured" in data_claims(results, SIZES, KINDS)[0]
