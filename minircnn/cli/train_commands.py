@@ -154,7 +154,8 @@ def run_train(args: argparse.Namespace) -> int:
         print(format_proposals(metrics["proposals"]))
     print(f"time {times['total_s']:.0f} s (proposals {times['proposals_train_s']:.0f} + "
           f"{times['proposals_val_s']:.0f} s, training {times['train_s']:.0f} s, "
-          f"eval {times['eval_s']:.0f} s); run written to {out}/")
+          f"eval {times['eval_s']:.0f} s; {times['cpu_s']:.0f} s of CPU in this process); "
+          f"run written to {out}/")
     return 0
 
 
