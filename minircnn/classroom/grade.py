@@ -49,6 +49,10 @@ _REVIEW_ATTRIBUTES = frozenset({"__code__", "__globals__", "_getframe", "f_back"
 __all__ = ["GradeError", "GradeReport", "Limits", "find_lesson", "grade", "grade_batch"]
 
 
+class SubmissionError(GradeError):
+    """A submission that cannot be read or matched: it gets a report of zeros, with why."""
+
+
 def find_lesson(name: str, text: str, lessons: list[str]) -> str:
     """The lesson a submission answers: the release's metadata, else its file name."""
     recorded = notebook_metadata(text).get("minircnn", {}) if name.endswith(".ipynb") else {}
@@ -57,7 +61,7 @@ def find_lesson(name: str, text: str, lessons: list[str]) -> str:
     named = [stem for stem in lessons if stem in Path(name).stem]
     if named:
         return max(named, key=len)
-    raise GradeError(f"cannot tell which lesson {name} answers",
+    raise SubmissionError(f"cannot tell which lesson {name} answers",
                      "keep the released notebook's metadata or put the lesson's name in "
                      "the file name (e.g. alice_02_cnn_backprop.ipynb)")
 
@@ -127,13 +131,13 @@ def _empty_report(name: str, lesson, why: str) -> GradeReport:
 
 
 def _read(path: Path, course: Course):
-    """(text, lesson name) of a submission, or raise NotebookFormatError / GradeError."""
+    """(text, lesson name) of a submission, or raise SubmissionError."""
     if path.suffix not in (".ipynb", ".py"):
-        raise NotebookFormatError(f"notebook must be .ipynb or .py, got {path}")
+        raise SubmissionError(f"notebook must be .ipynb or .py, got {path}", "")
     try:
         text = path.read_bytes().decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
-        raise NotebookFormatError(f"cannot read notebook {path}: {err}") from err
+        raise SubmissionError(f"cannot read notebook {path}: {err}", "") from err
     return text, find_lesson(path.name, text, course.names)
 
 
@@ -146,6 +150,10 @@ def grade_one(name: str, text: str, lesson, limits: Limits, secret: str,
         return _empty_report(name, lesson, f"cannot read the notebook: {err}")
     answers = _answers(lesson.cells, submitted)
     report = GradeReport(name, lesson.name, notes=_notes(lesson, submitted, answers))
+    if not lesson.exercises:
+        report.notes.append(f"lesson {lesson.name} has no graded exercise (no code cell with "
+                            "nbgrader grade: true): nothing to run")
+        return report
     process = StudentProcess(lesson, lesson.program(answers), limits, hide)
     try:
         for exercise in lesson.exercises:
@@ -154,6 +162,31 @@ def grade_one(name: str, text: str, lesson, limits: Limits, secret: str,
         report.output = process.close()
     report.notes = process.notes + report.notes
     return report
+
+
+def _read_all(paths: list[Path], course: Course) -> list[tuple]:
+    """(text, lesson, None) per submission, or (None, None, why it cannot be read)."""
+    read = []
+    for path in paths:
+        try:
+            text, name = _read(path, course)
+        except SubmissionError as err:
+            read.append((None, None, str(err)))
+            continue
+        read.append((text, course.lesson(name), None))   # a broken lesson: grade nobody
+    return read
+
+
+def _folders_to_hide(course: Course, paths: list[Path], hide) -> list[str]:
+    """The teacher's folders the student processes must not see; checked to work."""
+    folders = hidden_folders([course.folder, *(p.parent for p in paths), *map(Path, hide),
+                              Path.cwd()], keep=[Path(tempfile.gettempdir())])
+    try:
+        check_hiding(folders)
+    except RuntimeError as err:
+        raise GradeError(str(err), "grade inside a container with "
+                         "MINIRCNN_GRADE_SANDBOX=session (lessons/README.md)") from err
+    return folders
 
 
 def grade_batch(submissions, source_dir, limits: Limits | None = None,
@@ -166,33 +199,18 @@ def grade_batch(submissions, source_dir, limits: Limits | None = None,
     Raises:
         GradeError: the source folder or a lesson cannot be graded (nothing ran).
     """
-    limits = limits or Limits()
-    course = Course(source_dir)
+    limits, course = limits or Limits(), Course(source_dir)
     paths = [Path(p) for p in submissions]
-    read = []
-    for path in paths:
-        try:
-            text, name = _read(path, course)
-            read.append((text, course.lesson(name), None))
-        except (NotebookFormatError, GradeError) as err:
-            if isinstance(err, GradeError) and "cannot tell which lesson" not in str(err):
-                raise   # the teacher's lesson is broken: grade nobody
-            read.append((None, None, str(err)))
-    folders = hidden_folders([course.folder, *(p.parent for p in paths), *map(Path, hide),
-                              Path.cwd()], keep=[Path(tempfile.gettempdir())])
-    try:
-        check_hiding(folders)
-    except RuntimeError as err:
-        raise GradeError(str(err), "grade inside a container with "
-                         "MINIRCNN_GRADE_SANDBOX=session (lessons/README.md)") from err
-    seed = "secret" if secret else "public"
+    read = _read_all(paths, course)
+    folders = _folders_to_hide(course, paths, hide)
     reports = []
     for path, (text, lesson, error) in zip(paths, read, strict=True):
         if error is not None:
             report = _empty_report(str(path), lesson, error)
         else:
             report = grade_one(str(path), text, lesson, limits, secret or PUBLIC_SECRET, folders)
-        report.sandbox, report.seed, report.sources = sandbox_note(), seed, course.hashes()
+        report.sandbox, report.sources = sandbox_note(), course.hashes()
+        report.seed = "secret" if secret else "public"
         if not secret:
             report.notes.append("public tests: no --secret / MINIRCNN_GRADE_SECRET was given, "
                                 "so the hidden inputs are the ones anyone can compute")

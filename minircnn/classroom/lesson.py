@@ -64,25 +64,7 @@ def parse_exercise(cell: Cell, index: int, lesson: str) -> Exercise:
     if cell.grade_id is None:
         raise GradeError(f"{lesson}: test cell {index} has no nbgrader grade_id", "add one")
     where = f"{lesson}: test cell '{cell.grade_id}'"
-    lines = cell.source.split("\n")
-    hidden_lines, tests, forbid, hidden = [], [], [], False
-    for number, line in enumerate(lines):
-        if _HIDDEN.match(line):
-            hidden = "BEGIN" in line
-            hidden_lines.append("")
-            continue
-        hidden_lines.append(line if hidden else "")
-        if (match := FORBID.match(line.strip())) is not None:
-            forbid += [n.strip() for n in match["names"].split(",") if n.strip()]
-        if (match := TEST.match(line.strip())) is None:
-            continue
-        follows = next((ln for ln in lines[number + 1:] if ln.strip()), "")
-        definition = GRADE_DEF.match(follows)
-        if not hidden or definition is None:
-            raise GradeError(f"{where}: '{line.strip()}' must sit in the hidden block right "
-                             "above its 'def grade_<name>(student, rng):'",
-                             "see lessons/README.md, 'Assignments'")
-        tests.append((match["name"], definition["name"], float(match["points"])))
+    hidden_lines, tests, forbid = _split_cell(cell.source.split("\n"), where)
     if not tests:
         raise GradeError(f"{where} has no '# TEST <title> (<k> points)' in its hidden block",
                          "write its hidden TESTs as def grade_<name>(student, rng)")
@@ -100,6 +82,29 @@ def parse_exercise(cell: Cell, index: int, lesson: str) -> Exercise:
     return Exercise(cell.grade_id, index, tests, code, forbid)
 
 
+def _split_cell(lines: list[str], where: str):
+    """(the hidden block's lines, blanks elsewhere; its TESTs; the forbidden names)."""
+    hidden_lines, tests, forbid, hidden = [], [], [], False
+    for number, line in enumerate(lines):
+        if _HIDDEN.match(line):
+            hidden = "BEGIN" in line
+            hidden_lines.append("")
+            continue
+        hidden_lines.append(line if hidden else "")   # same line numbers in tracebacks
+        if (match := FORBID.match(line.strip())) is not None:
+            forbid += [n.strip() for n in match["names"].split(",") if n.strip()]
+        if (match := TEST.match(line.strip())) is None:
+            continue
+        follows = next((ln for ln in lines[number + 1:] if ln.strip()), "")
+        definition = GRADE_DEF.match(follows)
+        if not hidden or definition is None:
+            raise GradeError(f"{where}: '{line.strip()}' must sit in the hidden block right "
+                             "above its 'def grade_<name>(student, rng):'",
+                             "see lessons/README.md, 'Assignments'")
+        tests.append((match["name"], definition["name"], float(match["points"])))
+    return hidden_lines, tests, forbid
+
+
 @dataclass
 class Lesson:
     """A source lesson: its cells, exercises, forbidden functions and the file's hash."""
@@ -114,7 +119,7 @@ class Lesson:
     def program(self, answers: dict[str, Cell]) -> list[dict]:
         """What the student process runs: the released code cells before the last test
         cell, test cells left out, each solution cell replaced by the student's answer."""
-        last = max(e.cell for e in self.exercises)
+        last = max((e.cell for e in self.exercises), default=0)
         steps = []
         for index, cell in enumerate(self.cells[:last]):
             if cell.kind != "code" or cell.is_test:
@@ -175,9 +180,6 @@ class Course:
             raise GradeError(f"cannot read source lesson {path}: {err}",
                              "fix the teacher's file") from err
         exercises = [parse_exercise(c, i, name) for i, c in enumerate(cells) if c.is_test]
-        if not exercises:
-            raise GradeError(f"source lesson {name} has no test cell (nbgrader grade: true)",
-                             "mark the cells that test its exercises")
         for exercise in exercises:
             _check_hidden(exercise, name)
         try:

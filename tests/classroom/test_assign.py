@@ -204,7 +204,7 @@ def test_cli_assign(course, tmp_path, capsys):
 # The real lessons: a student who types in the teacher's solutions gets full marks.
 # --------------------------------------------------------------------------------------
 GRADED_LESSONS = sorted(p.stem for p in LESSONS.glob("[0-9][0-9]_*.py")
-                        if "### BEGIN SOLUTION" in p.read_text())
+                        if any(c.is_test for c in read_cells(p)))
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def _perfect_student(stem: str, released: Path, folder: Path) -> Path:
     nb = json.loads((released / f"{stem}.ipynb").read_text(encoding="utf-8"))
     for cell in nb["cells"]:
         grade_id = cell["metadata"].get("nbgrader", {}).get("grade_id")
-        if cell["metadata"].get("nbgrader", {}).get("solution"):
+        if cell["cell_type"] == "code" and cell["metadata"].get("nbgrader", {}).get("solution"):
             cell["source"] = answers.pop(grade_id)
     assert answers == {}, f"{stem}: solution cells missing from the release: {list(answers)}"
     path = folder / f"student_{stem}.ipynb"

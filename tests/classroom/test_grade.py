@@ -150,3 +150,11 @@ def test_the_readme_recipe_runs_where_unshare_works(course, tiny, tmp_path):
     assert "score: 5/5" in done.stdout and "sandbox" not in done.stderr
     rows = (tmp_path / "grades" / "grades.csv").read_text().splitlines()
     assert rows[1].endswith(",07_tiny,3,2,5,5"), rows
+
+
+def test_a_lesson_without_graded_exercises_gives_an_empty_report(tmp_path, course, tiny):
+    text = tiny.LESSON.split("# %% nbgrader")[0]                  # the setup cell only
+    source = _source(tmp_path, text)
+    report = grade(tiny.write_student(tmp_path, "alice", text), source, FAST)
+    assert (report.score, report.max_score, report.exercises) == (0, 0, [])
+    assert any("has no graded exercise" in n for n in report.notes), report.notes
