@@ -125,8 +125,11 @@ def _absorb_small(parent: list, size: list, ea: np.ndarray, eb: np.ndarray, min_
     """Merge components under min_size across edges in weight order (FH's post-processing)."""
     small = np.asarray(size)[_roots(np.asarray(parent))] < min_size     # (n,) per pixel
     touching = small[ea] | small[eb]              # components only grow, so other edges
-    for u, v in zip(ea[touching].tolist(), eb[touching].tolist(), strict=True):  # never merge
-        ru, rv = _find(parent, u), _find(parent, v)
+    for ru, rv in zip(ea[touching].tolist(), eb[touching].tolist(), strict=True):  # never merge
+        while parent[ru] != ru:                   # u, v -> their roots (_find, inlined)
+            parent[ru] = ru = parent[parent[ru]]
+        while parent[rv] != rv:
+            parent[rv] = rv = parent[parent[rv]]
         if ru != rv and (size[ru] < min_size or size[rv] < min_size):
             parent[rv] = ru
             size[ru] += size[rv]
@@ -191,36 +194,67 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // r, codes % r], axis=1)
 
 
-def _similarity(f: dict, i: int, j: int, strategy: str, image_area: float) -> float:
-    size = f["sizes"][i] + f["sizes"][j]
-    s = 0.0
+def _similarity(f: dict, i: int, ks: np.ndarray, strategy: str, image_area: float) -> np.ndarray:
+    """Similarity (K,) of region i with each region of ``ks`` (K,): the sum of the terms
+    the strategy names, added in the order c, t, s, f."""
+    size = f["sizes"][i] + f["sizes"][ks]                         # (K,) merged sizes
+    s = np.zeros(len(ks))
     if "c" in strategy:                           # histogram intersection
-        s += np.minimum(f["color"][i], f["color"][j]).sum()
+        s += np.minimum(f["color"][i], f["color"][ks]).sum(axis=1)
     if "t" in strategy:
-        s += np.minimum(f["texture"][i], f["texture"][j]).sum()
+        s += np.minimum(f["texture"][i], f["texture"][ks]).sum(axis=1)
     if "s" in strategy:                           # merge small regions first
         s += 1.0 - size / image_area
     if "f" in strategy:                           # prefer regions that fill each other's box
-        bi, bj = f["boxes"][i], f["boxes"][j]
-        bw = max(bi[2], bj[2]) - min(bi[0], bj[0])
-        bh = max(bi[3], bj[3]) - min(bi[1], bj[1])
+        bi, bk = f["boxes"][i], f["boxes"][ks]                    # (4,), (K, 4)
+        bw = np.maximum(bi[2], bk[:, 2]) - np.minimum(bi[0], bk[:, 0])
+        bh = np.maximum(bi[3], bk[:, 3]) - np.minimum(bi[1], bk[:, 1])
         s += 1.0 - (bw * bh - size) / image_area
-    return float(s)
+    return s
+
+
+def _pair_similarity(f: dict, pairs: np.ndarray, strategy: str, image_area: float):
+    """Similarity of every adjacent pair (P, 2) at once: (P,), as _similarity's terms."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    size = f["sizes"][i] + f["sizes"][j]
+    s = np.zeros(len(pairs))
+    if "c" in strategy:
+        s += np.minimum(f["color"][i], f["color"][j]).sum(axis=1)
+    if "t" in strategy:
+        s += np.minimum(f["texture"][i], f["texture"][j]).sum(axis=1)
+    if "s" in strategy:
+        s += 1.0 - size / image_area
+    if "f" in strategy:
+        bi, bj = f["boxes"][i], f["boxes"][j]
+        bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])
+        bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
+        s += 1.0 - (bw * bh - size) / image_area
+    return s
+
+
+def _grown(f: dict, n: int) -> dict:
+    """The region features in arrays with room for the n - 1 merged regions."""
+    return {k: np.concatenate([v, np.zeros((n - 1, *v.shape[1:]))]) for k, v in f.items()}
 
 
 def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.ndarray,
                           strategy: str = "ctsf") -> np.ndarray:
-    """Greedy grouping of a segmentation; returns the boxes (2R-1, 4) in creation order."""
+    """Greedy grouping of a segmentation; returns the boxes (2R-1, 4) in creation order.
+
+    A merge of i and j creates region t; the similarities of t with all its neighbours
+    are computed at once (one row of array operations), and pushed on the heap.
+    """
     f = _region_features(labels, image, texture)
     n = len(f["sizes"])
-    f = {k: list(v) for k, v in f.items()}        # grows by one region per merge
+    f = _grown(f, n)                              # region t = n, n + 1, ... fills row t
     area = float(labels.size)
     neighbours: list[set] = [set() for _ in range(n)]
-    heap = []
-    for i, j in _adjacent_pairs(labels).tolist():
+    pairs = _adjacent_pairs(labels)               # (P, 2)
+    for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-        heap.append((-_similarity(f, i, j, strategy, area), i, j))
+    heap = list(zip((-_pair_similarity(f, pairs, strategy, area)).tolist(),
+                    pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
     heapq.heapify(heap)
     alive = [True] * n
     while heap:
@@ -228,19 +262,23 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.nda
         if not (alive[i] and alive[j]):
             continue                              # a stale pair: one side was merged away
         t, si, sj = len(alive), f["sizes"][i], f["sizes"][j]
-        f["sizes"].append(si + sj)
+        f["sizes"][t] = si + sj
         bi, bj = f["boxes"][i], f["boxes"][j]
-        f["boxes"].append(np.concatenate([np.minimum(bi[:2], bj[:2]), np.maximum(bi[2:], bj[2:])]))
+        f["boxes"][t] = np.concatenate([np.minimum(bi[:2], bj[:2]), np.maximum(bi[2:], bj[2:])])
         for key in ("color", "texture"):          # size-weighted mean of the histograms
-            f[key].append((si * f[key][i] + sj * f[key][j]) / (si + sj))
+            f[key][t] = (si * f[key][i] + sj * f[key][j]) / (si + sj)
         alive[i] = alive[j] = False
         alive.append(True)
         neighbours.append((neighbours[i] | neighbours[j]) - {i, j})
-        for k in neighbours[t]:
+        ks = list(neighbours[t])
+        for k in ks:
             neighbours[k] -= {i, j}
             neighbours[k].add(t)
-            heapq.heappush(heap, (-_similarity(f, t, k, strategy, area), t, k))
-    return np.array(f["boxes"]).reshape(-1, 4)
+        if ks:
+            similar = -_similarity(f, t, np.asarray(ks), strategy, area)   # (K,)
+            for s_k, k in zip(similar.tolist(), ks, strict=True):
+                heapq.heappush(heap, (s_k, t, k))
+    return f["boxes"][:len(alive)].reshape(-1, 4)
 
 
 def _as_tuple(value) -> tuple:
