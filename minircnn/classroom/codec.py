@@ -27,6 +27,7 @@ import numpy as np
 MAGIC = b"MRCN"
 MAX_DEPTH = 64
 MAX_INT_DIGITS = 4300       # Python's own int <-> str limit
+MAX_ITEMS = 2**22           # values in one message: a flood of tiny objects is refused
 ARRAY_KINDS = "biufc"       # bool, int, uint, float, complex: the plain numeric dtypes
 
 __all__ = ["CodecError", "Ref", "decode", "encode", "read_frame", "write_frame"]
@@ -120,7 +121,7 @@ def _size(n: int) -> bytes:
 # --------------------------------------------------------------------------------------
 class _Reader:
     def __init__(self, data: bytes, refs: bool):
-        self.data, self.pos, self.refs = memoryview(data), 0, refs
+        self.data, self.pos, self.refs, self.items = memoryview(data), 0, refs, 0
 
     def take(self, n: int) -> memoryview:
         if n > len(self.data) - self.pos:
@@ -185,6 +186,9 @@ def _count(r: _Reader) -> int:
     n = r.size()
     if n > len(r.data) - r.pos:   # every item takes at least one byte
         raise CodecError(f"a container of {n} items in a message that cannot hold them")
+    r.items += n
+    if r.items > MAX_ITEMS:
+        raise CodecError(f"more than {MAX_ITEMS} values in one message: send arrays")
     return n
 
 

@@ -80,6 +80,15 @@ def test_malformed_bytes_raise_codec_error_only(data, why):
         decode(data)
 
 
+def test_a_flood_of_small_values_is_refused(monkeypatch):
+    import minircnn.classroom.codec as codec
+
+    monkeypatch.setattr(codec, "MAX_ITEMS", 1000)          # 2**22 in use: the same check
+    assert decode(encode([[0] * 500, [0] * 498])) == [[0] * 500, [0] * 498]   # 1000 values
+    with pytest.raises(CodecError, match="send arrays"):
+        decode(encode([[0] * 500, [0] * 499]))
+
+
 def test_frames_on_a_pipe_and_what_goes_wrong_there():
     read, write = os.pipe()
     try:
