@@ -2,7 +2,8 @@
 
 Every cheat below is a submission of the tiny lesson (tests/classroom/conftest.py) whose
 ``area`` (or ``double``) is not solved honestly. All of them are graded in ONE batch, between
-an honest and an empty (released) submission, with a teacher's secret; each test then checks
+an honest submission (first) and an empty, released one (last: a cheat that changed the
+grader's state would show there), with a teacher's secret; each test then checks
 that the cheat scored 0 on its exercise, the honest student full marks, the empty one 0,
 the teacher's files are unchanged and the gradebook CSV says what the reports say.
 Cheats that only a namespace can stop (reading or writing the teacher's files by path, a
@@ -191,19 +192,19 @@ def batch(course, tiny, tmp_path_factory):
     context = {"source": str(course[0]), "book": str(book)}
     names = [n for n, c in CHEATS.items() if NAMESPACE or not c[3]] + list(CELL_CHEATS)
     (root / "submissions").mkdir()
-    files = [tiny.write_student(root / "submissions", "honest", tiny.honest_text(course)),
-             tiny.write_student(root / "submissions", "empty",
-                                (course[1] / "07_tiny.py").read_text())]
+    files = [tiny.write_student(root / "submissions", "honest", tiny.honest_text(course))]
     for i, name in enumerate(names):
         text = _cheat_text(tiny, course, name, context)
         files.append(tiny.write_student(root / "submissions", f"cheat{i}", text))
+    files.append(tiny.write_student(root / "submissions", "empty",   # after every cheat
+                                    (course[1] / "07_tiny.py").read_text()))
     before = _digest(course[0])
     reports = grade_batch(files, course[0], LIMITS, secret="red team", hide=[book.parent])
     write_csv(reports, book)
     time.sleep(1.0)   # a process that outlived its submission would edit the CSV by now
     with book.open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    by_name = dict(zip(["honest", "empty", *names], reports, strict=True))
+    by_name = dict(zip(["honest", *names, "empty"], reports, strict=True))
     return {"reports": by_name, "rows": rows, "before": before, "after": _digest(course[0])}
 
 
