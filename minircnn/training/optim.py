@@ -55,6 +55,7 @@ class SGD:
         self.momentum = check_number("momentum", momentum, op="SGD", low=0.0, high=1.0)
         self.weight_decay = check_number("weight_decay", weight_decay, op="SGD", low=0.0)
         self.velocity: list = [None] * len(self.params)  # created lazily on the first step
+        self._scratch: list = [None] * len(self.params)  # step()'s work arrays, not state
 
     def zero_grad(self) -> None:
         """Set every trainable parameter's gradient to zero (gradients accumulate
@@ -69,18 +70,25 @@ class SGD:
             if not p.requires_grad:
                 continue  # frozen: untouched, bit for bit
             xp = get_array_module(p.data)
-            g = p.grad
+            if self._scratch[i] is None:                # one work array per parameter,
+                self._scratch[i] = xp.empty_like(p.data)   # reused: no temporaries per step
+            g = self._scratch[i]
             wd = self.weight_decay * p.decay_mult
             if wd != 0:
-                g = g + wd * p.data                     # d/dw (wd/2 |w|^2) = wd * w
+                xp.multiply(p.data, wd, out=g)
+                xp.add(p.grad, g, out=g)                # g = grad + wd w: d/dw (wd/2 |w|^2) = wd w
+            else:
+                g[...] = p.grad
             if self.momentum != 0:
                 if self.velocity[i] is None:
                     self.velocity[i] = xp.zeros_like(p.data)
                 v = self.velocity[i]
                 v *= self.momentum
                 v += g                                  # v = m v + g
-                g = v
-            p.data -= (self.lr * p.lr_mult) * g         # w -= lr * lr_mult * v
+                xp.multiply(v, self.lr * p.lr_mult, out=g)
+            else:
+                g *= self.lr * p.lr_mult
+            p.data -= g                                 # w -= lr * lr_mult * v
 
     def state_dict(self) -> dict:
         """Momentum buffers (NumPy copies, None where not yet created) and the settings."""
