@@ -277,11 +277,12 @@ assert (256 * 256 + 128 * 128) / (128 * 128) == 5   # ... at a real cost: 5x the
 #
 # The paper's ablations (Tables 4–8, Figures 2–3, and the data of section 5.3) each
 # compare detectors trained differently. `minircnn reproduce` trains those detectors for
-# real — three seeds per row — tests each on the 300 held-out images, and writes every
-# row as the mean and range over the seeds, the paper's number beside it. A full run
-# takes too long for a lesson, so its output is committed in `docs/reproduce/`
-# (`tables.md`, the figures and `results.json`, with the command, the machine and its
-# load); `minircnn reproduce --quick` runs the same code in seconds on tiny settings.
+# real — three seeds per row by default — tests each on the 300 held-out images, and
+# writes every row as the mean and range over the seeds, the paper's number beside it.
+# A full run takes too long for a lesson, so its output is committed in
+# `docs/reproduce/` (`tables.md`, the figures and `results.json`, with the command, the
+# machine and its load); `minircnn reproduce --quick` runs the same code in seconds on
+# tiny settings.
 # Here we read `results.json`: for each row, one result per seed.
 
 # %%
@@ -328,10 +329,11 @@ assert (work["table4_rcnn"]["test_macs"] > work["table4_sppnet"]["test_macs"]
         > work["table4_fast_rcnn"]["test_macs"] > work["table4_fast_rcnn_svd"]["test_macs"])
 
 # %% [markdown]
-# **Is a difference real?** With three seeds a row can only claim to beat another when
-# their ranges do not overlap: every seed of one above every seed of the other. We
-# check the paper's claims that way, and print the verdicts: which of them hold is a
-# measurement of this run, not something the lesson can promise.
+# **Is a difference real?** With a few seeds a row can only claim to beat another when
+# their ranges do not overlap: every seed of one above every seed of the other (with a
+# single seed there is no range, and no claim). We check the paper's claims that way,
+# and print the verdicts: which of them hold is a measurement of this run, not
+# something the lesson can promise.
 
 # %%
 def separated(better, worse):

@@ -319,7 +319,8 @@ fig.tight_layout()
 # amount of data? `minircnn reproduce` measures it for the detector: Fast R-CNN
 # trained on a growing number of shapes images, each size once from the
 # shapes-pretrained SmallVGG (fine-tuned from block 3, the recipe) and once from random
-# weights (every block trains), three seeds each, a fixed number of iterations. The
+# weights (every block trains), three seeds each by default, a fixed number of
+# iterations. The
 # committed run's figure and numbers are in `docs/reproduce/` (the page states, from
 # the seeds' spread, from which size pretraining stops mattering and where more data
 # stops helping). We read them here; the numbers are that run's, so we print them and

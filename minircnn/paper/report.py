@@ -19,11 +19,11 @@ from minircnn.utils.fileio import write_json
 PAPER = {
     "table4_rcnn": ("R-CNN: context warps, fine-tuned; SVMs + box regressors on cached "
                     "features", "train 84 h, test 47.0 s/im, mAP 66.0"),
-    "table4_rcnn_softmax": ("R-CNN's fine-tuned network alone: softmax, no box "
+    "table4_toy_rcnn_softmax": ("R-CNN's fine-tuned network alone: softmax, no box "
                             "regression (toy only)", "not in the paper"),
     "table4_sppnet": ("SPP-net: fixed convs, {6,3,2,1} pyramid, 2-scale images; SVMs + "
                       "box regressors", "train 25 h, test 2.3 s/im, mAP 63.1"),
-    "table4_sppnet_one_scale": ("SPP-net's fine-tuned fc layers alone: softmax, one scale "
+    "table4_toy_sppnet_one_scale": ("SPP-net's fine-tuned fc layers alone: softmax, one scale "
                                 "(toy only)", "not in the paper"),
     "table4_fast_rcnn": ("Fast R-CNN", "train 9.5 h, test 0.32 s/im, mAP 66.9"),
     "table4_fast_rcnn_svd": ("Fast R-CNN + truncated SVD", "test 0.22 s/im, mAP 66.6"),
@@ -73,8 +73,8 @@ def _differences() -> str:
 - **Schedule.** The {main} detector variants of Tables 4-8 train for {iters:,}
   iterations ({FULL_BASE["epochs"]} epochs of {base.num_train} images), not the shipped
   detector's {shipped:,}; the {len(VARIANTS) - main} variants of the data grid train for
-  {GRID_ITERS:,} iterations each, whatever their number of images, so that the whole
-  run fits in an hour on two idle cores. Rows compare detectors trained alike.
+  {GRID_ITERS:,} iterations each, whatever their number of images (the grid holds most
+  of the run's detectors). Rows compare detectors trained alike.
 - **Learning rate.** Layers that train on fixed features (fc only, SPP-net, stage 2 of
   stage-wise) use lr {FIXED_FEATURES_LR} instead of the recipe's {base.lr}, which stalled
   them in an earlier run. The paper used one learning rate for its rows.

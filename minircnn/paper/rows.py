@@ -315,9 +315,9 @@ def _recall(props, val) -> float:
 
 ROWS = [
     Row("table4_rcnn", _later_stages("rcnn")),
-    Row("table4_rcnn_softmax", _plain("rcnn")),
+    Row("table4_toy_rcnn_softmax", _plain("rcnn")),
     Row("table4_sppnet", _later_stages("sppnet")),
-    Row("table4_sppnet_one_scale", _plain("sppnet", test_scales=(1.0,))),
+    Row("table4_toy_sppnet_one_scale", _plain("sppnet", test_scales=(1.0,))),
     Row("table4_fast_rcnn", _plain("fast_rcnn")),
     Row("table4_fast_rcnn_svd", _plain("fast_rcnn", fractions=SVD_FRACTIONS)),
     Row("table5_fc_only", _plain("ft_head")),

@@ -9,6 +9,9 @@ asks whether the softmax trained end to end does as well (it does, slightly bett
 Each SVM minimises the L2-regularised squared hinge loss (liblinear's L2-SVM, which
 R-CNN used): ``0.5 * reg * |w|^2 + sum_i max(0, 1 - y_i (w . x_i + b))^2``, with
 L-BFGS. Features are scaled so their mean L2 norm is 20, as R-CNN does.
+``train_svms_on_features`` trains them from any feature rows, in memory or on disk:
+Table 8 passes a Fast R-CNN's fc7 features; R-CNN and SPP-net (Table 4) pass the
+features they cached to disk (minircnn/paper/baselines.py).
 """
 
 from __future__ import annotations
