@@ -94,7 +94,8 @@ assert rois.shape == (64, 5) and (batch.labels > 0).sum() == 16
 models = {
     "R-CNN": RCNN(3, small_vgg(), crop_size=64, rng=np.random.default_rng(1)),
     "SPP-net": SPPNet(3, small_vgg(), levels=(4, 2, 1), rng=np.random.default_rng(1)),
-    "Fast R-CNN": FastRCNN(3, small_vgg(), output_size=(7, 7), rng=np.random.default_rng(1)),
+    "Fast R-CNN": FastRCNN(3, small_vgg(), roi_op="pool", output_size=(7, 7),
+                           rng=np.random.default_rng(1)),
 }
 for name, model in models.items():
     model.eval()
@@ -265,8 +266,8 @@ def grade_two_images(student, rng):
 # %%
 tiny = FastRCNN(2, SmallVGG((4, 4), num_pools=1, rng=np.random.default_rng(2),
                             dtype=np.float64),
-                output_size=(2, 2), hidden=8, dropout=0.0, rng=np.random.default_rng(3),
-                dtype=np.float64)
+                roi_op="pool", output_size=(2, 2), hidden=8, dropout=0.0,
+                rng=np.random.default_rng(3), dtype=np.float64)
 tiny_images = rng.random((1, 3, 16, 16))                          # (1, 3, 16, 16) float64
 tiny_rois = np.array([[0, 1.0, 2.0, 11.0, 9.0], [0, 4.0, 4.0, 15.0, 14.0],
                       [0, 0.0, 0.0, 16.0, 16.0]])                 # (3, 5)
@@ -365,7 +366,7 @@ def one_sgd_step(model):
 
 
 spp = SPPNet(3, small_vgg().freeze(), rng=np.random.default_rng(1))
-fast = FastRCNN(3, small_vgg(), rng=np.random.default_rng(1))
+fast = FastRCNN(3, small_vgg(), roi_op="pool", rng=np.random.default_rng(1))
 before = {name: m.state_dict() for name, m in (("SPP-net", spp), ("Fast R-CNN", fast))}
 for name, model in (("SPP-net", spp), ("Fast R-CNN", fast)):
     one_sgd_step(model)

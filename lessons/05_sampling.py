@@ -461,7 +461,7 @@ assert len(images_region) > 32                                    # vs 2 hierarc
 
 # %%
 model = FastRCNN(3, SmallVGG((4, 8, 16, 16), num_pools=2, rng=np.random.default_rng(0)),
-                 hidden=64, rng=np.random.default_rng(1))
+                 roi_op="pool", hidden=64, rng=np.random.default_rng(1))
 optimizer = SGD(model.parameters(), lr=1e-3)
 
 

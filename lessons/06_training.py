@@ -81,7 +81,8 @@ print(f"minircnn train: lr {recipe.lr}, {recipe.warmup_iters} warm-up iterations
 def small_detector():
     """A small Fast R-CNN, the same weights every call (dropout off: steps are comparable)."""
     backbone = SmallVGG((8, 16, 32, 32), num_pools=2, rng=np.random.default_rng(0))
-    return FastRCNN(3, backbone, hidden=128, dropout=0.0, rng=np.random.default_rng(1))
+    return FastRCNN(3, backbone, roi_op="pool", hidden=128, dropout=0.0,
+                    rng=np.random.default_rng(1))
 
 
 # %% [markdown]

@@ -12,7 +12,14 @@ import os
 
 from minircnn.utils import settings
 from minircnn.utils.errors import UsageError, UserError
-from minircnn.utils.settings import COUNT, SEED, TRAIN_RULES, arg_type
+from minircnn.utils.settings import (
+    COUNT,
+    FINETUNE_RULES,
+    PRETRAIN_RULES,
+    SEED,
+    TRAIN_RULES,
+    arg_type,
+)
 
 
 def single_blas_thread() -> None:
@@ -93,7 +100,7 @@ def add_train(sub) -> None:
                    default=None, help="image pyramid at test time, e.g. 1,2 (default) or 1")
     p.add_argument("--scratch", action="store_true",
                    help="random backbone init instead of the shipped pretrained weights")
-    p.add_argument("--freeze-at", type=int, choices=range(1, 6), default=None,
+    p.add_argument("--freeze-at", type=arg_type(TRAIN_RULES["freeze_at"]), default=None,
                    help="fine-tune from backbone block K (1..5) up, blocks below fixed "
                         "(default 3, as the paper's conv3_1; 5: the fc layers only)")
     mode = p.add_mutually_exclusive_group()
@@ -227,13 +234,14 @@ def add_pretrain(sub) -> None:
     p.add_argument("--backbone", choices=["resnet", "vgg"], default=None,
                    help="MiniResNet (default) or the detector's SmallVGG (+ GAP and fc)")
     p.add_argument("--out", default=None, help="run folder (default runs/pretrain)")
-    p.add_argument("--epochs", type=arg_type(COUNT), default=None,
+    p.add_argument("--epochs", type=arg_type(PRETRAIN_RULES["epochs"]), default=None,
                    help="passes over the training images (>= 1)")
-    p.add_argument("--num-train", type=arg_type(COUNT), default=None,
+    p.add_argument("--num-train", type=arg_type(PRETRAIN_RULES["num_train"]), default=None,
                    help="training images (>= 1)")
-    p.add_argument("--lr", type=arg_type(settings.POSITIVE, float), default=None,
+    p.add_argument("--lr", type=arg_type(PRETRAIN_RULES["lr"], float), default=None,
                    help="base learning rate (> 0)")
-    p.add_argument("--seed", type=arg_type(SEED), default=None, help="seed (deterministic)")
+    p.add_argument("--seed", type=arg_type(PRETRAIN_RULES["seed"]), default=None,
+                   help="seed (deterministic)")
     p.set_defaults(func=run_pretrain)
 
 
@@ -261,15 +269,17 @@ def add_finetune(sub) -> None:
     p.add_argument("--pretrained", default=None,
                    help="checkpoint from `minircnn pretrain` (default: the shipped weights)")
     p.add_argument("--out", default=None, help="run folder (default runs/finetune)")
-    p.add_argument("--epochs", type=arg_type(COUNT), default=None,
+    p.add_argument("--epochs", type=arg_type(FINETUNE_RULES["epochs"]), default=None,
                    help="fine-tuning epochs per strategy (>= 1)")
-    p.add_argument("--train-per-class", type=arg_type(COUNT), default=None,
-                   help="target images per class (>= 1)")
-    p.add_argument("--finetune-from", type=arg_type(settings.integer_in(1, 4)), default=None,
+    p.add_argument("--train-per-class", type=arg_type(FINETUNE_RULES["train_per_class"]),
+                   default=None, help="target images per class (>= 1)")
+    p.add_argument("--finetune-from", type=arg_type(FINETUNE_RULES["finetune_from"]),
+                   default=None,
                    help="strategy (c) trains stage K onward (detectron2 FREEZE_AT)")
     p.add_argument("--strategies", default=None,
                    help="comma-separated subset of scratch,frozen,from_stage,full")
-    p.add_argument("--seed", type=arg_type(SEED), default=None, help="seed (deterministic)")
+    p.add_argument("--seed", type=arg_type(FINETUNE_RULES["seed"]), default=None,
+                   help="seed (deterministic)")
     p.set_defaults(func=run_finetune)
 
 

@@ -168,8 +168,9 @@ def _check_sampling(op: str, num, fg_fraction, fg_iou, bg_iou, rng) -> None:
     if isinstance(bg_iou, (str, bytes)) or not hasattr(bg_iou, "__len__") or len(bg_iou) != 2:
         raise ValueError(f"{op}: bg_iou must be a pair (lo, hi), got {bg_iou!r}")
     lo, hi = (check_number("bg_iou", v, op=op, low=0.0, high=1.0) for v in bg_iou)
-    if lo > hi:
-        raise ValueError(f"{op}: bg_iou must be (lo, hi) with lo <= hi, got {bg_iou!r}")
+    if not lo <= hi <= fg_iou:      # background below the foreground threshold
+        raise ValueError(f"{op}: bg_iou must be (lo, hi) with lo <= hi <= fg_iou={fg_iou}, "
+                         f"got {bg_iou!r}")
     check_rng("rng", rng, op=op)
 
 
@@ -185,12 +186,9 @@ def _match(proposals: np.ndarray, gt_boxes: np.ndarray):
 
 def _pick(max_iou: np.ndarray, num: int, *, fg_fraction: float, fg_iou: float,
           bg_iou: tuple[float, float], rng: np.random.Generator):
-    """Indices of the sampled foreground and background candidates (no replacement)."""
-    if not 0.0 <= fg_fraction <= 1.0:
-        raise ValueError(f"fg_fraction must be in [0, 1], got {fg_fraction}")
+    """Indices of the sampled foreground and background candidates (no replacement);
+    the settings were checked where they entered (``_check_sampling``)."""
     lo, hi = bg_iou
-    if not 0.0 <= lo <= hi <= fg_iou:
-        raise ValueError(f"bg_iou must satisfy 0 <= lo <= hi <= fg_iou={fg_iou}, got {bg_iou}")
     fg_inds = np.flatnonzero(max_iou >= fg_iou)
     bg_inds = np.flatnonzero((max_iou >= lo) & (max_iou < hi))
     num_fg = min(int(np.round(fg_fraction * num)), fg_inds.size)

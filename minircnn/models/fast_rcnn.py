@@ -25,7 +25,14 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module, OpModule
 from minircnn.layers.roi_pool import RoIAlign, RoIPool
 from minircnn.models.detector import Detector
-from minircnn.utils.validate import check_array, check_count, check_number
+from minircnn.utils.validate import (
+    check_array,
+    check_attributes,
+    check_choice,
+    check_count,
+    check_number,
+    check_pair,
+)
 
 
 class FastRCNN(Detector):
@@ -35,8 +42,9 @@ class FastRCNN(Detector):
         num_classes: K object classes (scores get K+1 columns, class 0 = background).
         backbone: a Module with forward/backward, ``out_channels`` and ``feature_stride``
             (see minircnn.models.backbones).
-        roi_op: "pool" (RoIPool, the paper's) or "align" (RoIAlign, Mask R-CNN's).
-        output_size: (PH, PW) of the pooled RoI features (the paper's 7x7).
+        roi_op: "align" (RoIAlign, Mask R-CNN's, sampling_ratio 2: what ``minircnn
+            train`` uses) or "pool" (RoIPool, the paper's).
+        output_size: (PH, PW) of the pooled RoI features (the paper's 7x7), or an int.
         hidden: width of fc6 and fc7 (4096 in VGG16; small here).
         dropout: drop probability after fc6 and fc7 (0 disables it).
         impl: "fast" or "naive": sets the ``impl`` of every layer that has one.
@@ -45,13 +53,18 @@ class FastRCNN(Detector):
         classes: the K class names (label k is classes[k-1]); saved with the model so a
             checkpoint says what it detects (None: unnamed, as older checkpoints).
 
+    The defaults are the head ``minircnn train`` trains (TrainConfig's roi_op,
+    output_size, hidden and dropout; a test keeps them equal); its backbone is
+    ``SmallVGG(num_pools=2)``, stride 4, pretrained with blocks 1-2 frozen
+    (``minircnn.training.make_detector`` builds the whole of it).
+
     Example:
-        >>> model = FastRCNN(3, SmallVGG())
+        >>> model = FastRCNN(3, SmallVGG(num_pools=2))               # untrained
         >>> cls_scores, bbox_deltas = model.forward(images, rois)   # rois (R, 5)
         >>> model.backward(dcls, dbbox)                             # fills p.grad
     """
 
-    def __init__(self, num_classes: int, backbone: Module, *, roi_op: str = "pool",
+    def __init__(self, num_classes: int, backbone: Module, *, roi_op: str = "align",
                  output_size: Sequence[int] = (7, 7), hidden: int = 256,
                  dropout: float = 0.5, impl: str = "fast",
                  rng: np.random.Generator | None = None, dtype=np.float32,
@@ -60,15 +73,11 @@ class FastRCNN(Detector):
         hidden = check_count("hidden", hidden, op="FastRCNN")
         dropout = check_number("dropout", dropout, op="FastRCNN", low=0, high=1, high_open=True)
         self.classes = _check_classes(classes, num_classes)
-        if roi_op not in ("pool", "align"):
-            raise ValueError(f"FastRCNN: roi_op must be 'pool' or 'align', got {roi_op!r}")
-        for attr in ("out_channels", "feature_stride"):
-            if not hasattr(backbone, attr):
-                raise TypeError(f"FastRCNN: backbone {type(backbone).__name__} has no {attr!r}")
+        self.roi_op = check_choice("roi_op", roi_op, ("align", "pool"), op="FastRCNN")
+        check_attributes("backbone", backbone, ("out_channels", "feature_stride"), op="FastRCNN")
         rng = np.random.default_rng(0) if rng is None else rng
         self.num_classes = int(num_classes)
-        self.roi_op = roi_op
-        self.output_size = (int(output_size[0]), int(output_size[1]))
+        self.output_size = check_pair("output_size", output_size, op="FastRCNN")
         self.hidden = int(hidden)
         self.dropout = float(dropout)
         self.dtype = np.dtype(dtype)
@@ -100,9 +109,7 @@ class FastRCNN(Detector):
     @impl.setter
     def impl(self, value: str) -> None:
         """Switch every layer (backbone included) to its "fast" or "naive" version."""
-        if value not in ("fast", "naive"):
-            raise ValueError(f"FastRCNN: impl must be 'fast' or 'naive', got {value!r}")
-        self._impl = value
+        self._impl = check_choice("impl", value, ("fast", "naive"), op="FastRCNN")
         for m in list(self.modules())[1:]:
             if isinstance(m, OpModule):       # a layer with naive and fast versions
                 m.impl = value
@@ -128,9 +135,8 @@ class FastRCNN(Detector):
             columns 4c:4c+4 (encoded as minircnn.detection.encode_boxes).
         """
         images = check_array("images", images, op="FastRCNN", ndim=4, axes="(N, 3, H, W)")
-        rois = check_array("rois", rois, op="FastRCNN", kinds="fiu", like=images)
-        if rois.ndim != 2 or rois.shape[1] != 5:
-            raise ValueError(f"FastRCNN: rois must have shape (R, 5), got {tuple(rois.shape)}")
+        rois = check_array("rois", rois, op="FastRCNN", ndim=2, shape=(None, 5), kinds="fiu",
+                           like=images, axes="(R, 5)")
         features = self.backbone.forward(images)      # (N, C, H/s, W/s)
         return self.forward_head(features, rois)
 
@@ -150,9 +156,16 @@ class FastRCNN(Detector):
         return cls_scores, bbox_deltas
 
     def backward(self, dcls, dbbox):
-        """dcls (R, K+1), dbbox (R, 4(K+1)) -> dimages (N, 3, H, W); fills every p.grad."""
+        """dcls (R, K+1), dbbox (R, 4(K+1)) -> dimages (N, 3, H, W); fills every p.grad.
+
+        Returns None when the backbone's first block is frozen (SmallVGG.freeze_blocks(k)
+        with k >= 1, a ResNet backbone with freeze_at >= 1; make_detector freezes blocks
+        1-2 as the paper does): no layer below reads the gradient of the images, so the
+        backbone stops at its first trainable block and does not compute it. With every
+        block trainable it returns dimages.
+        """
         dfeatures = self.backward_head(dcls, dbbox)   # (N, C, H/s, W/s)
-        dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W)
+        dimages = self.backbone.backward(dfeatures)   # (N, 3, H, W), or None (see above)
         return dimages
 
     def backward_head(self, dcls, dbbox):

@@ -37,6 +37,7 @@ from minircnn.models.pretrained import pretrained_backbone
 from minircnn.models.resnet import MiniResNet, freeze_stages
 from minircnn.training.optim import SGD, cosine_lr
 from minircnn.utils.fileio import write_json
+from minircnn.utils.settings import FINETUNE_RULES, PRETRAIN_RULES, check_settings
 from minircnn.utils.text_tables import text_table
 from minircnn.viz import save_figure
 
@@ -189,6 +190,7 @@ def pretrain(config: PretrainConfig, out_dir: str) -> dict:
         the metrics dict (also in metrics.json): config, per-epoch history,
         ``val_acc`` (final), ``train_seconds``, ``checkpoint`` path.
     """
+    check_settings(config, PRETRAIN_RULES)
     os.makedirs(out_dir, exist_ok=True)
     cfg = dataclasses.asdict(config)
     data = dict(classes=tuple(config.classes), background=config.background,
@@ -273,6 +275,7 @@ def finetune(config: FinetuneConfig, out_dir: str) -> dict:
         {"config", "rows": [{strategy, description, trainable_params, test_acc,
         train_acc, seconds}], "table": the text table}.
     """
+    check_settings(config, FINETUNE_RULES)
     os.makedirs(out_dir, exist_ok=True)
     classes = tuple(config.classes)
     data = dict(classes=classes, background=config.background, image_size=config.image_size)

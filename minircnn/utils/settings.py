@@ -59,6 +59,14 @@ def scales_rule(lo: float, hi: float) -> Rule:
     return Rule(accepts, f"a non-empty tuple of numbers in [{lo}, {hi}]")
 
 
+def interval_rule(lo: float, hi: float) -> Rule:
+    """A pair (a, b) of finite numbers with lo <= a <= b <= hi."""
+    def accepts(v) -> bool:
+        return isinstance(v, (tuple, list)) and len(v) == 2 and all(_number(s) for s in v) \
+            and lo <= v[0] <= v[1] <= hi
+    return Rule(accepts, f"a pair (a, b) with {lo} <= a <= b <= {hi}")
+
+
 def optional(rule: Rule) -> Rule:
     """``rule`` or None."""
     return Rule(lambda v: v is None or rule.accepts(v), f"None or {rule.text}")
@@ -94,12 +102,29 @@ TRAIN_RULES = {
     "sampling": one_of("hierarchical", "region"),
     "images_per_batch": at_least(1), "region_images": at_least(1),
     "rois_per_batch": at_least(1), "fg_fraction": FRACTION, "fg_iou": FRACTION,
+    "bg_iou": interval_rule(0, 1), "freeze_at": integer_in(1, 5),
     "epochs": at_least(1), "lr": POSITIVE, "momentum": between(0, 1, hi_open=True),
     "weight_decay": between(0, None), "warmup_iters": at_least(0), "gamma": POSITIVE,
     "score_thresh": FRACTION, "nms_thresh": FRACTION, "max_dets": at_least(1),
     "train_scales": scales_rule(0.25, 4.0), "test_scales": scales_rule(0.25, 4.0),
     "pyramid_target": between(1, None),
     "device": one_of("cpu", "gpu"), "blas_threads": optional(at_least(1)),
+}
+
+
+# `minircnn pretrain` (PretrainConfig) and `minircnn finetune` (FinetuneConfig).
+PRETRAIN_RULES = {
+    "num_train": COUNT, "num_val": COUNT, "image_size": at_least(8),
+    "backbone": one_of("resnet", "vgg"), "epochs": COUNT, "batch_size": COUNT,
+    "lr": POSITIVE, "momentum": between(0, 1, hi_open=True), "weight_decay": between(0, None),
+    "warmup_iters": at_least(0), "seed": SEED, "impl": one_of("fast", "naive"),
+}
+FINETUNE_RULES = {
+    "train_per_class": COUNT, "num_test": COUNT, "image_size": at_least(8), "epochs": COUNT,
+    "batch_size": COUNT, "lr": POSITIVE, "scratch_lr": POSITIVE,
+    "backbone_lr_mult": between(0, None), "finetune_from": integer_in(1, 4),
+    "momentum": between(0, 1, hi_open=True), "weight_decay": between(0, None), "seed": SEED,
+    "impl": one_of("fast", "naive"),
 }
 
 
@@ -150,4 +175,5 @@ def arg_type(rule: Rule, parse=int):
         return value
 
     parse_arg.__name__ = parse.__name__   # argparse names the type in some messages
+    parse_arg.rule = rule                 # what a test reads: every option has its range
     return parse_arg

@@ -155,6 +155,24 @@ def check_pair(name: str, value, *, op: str | None = None, minimum: int = 1) -> 
     return int(both[0]), int(both[1])
 
 
+def check_choice(name: str, value, choices, *, op: str | None = None):
+    """``value`` if it is one of ``choices`` (e.g. roi_op "pool" / "align"), else a
+    ValueError that lists them."""
+    if value not in choices:
+        names = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{_where(op, name)} must be one of {names}, got {value!r}")
+    return value
+
+
+def check_attributes(name: str, obj, attributes, *, op: str | None = None):
+    """``obj`` if it has every one of ``attributes`` (an interface), else a TypeError
+    naming the first it lacks."""
+    for attr in attributes:
+        if not hasattr(obj, attr):
+            raise TypeError(f"{_where(op, name)} {type(obj).__name__} has no {attr!r}")
+    return obj
+
+
 def check_dout(dout, shape: tuple, dtype, like, *, op: str, name: str = "dout"):
     """The upstream gradient of a backward pass: an array of the forward output's shape,
     dtype (None: any float dtype) and array module (``like`` is an array from the

@@ -162,6 +162,36 @@ def test_detect_with_no_proposals_returns_empty_arrays():
     assert dets["labels"].dtype == np.int64 and model.training       # mode restored
 
 
+def test_the_defaults_are_the_recipe():
+    """FastRCNN with no options is the head `minircnn train` trains (make_detector)."""
+    import dataclasses
+
+    from minircnn.training.config import TrainConfig, make_detector
+
+    recipe = dataclasses.replace(TrainConfig(), pretrained=False)
+    trained = make_detector(recipe)
+    model = FastRCNN(3, SmallVGG(num_pools=2))
+    ours, theirs = model.get_config(), trained.get_config()
+    for key in ("backbone", "classes"):
+        del ours[key], theirs[key]
+    assert ours == theirs
+    assert model.backbone.get_config() == trained.backbone.get_config()
+    assert model.backbone.feature_stride == trained.backbone.feature_stride == 4
+    roi = ("output_size", "spatial_scale", "sampling_ratio", "aligned")
+    assert type(model.roi) is type(trained.roi)
+    assert [getattr(model.roi, a) for a in roi] == [getattr(trained.roi, a) for a in roi]
+
+
+def test_backward_returns_dimages_unless_the_first_block_is_frozen():
+    model, images, rois = _tiny()
+    cls, bbox = model.forward(images, rois)
+    assert model.backward(np.ones_like(cls), np.ones_like(bbox)).shape == images.shape
+    model.backbone.freeze_blocks(1)                 # as make_detector's freeze_at >= 2
+    cls, bbox = model.forward(images, rois)
+    assert model.backward(np.ones_like(cls), np.ones_like(bbox)) is None
+    assert all(np.any(p.grad != 0) for p in model.parameters() if p.requires_grad)
+
+
 # --- the debugger path -------------------------------------------------------------------
 # Files whose functions are plumbing, not the maths a student steps through to learn.
 PLUMBING = ("layers/module.py", "layers/roi_checks.py", "utils/validate.py", "backend.py")
