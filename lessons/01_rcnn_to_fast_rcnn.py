@@ -75,9 +75,9 @@ def small_vgg():
 # %% [markdown]
 # ## 1. One image, 64 RoIs, three detectors
 #
-# Selective search proposes regions; a training minibatch samples 64 of them (25%
-# foreground, IoU ≥ 0.5 with a ground-truth box; lesson 05 has the details). The three models get the *same*
-# backbone weights; each is put in eval mode (no dropout) for timing. R-CNN warps each
+# Selective search proposes regions; a training minibatch samples 64 of them (the
+# paper's 25% foreground, IoU ≥ 0.5 with a ground-truth box; lesson 05 has the details).
+# The three models get the *same* backbone weights; each is put in eval mode (no dropout) for timing. R-CNN warps each
 # RoI to 64 × 64 pixels, half the image side, as the paper's 227 × 227 crops are about
 # half a PASCAL image's side.
 
@@ -435,8 +435,8 @@ print("\n".join(table4_claims(table4)))
 #   (600 · 1000) = ~170× at the paper's 2000 proposals), then trains SVMs and box
 #   regressors in separate stages.
 # - **SPP-net** runs the CNN once per image and pools each RoI's window of the feature
-#   map with a spatial pyramid: test time drops ~20×, but training stays multi-stage and
-#   the convolutions below the pyramid stay frozen, because region-wise sampling would
+#   map with a spatial pyramid: test time drops ~20× (paper, Table 4), but training stays
+#   multi-stage and the convolutions below the pyramid stay frozen, because region-wise sampling would
 #   make their backward pass cost one whole image per RoI.
 # - **Fast R-CNN** keeps the shared feature map, pools with a single-level pyramid (RoI
 #   pooling), replaces the SVMs with a softmax and the regressors with a second output
