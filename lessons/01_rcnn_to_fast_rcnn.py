@@ -77,9 +77,9 @@ def small_vgg():
 #
 # Selective search proposes regions; a training minibatch samples 64 of them (the
 # paper's 25% foreground, IoU ≥ 0.5 with a ground-truth box; lesson 05 has the details).
-# The three models get the *same* backbone weights; each is put in eval mode (no dropout) for timing. R-CNN warps each
-# RoI to 64 × 64 pixels, half the image side, as the paper's 227 × 227 crops are about
-# half a PASCAL image's side.
+# The three models get the *same* backbone weights; each is put in eval mode (no
+# dropout) for timing. R-CNN warps each RoI to 64 × 64 pixels, half the image side, as
+# the paper's 227 × 227 crops are about half a PASCAL image's side.
 
 # %%
 sample = ShapesDataset(4, image_size=128, seed=0)[3]              # 4 objects
