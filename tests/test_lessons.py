@@ -125,6 +125,21 @@ def test_open_exercises_have_model_answers_for_the_teacher_only(script):
     assert ANSWER_STUB in student and "Rubric" not in student and "BEGIN" not in student
 
 
+def test_readme_lists_every_graded_exercise_with_its_points():
+    """lessons/README.md's table of graded exercises is the lessons' nbgrader metadata."""
+    readme = (LESSONS / "README.md").read_text(encoding="utf-8")
+    count = total = 0
+    for script in SCRIPTS:
+        tests = [c for c in read_cells(script) if c.is_test]
+        if not tests:
+            continue
+        points = [int(c.nbgrader["points"]) for c in tests]
+        cells = ", ".join(f"`{c.grade_id}` {p}" for c, p in zip(tests, points, strict=True))
+        assert f"| {script.stem[:2]} | {cells} | {sum(points)} |" in readme, script.name
+        count, total = count + len(tests), total + sum(points)
+    assert f"| all | {count} exercises | {total} |" in readme
+
+
 def test_readme_maps_every_lesson():
     readme = (LESSONS / "README.md").read_text(encoding="utf-8")
     for notebook in NOTEBOOKS:
