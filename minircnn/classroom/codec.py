@@ -226,12 +226,23 @@ def _decode_array(r: _Reader) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 # Frames on a file descriptor.
 # --------------------------------------------------------------------------------------
-def write_frame(fd: int, value) -> None:
-    """Encode ``value`` and write it to ``fd`` as one frame (blocking)."""
+def write_frame(fd: int, value, *, deadline: float | None = None) -> None:
+    """Encode ``value`` and write it to ``fd`` as one frame.
+
+    With a ``deadline`` (time.monotonic()) ``fd`` must be non-blocking: a reader that
+    stops reading raises TimeoutError instead of blocking the writer for ever.
+    """
     payload = encode(value)
     data = memoryview(MAGIC + _size(len(payload)) + payload)
     while data:
-        data = data[os.write(fd, data):]
+        if deadline is not None:
+            wait = deadline - time.monotonic()
+            if wait <= 0 or not select.select([], [fd], [], wait)[1]:
+                raise TimeoutError("the other end stopped reading")
+        try:
+            data = data[os.write(fd, data):]
+        except BlockingIOError:
+            continue
 
 
 def read_frame(fd: int, *, deadline: float | None = None, max_bytes: int = 2**30,

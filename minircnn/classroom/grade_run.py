@@ -12,6 +12,7 @@ exercise does not zero the others. :func:`run_tests` runs every TEST's ``grade_<
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import tempfile
 import time
@@ -92,11 +93,11 @@ class StudentProcess:
         package = forbidden_code(self.lesson.forbidden, root / "package")
         with open(self.output, "ab") as out:
             self.child = launch(package, work, out, self.hide)
-        write_frame(self.child.stdin.fileno(), {
-            "memory_mb": self.limits.memory_mb, "output_mb": self.limits.output_mb,
-            "processes": self.limits.processes, "lesson": self.lesson.name,
-            "swapped": self.lesson.forbidden.swapped})
-        self._ask(None, START_S, "starting Python")
+        os.set_blocking(self.child.stdin.fileno(), False)   # writes wait with a deadline
+        setup = {"memory_mb": self.limits.memory_mb, "output_mb": self.limits.output_mb,
+                 "processes": self.limits.processes, "lesson": self.lesson.name,
+                 "swapped": self.lesson.forbidden.swapped}
+        self._ask(setup, START_S, "starting Python")
         self._run_program()
 
     def _run_program(self) -> None:
@@ -117,11 +118,14 @@ class StudentProcess:
                               "student process (they use what this lesson forbids, or what "
                               "such a cell made); the TESTs call your functions directly")
 
+    def _send(self, request, limit: float) -> None:
+        write_frame(self.child.stdin.fileno(), request, deadline=time.monotonic() + limit)
+
     def _ask(self, request, limit: float, what: str):
-        """Send ``request`` (None: only read) and return the reply, within ``limit`` s."""
+        """Send ``request`` and return the reply, within ``limit`` s; on any failure the
+        process is killed and StudentError says why."""
         try:
-            if request is not None:
-                write_frame(self.child.stdin.fileno(), request)
+            self._send(request, limit)
             return read_frame(self.child.stdout.fileno(), deadline=time.monotonic() + limit,
                               max_bytes=MAX_REPLY)
         except TimeoutError:
@@ -154,9 +158,9 @@ class StudentProcess:
         returns the tail of what the notebook printed."""
         if self.child is not None:
             try:
-                write_frame(self.child.stdin.fileno(), {"op": "bye"})
+                self._send({"op": "bye"}, 2.0)
                 self.child.wait(timeout=2)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, TimeoutError, subprocess.TimeoutExpired):
                 pass
         self.stop()
         text = self.output.read_bytes()[-OUTPUT_TAIL:].decode("utf-8", "replace")

@@ -108,3 +108,16 @@ def test_frames_on_a_pipe_and_what_goes_wrong_there():
     with pytest.raises(EOFError):
         read_frame(read)
     os.close(read)
+
+
+def test_a_reader_that_stops_reading_times_the_writer_out():
+    import time
+
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    try:
+        with pytest.raises(TimeoutError, match="stopped reading"):   # 8 MB > a pipe's buffer
+            write_frame(write, np.zeros(2**20), deadline=time.monotonic() + 0.2)
+    finally:
+        os.close(read)
+        os.close(write)
