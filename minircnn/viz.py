@@ -231,10 +231,24 @@ def show_roi_bins(image, roi, output_size=(7, 7), spatial_scale=1 / 16, *,
     return ax
 
 
-def save_figure(fig, path) -> str:
-    """Write ``fig`` (a Figure, or an Axes of one) to ``path`` as PNG, atomically.
+# File formats by extension: PNG (lossless, the default) and JPEG (through Pillow).
+IMAGE_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg"}
 
-    The PNG goes to a temporary file in the same folder, then ``os.replace`` moves it
+
+def image_format(path) -> str:
+    """The format ``path``'s extension names ("png" or "jpeg"); ValueError otherwise."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in IMAGE_FORMATS:
+        raise ValueError(f"{os.fspath(path)}: cannot write {ext or 'a file without an extension'}"
+                         f" images; name the file .png, .jpg or .jpeg")
+    return IMAGE_FORMATS[ext]
+
+
+def save_figure(fig, path) -> str:
+    """Write ``fig`` (a Figure, or an Axes of one) to ``path`` atomically, as PNG or JPEG
+    after its extension (``image_format``).
+
+    The image goes to a temporary file in the same folder, then ``os.replace`` moves it
     into place, so a reader never sees half a file. Parent folders are created.
 
     Returns:
@@ -242,6 +256,7 @@ def save_figure(fig, path) -> str:
     """
     fig = getattr(fig, "figure", fig) if not isinstance(fig, Figure) else fig
     path = os.fspath(path)
+    fmt = image_format(path)
     with atomic_write(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100, bbox_inches="tight")
+        fig.savefig(f, format=fmt, dpi=100, bbox_inches="tight")
     return path

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from minircnn.utils.errors import UsageError, UserError
+from minircnn.utils.errors import UserError
 
 # Model classes by the kind of checkpoint they make, and the commands that take each.
 _KINDS = {
@@ -93,5 +93,5 @@ def check_checkpoint(path, *, wants: str, command: str) -> None:
     if found == wants or (wants, found) == ("FastRCNN", "FasterRCNN"):  # a detector too
         return
     kind, taker = _KINDS.get(found, (f"a {found} checkpoint", "no minircnn command takes it"))
-    raise UsageError(f"{path} is {kind}, not {_KINDS[wants][0]}; {taker}",
-                     f"give `minircnn {command}` {_KINDS[wants][0]}")
+    raise UserError(f"{path} is {kind}, not {_KINDS[wants][0]}; {taker}",
+                    f"give `minircnn {command}` {_KINDS[wants][0]}")

@@ -13,7 +13,9 @@ import argparse
 import os
 import sys
 
+from minircnn import __version__
 from minircnn.cli import tool_commands, train_commands
+from minircnn.cli.help import describe_commands
 
 # The sub-commands, in the order ``minircnn --help`` lists them.
 ADD_COMMANDS = (
@@ -29,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="minircnn",
         description="Fast R-CNN from scratch in NumPy: train, evaluate, inspect.",
     )
+    parser.add_argument("--version", action="version", version=f"minircnn {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="show the Python traceback of an error (or MINIRCNN_DEBUG=1)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -38,15 +41,19 @@ def build_parser() -> argparse.ArgumentParser:
     for command in sub.choices.values():   # also accepted after the command's name
         command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                              help="show the Python traceback of an error")
+    describe_commands(parser)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; expected failures print one line on stderr (see cli/errors.py).
 
-    Returns the exit status: 0 success, 1 a runtime error (missing file, no GPU,
-    diverged training), 2 a usage error (argparse's own errors exit 2 the same way),
-    130 interrupted. ``--debug`` or MINIRCNN_DEBUG=1 re-raises with the traceback.
+    Returns the exit status: 0 success; 1 a failure found while running (a missing or
+    wrong-kind checkpoint, an unreadable image, no GPU, a run folder already holding a
+    run, diverged training); 2 a usage error, a command line wrong in itself (an option
+    out of range, options that do not go together; argparse's own errors exit 2 the
+    same way); 130 interrupted (Ctrl-C or SIGTERM, reported without "error:").
+    ``--debug`` or MINIRCNN_DEBUG=1 re-raises with the traceback.
     """
     from minircnn.cli.errors import explain
 
@@ -59,7 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug or known is None:    # None: not an expected failure, so a bug: traceback
             raise
         code, message = known
-        print(f"minircnn {args.command}: error: {message}", file=sys.stderr)
+        # Ctrl-C is what the user asked for, not an error: said as it is, exit 130
+        kind = "" if code == 130 else "error: "
+        print(f"minircnn {args.command}: {kind}{message}", file=sys.stderr)
         return code
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from minircnn.cli.help import config_defaults
 from minircnn.utils import settings
 from minircnn.utils.errors import UsageError, UserError
 from minircnn.utils.settings import (
@@ -90,7 +91,9 @@ def add_train(sub) -> None:
                         "Faster R-CNN paper's 4-step alternating training")
     p.add_argument("--max-proposals", type=arg_type(TRAIN_RULES["max_proposals"]), default=None,
                    help="proposals per image (>= 1)")
-    p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
+    p.add_argument("--cache-dir", default=None,
+                   help="proposal cache folder ('' disables; default: $MINIRCNN_CACHE/proposals, "
+                        "else ~/.cache/minircnn/proposals)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
     p.add_argument("--train-scales", type=arg_type(TRAIN_RULES["train_scales"], _scales),
@@ -108,6 +111,8 @@ def add_train(sub) -> None:
                       help="continue the run in --out from its checkpoint (its own settings)")
     mode.add_argument("--overwrite", action="store_true",
                       help="replace the run already in --out (else that is an error)")
+    config_defaults(p, "minircnn.training.config", "TrainConfig",
+                    {"proposals": "proposal_method"})
     p.set_defaults(func=run_train)
 
 
@@ -131,8 +136,9 @@ def _train_config(args: argparse.Namespace, out: str):
         "pretrained": False if args.scratch else None}.items() if v is not None}
     if args.resume:                            # continue with the run's own settings
         saved = read_run_config(out)
-        try:
+        try:                                   # what the file holds: found on disk, exit 1
             config = TrainConfig.from_dict(saved)
+            check_train_config(config)
         except (TypeError, ValueError) as e:
             raise UserError(f"--resume: {out}/config.json: {e}",
                             "restore it, or start the run again with --overwrite") from e
@@ -172,9 +178,12 @@ def add_eval(sub) -> None:
     p.add_argument("checkpoint", help="a .npz checkpoint (run checkpoint or model.npz)")
     p.add_argument("--num-val", type=arg_type(COUNT), default=None,
                    help="images (>= 1; default: as trained)")
-    p.add_argument("--cache-dir", default=None, help="proposal cache folder ('' disables)")
+    p.add_argument("--cache-dir", default=None,
+                   help="proposal cache folder ('' disables; default: the per-user cache, "
+                        "as train)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true",
+                   help="print strict JSON (an undefined AP is null) instead of the summary")
     p.set_defaults(func=run_eval)
 
 
@@ -201,10 +210,12 @@ def run_eval(args: argparse.Namespace) -> int:
 
 def add_detect(sub) -> None:
     """`minircnn detect CKPT IMAGE -o OUT.png`: detections drawn on an image."""
-    p = sub.add_parser("detect", help="detect shapes in a PNG and draw them")
-    p.add_argument("checkpoint", help="a .npz checkpoint")
-    p.add_argument("image", help="input PNG (RGB or RGBA)")
-    p.add_argument("-o", "--output", required=True, help="output PNG with boxes drawn")
+    p = sub.add_parser("detect", help="detect shapes in an image and draw them")
+    p.add_argument("checkpoint", help="a .npz checkpoint (run checkpoint or model.npz)")
+    p.add_argument("image", help="input PNG or JPEG: gray, RGB, RGBA or palette, 8 or 16 bits")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="image with the boxes drawn, in the format its extension names "
+                        "(.png, .jpg or .jpeg); its folder must exist")
     p.add_argument("--score-thresh", type=arg_type(settings.FRACTION, float), default=0.5,
                    help="draw scores above this (0..1)")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu", help="where to run")
@@ -216,6 +227,7 @@ def run_detect(args: argparse.Namespace) -> int:
     from minircnn.cli.errors import check_checkpoint, check_device
     from minircnn.cli.eval_detect import detect_image_file, read_image
 
+    _check_output_image(args.output)
     check_checkpoint(args.checkpoint, wants="FastRCNN", command="detect")
     check_device(args.device)
     read_image(args.image)                      # an unreadable image fails before the model loads
@@ -226,6 +238,23 @@ def run_detect(args: argparse.Namespace) -> int:
         print(f"{name:10s} {score:.3f}  " + " ".join(f"{v:6.1f}" for v in box))
     print(f"{len(dets['boxes'])} detections drawn to {args.output}")
     return 0
+
+
+def _check_output_image(path: str) -> None:
+    """-o names a .png/.jpg/.jpeg file in a folder that exists (no folder is made: a typo
+    in the path must not create a tree of folders)."""
+    from minircnn.viz import image_format
+
+    try:
+        image_format(path)
+    except ValueError as e:
+        raise UsageError(f"-o {e}") from e
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserError(f"-o {path}: the folder {folder} does not exist",
+                        "create it first or choose another path")
+    if os.path.isdir(path):
+        raise UserError(f"-o {path} is a folder", "give a file name such as out.png")
 
 
 def add_pretrain(sub) -> None:
@@ -242,6 +271,7 @@ def add_pretrain(sub) -> None:
                    help="base learning rate (> 0)")
     p.add_argument("--seed", type=arg_type(PRETRAIN_RULES["seed"]), default=None,
                    help="seed (deterministic)")
+    config_defaults(p, "minircnn.training.transfer", "PretrainConfig")
     p.set_defaults(func=run_pretrain)
 
 
@@ -275,11 +305,12 @@ def add_finetune(sub) -> None:
                    default=None, help="target images per class (>= 1)")
     p.add_argument("--finetune-from", type=arg_type(FINETUNE_RULES["finetune_from"]),
                    default=None,
-                   help="strategy (c) trains stage K onward (detectron2 FREEZE_AT)")
+                   help="strategy (c) trains stage K onward, K in 1..4 (detectron2 FREEZE_AT)")
     p.add_argument("--strategies", default=None,
                    help="comma-separated subset of scratch,frozen,from_stage,full")
     p.add_argument("--seed", type=arg_type(FINETUNE_RULES["seed"]), default=None,
                    help="seed (deterministic)")
+    config_defaults(p, "minircnn.training.transfer", "FinetuneConfig")
     p.set_defaults(func=run_finetune)
 
 

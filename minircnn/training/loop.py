@@ -132,8 +132,9 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
     Returns:
         the metrics dict also written to metrics.json.
     Raises:
-        UsageError: a setting out of range; ``out_dir`` holds a run and neither resume
-            nor overwrite was asked; resume without a checkpoint.
+        UsageError: a setting out of range.
+        UserError: ``out_dir`` holds a run and neither resume nor overwrite was asked;
+            resume without a checkpoint, or with other settings than the run's.
         RunInUse: another live process is writing a run into ``out_dir``.
         RunInterrupted: SIGINT / SIGTERM; a checkpoint at the current iteration was
             written (``resume=True`` continues it).

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minircnn.models import read_checkpoint, save_checkpoint
-from minircnn.utils.errors import RunInterrupted, RunInUse, UsageError, UserError
+from minircnn.utils.errors import RunInterrupted, RunInUse, UserError
 
 # Settings a config.json may not choose: where files go is decided by the command line
 # (--out, --cache-dir, MINIRCNN_CACHE), never by a file found in the run folder.
@@ -64,7 +64,9 @@ class RunLock:
     ``out_dir/.lock`` holds the PID of the run that owns the folder. On POSIX the file is
     also ``flock``-ed, so the kernel releases it when that process dies in any way
     (kill -9 included) and the next run takes it over; elsewhere a lock whose PID no
-    longer runs is taken over.
+    longer runs is taken over. A finished run deletes the file while it still holds the
+    lock; a run that locked a file just deleted sees that its path now names another
+    file (or none) and tries again, so two runs never both hold the folder.
 
     Raises (on enter):
         RunInUse: another live process holds the lock; the message names its PID.
@@ -76,22 +78,37 @@ class RunLock:
 
     def __enter__(self) -> RunLock:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        if not _try_lock(fd, self.path):
-            holder = _read_pid(fd)
-            os.close(fd)
-            folder = os.path.dirname(self.path)
-            raise RunInUse(f"{folder} is in use by another minircnn run (PID {holder})",
-                           "wait for it to finish or stop it, or choose another --out")
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            if not _try_lock(fd, self.path):
+                holder = _read_pid(fd)
+                os.close(fd)
+                folder = os.path.dirname(self.path)
+                raise RunInUse(f"{folder} is in use by another minircnn run (PID {holder})",
+                               "wait for it to finish or stop it, or choose another --out")
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)                # locked a file a finished run had just deleted
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self.fd = fd
         return self
 
     def __exit__(self, *exc) -> None:
-        os.ftruncate(self.fd, 0)        # the file stays (removing it races with a new run)
+        try:
+            os.remove(self.path)        # while still locked: no stale .lock is left
+        except OSError:                 # a read-only folder: leave an empty file instead
+            os.ftruncate(self.fd, 0)
         os.close(self.fd)               # closing releases the flock
         self.fd = None
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """True while ``path`` still names the open file ``fd``."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
 
 
 def _read_pid(fd: int) -> int:
@@ -120,27 +137,62 @@ def check_fresh_or_resume(out_dir, *, resume: bool, overwrite: bool) -> None:
     """A fresh run needs an empty folder (or ``overwrite``); a resumed one needs a checkpoint.
 
     ``overwrite`` deletes the previous run's files (RUN_FILES only; anything else in the
-    folder stays).
+    folder stays), all of them or, if one cannot be deleted, none.
 
     Raises:
-        UsageError: the folder holds a run and neither resume nor overwrite was asked,
-            or resume was asked and there is no checkpoint.npz.
+        UserError: the folder holds a run and neither resume nor overwrite was asked,
+            or resume was asked and there is no checkpoint.npz (exit 1: found on disk).
     """
     out_dir = os.fspath(out_dir)
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(out_dir, name))]
     weights = [name for name in found if name.endswith(".npz")]   # config.json alone: no run
     if resume:
         if "checkpoint.npz" not in found:
-            raise UsageError(f"--resume: {out_dir} has no checkpoint.npz (no epoch or "
+            raise UserError(f"--resume: {out_dir} has no checkpoint.npz (no epoch or "
                              "interrupted iteration was saved)",
-                             f"start it again with `minircnn train --out {out_dir} --overwrite`")
+                            f"start it again with `minircnn train --out {out_dir} --overwrite`")
         return
     if weights and not overwrite:
-        raise UsageError(f"{out_dir} already holds a run ({', '.join(found)})",
-                         f"continue it with `minircnn train --out {out_dir} --resume`, start "
-                         "over with --overwrite, or choose another --out")
-    for name in found:
-        os.remove(os.path.join(out_dir, name))
+        raise UserError(f"{out_dir} already holds a run ({', '.join(found)})",
+                        f"continue it with `minircnn train --out {out_dir} --resume`, start "
+                        "over with --overwrite, or choose another --out")
+    remove_run_files(out_dir, found)
+
+
+def remove_run_files(out_dir: str, names: list[str]) -> None:
+    """Delete a run's files all together or not at all (``--overwrite``).
+
+    Each file is first renamed into a fresh hidden folder (a rename within one folder is
+    atomic); if one cannot be moved, the moved ones go back and nothing has changed.
+    Only then is the hidden folder deleted.
+
+    Raises:
+        UserError: a file could not be moved (named, with the reason); the run is intact.
+    """
+    import shutil
+    import tempfile
+
+    if not names:
+        return
+    try:
+        trash = tempfile.mkdtemp(prefix=f".overwrite-{os.getpid()}-", dir=out_dir)
+    except OSError as e:
+        raise UserError(f"--overwrite: cannot write in {out_dir} ({e.strerror or e}); the run "
+                        "there is unchanged", "choose a folder you can write to") from e
+    moved = []
+    try:
+        for name in names:
+            os.replace(os.path.join(out_dir, name), os.path.join(trash, name))
+            moved.append(name)
+    except OSError as e:
+        stuck = os.path.join(out_dir, name)
+        for back in reversed(moved):           # put the run back as it was
+            os.replace(os.path.join(trash, back), os.path.join(out_dir, back))
+        shutil.rmtree(trash, ignore_errors=True)
+        raise UserError(f"--overwrite: cannot remove {stuck} "
+                        f"({e.strerror or e}); the run in {out_dir} is unchanged",
+                        "fix its permissions or choose another --out") from e
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 # --- Ctrl-C and SIGTERM ----------------------------------------------------------------------
@@ -262,13 +314,13 @@ def restore_run(path, config, model, optimizer, rng) -> RunState:
     """Load weights, momentum buffers and RNG states; return the saved run state.
 
     Raises:
-        ValueError: the checkpoint was written with other settings (each one listed).
+        UserError: the checkpoint was written with other settings (each one listed).
     """
     ckpt = read_checkpoint(path)
     mine, saved = config.to_dict(), ckpt.config
     differ = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and saved.get(k) != mine[k])
     if differ:
-        raise UsageError(f"resume: {path} was trained with different settings: " + ", ".join(
+        raise UserError(f"resume: {path} was trained with different settings: " + ", ".join(
             f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ),
             "resume with the run's own settings (leave those options out), "
             "or start over with --overwrite")

@@ -175,5 +175,5 @@ def arg_type(rule: Rule, parse=int):
         return value
 
     parse_arg.__name__ = parse.__name__   # argparse names the type in some messages
-    parse_arg.rule = rule                 # what a test reads: every option has its range
+    parse_arg.rule = rule                 # --help states the range (cli/help.py); tests read it
     return parse_arg

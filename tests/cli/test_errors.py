@@ -27,10 +27,13 @@ def run_cli(*argv, cwd=None, env=None):
 
 
 def assert_error(done, code, *fragments, command):
+    """Exit ``code``, one line ``minircnn <command>: error: ...`` (an interrupt, 130, is
+    no error: ``minircnn <command>: interrupted ...``) naming every fragment."""
     assert done.returncode == code, (done.returncode, done.stderr)
     assert "Traceback" not in done.stderr, done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"minircnn {command}: error: "), done.stderr
+    kind = "interrupted" if code == 130 else "error: "
+    assert last.startswith(f"minircnn {command}: {kind}"), done.stderr
     for fragment in fragments:
         assert fragment in done.stderr, (fragment, done.stderr)
 
@@ -65,7 +68,7 @@ def test_a_missing_and_a_truncated_checkpoint(tmp_path):
 def test_a_classifier_checkpoint_given_to_detect_says_what_it_is(classifier_checkpoint,
                                                                   tmp_path):
     done = run_cli("detect", classifier_checkpoint, "in.png", "-o", tmp_path / "o.png")
-    assert_error(done, 2, "MiniResNet classifier checkpoint", "finetune --pretrained",
+    assert_error(done, 1, "MiniResNet classifier checkpoint", "finetune --pretrained",
                  command="detect")
     assert "TrainConfig" not in done.stderr
 
@@ -73,7 +76,7 @@ def test_a_classifier_checkpoint_given_to_detect_says_what_it_is(classifier_chec
 @needs_shipped
 def test_a_detector_given_to_finetune_says_what_it_is():
     done = run_cli("finetune", "--pretrained", DETECTOR_FILE, "--epochs", "1")
-    assert_error(done, 2, "Fast R-CNN detector checkpoint", "minircnn eval", command="finetune")
+    assert_error(done, 1, "Fast R-CNN detector checkpoint", "minircnn eval", command="finetune")
 
 
 @needs_shipped
@@ -170,3 +173,57 @@ def test_a_diverging_learning_rate_stops_training_with_a_clear_error(tmp_path):
     assert_error(done, 1, "training diverged at iteration", "lower the learning rate",
                  command="train")
     assert not (tmp_path / "run" / "model.npz").exists()
+
+
+def test_the_readme_states_the_exit_code_rule():
+    """The rule the tests here hold the command to, as the README says it."""
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md")) as f:
+        readme = f.read()
+    flat = " ".join(readme.split())
+    for words in ("and exits 1", "or 2 for a usage error", "(exit 130)", "--version"):
+        assert words in flat, words
+
+
+def test_detect_output_format_and_folder_are_checked_first(tmp_path, classifier_checkpoint):
+    """-o x.gif is a usage error (2); a missing folder is an error (1), never created."""
+    done = run_cli("detect", classifier_checkpoint, "in.png", "-o", tmp_path / "x.gif")
+    assert_error(done, 2, "x.gif: cannot write .gif images", ".png, .jpg or .jpeg",
+                 command="detect")
+    missing = tmp_path / "no" / "such" / "x.png"
+    done = run_cli("detect", classifier_checkpoint, "in.png", "-o", missing)
+    assert_error(done, 1, f"the folder {missing.parent} does not exist", command="detect")
+    assert not (tmp_path / "no").exists()
+
+
+@needs_shipped
+@pytest.mark.parametrize("name, magic", [("out.png", b"\x89PNG"), ("out.JPG", b"\xff\xd8\xff"),
+                                         ("out.jpeg", b"\xff\xd8\xff")])
+def test_detect_writes_the_format_its_extension_names(tmp_path, name, magic):
+    from PIL import Image
+
+    from minircnn.data import ShapesDataset
+
+    image = tmp_path / "in.png"
+    pixels = ShapesDataset(1, image_size=64)[0]["image"].transpose(1, 2, 0)   # (H, W, 3)
+    Image.fromarray((pixels * 255).round().astype(np.uint8)).save(image)
+    done = run_cli("detect", DETECTOR_FILE, image, "-o", tmp_path / name)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / name).read_bytes()[:len(magic)] == magic
+
+
+def test_interrupt_is_reported_as_an_interrupt_not_an_error(capsys, monkeypatch):
+    import importlib
+
+    cli = importlib.import_module("minircnn.cli.main")   # minircnn.cli.main is also main()
+
+    def interrupted(args):
+        raise KeyboardInterrupt                   # Ctrl-C outside a training loop
+
+    parser = cli.build_parser()
+    parser.parse_args(["gradcheck"])              # the sub-parsers exist
+    sub = next(a for a in parser._actions if getattr(a, "choices", None))
+    sub.choices["gradcheck"].set_defaults(func=interrupted)
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert main(["gradcheck"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("minircnn gradcheck: interrupted") and "error" not in err, err

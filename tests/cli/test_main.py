@@ -86,3 +86,56 @@ def test_every_command_is_an_add_run_pair_side_by_side():
         after_add = top_level[top_level.index(add.__name__) + 1:]
         next_public = next(n for n in after_add if not n.startswith("_"))
         assert next_public == run.__name__, f"{name}: {next_public} comes between"
+
+
+def test_version(capsys):
+    from minircnn import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and capsys.readouterr().out == f"minircnn {__version__}\n"
+
+
+def _options():
+    """(command, action) for every option of every sub-command but --help / --debug."""
+    import argparse
+
+    from minircnn.cli.main import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in sub.choices.items():
+        for action in command._actions:
+            if action.option_strings and action.dest not in ("help", "debug"):
+                yield name, command, action
+
+
+def test_every_command_has_a_description_and_every_option_its_default_and_range():
+    from minircnn.cli.help import HelpFormatter, _default_text
+
+    seen = set()
+    for name, command, action in _options():
+        if name not in seen:
+            assert command.description, f"minircnn {name} --help has no description"
+            seen.add(name)
+        text = HelpFormatter(name)._get_help_string(action)
+        flag = action.option_strings[-1]
+        if _default_text(action) is not None:
+            assert "default" in text, f"minircnn {name} {flag}: no default in {text!r}"
+        if getattr(action.type, "rule", None) is not None:   # a number with a range
+            assert any(w in text for w in (">=", "> 0", "..", "in [", "in (", "0: none")), \
+                f"minircnn {name} {flag}: no range in {text!r}"
+
+
+def test_train_help_shows_the_configs_defaults(capsys):
+    from minircnn.training.config import TrainConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    out = " ".join(capsys.readouterr().out.split())          # argparse wraps lines
+    config = TrainConfig()
+    for flag, value in (("--epochs", config.epochs), ("--lr", config.lr),
+                        ("--seed", config.seed), ("--backbone", config.backbone),
+                        ("--roi-op", config.roi_op), ("--num-val", config.num_val),
+                        ("--hidden", config.hidden), ("--device", config.device)):
+        assert f"default: {value})" in out, (flag, value)

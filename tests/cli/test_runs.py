@@ -85,7 +85,7 @@ def test_a_second_train_into_a_locked_folder_refuses_naming_the_pid(tmp_path):
         done = run_cli("train", *TINY, "--out", out)
     assert_error(done, 1, f"is in use by another minircnn run (PID {os.getpid()})",
                  "choose another --out", command="train")
-    assert sorted(os.listdir(out)) == [".lock"]
+    assert os.listdir(out) == []                      # nothing written, the lock released
 
 
 def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
@@ -96,7 +96,7 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     done = run_cli("train", *TINY, "--epochs", "1", "--out", out)
     assert done.returncode == 0, done.stderr
     assert not (out / ".tmp-999999999-x-checkpoint.npz").exists()
-    assert (out / ".lock").read_text() == ""                      # released
+    assert os.listdir(out) != [] and not (out / ".lock").exists()   # released, not left
 
 
 def test_a_fresh_train_into_a_run_needs_resume_or_overwrite(tmp_path, uninterrupted):
@@ -105,7 +105,7 @@ def test_a_fresh_train_into_a_run_needs_resume_or_overwrite(tmp_path, uninterrup
     out = tmp_path / "run"
     shutil.copytree(uninterrupted, out)
     done = run_cli("train", *TINY, "--out", out)
-    assert_error(done, 2, "already holds a run", "--resume", "--overwrite", command="train")
+    assert_error(done, 1, "already holds a run", "--resume", "--overwrite", command="train")
     assert _weights(out / "model.npz").keys() == _weights(uninterrupted / "model.npz").keys()
     done = run_cli("train", *TINY, "--epochs", "1", "--out", out, "--overwrite")
     assert done.returncode == 0, done.stderr
@@ -125,11 +125,38 @@ def test_resume_ignores_a_cache_folder_named_in_config_json(tmp_path):
     done = run_cli("train", "--out", out, "--resume")
     assert done.returncode == 0, done.stderr
     assert not outside.exists()
-    assert_error(run_cli("train", "--out", out, "--resume", "--epochs", "3"), 2,
+    assert_error(run_cli("train", "--out", out, "--resume", "--epochs", "3"), 1,
                  "different settings: epochs=1 (now 3)", "--overwrite", command="train")
     (out / "config.json").write_text("[1, 2]")
     assert_error(run_cli("train", "--out", out, "--resume"), 1, "config.json holds a list",
                  command="train")
     (out / "config.json").write_text(json.dumps({**config, "epochs": 0}))
-    assert_error(run_cli("train", "--out", out, "--resume"), 2,
+    assert_error(run_cli("train", "--out", out, "--resume"), 1, "config.json",
                  "epochs must be an integer >= 1, got 0", command="train")
+
+
+def test_overwrite_replaces_the_whole_run_or_changes_nothing(tmp_path, monkeypatch):
+    """A run file that cannot be removed: every file stays, the message names it."""
+    from minircnn.training import runs
+    from minircnn.utils.errors import UserError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    names = ["config.json", "checkpoint.npz", "metrics.json"]
+    for name in names:
+        (out / name).write_text(name)
+    real_replace = os.replace
+
+    def refuse_checkpoint(src, dst):
+        if os.path.basename(src) == "checkpoint.npz" and ".overwrite-" in os.fspath(dst):
+            raise PermissionError(1, "Operation not permitted")
+        real_replace(src, dst)
+    monkeypatch.setattr(runs.os, "replace", refuse_checkpoint)
+    with pytest.raises(UserError, match=r"cannot remove .*checkpoint\.npz \(Operation not "
+                                        r"permitted\); the run in .* is unchanged"):
+        runs.check_fresh_or_resume(out, resume=False, overwrite=True)
+    assert sorted(os.listdir(out)) == sorted(names)            # config.json is still there
+    assert all((out / name).read_text() == name for name in names)
+    monkeypatch.setattr(runs.os, "replace", real_replace)
+    runs.check_fresh_or_resume(out, resume=False, overwrite=True)
+    assert os.listdir(out) == []

@@ -13,7 +13,7 @@ from minircnn.detection.sampling import hierarchical_batch
 from minircnn.models import FastRCNN, SmallVGG, read_checkpoint
 from minircnn.training import TrainConfig, flip_horizontal, train_detector, train_step
 from minircnn.training.optim import SGD, step_lr
-from minircnn.utils.errors import RunInterrupted
+from minircnn.utils.errors import RunInterrupted, UserError
 
 
 def _jittered_proposals(boxes, rng, num=60, size=64):
@@ -109,7 +109,7 @@ def test_run_is_deterministic_and_resume_continues_identically(tmp_path, monkeyp
     with pytest.raises(RunInterrupted, match="interrupted at iteration 2; continue with"):
         train_detector(quiet, tmp_path / "c", progress=False)
     monkeypatch.setattr(train_mod, "save_run_checkpoint", real_save)
-    with pytest.raises(ValueError, match=r"different settings: lr=0.02 \(now 0.5\)"):
+    with pytest.raises(UserError, match=r"different settings: lr=0.02 \(now 0.5\)"):
         train_detector(dataclasses.replace(quiet, lr=0.5), tmp_path / "c", resume=True)
     resumed = train_detector(quiet, tmp_path / "c", resume=True, progress=False)
     wc = _weights(tmp_path / "c" / "checkpoint.npz")
