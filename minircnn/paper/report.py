@@ -21,7 +21,7 @@ PAPER = {
                     "features", "train 84 h, test 47.0 s/im, mAP 66.0"),
     "table4_toy_rcnn_softmax": ("R-CNN's fine-tuned network alone: softmax, no box "
                             "regression (toy only)", "not in the paper"),
-    "table4_sppnet": ("SPP-net: fixed convs, {6,3,2,1} pyramid, 2-scale images; SVMs + "
+    "table4_sppnet": ("SPP-net: fixed convs, {6,3,2,1} pyramid, tested on 2 scales; SVMs + "
                       "box regressors", "train 25 h, test 2.3 s/im, mAP 63.1"),
     "table4_toy_sppnet_one_scale": ("SPP-net's fine-tuned fc layers alone: softmax, one scale "
                                 "(toy only)", "not in the paper"),
@@ -89,11 +89,12 @@ def _differences() -> str:
   mining and one ridge box regressor per class trained on them (the paper's regressors
   read pool5; the toy's read fc7). SPP-net: the same later stages on a network whose
   convolutions stay fixed (only the fc layers fine-tune), a {{6, 3, 2, 1}} spatial
-  pyramid (50 bins, as Fast R-CNN's 7x7 has 49), trained and tested on a two-scale
-  image pyramid (the paper: five). Both use the same backbone and head widths as Fast
-  R-CNN, so their times differ by where the backbone runs and by the stages. The "toy
-  only" rows test the fine-tuned networks with their own softmax. Times are one
-  core's, two processes running at once; MACs are counted from the layer shapes
+  pyramid (50 bins, as Fast R-CNN's 7x7 has 49), fine-tuned at one scale and tested
+  on a two-scale image pyramid (the paper used five scales for both). Both use the
+  same backbone and head widths as Fast R-CNN, so their times differ by where the
+  backbone runs and by the stages. The "toy only" rows test the fine-tuned networks
+  with their own softmax. Times are one core's, with other processes running at once
+  (the first line says the load); MACs are counted from the layer shapes
   (minircnn/paper/flops.py).
 - **Table 5.** The toy's "from the middle" is block 3 of 4, as the paper's conv3_1 is
   in VGG16's third block of five.
