@@ -311,12 +311,18 @@ class Conv2d(OpModule):
     def forward(self, x):
         out, cache = self.op_forward(x, self.w.data, self.b.data, stride=self.stride,
                                      pad=self.pad)
-        if self.is_frozen():
-            cache = None                       # no backward runs through this layer
-        elif not self.training and cache.cols is not None:
-            cache = cache._replace(cols=None)  # eval mode: backward (rare) unfolds x again
-        self._cache = cache
+        self._cache = self.kept(cache)
         return out
+
+    def kept(self, cache: ConvCache) -> ConvCache | None:
+        """What of a forward's cache to keep: nothing when frozen (no backward runs
+        through the layer), no im2col columns in eval mode (a rare backward unfolds x
+        again)."""
+        if self.is_frozen():
+            return None
+        if not self.training and cache.cols is not None:
+            return cache._replace(cols=None)
+        return cache
 
     def backward(self, dout):
         """dout -> dx, accumulating dw and db; dx is None when ``needs_input_grad`` is

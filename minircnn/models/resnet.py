@@ -31,7 +31,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.activations import ReLU
-from minircnn.layers.conv import Conv2d
+from minircnn.layers.conv import Conv2d, conv2d_param_grads
 from minircnn.layers.global_pool import GlobalAvgPool
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module, Sequential, no_forward_error
@@ -55,14 +55,18 @@ class ConvNoBias(Conv2d):
     def forward(self, x):
         xp = get_array_module(x)
         zero_bias = xp.zeros(self.w.shape[0], dtype=self.w.data.dtype)  # (F,) on x's device
-        out, self._cache = self.op_forward(x, self.w.data, zero_bias, stride=self.stride,
-                                           pad=self.pad)
+        out, cache = self.op_forward(x, self.w.data, zero_bias, stride=self.stride,
+                                     pad=self.pad)
+        self._cache = self.kept(cache)
         return out
 
     def backward(self, dout):
         if self._cache is None:
             raise no_forward_error(self)
-        dx, dw, _ = self.op_backward(dout, self._cache)  # no bias: db is not used
+        if self.needs_input_grad:
+            dx, dw, _ = self.op_backward(dout, self._cache)  # no bias: db is not used
+        else:   # nothing below reads dx (see Conv2d.backward)
+            dx, (dw, _) = None, conv2d_param_grads(dout, self._cache)
         self.w.accumulate(dw)
         return dx
 
@@ -141,6 +145,8 @@ class BasicBlock(Module):
             dx_shortcut = dshortcut  # identity: d x / d x = 1
         else:
             dx_shortcut = self.proj_conv.backward(self.proj_bn.backward(dshortcut))
+        if not self.needs_input_grad:   # the first trainable block: nothing reads dx
+            return None
         dx = dx_residual + dx_shortcut  # x fed both branches: their gradients add
         return dx
 
@@ -366,4 +372,20 @@ def freeze_stages(model: ResNetTrunk, freeze_at: int) -> ResNetTrunk:
     for i in range(freeze_at - 1):
         model.stages[i] = convert_frozen_batchnorm(model.stages[i].freeze())
     model.freeze_at = freeze_at
+    _skip_unread_gradients(model, freeze_at)
     return model
+
+
+def _skip_unread_gradients(model: ResNetTrunk, freeze_at: int) -> None:
+    """Frozen layers keep no caches, and the first trainable block computes no input
+    gradient (its convs' dx would be thrown away: backward stops below it)."""
+    frozen = [model.conv1, model.bn1, model.relu] if freeze_at >= 1 else []
+    frozen += model.stages[:max(freeze_at - 1, 0)]
+    for part in frozen:
+        for m in part.modules():
+            m.needs_input_grad = False
+    if 1 <= freeze_at <= len(model.stages):
+        first = model.stages[freeze_at - 1][0]            # the first trainable block
+        for m in (first, first.conv1, first.proj_conv):
+            if m is not None:
+                m.needs_input_grad = False

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound
+from minircnn.gradcheck import THRESHOLD, gradient_error, numeric_gradient_with_bound, rel_error
 from minircnn.gradcheck.cases import basic_block_relu_margin
 from minircnn.layers import (
     BatchNorm2d,
@@ -179,6 +179,30 @@ def test_freezing_leaves_frozen_weights_bit_identical_after_sgd():
     frozen_buffers = [v for v, p in zip(opt.velocity, opt.params, strict=True)
                       if not p.requires_grad]
     assert len(frozen_buffers) == 3 and all(v is None for v in frozen_buffers)
+
+
+@pytest.mark.parametrize("freeze_at", [1, 2, 3])
+def test_freezing_changes_which_gradients_are_computed_not_their_values(freeze_at):
+    """Frozen layers keep no cache and the first trainable block computes no dx (it
+    would be thrown away); the trainable gradients are those of the unfrozen network."""
+    x = np.random.default_rng(8).random((2, 3, 16, 16))
+    full = MiniResNet(3, widths=(4, 8, 8), norm="frozen", rng=np.random.default_rng(9),
+                      dtype=np.float64)
+    part = MiniResNet(3, widths=(4, 8, 8), norm="frozen", rng=np.random.default_rng(9),
+                      dtype=np.float64)
+    freeze_stages(part, freeze_at)
+    dlogits = np.random.default_rng(10).standard_normal((2, 3))
+    full.forward(x)
+    full.backward(dlogits)
+    part.forward(x)
+    assert part.backward(dlogits) is None
+    assert part.conv1._cache is None
+    first = part.stages[freeze_at - 1][0]
+    assert not first.needs_input_grad and not first.conv1.needs_input_grad
+    for (name, p), (_, q) in zip(full.named_parameters(), part.named_parameters(),
+                                 strict=True):
+        if q.requires_grad:
+            assert rel_error(p.grad, q.grad) <= 1e-12, name
 
 
 def test_freeze_at_validates_and_zero_freezes_nothing():
