@@ -40,6 +40,8 @@ def explain(err: BaseException) -> tuple[int, str] | None:
         return 1, "out of memory, use smaller settings (fewer images, proposals or --hidden)"
     if isinstance(err, FloatingPointError):
         return 1, str(err)
+    if isinstance(err, OSError) and err.filename and err.strerror:   # e.g. a full disk
+        return 1, f"{err.filename}: {err.strerror}, free space or choose another folder"
     if isinstance(err, (OSError, ValueError)):
         return 1, f"{err}, run again with --debug to see where it happened"
     return None
@@ -77,7 +79,7 @@ def checkpoint_class(path) -> str:
     from minircnn.models import read_checkpoint
 
     try:                              # size and header checks first (models/checkpoint.py)
-        return str(read_checkpoint(path).model_spec["class"])
+        return str(read_checkpoint(path, arrays=False).model_spec["class"])
     except (ValueError, KeyError, TypeError, OSError, EOFError) as e:
         raise UserError(f"{path} is not a readable minircnn checkpoint "
                         f"(truncated, corrupt or from another program: {e})", todo) from e

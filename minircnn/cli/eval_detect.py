@@ -24,7 +24,7 @@ from minircnn.utils.errors import UserError
 
 def _checkpoint_config(path) -> TrainConfig:
     """The TrainConfig saved in a checkpoint (defaults when it holds none)."""
-    saved = read_checkpoint(path).config
+    saved = read_checkpoint(path, arrays=False).config
     return TrainConfig.from_dict(saved) if saved else TrainConfig()
 
 

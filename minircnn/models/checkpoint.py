@@ -30,11 +30,18 @@ before any data (see archive.py) and refuses, saying what differs:
 - a config that implies more than ``MAX_PARAMETERS`` values (checked before building);
 - saved names, shapes or dtypes that differ from the rebuilt model's ``state_dict``;
 - an entry that would unpack to more than its header describes (a zip bomb), or
-  training state (``extra/``) larger than ``EXTRA_FACTOR`` times the weights.
+  training state (``extra/``) larger than ``EXTRA_FACTOR`` times the weights;
+- an entry outside ``param/``, ``extra/`` and ``meta.json``, or one that is not numbers
+  (strings, records), or weights of more than ``MAX_PARAMETERS`` float64s in bytes: so
+  reading a file allocates at most what its model needs, decided from the headers;
+- a model spec edited after saving (its SHA-256, saved beside it, differs: a checkpoint
+  whose RoIAlign was changed to RoI pooling by hand would otherwise load silently);
+- weights holding NaN or inf (a diverged run), named.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -52,6 +59,8 @@ FORMAT = 1
 MAX_PARAMETERS = 50_000_000   # values in a model's state_dict (200 MB in float32)
 EXTRA_FACTOR = 4              # training state may hold up to 4x the weights (+ 1 MiB)
 MAX_META_BYTES = 1 << 20      # meta.json: a JSON string of at most 1 MiB
+MAX_WEIGHT_BYTES = 8 * MAX_PARAMETERS   # weights read: at most MAX_PARAMETERS float64s
+NUMBER_KINDS = "biuf"         # bool, integer, unsigned, float: what an entry may hold
 
 # name -> (class, parameter counter or None); see register_model.
 _REGISTRY: dict[str, tuple[type, Callable | None]] = {}
@@ -163,20 +172,25 @@ def save_checkpoint(model: Module, path, config: dict | None = None, *,
             arrays[f"extra/{key}"] = asnumpy(value)
         else:
             extra_json[key] = value
-    meta = {"format": FORMAT, "model": spec, "config": config or {}, "extra_json": extra_json}
+    meta = {"format": FORMAT, "model": spec, "spec_sha256": _spec_hash(spec),
+            "config": config or {}, "extra_json": extra_json}
     arrays["meta.json"] = np.array(json.dumps(meta))
     with atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
     return path
 
 
-def read_checkpoint(path) -> Checkpoint:
+def read_checkpoint(path, *, arrays: bool = True) -> Checkpoint:
     """Read a checkpoint file without building the model.
 
-    The archive's headers are checked first: weights of at most ``MAX_PARAMETERS``
-    values, training state of at most ``EXTRA_FACTOR`` times that, no entry unpacking to
-    more than its header describes.
+    The archive's headers are checked first: only ``param/``, ``extra/`` and
+    ``meta.json`` entries, all of numbers; weights of at most ``MAX_PARAMETERS`` values
+    and ``MAX_WEIGHT_BYTES`` bytes, training state of at most ``EXTRA_FACTOR`` times
+    that, no entry unpacking to more than its header describes.
 
+    Args:
+        arrays: False reads only meta.json: ``state`` is empty and ``extra`` holds the
+            JSON values only (what ``minircnn eval`` needs to know the model's kind).
     Raises:
         FileNotFoundError: no file at ``path``.
         ValueError: the file is not a readable minircnn checkpoint (truncated, corrupt,
@@ -184,12 +198,9 @@ def read_checkpoint(path) -> Checkpoint:
     """
     path = os.fspath(path)
     directory, meta = _read_meta(path)
-    params = {k for k in directory if k.startswith("param/")}
-    weights = sum(math.prod(directory[k].shape) for k in params)
-    if weights > MAX_PARAMETERS:
-        raise ValueError(f"checkpoint {path!r} holds {weights:,} weight values, more than "
-                         f"the {MAX_PARAMETERS:,} a checkpoint may hold")
-    _check_extra_size(path, directory)
+    if not arrays:
+        return Checkpoint({}, meta["model"], meta.get("config", {}),
+                          dict(meta.get("extra_json", {})))
     return _checkpoint(path, directory, meta)
 
 
@@ -212,7 +223,38 @@ def _read_meta(path: str) -> tuple[dict, dict]:
         raise ValueError(f"checkpoint {path!r}: meta.json is unreadable: {e}") from e
     if meta.get("format") != FORMAT:
         raise ValueError(f"checkpoint {path!r}: format {meta.get('format')!r}, expected {FORMAT}")
+    saved_hash = meta.get("spec_sha256")        # absent in checkpoints from before it
+    if saved_hash is not None and saved_hash != _spec_hash(spec):
+        raise ValueError(f"checkpoint {path!r}: its model spec was edited after saving "
+                         f"(class {spec['class']}, kwargs {spec['kwargs']} no longer match "
+                         "the checksum saved with the weights); the weights belong to the "
+                         "model as saved")
+    _check_entries(path, directory)
     return directory, meta
+
+
+def _spec_hash(spec: dict) -> str:
+    """SHA-256 of the model spec's canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _check_entries(path: str, directory: dict) -> None:
+    """From headers only: known names, numbers only, and sizes a model can need."""
+    for name, entry in directory.items():
+        if name != "meta.json" and not name.startswith(("param/", "extra/")):
+            raise ValueError(f"checkpoint {path!r}: unexpected entry {name!r} (a checkpoint "
+                             "holds param/, extra/ and meta.json only)")
+        if name != "meta.json" and entry.dtype.kind not in NUMBER_KINDS:
+            raise ValueError(f"checkpoint {path!r}: entry {name!r} holds {entry.dtype} "
+                             "values, not numbers")
+    params = [e for k, e in directory.items() if k.startswith("param/")]
+    values = sum(math.prod(e.shape) for e in params)
+    if values > MAX_PARAMETERS or sum(e.nbytes for e in params) > MAX_WEIGHT_BYTES:
+        raise ValueError(f"checkpoint {path!r} holds {values:,} weight values in "
+                         f"{sum(e.nbytes for e in params):,} bytes, more than the "
+                         f"{MAX_PARAMETERS:,} values ({MAX_WEIGHT_BYTES:,} bytes) a "
+                         "checkpoint may hold")
+    _check_extra_size(path, directory)
 
 
 def _check_extra_size(path: str, directory: dict) -> None:
@@ -251,8 +293,12 @@ def load_checkpoint(path, *, device: str = "cpu") -> Module:
         raise ValueError(f"checkpoint {path!r}: cannot rebuild model "
                          f"{meta['model'].get('class')!r}: {e}") from e
     _compare_headers(path, model, directory)
-    _check_extra_size(path, directory)
-    model.load_state_dict(_checkpoint(path, directory, meta).state)  # names, shapes checked above
+    state = read_entries(path, [k for k in directory if k.startswith("param/")], "checkpoint")
+    for name, value in state.items():
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            raise ValueError(f"checkpoint {path!r}: weight {name[len('param/'):]!r} holds NaN "
+                             "or inf (saved from a diverged run?); use an earlier checkpoint")
+    model.load_state_dict({k[len("param/"):]: v for k, v in state.items()})  # checked above
     if device != "cpu":
         model.to(device)
     return model

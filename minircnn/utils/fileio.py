@@ -32,7 +32,8 @@ def atomic_write(path, mode: str = "wb") -> Iterator:
         ...     json.dump(metrics, f)
 
     The folder is created if needed. On an exception the temporary file is removed
-    and ``path`` keeps its old content.
+    and ``path`` keeps its old content; an OSError (a full disk, a file that cannot be
+    replaced) is raised again naming ``path``, never the temporary file.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -49,9 +50,11 @@ def atomic_write(path, mode: str = "wb") -> Iterator:
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; use the usual permissions
         os.replace(tmp, path)
         _fsync_folder(folder)          # and the rename itself is on disk
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if isinstance(e, OSError) and e.errno is not None:   # the user's file, not ours
+            raise type(e)(e.errno, e.strerror, path) from e
         raise
 
 

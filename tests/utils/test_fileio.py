@@ -71,3 +71,23 @@ def test_json_is_strict_nan_and_infinity_become_null_numpy_values_plain(tmp_path
     write_json(path, obj)
     assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
     assert json.loads(path.read_text()) == expected
+
+
+def test_a_failed_write_names_the_file_not_the_temporary(tmp_path, monkeypatch):
+    """A full disk (ENOSPC while writing) or a refused replace: the error names path."""
+    import errno
+
+    path = tmp_path / "checkpoint.npz"
+    with pytest.raises(OSError) as info:
+        with atomic_write(path) as f:
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+
+    def refuse(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", src, None, dst)
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(PermissionError) as info:
+        with atomic_write(path) as f:
+            f.write(b"x")
+    assert info.value.filename == str(path) and ".tmp-" not in str(info.value)
+    assert os.listdir(tmp_path) == []                 # and no temporary file left behind
