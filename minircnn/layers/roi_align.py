@@ -248,7 +248,7 @@ def _pool(A, B, batch, features):
     N, C, H, W = features.shape
     R, PH, _ = A.shape
     PW = B.shape[1]
-    t = xp.zeros((R, PH, C * W), dtype=features.dtype)
+    t = xp.empty((R, PH, C * W), dtype=features.dtype)   # every RoI's rows are written below
     for n, rows in _image_groups(batch, N):      # the RoIs of image n read image n only
         x = features[n].transpose(1, 0, 2).reshape(H, C * W)   # (C, H, W) -> (H, C*W)
         a = A[rows].reshape(-1, H)                # (R_n*PH, H): one matrix product
@@ -323,7 +323,9 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
         out = pool_windows(A, B, batch, features)
     else:
         out = _pool(A, B, batch, features if all_finite else xp.where(finite, features, 0))
-    out = out / count[:, None, None, None]       # average over the samples
+    # average over the samples, written C-contiguous (R, C, PH, PW): flattening it for
+    # fc6 is then a view, not a copy
+    out = xp.divide(out, count[:, None, None, None], out=xp.empty(out.shape, out.dtype))
     if not all_finite:
         out = _non_finite_outputs(out, features, cache)
     return out, cache
@@ -344,7 +346,8 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
         return xp.zeros((N, C, H, W), dtype=dout.dtype)
     # the forward's matrices; a naive forward's cache has none: build them here
     A, B, count, batch = _align_matrices(cache) if cache.matrices is None else cache.matrices
-    d = (dout / count[:, None, None, None]).transpose(0, 2, 1, 3)  # (R, PH, C, PW)
+    d = xp.empty((R, PH, C, PW), dtype=dout.dtype)  # dout / count, laid out (R, PH, C, PW)
+    xp.divide(dout.transpose(0, 2, 1, 3), count[:, None, None, None], out=d)
     d = d.reshape(R, PH * C, PW) @ B              # (R, PH*C, PW) @ (R, PW, W) -> (R, PH*C, W)
     d = d.reshape(R, PH, C * W)
     dx = xp.zeros((N, H, C * W), dtype=dout.dtype)
