@@ -113,6 +113,8 @@ class GradeReport:
                 result = "ok" if t.error is None else f"FAIL {t.error}"
                 rows.append(f"  {_num(t.points):>3}/{_num(t.max_points):<3} {t.name}: {result}")
         rows += [f"note: {note}" for note in self.notes]
+        if self.sandbox:
+            rows.append(f"sandbox: {self.sandbox}")
         rows.append(f"score: {_num(self.score)}/{_num(self.max_score)}")
         return "\n".join(rows)
 

@@ -100,6 +100,7 @@ def test_cli_text_report(course, tiny, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "  2/2   random arrays and negative numbers: ok" in printed
     assert "score: 5/5" in printed and "public tests" not in printed
+    assert "\nsandbox: namespace: " in printed or "\nsandbox: session: " in printed
 
 
 def test_cli_grade_errors(course, tmp_path, capsys):
