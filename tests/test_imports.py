@@ -6,6 +6,8 @@ inside a function: an import moved into a function to dodge a cycle is still a c
 """
 
 import ast
+import importlib
+import types
 from pathlib import Path
 
 import minircnn
@@ -122,3 +124,41 @@ def test_the_checker_finds_a_cycle_and_an_upward_import():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert find_cycle(graph) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_modules_import_names_from_the_module_that_defines_them():
+    """Inside the package, ``from minircnn.x import name`` names the module that defines
+    ``name`` ("go to definition" lands there); only package __init__s re-export."""
+    indirect = []
+    for name, path in module_files().items():
+        if path.name == "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.ImportFrom) and not node.level
+                    and (node.module or "").startswith("minircnn")):
+                continue
+            source = importlib.import_module(node.module)
+            for alias in node.names:
+                obj = getattr(source, alias.name, None)
+                home = getattr(obj, "__module__", None)
+                if isinstance(obj, types.ModuleType) or not (home or "").startswith("minircnn"):
+                    continue                   # a submodule, or a constant (no __module__)
+                if home != node.module:
+                    indirect.append(f"{name}: from {node.module} import {alias.name} "
+                                    f"(defined in {home})")
+    assert indirect == []
+
+
+def test_only_package_inits_re_export():
+    """A module that imports a minircnn name uses it (no ``# noqa: F401`` re-exports)."""
+    unused = []
+    for name, path in module_files().items():
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text(), str(path))
+        used = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("minircnn"):
+                unused += [f"{name}: {a.name}" for a in node.names
+                           if (a.asname or a.name) not in used]
+    assert unused == []

@@ -24,7 +24,7 @@ import numpy as np
 from minircnn.classroom.codec import CodecError, Ref, read_frame, write_frame
 from minircnn.classroom.report import ExerciseResult, TestResult
 from minircnn.classroom.sandbox import forbidden_code, kill, launch, sandbox_mode
-from minircnn.gradcheck import numeric_gradient, rel_error
+from minircnn.gradcheck.core import numeric_gradient, rel_error
 
 PUBLIC_SECRET = "minircnn public tests"
 OUTPUT_TAIL = 4000    # characters of the notebook's output kept in the report

@@ -1,4 +1,6 @@
-"""Where the student process runs: a package without the answers, a scrubbed environment,
+"""Where the student process runs: no answers, a scrubbed environment, namespaces.
+
+Where the student process runs: a package without the answers, a scrubbed environment,
 and (where Linux allows) namespaces that hide the teacher's files.
 
 * **The package the student imports** is a copy of minircnn in the submission's own

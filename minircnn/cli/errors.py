@@ -76,7 +76,7 @@ def checkpoint_class(path) -> str:
         head = f.read(4)
     if head not in _ZIP_MAGIC:
         raise UserError(f"{path} is not a minircnn checkpoint (not an .npz archive)", todo)
-    from minircnn.models import read_checkpoint
+    from minircnn.models.checkpoint import read_checkpoint
 
     try:                              # size and header checks first (models/checkpoint.py)
         return str(read_checkpoint(path, arrays=False).model_spec["class"])

@@ -13,7 +13,7 @@ import numpy as np
 
 from minircnn.data.shapes import ShapesDataset
 from minircnn.detection.inference import check_model_classes
-from minircnn.models import load_checkpoint, read_checkpoint
+from minircnn.models.checkpoint import load_checkpoint, read_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets
 from minircnn.training.metrics import evaluate_detector
 from minircnn.training.proposals import load_proposals

@@ -135,7 +135,8 @@ def add_grade(sub) -> None:
 def run_grade(args: argparse.Namespace) -> int:
     import os
 
-    from minircnn.classroom.grade import Limits, grade_batch
+    from minircnn.classroom.grade import grade_batch
+    from minircnn.classroom.grade_run import Limits
     from minircnn.classroom.gradebook import write_csv
     from minircnn.utils.fileio import dumps_json
 

@@ -54,7 +54,7 @@ def add_dataset(sub) -> None:
 
 
 def run_dataset(args: argparse.Namespace) -> int:
-    from minircnn.data import ShapesDataset, export_dataset
+    from minircnn.data.shapes import ShapesDataset, export_dataset
 
     ds = ShapesDataset(args.num_images, image_size=args.image_size, seed=args.seed,
                        max_objects=args.max_objects)

@@ -1,4 +1,6 @@
-"""Gradient checking: numeric gradients with an error bound, ``rel_error``, ``check_layer``
+"""Gradient checking: numeric gradients, their error bound, one case per layer.
+
+Numeric gradients with an error bound, ``rel_error``, ``check_layer``
 (core.py), and one declarative case per layer that ``minircnn gradcheck`` runs (cases.py).
 
 ``from minircnn.gradcheck import check_layer, rel_error`` is the import lessons use.

@@ -57,11 +57,13 @@ from minircnn.layers.pool import (
     max_pool2d_forward_naive,
 )
 from minircnn.layers.residual_add import add_backward, add_forward
-from minircnn.layers.roi_pool import (
+from minircnn.layers.roi_align import (
     roi_align_backward,
     roi_align_backward_naive,
     roi_align_forward,
     roi_align_forward_naive,
+)
+from minircnn.layers.roi_pool import (
     roi_pool_backward,
     roi_pool_backward_naive,
     roi_pool_forward,

@@ -1,4 +1,6 @@
-"""Global average pooling: the op a ResNet's head adds to a VGG (with the residual add,
+"""Global average pooling: the op a ResNet's head adds to a VGG.
+
+Global average pooling: the op a ResNet's head adds to a VGG (with the residual add,
 residual_add.py).
 
 Global average pooling (GAP) averages each channel over all spatial positions:

@@ -1,4 +1,6 @@
-"""Argument checks shared by the RoI ops (roi_pool.py, roi_align.py): output sizes,
+"""Argument checks shared by the RoI ops (roi_pool.py, roi_align.py).
+
+Argument checks shared by the RoI ops (roi_pool.py, roi_align.py): output sizes,
 features and RoIs on the way in, dout on the way back. The bin arithmetic itself is
 ``roi_pool_bins`` in roi_pool.py.
 """

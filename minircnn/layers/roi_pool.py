@@ -34,19 +34,6 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module, OpModule, no_forward_error
-
-# RoIAlign lives in roi_align.py (file length) and is re-exported here, where docs/design.md
-# places the RoI ops.
-from minircnn.layers.roi_align import (  # noqa: F401
-    AlignGeometry,
-    RoIAlign,
-    RoIAlignCache,
-    roi_align_backward,
-    roi_align_backward_naive,
-    roi_align_forward,
-    roi_align_forward_naive,
-    roi_align_geometry,
-)
 from minircnn.layers.roi_checks import (
     check_roi_dout,
     check_roi_inputs,

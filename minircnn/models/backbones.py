@@ -32,12 +32,7 @@ from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
 from minircnn.layers.norm import BatchNorm2d
 from minircnn.layers.pool import MaxPool2d
-from minircnn.models.resnet import (  # noqa: F401
-    BasicBlock,
-    MiniResNet,
-    ResNetBackbone,
-    convert_frozen_batchnorm,
-)
+from minircnn.models.resnet import convert_frozen_batchnorm
 
 
 class SmallVGG(Module):

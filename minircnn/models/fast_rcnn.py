@@ -23,7 +23,8 @@ import numpy as np
 from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module, OpModule
-from minircnn.layers.roi_pool import RoIAlign, RoIPool
+from minircnn.layers.roi_align import RoIAlign
+from minircnn.layers.roi_pool import RoIPool
 from minircnn.models.detector import Detector
 from minircnn.utils.validate import (
     check_array,

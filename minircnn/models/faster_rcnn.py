@@ -1,4 +1,6 @@
-"""Faster R-CNN (Ren et al., 2015): Fast R-CNN whose proposals come from an RPN on the
+"""Faster R-CNN (Ren et al., 2015): Fast R-CNN with an RPN on the same features.
+
+Faster R-CNN (Ren et al., 2015): Fast R-CNN whose proposals come from an RPN on the
 same features.
 
 ::

@@ -29,7 +29,8 @@ from minircnn.backend import get_array_module
 from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
 from minircnn.layers.module import Module
-from minircnn.layers.roi_pool import RoIAlign, SpatialPyramidPool
+from minircnn.layers.roi_align import RoIAlign
+from minircnn.layers.roi_pool import SpatialPyramidPool
 from minircnn.models.detector import Detector
 from minircnn.utils.validate import check_count, check_number
 

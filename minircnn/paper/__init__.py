@@ -1,2 +1,3 @@
-"""The Fast R-CNN paper's tables and figures in toy form (``minircnn reproduce``): the
-variants each row trains, the rows, the SVM baseline, the report, the misses figure."""
+"""The Fast R-CNN paper's tables and figures in toy form (minircnn reproduce).
+
+The variants each row trains, the rows, the SVM baseline, the report, the misses figure."""

@@ -118,7 +118,7 @@ def _train_variant(job) -> str:
 
 def trained(config: ReproduceConfig, variant: str, seed: int) -> tuple:
     """(model, metrics) of a variant: trained now, or loaded from its run folder."""
-    from minircnn.models import load_checkpoint
+    from minircnn.models.checkpoint import load_checkpoint
 
     run = run_folder(config, variant, seed)
     _train_variant((config, variant, seed))

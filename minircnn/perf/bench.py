@@ -36,9 +36,8 @@ from minircnn.layers.conv import (
 from minircnn.layers.linear import linear_backward, linear_forward
 from minircnn.layers.norm import batchnorm2d_backward, batchnorm2d_forward
 from minircnn.layers.pool import max_pool2d_backward, max_pool2d_forward
+from minircnn.layers.roi_align import roi_align_backward, roi_align_forward
 from minircnn.layers.roi_pool import (
-    roi_align_backward,
-    roi_align_forward,
     roi_pool_backward,
     roi_pool_backward_naive,
     roi_pool_forward,

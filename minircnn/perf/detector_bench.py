@@ -116,7 +116,7 @@ def _inference_setup(rng):
     """The eval-mode model with the shipped trained weights (its scores, hence the
     postprocessing's work, are a trained detector's), one image, its proposals and their
     RoIs at every level."""
-    from minircnn.models import pretrained_detector
+    from minircnn.models.pretrained import pretrained_detector
 
     model, images, _ = _setup(rng)
     model.load_state_dict(pretrained_detector().state_dict())

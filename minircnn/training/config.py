@@ -1,4 +1,6 @@
-"""The settings of a detection run (TrainConfig) and what they build: the detector
+"""The settings of a detection run (TrainConfig) and the detector and data they build.
+
+The settings of a detection run (TrainConfig) and what they build: the detector
 (make_detector, its backbone pretrained on shapes classification and partly frozen) and
 the train / held-out datasets (make_datasets)."""
 
@@ -10,7 +12,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from minircnn.data.shapes import ShapesDataset
-from minircnn.models import RCNN, FasterRCNN, FastRCNN, RegionProposalNetwork, SmallVGG, SPPNet
+from minircnn.models.backbones import SmallVGG
+from minircnn.models.fast_rcnn import FastRCNN
+from minircnn.models.faster_rcnn import FasterRCNN
+from minircnn.models.rcnn import RCNN, SPPNet
+from minircnn.models.rpn import RegionProposalNetwork
 
 
 @dataclass
@@ -147,8 +153,8 @@ def _vgg_backbone(config: TrainConfig, rng: np.random.Generator) -> SmallVGG:
                         batch_norm=config.batch_norm, rng=rng)
     if not config.pretrained:
         return backbone
-    from minircnn.models import pretrained_vgg
     from minircnn.models.backbones import fold_batchnorm, with_pools
+    from minircnn.models.pretrained import pretrained_vgg
 
     source = pretrained_vgg(path=config.pretrained_path or None)
     state = with_pools(fold_batchnorm(source.backbone), config.num_pools).state_dict()
@@ -167,7 +173,8 @@ def _resnet_backbone(config: TrainConfig, rng: np.random.Generator):
     """The pretrained MiniResNet's stem + 3 stages (stride 8) with frozen BatchNorm, the
     stem and stages below ``freeze_at`` fixed (detectron2's FREEZE_AT); from scratch:
     the same architecture with BatchNorm2d, nothing frozen."""
-    from minircnn.models import ResNetBackbone, freeze_stages, pretrained_backbone
+    from minircnn.models.pretrained import pretrained_backbone
+    from minircnn.models.resnet import ResNetBackbone, freeze_stages
 
     if not config.pretrained:
         return ResNetBackbone(num_stages=3, norm="bn", rng=rng)

@@ -35,7 +35,7 @@ import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
-from minircnn.models import read_checkpoint, save_checkpoint
+from minircnn.models.checkpoint import read_checkpoint, save_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets, make_detector
 from minircnn.training.metrics import evaluate_detector
 from minircnn.training.optim import SGD, step_lr

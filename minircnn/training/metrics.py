@@ -1,5 +1,7 @@
-"""Testing a detector on held-out images: COCO AP@[.5:.95] first, VOC area AP@0.5 beside
-it, VOC07 11-point AP third, per class and per object size."""
+"""Testing a detector on held-out images: COCO AP, VOC AP, per class and size.
+
+COCO AP@[.5:.95] first, VOC area AP@0.5 beside it, VOC07 11-point AP third, per class
+and per object size."""
 
 from __future__ import annotations
 

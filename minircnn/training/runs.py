@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from minircnn.models import read_checkpoint, save_checkpoint
+from minircnn.models.checkpoint import read_checkpoint, save_checkpoint
 from minircnn.utils.errors import RunInterrupted, RunInUse, UserError
 
 # Settings a config.json may not choose: where files go is decided by the command line

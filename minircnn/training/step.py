@@ -1,4 +1,6 @@
-"""One training iteration: a minibatch of N images and R RoIs (sample_batch, the paper's
+"""One training iteration: sample a minibatch, one SGD step on the multi-task loss.
+
+One training iteration: a minibatch of N images and R RoIs (sample_batch, the paper's
 hierarchical sampling, section 2.3) and one SGD step on the multi-task loss (train_step)."""
 
 from __future__ import annotations

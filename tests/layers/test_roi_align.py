@@ -142,12 +142,16 @@ def test_module_misuse():
         RoIAlign(2, 1.0, impl="slow")
 
 
-def test_roi_pool_re_exports_roi_align():
-    """The API puts the RoI ops in roi_pool.py: the RoIAlign names are the same objects there."""
-    for name in ("RoIAlign", "RoIAlignCache", "AlignGeometry", "roi_align_geometry",
-                 "roi_align_forward", "roi_align_backward", "roi_align_forward_naive",
-                 "roi_align_backward_naive"):
-        assert getattr(roi_pool_module, name) is getattr(roi_align_module, name)
+def test_roi_align_names_are_defined_in_roi_align_and_exported_by_the_package():
+    """"Go to definition" on RoIAlign lands in roi_align.py; roi_pool.py re-exports
+    nothing, minircnn.layers exports the public names."""
+    import minircnn.layers as layers
+
+    for name in ("RoIAlign", "roi_align_forward", "roi_align_backward",
+                 "roi_align_forward_naive", "roi_align_backward_naive"):
+        assert getattr(layers, name) is getattr(roi_align_module, name)
+        assert getattr(layers, name).__module__ == "minircnn.layers.roi_align"
+        assert not hasattr(roi_pool_module, name)
 
 
 # --- bad input ------------------------------------------------------------------------
