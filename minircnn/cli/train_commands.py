@@ -165,10 +165,13 @@ def run_train(args: argparse.Namespace) -> int:
     if "proposals" in metrics:                 # an RPN run: its proposals vs selective search
         from minircnn.training.rpn_eval import format_proposals
         print(format_proposals(metrics["proposals"]))
-    print(f"time {times['total_s']:.0f} s (proposals {times['proposals_train_s']:.0f} + "
-          f"{times['proposals_val_s']:.0f} s, training {times['train_s']:.0f} s, "
-          f"eval {times['eval_s']:.0f} s; {times['cpu_s']:.0f} s of CPU in this process); "
-          f"run written to {out}/")
+    # the held-out images' proposals are made during training, in a second process: the
+    # time printed for them is only the wait once training ended
+    print(f"time {times['total_s']:.0f} s: proposals {times['proposals_train_s']:.0f} s for "
+          f"the training images (about 0 when cached) + {times['proposals_val_s']:.0f} s "
+          f"waiting for the held-out ones (made during training), training "
+          f"{times['train_s']:.0f} s, eval {times['eval_s']:.0f} s; "
+          f"{times['cpu_s']:.0f} s of CPU in this process; run written to {out}/")
     return 0
 
 

@@ -84,8 +84,7 @@ def _compute_in_chunks(dataset, method: str, max_boxes, kwargs: dict, workers: i
     Jobs come back in order, so the result is the same for any number of workers; one
     progress bar in this process counts the images of every worker.
     """
-    from tqdm.auto import tqdm
-
+    from minircnn.utils.progress import progress_bar
     from minircnn.utils.workers import map_in_workers
 
     n = len(dataset)
@@ -93,8 +92,7 @@ def _compute_in_chunks(dataset, method: str, max_boxes, kwargs: dict, workers: i
     jobs = [(_Part(dataset, a, min(a + IMAGES_PER_JOB, n)), method, max_boxes, kwargs)
             for a in starts]
     workers = min(workers, len(jobs))
-    quiet = {} if progress else {"disable": True}      # False would override TQDM_DISABLE
-    with tqdm(total=n, desc=f"proposals ({method})", **quiet) as bar:
+    with progress_bar(n, f"proposals ({method})", enabled=progress) as bar:
         if workers <= 1:
             parts = []
             for job in jobs:

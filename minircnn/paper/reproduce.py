@@ -32,7 +32,7 @@ import time
 
 from minircnn.paper.report import write_report
 from minircnn.paper.rows import ROWS, measure_row, variants_of
-from minircnn.paper.variants import VARIANTS, ReproduceConfig, map_jobs, quiet, train_variants
+from minircnn.paper.variants import VARIANTS, ReproduceConfig, map_jobs, train_variants
 from minircnn.utils.fileio import write_json
 
 # Rows that test a detector many times (R-CNN's and SPP-net's later stages, sweeps, SVM
@@ -56,15 +56,14 @@ def run_shared_evals(config: ReproduceConfig, rows, *, progress: bool = True) ->
     """Run each evaluation that ``rows`` share (one per detector and test setting, see
     rows.Eval) once, ``config.workers`` at a time, before the rows fan out: two rows
     never evaluate one detector twice, so they share one result and one timing."""
-    from tqdm.auto import tqdm
-
     from minircnn.paper.rows import evals_of, run_eval
+    from minircnn.utils.progress import progress_bar
 
     shared = list(dict.fromkeys(evals_of(r) for r in rows if evals_of(r) is not None))
     jobs = [(config, ev, seed) for ev in shared for seed in config.seeds
             if not os.path.isfile(ev.path(config, seed))]
-    with tqdm(total=len(jobs), desc=f"test detectors ({config.workers} at once)",
-              **quiet(progress)) as bar:
+    with progress_bar(len(jobs), f"test detectors ({config.workers} at once)",
+                      enabled=progress) as bar:
         map_jobs(run_eval, jobs, config.workers, lambda _: bar.update(1))
 
 
@@ -79,7 +78,7 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     Returns:
         {"rows": {row id: result}, "tables": path of tables.md, "seconds": float}.
     """
-    from tqdm.auto import tqdm
+    from minircnn.utils.progress import progress_bar
 
     start, load_start = time.time(), os.getloadavg()[0]
     rows_dir = os.path.join(config.out_dir, "rows")
@@ -112,8 +111,8 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
                                "runs": [runs[row_id][s] for s in config.seeds]}
             write_json(os.path.join(rows_dir, f"{row_id}.json"), results[row_id])
 
-    with tqdm(total=len(jobs), desc=f"measure rows ({config.workers} at once)",
-              **quiet(progress)) as bar:
+    with progress_bar(len(jobs), f"measure rows ({config.workers} at once)",
+                      enabled=progress) as bar:
         map_jobs(measure_row, jobs, config.workers, collect)
     results = {r.id: results[r.id] for r in wanted}      # the table order
     seconds = time.time() - start

@@ -133,10 +133,9 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
     The proposals of every dataset they use are computed (and cached) here first, so
     the workers only read them.
     """
-    from tqdm.auto import tqdm
-
     from minircnn.training.config import make_datasets
     from minircnn.training.proposals import load_proposals
+    from minircnn.utils.progress import progress_bar
 
     todo = [(v, s) for v, s in pairs
             if not os.path.isfile(os.path.join(run_folder(config, v, s), "model.npz"))]
@@ -152,13 +151,9 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
         load_proposals(train, shared, progress=progress)
         load_proposals(val, shared, progress=progress)
     jobs = [(config, v, s) for v, s in todo]
-    with tqdm(total=len(jobs), desc=f"train detectors ({config.workers} at once)",
-              **quiet(progress)) as bar:
+    with progress_bar(len(jobs), f"train detectors ({config.workers} at once)",
+                      enabled=progress) as bar:
         map_jobs(_train_variant, jobs, config.workers, lambda _: bar.update(1))
-
-
-def quiet(progress: bool) -> dict:
-    return {} if progress else {"disable": True}
 
 
 def map_jobs(fn, jobs: list, workers: int, on_result) -> None:

@@ -55,6 +55,7 @@ from minircnn.training.runs import (
 from minircnn.training.step import sample_batch, train_step
 from minircnn.utils.blas import blas_threads
 from minircnn.utils.fileio import remove_stale_temps, write_json
+from minircnn.utils.progress import progress_bar, summary
 from minircnn.utils.settings import check_train_config
 
 # The loss starts near log(K + 1) ~ 1.4 (cross-entropy over K + 1 classes) and falls; a
@@ -156,8 +157,6 @@ def train_detector(config: TrainConfig, out_dir, *, resume: bool = False,
 
 def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evaluate: bool,
          stop) -> dict:
-    from tqdm.auto import tqdm
-
     start = (time.time(), time.process_time())   # wall clock; this process's CPU time
     write_json(os.path.join(out_dir, "config.json"), config.to_dict())
     with blas_threads(config.blas_threads):
@@ -171,14 +170,13 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
         run = _start(config, out_dir, items, props, resume)
         t_train = time.time()
         total = _iters_per_epoch(config, len(run.items)) * config.epochs
-        quiet = {} if progress else {"disable": True}  # False would override TQDM_DISABLE
         # The held-out images' proposals are computed meanwhile in a background process,
         # on the core that one-BLAS-thread training leaves free.
         background = evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
         with (proposals_in_background(val_ds, val_config) if background else nullcontext()) \
                 as val_job:
-            with tqdm(total=total, initial=run.state.iteration, desc="train",
-                      dynamic_ncols=True, **quiet) as bar, stop.deferred():
+            with progress_bar(total, "train", enabled=progress, initial=run.state.iteration,
+                              dynamic_ncols=True) as bar, stop.deferred():
                 _train_loop(run, bar, stop)
             times["train_s"] = time.time() - t_train
             if not evaluate:
@@ -267,6 +265,8 @@ def _train_epoch(run: Run, epoch: int, xp, bar, stop) -> None:
             return
     state.epochs.append({"epoch": epoch + 1, **sums, "lr": optimizer.lr, "iterations": iters,
                          "time_s": round(time.time() - t_epoch, 2)})
+    summary(bar, f"epoch {epoch + 1}/{config.epochs}: loss {sums['loss']:.3f}, accuracy "
+                 f"{sums['accuracy']:.2f}, lr {optimizer.lr:.2g}, {time.time() - t_epoch:.0f} s")
     state.epoch = epoch + 1
 
 

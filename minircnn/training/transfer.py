@@ -116,14 +116,14 @@ def train_classifier(model, opt: SGD, x, y, *, epochs: int, batch_size: int, bas
     step. ``val = (x_val, y_val)`` adds ``val_acc``; ``on_epoch(epoch, row)`` runs after
     each epoch (checkpoints). Raises FloatingPointError when the loss is not finite.
     """
-    from tqdm.auto import tqdm
+    from minircnn.utils.progress import progress_bar, summary
 
     rng = np.random.default_rng([seed, 2])
     iters_per_epoch = math.ceil(len(x) / batch_size)
     total = epochs * iters_per_epoch
     history, it = [], 0
     model.train()
-    with tqdm(total=total, desc=desc, unit="it", leave=False) as bar:
+    with progress_bar(total, desc, unit="it", leave=False) as bar:
         for epoch in range(epochs):
             order = rng.permutation(len(x))
             losses, correct = [], 0
@@ -147,6 +147,7 @@ def train_classifier(model, opt: SGD, x, y, *, epochs: int, batch_size: int, bas
             if val is not None:
                 row["val_acc"] = accuracy(model, *val)
             history.append(row)
+            summary(bar, f"epoch {epoch + 1}/{epochs}: loss {row['train_loss']:.3f}")
             if on_epoch is not None:
                 on_epoch(epoch, row)
     return history

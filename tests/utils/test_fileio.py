@@ -91,3 +91,26 @@ def test_a_failed_write_names_the_file_not_the_temporary(tmp_path, monkeypatch):
             f.write(b"x")
     assert info.value.filename == str(path) and ".tmp-" not in str(info.value)
     assert os.listdir(tmp_path) == []                 # and no temporary file left behind
+
+
+def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch, capsys):
+    """Piped to a file: no carriage returns or cursor escapes, one summary line per call
+    and one closing line; TQDM_DISABLE=1 silences it."""
+    from minircnn.utils import progress
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(progress, "_on_terminal", lambda: False)
+    with progress.progress_bar(100, "train") as bar:
+        for _ in range(100):
+            bar.update(1)
+            bar.set_postfix(loss="0.5")
+        progress.summary(bar, "epoch 1/1: loss 0.500")
+    err = capsys.readouterr().err
+    assert err == "train: epoch 1/1: loss 0.500\n" + err.splitlines()[1] + "\n"
+    assert err.splitlines()[1].startswith("train: 100/100 done in ")
+    assert "\r" not in err and "\x1b" not in err
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    with progress.progress_bar(10, "quiet") as bar:
+        bar.update(10)
+        progress.summary(bar, "never printed")
+    assert capsys.readouterr().err == ""
