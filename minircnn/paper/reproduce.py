@@ -34,6 +34,7 @@ from minircnn.paper.report import write_report
 from minircnn.paper.rows import ROWS, measure_row, variants_of
 from minircnn.paper.variants import VARIANTS, ReproduceConfig, map_jobs, train_variants
 from minircnn.utils.fileio import write_json
+from minircnn.utils.settings import REPRODUCE_RULES, check_settings
 
 # Rows that test a detector many times (R-CNN's and SPP-net's later stages, sweeps, SVM
 # training) are measured first, for the same reason.
@@ -80,6 +81,7 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     """
     from minircnn.utils.progress import progress_bar
 
+    check_settings(config, REPRODUCE_RULES)
     start, load_start = time.time(), os.getloadavg()[0]
     rows_dir = os.path.join(config.out_dir, "rows")
     os.makedirs(rows_dir, exist_ok=True)

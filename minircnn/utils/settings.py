@@ -67,6 +67,14 @@ def interval_rule(lo: float, hi: float) -> Rule:
     return Rule(accepts, f"a pair (a, b) with {lo} <= a <= b <= {hi}")
 
 
+def seeds_rule() -> Rule:
+    """A non-empty tuple of distinct integers >= 0."""
+    def accepts(v) -> bool:
+        return isinstance(v, tuple) and len(v) > 0 and len(set(v)) == len(v) and all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in v)
+    return Rule(accepts, "a non-empty tuple of distinct integers >= 0")
+
+
 def optional(rule: Rule) -> Rule:
     """``rule`` or None."""
     return Rule(lambda v: v is None or rule.accepts(v), f"None or {rule.text}")
@@ -126,6 +134,10 @@ FINETUNE_RULES = {
     "momentum": between(0, 1, hi_open=True), "weight_decay": between(0, None), "seed": SEED,
     "impl": one_of("fast", "naive"),
 }
+
+
+# `minircnn reproduce` (ReproduceConfig).
+REPRODUCE_RULES = {"seeds": seeds_rule(), "workers": COUNT}
 
 
 def check_train_config(config) -> None:

@@ -54,3 +54,13 @@ def test_every_numeric_command_line_option_is_checked_by_a_rule():
     unchecked = [f"{name} {action.option_strings}" for name, action in typed
                  if not hasattr(action.type, "rule")]
     assert unchecked == []
+
+
+@pytest.mark.parametrize("seeds", [(), (0, 0), (-1,), (0.5,)])
+def test_reproduce_refuses_seeds_out_of_range_before_any_work(seeds, tmp_path):
+    from minircnn.paper.reproduce import reproduce
+    from minircnn.paper.variants import ReproduceConfig
+
+    with pytest.raises(UsageError, match="seeds must be a non-empty tuple of distinct"):
+        reproduce(ReproduceConfig(out_dir=str(tmp_path / "out"), quick=True, seeds=seeds))
+    assert not (tmp_path / "out").exists()
