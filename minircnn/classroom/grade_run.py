@@ -23,7 +23,7 @@ import numpy as np
 
 from minircnn.classroom.codec import CodecError, Ref, read_frame, write_frame
 from minircnn.classroom.report import ExerciseResult, TestResult
-from minircnn.classroom.sandbox import forbidden_code, kill, launch, sandbox_mode
+from minircnn.classroom.sandbox import forbidden_code, kill, launch, sandbox_mode, user_tasks
 from minircnn.gradcheck.core import numeric_gradient, rel_error
 
 PUBLIC_SECRET = "minircnn public tests"
@@ -42,7 +42,8 @@ class StudentError(Exception):
 @dataclass
 class Limits:
     """exercise_s: each student cell and each call; notebook_s: the notebook's code cells;
-    memory_mb: address space (0: none); output_mb: file size; processes: RLIMIT_NPROC;
+    memory_mb: address space (0: none); output_mb: file size; processes: how many
+    processes and threads the student may add to the user's (RLIMIT_NPROC);
     restarts: fresh student processes after a crash or a timeout."""
 
     exercise_s: float = 60.0
@@ -95,7 +96,7 @@ class StudentProcess:
             self.child = launch(package, work, out, self.hide)
         os.set_blocking(self.child.stdin.fileno(), False)   # writes wait with a deadline
         setup = {"memory_mb": self.limits.memory_mb, "output_mb": self.limits.output_mb,
-                 "processes": self.limits.processes, "lesson": self.lesson.name,
+                 "processes": user_tasks() + self.limits.processes, "lesson": self.lesson.name,
                  "swapped": self.lesson.forbidden.swapped}
         self._ask(setup, START_S, "starting Python")
         self._run_program()

@@ -167,6 +167,21 @@ def prepare_home(home: Path) -> None:
         shutil.copyfile(path, folder / path.name)
 
 
+def user_tasks() -> int:
+    """Processes and threads of this user now: RLIMIT_NPROC counts them all, so the
+    student's limit is this plus what it may add (a shared account has many)."""
+    uid, count = os.getuid(), 0
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        try:
+            status = Path("/proc", entry, "status").read_text()
+        except OSError:
+            continue   # not a process, or gone meanwhile
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields.get("Uid", "").split()[:1] == [str(uid)]:
+            count += int(fields.get("Threads", "1"))
+    return count
+
+
 def environment(home: Path) -> dict:
     """What the student process sees of the environment: nothing of the teacher's."""
     return {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",

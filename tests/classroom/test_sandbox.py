@@ -31,6 +31,10 @@ def look(source):
         writable = True
     except OSError:
         writable = False
+    import threading
+    worker = threading.Thread(target=lambda: None)   # threads count against RLIMIT_NPROC
+    worker.start()
+    worker.join()
     return {"env": sorted(os.environ), "argv": list(sys.argv), "ppid": os.getppid(),
             "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
             "cmdline": open("/proc/self/cmdline", "rb").read().decode().split("\\0"),
