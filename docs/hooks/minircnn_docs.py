@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import pkgutil
+import re
 from pathlib import Path
 
 from mkdocs.plugins import event_priority
@@ -60,7 +61,21 @@ def on_page_content(html: str, page, config, files) -> str:
         log.warning("%s: a figure was printed as text (<Figure size ...>) instead of "
                     "drawn: end the cell with the Figure, or draw with pyplot",
                     page.file.src_uri)
-    return html
+    # "minircnn/weights/README.md" in lessons and prose: a link to its page on the site
+    up = "../" * page.url.count("/")
+    return WEIGHTS_MENTION.sub(
+        lambda m: f'{m.group(1)}<a href="{up}weights/">{m.group(2)}</a>', html)
+
+
+# The README of the shipped weights, named as a path (plain or as code), not already a link.
+WEIGHTS_MENTION = re.compile(r"([^\">/])((?:<code>)?minircnn/weights/README\.md(?:</code>)?)")
+
+
+def weights_page() -> str:
+    """minircnn/weights/README.md as a page, with the misses picture it describes."""
+    text = (ROOT / "minircnn" / "weights" / "README.md").read_text(encoding="utf-8")
+    return (text.rstrip() + "\n\n![The first 12 held-out images with a miss at IoU 0.75 "
+            "(the missed box dashed red)](misses.png)\n")
 
 
 @event_priority(50)  # before mkdocs-jupyter (priority 0) wraps the notebooks
@@ -74,6 +89,7 @@ def on_files(files: Files, config) -> Files:
                           dest_dir=config["site_dir"],
                           use_directory_urls=config["use_directory_urls"]))
     files.append(File.generated(config, "cli.md", content=cli_reference()))
+    files.append(File.generated(config, "weights.md", content=weights_page()))
     for name, content in api_pages().items():
         files.append(File.generated(config, f"api/{name}.md", content=content))
     return files
@@ -92,13 +108,29 @@ def student_edition(nb: dict, lesson: str) -> dict:
             source = release_text(source, lesson)
             if nbgrader.get("solution") or nbgrader.get("grade"):
                 cell = {**cell, "outputs": [], "execution_count": None}
+            cell = {**cell, "outputs": [o for o in map(_static, cell.get("outputs", [])) if o]}
         else:
             source = strip_answers(source, lesson)
         cells.append({**cell, "source": source})
     note = {"cell_type": "markdown", "metadata": {}, "source": STUDENT_NOTE}
+    metadata = {k: v for k, v in nb.get("metadata", {}).items() if k != "widgets"}
+    nb = {**nb, "metadata": metadata}
     if "id" in nb["cells"][0]:
         note["id"] = "student-edition"
     return {**nb, "cells": [cells[0], note, *cells[1:]]}
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _static(output: dict) -> dict | None:
+    """An output without its live widget (a tqdm bar whose script comes from a CDN, blank
+    offline): its text stays; an output that was only a widget is dropped."""
+    data = output.get("data", {})
+    if WIDGET not in data:
+        return output
+    rest = {k: v for k, v in data.items() if k != WIDGET}
+    return {**output, "data": rest} if rest else None
 
 
 def executed(path: Path) -> dict:
@@ -168,8 +200,8 @@ def cli_reference() -> str:
     return "\n".join(lines) + "\n"
 
 
-# API pages: (title, introduction) by page; a subpackage's modules go on its own page
-# (when it has one), other modules on "train" when listed in TRAINING, else "utilities".
+# API pages: (title, introduction) by page, one page per subpackage. A module goes on
+# its subpackage's page; top-level modules (backend, viz) go on "utils".
 API_PAGES = {
     "layers": ("Layers", "Each op is a pair `out, cache = op_forward(...)` / "
                "`grads = op_backward(dout, cache)`; the backward passes are derived in "
@@ -180,20 +212,27 @@ API_PAGES = {
     "models": ("Models", "Backbones, the detector, the R-CNN / SPP-net baselines, "
                "checkpoints and the weights that ship with the package."),
     "data": ("Data", "The synthetic shapes dataset and its COCO export."),
-    "train": ("Training", "Training loops and their configs, SGD and its schedules, "
-              "transfer learning, truncated SVD of the head."),
-    "utilities": ("Utilities", "Array backend, gradient checking, benchmarks, drawing, "
-                  "files, classroom assignments."),
+    "training": ("Training", "The training loop and its config, SGD and its schedules, "
+                 "run folders, metrics, transfer learning."),
+    "gradcheck": ("Gradient checks", "Numerical gradients and the check of every layer "
+                  "(`minircnn gradcheck`)."),
+    "paper": ("The paper's tables", "`minircnn reproduce`: the detectors it trains, the "
+              "rows it measures and the report it writes."),
+    "perf": ("Performance", "`minircnn bench` and the GPU check."),
+    "classroom": ("Classroom", "`minircnn assign` and `minircnn grade`: student copies of "
+                  "the lessons and their grading."),
+    "utils": ("Utilities", "Array backend, argument checks, atomic files, progress, drawing."),
 }
-TRAINING = ("train", "optim", "transfer", "compress", "reproduce")
-NOT_DOCUMENTED = ("__main__", "cli")  # the command line has its own page, cli.md
+# Internals left out of the reference: the command line (its own page, cli.md), the
+# test suite's fake CuPy, and the grader's child process and sandbox plumbing.
+NOT_DOCUMENTED = ("minircnn.__main__", "minircnn.cli.", "minircnn.testing.",
+                  "minircnn.classroom.grade_child", "minircnn.classroom.grade_run",
+                  "minircnn.classroom.sandbox", "minircnn.classroom.codec")
 
 
 def _api_page_of(module: str) -> str:
-    parts = module.split(".")  # "minircnn.layers.conv" or "minircnn.training.loop"
-    if len(parts) > 2 and parts[1] in API_PAGES:
-        return parts[1]
-    return "train" if parts[1] in TRAINING else "utilities"
+    parts = module.split(".")  # "minircnn.layers.conv", "minircnn.viz"
+    return parts[1] if len(parts) > 2 and parts[1] in API_PAGES else "utils"
 
 
 def api_pages() -> dict[str, str]:
@@ -201,7 +240,7 @@ def api_pages() -> dict[str, str]:
     import minircnn
 
     modules = [m.name for m in pkgutil.walk_packages(minircnn.__path__, "minircnn.")
-               if not m.ispkg and m.name.split(".")[-1] not in NOT_DOCUMENTED]
+               if not m.ispkg and not m.name.startswith(NOT_DOCUMENTED)]
     pages = {name: [f"# {title}", "", intro] for name, (title, intro) in API_PAGES.items()}
     for module in sorted(modules):
         pages[_api_page_of(module)] += ["", f"::: {module}"]
