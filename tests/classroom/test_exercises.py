@@ -1,7 +1,8 @@
-"""The exercises added for issue 25, graded by the real judge (minircnn.classroom.grade):
-plausible wrong answers keep exactly the points they deserve, at least two of them 0 per
-exercise, and the released copies score 0. (The teacher's solutions scoring full marks
-is tests/classroom/test_assign.py's real-lesson batch.)
+"""The exercises added for issue 25 (and lesson 10's, issue 28), graded by the real
+judge (minircnn.classroom.grade): plausible wrong answers keep exactly the points they
+deserve, at least two of them 0 per exercise, and the released copies score 0. (The
+teacher's solutions scoring full marks is tests/classroom/test_assign.py's real-lesson
+batch.)
 
 Wrong answers live in wrong_answers_NN.py. To keep the batch short, one submission
 carries a wrong answer to every exercise of its lesson that has one left: submission k
@@ -22,11 +23,12 @@ from tests.classroom import (
     wrong_answers_04,
     wrong_answers_05,
     wrong_answers_07,
+    wrong_answers_10,
 )
 
 LESSONS = Path(__file__).resolve().parents[2] / "lessons"
 MODULES = (wrong_answers_02, wrong_answers_03, wrong_answers_04, wrong_answers_05,
-           wrong_answers_07)
+           wrong_answers_07, wrong_answers_10)
 WRONG = [(m.LESSON, grade_id, name) for m in MODULES for grade_id, answers in m.CASES.items()
          for name in answers]
 NEW = {m.LESSON: list(m.CASES) for m in MODULES}
@@ -92,4 +94,4 @@ def test_at_least_two_wrong_answers_score_zero_on_each_exercise():
     for module in MODULES:
         for grade_id, answers in module.CASES.items():
             assert sum(points == 0 for points, _ in answers.values()) >= 2, grade_id
-    assert len({(lesson, grade_id) for lesson, grade_id, _ in WRONG}) == 10
+    assert len({(lesson, grade_id) for lesson, grade_id, _ in WRONG}) == 12   # + lesson 10's 2
