@@ -395,7 +395,8 @@ print(f"figures in this run: {pictures}")
 # windows like `dense_boxes` above; what makes them work is that the RPN **learns** to
 # score and refine them, then NMS keeps ~300 per image. Since the backbone pass is
 # already paid for, proposals cost only the small RPN head. We time such a head on the
-# shipped backbone's features (64 channels, 32 × 32 at stride 4) with random weights:
+# shipped backbone's features (64 channels, 32 × 32 at stride 4) with random weights
+# (lesson 10 builds and trains the whole RPN):
 
 # %%
 features = model.backbone.forward(images[0][None])                     # (1, 64, 32, 32)
