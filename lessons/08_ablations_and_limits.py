@@ -352,7 +352,8 @@ for claim, (better, worse) in claims.items():
         print(f"{claim:44s} not in this run")
         continue
     gap = per_seed(better).mean() - per_seed(worse).mean()
-    verdict = "beyond the seeds" if separated(better, worse) else "within the seeds' spread"
+    verdict = ("one seed: no spread, no claim" if len(seeds) < 2 else
+               "beyond the seeds" if separated(better, worse) else "within the seeds' spread")
     print(f"{claim:44s} {gap:+.3f}  {verdict}")
 
 fig, ax = plt.subplots(figsize=(8, 6))

@@ -94,7 +94,9 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
         path = os.path.join(rows_dir, f"{row.id}.json")
         if os.path.isfile(path):
             with open(path) as f:
-                results[row.id] = json.load(f)
+                saved = json.load(f)
+            if saved["seeds"] == list(config.seeds):   # other seeds: measured again
+                results[row.id] = saved
     todo = [r for r in wanted if r.id not in results]
     needed = {v for r in todo for v in variants_of(r)}
     train_variants(config, [(v, s) for v in VARIANTS if v in needed for s in config.seeds],

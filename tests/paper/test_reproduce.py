@@ -72,6 +72,14 @@ def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
                       progress=False)
     assert again["rows"]["table5_all"]["runs"][0]["coco_AP"] == 0.123
     assert "0.123" in (tmp_path / "tables.md").read_text()
+    # a row measured with other seeds is measured again
+    saved["seeds"] = [5]
+    row.write_text(json.dumps(saved))
+    again = reproduce(ReproduceConfig(out_dir=str(tmp_path), quick=True, seeds=(0,),
+                                      rows=("table5_all",)), progress=False)
+    assert again["rows"]["table5_all"]["seeds"] == [0]
+    assert again["rows"]["table5_all"]["runs"][0]["coco_AP"] != 0.123
+    assert len(json.loads((tmp_path / "run.json").read_text())) == 3   # every invocation
 
 
 def test_unknown_row_prefix_is_a_clear_error(tmp_path):
