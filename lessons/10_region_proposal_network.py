@@ -329,8 +329,9 @@ assert head_row.passed
 # torchvision's `filter_proposals`, per image: keep the `pre_nms_top_n` anchors of
 # highest logit, decode their deltas (`decode_boxes` with weights (1, 1, 1, 1)), score
 # them σ(z), clip to the image, drop boxes narrower or shorter than `min_size`, NMS at
-# 0.7 (the paper's section 3.3), keep the first `post_nms_top_n`. Note the order: the
-# top-k comes first, so a high-scoring anchor that clipping empties still takes a place.
+# 0.7 (the Faster R-CNN paper's section 3.3), keep the first `post_nms_top_n`. Note the
+# order: the top-k comes first, so a high-scoring anchor that clipping empties still
+# takes a place.
 #
 # ### Exercise 2 — decode proposals
 #
@@ -414,8 +415,8 @@ def grade_proposals_topk_first(student, rng):
 # `minircnn train --proposals rpn` trains the RPN and Fast R-CNN together on one backbone
 # (*approximate joint training*, torchvision's way: the two losses summed, the proposals
 # treated as constants), or with `--rpn-training alternating` in the paper's four steps
-# (section 3.2). The shipped `pretrained_faster_rcnn()` came from the first
-# (minircnn/weights/README.md). Before training, the RPN's head is random and its
+# (Faster R-CNN paper, section 3.2). The shipped `pretrained_faster_rcnn()` came from the
+# first (minircnn/weights/README.md). Before training, the RPN's head is random and its
 # proposals barely depend on the image; after, they sit on the objects.
 
 # %%
