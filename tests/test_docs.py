@@ -134,3 +134,31 @@ def test_docs_extra_is_part_of_dev():
     dev = {line.strip() for line in extras["dev"].splitlines() if line.strip()}
     assert docs, "setup.cfg has no docs extra"
     assert docs <= dev, f"dev extra lacks docs packages: {sorted(docs - dev)}"
+
+
+def _hook_module(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "docs" / "hooks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_docstrings_become_markdown_that_keeps_shapes_and_links():
+    pytest.importorskip("griffe")
+    markdown = _hook_module("docstrings").markdown
+    assert markdown("dout (N, C*H*W) -> dx (N, C, H, W)") == \
+        "dout `(N, C*H*W)` -> dx `(N, C, H, W)`"                   # no *H* italics
+    assert markdown("see :func:`nms` and :class:`~minircnn.layers.Conv2d`") == \
+        "see `nms` and `minircnn.layers.Conv2d`"
+    assert markdown("Derivation: docs/layers/conv.md.") == \
+        "Derivation: [docs/layers/conv.md](../layers/conv.md)."
+    assert markdown("``cols[n, :, i*OW + j]`` (1 or 2)") == "``cols[n, :, i*OW + j]`` (1 or 2)"
+
+
+def test_the_rendered_lessons_hold_no_live_widget(site):
+    """tqdm's notebook bar is a widget whose script comes from a CDN: blank offline."""
+    for page in sorted((site / "lessons").glob("*/index.html")):
+        html = page.read_text(encoding="utf-8")
+        assert "widget-view+json" not in html and "jsdelivr" not in html, page
+    assert (site / "weights" / "index.html").is_file()
+    assert "misses.png" in (site / "weights" / "index.html").read_text(encoding="utf-8")
