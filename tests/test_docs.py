@@ -162,3 +162,13 @@ def test_the_rendered_lessons_hold_no_live_widget(site):
         assert "widget-view+json" not in html and "jsdelivr" not in html, page
     assert (site / "weights" / "index.html").is_file()
     assert "misses.png" in (site / "weights" / "index.html").read_text(encoding="utf-8")
+
+
+def test_every_in_page_anchor_resolves(site):
+    """Table-of-contents links land on their heading (lesson headings with inline code
+    included)."""
+    for page in sorted(site.glob("**/index.html")):
+        html = page.read_text(encoding="utf-8")
+        ids = set(re.findall(r'id="([^"]+)"', html))
+        broken = sorted(set(re.findall(r'href="#([^"]+)"', html)) - ids)
+        assert not broken, (page.relative_to(site), broken[:5])

@@ -61,10 +61,30 @@ def on_page_content(html: str, page, config, files) -> str:
         log.warning("%s: a figure was printed as text (<Figure size ...>) instead of "
                     "drawn: end the cell with the Figure, or draw with pyplot",
                     page.file.src_uri)
+    if page.file.src_uri.endswith(".ipynb"):
+        _fix_toc_anchors(page.toc, set(re.findall(r'id="([^"]+)"', html)))
     # "minircnn/weights/README.md" in lessons and prose: a link to its page on the site
     up = "../" * page.url.count("/")
     return WEIGHTS_MENTION.sub(
         lambda m: f'{m.group(1)}<a href="{up}weights/">{m.group(2)}</a>', html)
+
+
+def _fix_toc_anchors(toc, ids: set) -> None:
+    """A lesson heading with inline code gets its anchor from nbconvert, words of the
+    code included ("...-from-nplinalgsvd"); the table of contents drops them ("...-from").
+    Point each such entry at the one heading id whose words contain its own, in order."""
+    for item in toc:
+        if item.id not in ids:
+            words = item.id.split("-")
+            found = [i for i in ids if _subsequence(words, i.split("-"))]
+            if len(found) == 1:
+                item.id = found[0]
+        _fix_toc_anchors(item.children, ids)
+
+
+def _subsequence(short: list, long: list) -> bool:
+    rest = iter(long)
+    return all(word in rest for word in short)
 
 
 # The README of the shipped weights, named as a path (plain or as code), not already a link.
