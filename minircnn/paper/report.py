@@ -258,8 +258,8 @@ def _run_line(config, runs: list | None) -> str:
     for run in runs or ():
         line += (f" Invocation `--rows {','.join(run.get('rows', ['all']))}`: "
                  f"{run['seconds'] / 60:.0f} min wall clock, {run.get('workers', 2)} "
-                 f"workers, load average (1 min) {run['load_start']:.1f} at its start and "
-                 f"{run['load_end']:.1f} at its end.")
+                 f"worker process(es), load average (1 min) {run['load_start']:.1f} at "
+                 f"its start and {run['load_end']:.1f} at its end.")
     return line
 
 
