@@ -125,7 +125,7 @@ def test_compute_proposals_cache_round_trip_and_mismatch(tmp_path):
 
 
 class _RecordingBar:
-    """Stands in for tqdm: records every bar made and what it counted."""
+    """Stands in for a progress bar: records every bar made and what it counted."""
     made: list = []
 
     def __init__(self, total=None, desc=None, **kwargs):
@@ -144,9 +144,10 @@ class _RecordingBar:
 
 def test_workers_share_the_images_under_one_bar_and_one_cache_file(tmp_path, monkeypatch):
     """2 processes give the same boxes as 1, in one cache file that 1 process then reads."""
-    import tqdm.auto
+    from minircnn.utils import progress
 
-    monkeypatch.setattr(tqdm.auto, "tqdm", _RecordingBar)
+    monkeypatch.setattr(progress, "progress_bar",   # the bar compute_proposals asks for
+                        lambda total, desc, **kwargs: _RecordingBar(total, desc))
     monkeypatch.setattr(_RecordingBar, "made", [])
     ds = ShapesDataset(11, image_size=48, seed=3)        # 2 jobs: 8 images, then 3
     one = compute_proposals(ds, max_boxes=30)
