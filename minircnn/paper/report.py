@@ -61,7 +61,8 @@ def _differences() -> str:
     base = TrainConfig()
     iters = FULL_BASE["epochs"] * base.num_train // base.images_per_batch
     shipped = base.epochs * base.num_train // base.images_per_batch
-    main = len([v for v in VARIANTS if not v.startswith("data")])
+    grid = len([v for v in VARIANTS if v.startswith("data")])
+    main = len([v for v in VARIANTS if not v.startswith("data") and v != "faster_rcnn"])
     return f"""\
 ## Where the toy differs from the paper, and why
 
@@ -72,7 +73,7 @@ def _differences() -> str:
   times are seconds, not hours; compare ratios, not values.
 - **Schedule.** The {main} detector variants of Tables 4-8 train for {iters:,}
   iterations ({FULL_BASE["epochs"]} epochs of {base.num_train} images), not the shipped
-  detector's {shipped:,}; the {len(VARIANTS) - main} variants of the data grid train for
+  detector's {shipped:,}; the {grid} variants of the data grid train for
   {GRID_ITERS:,} iterations each, whatever their number of images (the grid holds most
   of the run's detectors). Rows compare detectors trained alike.
 - **Learning rate.** Layers that train on fixed features (fc only, SPP-net, stage 2 of
@@ -107,7 +108,10 @@ def _differences() -> str:
   where the paper draws one per image. The toy adds the pyramid at test time alone.
 - **Figure 3.** The number of proposals varies at test time only (the detector trained
   on selective search, at most {base.max_proposals} per image); the paper retrained for
-  each setting.
+  each setting. The RPN curve is a Faster R-CNN detector (approximate joint training,
+  its RPN's proposals in training too) tested with its RPN's top k proposals: the
+  answer to the paper's proposal bottleneck (Ren et al., 2015), not in the Fast R-CNN
+  paper.
 - **Data grid (section 5.3).** The paper adds VOC 2012 to VOC 2007 (more training data)
   and always starts from ImageNet; the toy varies the number of
   training images from {min(GRID_SIZES)} to {max(GRID_SIZES)} and starts from the
@@ -216,26 +220,62 @@ def _figure2(results: dict, out_dir: str) -> str | None:
     return save_figure(fig, os.path.join(out_dir, "figure2_svd.png"))
 
 
+def _figure3_curves(results: dict) -> dict:
+    """Figure 3's curves that ran: method -> the seeds' lists of points (k, AP, recall)."""
+    curves = {}
+    if "figure3_proposals" in results:
+        for method in ("selective_search", "dense"):
+            curves[method] = [r[method] for r in results["figure3_proposals"]["runs"]]
+    if "figure3_rpn" in results:
+        curves["rpn"] = [r["rpn"] for r in results["figure3_rpn"]["runs"]]
+    return curves
+
+
 def _figure3(results: dict, out_dir: str) -> str | None:
-    if "figure3_proposals" not in results:
+    curves = _figure3_curves(results)
+    if not curves:
         return None
     from matplotlib.figure import Figure
 
     from minircnn.viz import save_figure
 
-    runs = results["figure3_proposals"]["runs"]
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    for method, marker in (("selective_search", "o-"), ("dense", "s--")):
-        ks = [p["k"] for p in runs[0][method]]
+    markers = {"selective_search": "o-", "dense": "s--", "rpn": "^-"}
+    for method, runs in curves.items():
+        ks = [p["k"] for p in runs[0]]
         for key, ax in (("coco_AP", ax1), ("recall", ax2)):
-            v = np.array([[p[key] for p in r[method]] for r in runs]).mean(0)
-            ax.plot(ks, v, marker, label=method.replace("_", " "))
+            v = np.array([[p[key] for p in r] for r in runs]).mean(0)    # (ks,)
+            ax.plot(ks, v, markers[method], label=_METHOD_NAMES[method])
     ax1.set(xscale="log", xlabel="proposals per image (test)", ylabel="COCO AP")
     ax2.set(xscale="log", xlabel="proposals per image", ylabel="recall at IoU 0.5")
     ax1.legend()
     fig.suptitle("Figure 3 (toy): number of proposals, mean of seeds")
     return save_figure(fig, os.path.join(out_dir, "figure3_proposals.png"))
+
+
+_METHOD_NAMES = {"selective_search": "selective search", "dense": "dense",
+                 "rpn": "RPN (Faster R-CNN)"}
+
+
+def _figure3_table(results: dict) -> list[str]:
+    """COCO AP and recall at IoU 0.5 against k, one column pair per method that ran."""
+    curves = _figure3_curves(results)
+    if not curves:
+        return []
+    names = [_METHOD_NAMES[m] for m in curves]
+    lines = ["| proposals per image | " + " | ".join(f"COCO AP, {n} | recall, {n}"
+                                                   for n in names) + " |",
+             "|---|" + "---|---|" * len(curves)]
+    points = {m: {p["k"]: i for i, p in enumerate(runs[0])} for m, runs in curves.items()}
+    for k in sorted({k for ks in points.values() for k in ks}):
+        cells = []
+        for m, runs in curves.items():
+            i = points[m].get(k)
+            cells += (["", ""] if i is None else
+                      [_cell([r[i] for r in runs], key) for key in ("coco_AP", "recall")])
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _cpu_name() -> str:
@@ -284,6 +324,8 @@ def write_report(config, results: dict, runs: list | None = None) -> str:
     for name, path in (("Figure 2", _figure2(results, out)), ("Figure 3", _figure3(results, out))):
         lines += [f"## {name}", "", f"![{name}]({os.path.basename(path)})" if path
                   else "not run", ""]
+    figure3 = _figure3_table(results)                  # its numbers, beside the picture
+    lines += [*figure3, ""] if figure3 else []
     grid = _grid_figure(results, out)
     lines += ["## Section 5.3, more training data, and pretraining: training-set size x "
               "pretraining", "",

@@ -53,6 +53,20 @@ def _earlier_invocations(out_dir: str) -> list:
     return saved if isinstance(saved, list) else [saved]
 
 
+def _saved_rows(rows_dir: str, rows, seeds) -> dict:
+    """{row id: result} of the ``rows`` whose JSON in ``rows_dir`` was measured with
+    ``seeds`` (a row measured with other seeds is left out: it is measured again)."""
+    saved = {}
+    for row in rows:
+        path = os.path.join(rows_dir, f"{row.id}.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                result = json.load(f)
+            if result["seeds"] == list(seeds):
+                saved[row.id] = result
+    return saved
+
+
 def run_shared_evals(config: ReproduceConfig, rows, *, progress: bool = True) -> None:
     """Run each evaluation that ``rows`` share (one per detector and test setting, see
     rows.Eval) once, ``config.workers`` at a time, before the rows fan out: two rows
@@ -89,14 +103,7 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     if not wanted:
         raise ValueError(f"reproduce: no row matches {config.rows}; row ids: "
                          f"{', '.join(r.id for r in ROWS)}")
-    results = {}
-    for row in wanted:                       # rows already done: read back, not recomputed
-        path = os.path.join(rows_dir, f"{row.id}.json")
-        if os.path.isfile(path):
-            with open(path) as f:
-                saved = json.load(f)
-            if saved["seeds"] == list(config.seeds):   # other seeds: measured again
-                results[row.id] = saved
+    results = _saved_rows(rows_dir, wanted, config.seeds)   # done: read back, not recomputed
     todo = [r for r in wanted if r.id not in results]
     needed = {v for r in todo for v in variants_of(r)}
     train_variants(config, [(v, s) for v in VARIANTS if v in needed for s in config.seeds],
@@ -125,5 +132,6 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
            "workers": config.workers}
     runs = _earlier_invocations(config.out_dir) + [run]
     write_json(os.path.join(config.out_dir, "run.json"), runs)
-    tables = write_report(config, results, runs)
+    # the report shows every row saved here, so a run of a few rows completes a full one's
+    tables = write_report(config, _saved_rows(rows_dir, ROWS, config.seeds), runs)
     return {"rows": results, "tables": tables, "seconds": seconds}

@@ -296,7 +296,7 @@ def _figure3(config, seed) -> dict:
     cfg = variant_config(config, "fast_rcnn", seed)
     held_out = _val_split(cfg)
     curves = {"selective_search": [], "dense": []}
-    for k in (10, 25, 50, 100, 200, cfg.max_proposals):
+    for k in _counts(cfg):
         props = [p[:k] for p in held_out.proposals]
         curves["selective_search"].append({"k": k, **_evaluate(model, cfg, props),
                                            "recall": _recall(props, held_out.truth)})
@@ -306,6 +306,31 @@ def _figure3(config, seed) -> dict:
         curves["dense"].append({"k": k, **_evaluate(model, cfg, props),
                                 "recall": _recall(props, held_out.truth)})
     return curves
+
+
+def _counts(cfg) -> tuple:
+    """The numbers of test proposals of Figure 3's curves."""
+    return (10, 25, 50, 100, 200, cfg.max_proposals)
+
+
+@_uses("faster_rcnn")
+def _figure3_rpn(config, seed) -> dict:
+    """Figure 3's RPN curve: the Faster R-CNN detector (trained with its RPN's proposals)
+    tested with the top k of them. Its proposals come out of NMS best first, so the top
+    k are what ``post_nms_top_n = k`` would give."""
+    from minircnn.training.rpn_eval import rpn_dataset_proposals
+
+    model, _ = trained(config, "faster_rcnn", seed)
+    cfg = variant_config(config, "faster_rcnn", seed)
+    cfg = dataclasses.replace(cfg, proposal_method=config.base().proposal_method)
+    held_out = _val_split(cfg)                       # its images and ground truth
+    ranked, _ = rpn_dataset_proposals(model, held_out.dataset)
+    curve = []
+    for k in _counts(cfg):
+        props = [p[:k] for p in ranked]
+        curve.append({"k": k, **_evaluate(model, cfg, props),
+                      "recall": _recall(props, held_out.truth)})
+    return {"rpn": curve}
 
 
 def _recall(props, val) -> float:
@@ -334,6 +359,7 @@ ROWS = [
     Row("table8_softmax", _plain("fast_rcnn")),
     Row("figure2_svd", _figure2),
     Row("figure3_proposals", _figure3),
+    Row("figure3_rpn", _figure3_rpn),
     *(Row(f"data{n}_{kind}", _plain(f"data{n}_{kind}"))
       for n in GRID_SIZES for kind, _ in GRID_KINDS),
 ]

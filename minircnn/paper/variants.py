@@ -50,6 +50,9 @@ VARIANTS = {
     "cls_only": {"box_loss_weight": 0.0},             # Table 6: stage 1 of stage-wise
     "fast_rcnn": {},                                  # the recipe: fine-tune from block 3
     "ft_head": {"freeze_at": 5, "lr": FIXED_FEATURES_LR},   # Table 5: fc layers only
+    # the Fast R-CNN paper's Figure 3 (number of proposals) gets an RPN curve from this
+    # detector: Faster R-CNN, an RPN proposing its boxes (approximate joint training)
+    "faster_rcnn": {"proposal_method": "rpn"},
 }
 # More training data (section 5.3), crossed with pretrained vs from scratch. Every
 # cell trains GRID_ITERS iterations (fewer than the rows above, so that the 36
@@ -144,6 +147,8 @@ def train_variants(config: ReproduceConfig, pairs, *, progress: bool = True) -> 
     datasets = {}
     for v, s in todo:
         cfg = variant_config(config, v, s)
+        if cfg.proposal_method == "rpn":              # Faster R-CNN proposes its own
+            continue
         train, val = make_datasets(cfg)
         datasets[(repr(train), repr(val))] = (train, val, cfg)
     for train, val, cfg in datasets.values():

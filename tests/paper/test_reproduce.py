@@ -42,6 +42,12 @@ def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
     text = (tmp_path / "tables.md").read_text()
     assert "QUICK MODE" in text and "mAP 66.9" in text and "not run" not in text
     assert "Where the toy differs from the paper" in text and "Table 4's claims" in text
+    assert "COCO AP, RPN (Faster R-CNN)" in text and "COCO AP, selective search" in text
+    rpn = json.loads((tmp_path / "rows" / "figure3_rpn.json").read_text())["runs"][0]["rpn"]
+    assert [p["k"] for p in rpn] == [p["k"] for p in json.loads(
+        (tmp_path / "rows" / "figure3_proposals.json").read_text())["runs"][0][
+        "selective_search"]]
+    assert all(0 <= p["recall"] <= 1 and 0 <= p["coco_AP"] <= 1 for p in rpn)
     for name in ("figure2_svd.png", "figure3_proposals.png", "data_grid.png", "results.json",
                  "run.json"):
         assert (tmp_path / name).is_file(), name
@@ -79,6 +85,9 @@ def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
                                       rows=("table5_all",)), progress=False)
     assert again["rows"]["table5_all"]["seeds"] == [0]
     assert again["rows"]["table5_all"]["runs"][0]["coco_AP"] != 0.123
+    assert list(again["rows"]) == ["table5_all"]
+    text = (tmp_path / "tables.md").read_text()      # the other saved rows still shown
+    assert "not run" not in text and "RPN (Faster R-CNN)" in text
     assert len(json.loads((tmp_path / "run.json").read_text())) == 3   # every invocation
 
 
@@ -126,3 +135,20 @@ def test_the_committed_run_is_what_the_report_makes_of_its_results(tmp_path):
     made = (tmp_path / "tables.md").read_text().splitlines()
     assert [line for line in made if "Machine:" not in line] == \
         [line for line in expected if "Machine:" not in line]
+
+
+def test_figure3_table_puts_each_method_curve_side_by_side():
+    from minircnn.paper.report import _figure3_table
+
+    def point(k, ap):
+        return {"k": k, "coco_AP": ap, "recall": ap / 2}
+    results = {
+        "figure3_proposals": {"runs": [{"selective_search": [point(10, 0.2), point(300, 0.4)],
+                                        "dense": [point(1000, 0.1)]}]},
+        "figure3_rpn": {"runs": [{"rpn": [point(10, 0.3), point(300, 0.5)]}]}}
+    lines = _figure3_table(results)
+    assert "COCO AP, RPN (Faster R-CNN)" in lines[0] and "recall, dense" in lines[0]
+    assert lines[2:] == ["| 10 | 0.200 | 0.100 |  |  | 0.300 | 0.150 |",
+                         "| 300 | 0.400 | 0.200 |  |  | 0.500 | 0.250 |",
+                         "| 1000 |  |  | 0.100 | 0.050 |  |  |"]
+    assert _figure3_table({}) == []
