@@ -44,3 +44,7 @@ class RunInterrupted(UserError):
 
 class RunInUse(UserError):
     """Another live process holds the lock of a run folder."""
+
+
+class WorkerDied(UserError, RuntimeError):
+    """A worker process ended (killed, out of memory, os._exit) without sending its result."""

@@ -21,6 +21,8 @@ import sys
 import threading
 import time
 
+from minircnn.utils.errors import WorkerDied
+
 _PR_SET_PDEATHSIG = 1          # from <linux/prctl.h>
 
 
@@ -68,13 +70,19 @@ def map_in_workers(function, jobs: list, processes: int, *, on_result=None) -> l
     return results
 
 
+POLL_S = 0.5                   # how often a waiting parent checks that the worker lives
+
+
 class InBackground:
     """``function(*args)`` in one worker process while this process goes on.
 
     ``with InBackground(f, x) as job: ...; y = job.result()`` waits for the worker (and
     re-raises its exception, if any) only when ``result`` is called; leaving the block
     terminates the worker, so an interrupted run leaves nothing running. The worker dies
-    with this process, as those of ``map_in_workers``.
+    with this process, as those of ``map_in_workers``. A worker that dies first (killed,
+    out of memory) makes ``result`` raise WorkerDied instead of waiting forever: it is a
+    plain process sending its one result through a pipe, not a pool, which would quietly
+    replace a dead worker and never deliver the lost task's result.
     """
 
     def __init__(self, function, *args):
@@ -83,14 +91,66 @@ class InBackground:
     def __enter__(self) -> InBackground:
         import multiprocessing
 
-        self._pool = multiprocessing.Pool(1, initializer=_die_with_parent,
-                                          initargs=(os.getpid(),))
-        self._job = self._pool.apply_async(self.function, self.args)
+        self._receive, send = multiprocessing.Pipe(duplex=False)
+        self._process = multiprocessing.Process(
+            target=_run_and_send, args=(send, os.getpid(), self.function, self.args),
+            daemon=True)
+        self._process.start()
+        send.close()                  # the worker holds the only sending end now
+        self._message = None
         return self
 
     def result(self):
-        return self._job.get()
+        if self._message is None:
+            self._message = self._wait()
+        kind, value = self._message
+        if kind == "error":
+            raise value
+        return value
+
+    def _wait(self) -> tuple:
+        """The worker's ("result" | "error", value), or WorkerDied once it is gone without."""
+        while not self._receive.poll(POLL_S):
+            if not self._process.is_alive() and not self._receive.poll(0):
+                return self._died()
+        try:
+            return self._receive.recv()
+        except EOFError:              # the pipe closed with nothing in it
+            return self._died()
+
+    def _died(self):
+        self._process.join()
+        raise WorkerDied(f"the background worker running {_name(self.function)} ended "
+                         f"({_how_it_ended(self._process.exitcode)}) without returning",
+                         "if the machine ran out of memory, free some and run again")
 
     def __exit__(self, *exc) -> None:
-        self._pool.terminate()
-        self._pool.join()
+        if self._process.is_alive():
+            self._process.terminate()
+        self._process.join()
+        self._receive.close()
+
+
+def _run_and_send(send, parent_pid: int, function, args) -> None:
+    """The worker: ``function(*args)``, its result or exception sent to the parent."""
+    _die_with_parent(parent_pid)
+    try:
+        message = ("result", function(*args))
+    except Exception as e:          # re-raised by the parent's result()
+        message = ("error", e)
+    try:
+        send.send(message)
+    except Exception as e:          # a result or exception that does not pickle
+        send.send(("error", RuntimeError(f"{_name(function)}: its result could not be "
+                                         f"sent back to the parent process: {e!r}")))
+    send.close()
+
+
+def _name(function) -> str:
+    return getattr(function, "__qualname__", repr(function))
+
+
+def _how_it_ended(exitcode: int | None) -> str:
+    if exitcode is not None and exitcode < 0:
+        return f"killed by {signal.Signals(-exitcode).name}"
+    return f"exit code {exitcode}"

@@ -69,6 +69,21 @@ def test_in_background_returns_raises_and_leaves_no_process():
     assert multiprocessing.active_children() == []
 
 
+@pytest.mark.parametrize("function, arg, how", [
+    (os._exit, 3, "exit code 3"),
+    (signal.raise_signal, signal.SIGKILL, "killed by SIGKILL")])   # as the OOM killer does
+def test_in_background_reports_a_dead_worker_instead_of_waiting_forever(function, arg, how):
+    import multiprocessing
+
+    from minircnn.utils.errors import WorkerDied
+    from minircnn.utils.workers import InBackground
+
+    with InBackground(function, arg) as job, pytest.raises(WorkerDied, match=how) as died:
+        job.result()
+    assert f"{function.__qualname__} ended" in str(died.value) and "memory" in str(died.value)
+    assert multiprocessing.active_children() == []
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
 def test_workers_exit_when_the_parent_is_killed(tmp_path, sig):
