@@ -16,6 +16,7 @@ import sys
 from minircnn import __version__
 from minircnn.cli import tool_commands, train_commands
 from minircnn.cli.help import describe_commands
+from minircnn.utils.memory import keep_freed_memory
 
 # The sub-commands, in the order ``minircnn --help`` lists them.
 ADD_COMMANDS = (
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from minircnn.cli.errors import explain
 
     args = build_parser().parse_args(argv)
+    keep_freed_memory()    # every iteration's arrays reuse warm pages (utils/memory.py)
     debug = args.debug or os.environ.get("MINIRCNN_DEBUG", "") not in ("", "0")
     try:
         return int(args.func(args) or 0)

@@ -6,8 +6,9 @@ flipped), zero padding on all four sides, output size ``floor((H + 2 pad - KH) /
 
 The fast path views the zero-padded input as windows with stride tricks and copies
 them *once* into a contiguous column matrix, so one (batched) matmul does the whole
-layer; col2im adds the KH*KW shifted slices back (no ``add.at``). Everything stays
-NCHW and contiguous; runs of OW pixels are copied at a time, never one pixel.
+layer; col2im adds the KH*KW shifted slices back (no ``add.at``, no padded buffer).
+Everything stays NCHW and contiguous; runs of OW pixels are copied at a time, never
+one pixel.
 """
 
 from __future__ import annotations
@@ -156,27 +157,34 @@ def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) ->
         flattened in (c, kh, kw) order, the order of ``w.reshape(F, -1)``, so the
         forward is one product ``w_mat @ cols`` with both operands contiguous.
 
-    One strided slice copy per kernel offset (kh, kw): offset (kh, kw) of window (i, j)
-    reads x[:, :, i*s + kh - pad, j*s + kw - pad], a strided grid of the input, copied
-    in runs of OW values. Outputs whose offset falls in the padding get zeros, so no
-    padded copy of x is ever made.
+    A strided view reads every window without copying: offset (kh, kw) of window (i, j)
+    is x_pad[n, c, i*s + kh, j*s + kw], so stepping i moves s rows and stepping kh one
+    row. Copying that view once into a contiguous array is the whole unfold (runs of OW
+    values at a time, never one pixel).
     """
     x = check_array("x", x, op="im2col", ndim=4, kinds=None, axes="(N, C, H, W)")
     KH, KW, stride, pad, OH, OW = _check_window("im2col", x.shape, KH, KW, stride, pad)
     xp = get_array_module(x)
     N, C, H, W = x.shape
+    x_pad = _zero_pad(x, pad)                              # (N, C, H+2p, W+2p)
+    sN, sC, sH, sW = x_pad.strides                         # bytes per step of each axis
+    windows = xp.lib.stride_tricks.as_strided(             # view: windows[n, c, kh, kw, i, j]
+        x_pad, (N, C, KH, KW, OH, OW),                     #   = x_pad[n, c, i s + kh, j s + kw]
+        (sN, sC, sH, sW, sH * stride, sW * stride))
     cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    for kh in range(KH):
-        out_rows, in_rows = _offset_slices(kh, pad, stride, H, OH)
-        for kw in range(KW):
-            out_cols, in_cols = _offset_slices(kw, pad, stride, W, OW)
-            dst = cols[:, :, kh, kw]                      # view (N, C, OH, OW)
-            dst[:, :, out_rows, out_cols] = x[:, :, in_rows, in_cols]
-            dst[:, :, :out_rows.start] = 0                # windows whose offset (kh, kw)
-            dst[:, :, out_rows.stop:] = 0                 # falls in the padding: the
-            dst[:, :, :, :out_cols.start] = 0             # border strips, zeros
-            dst[:, :, :, out_cols.stop:] = 0
+    cols[...] = windows                                    # the one copy
     return cols.reshape(N, C * KH * KW, OH * OW)  # (N, K, P), K = C*KH*KW, P = OH*OW
+
+
+def _zero_pad(x: np.ndarray, pad: int) -> np.ndarray:
+    """x (N, C, H, W) with ``pad`` zeros on each side: (N, C, H+2p, W+2p); x if pad = 0."""
+    if pad == 0:
+        return x
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    x_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
+    x_pad[:, :, pad:pad + H, pad:pad + W] = x
+    return x_pad
 
 
 def col2im(dcols: np.ndarray, x_shape: tuple, KH: int, KW: int, *,

@@ -47,6 +47,7 @@ from minircnn.layers.roi_pool import (
     spp_forward,
 )
 from minircnn.utils.blas import blas_threads
+from minircnn.utils.memory import keep_freed_memory
 from minircnn.utils.text_tables import text_table
 
 Setup = Callable[[np.random.Generator], tuple[Callable[[], object], "float | None"]]
@@ -302,11 +303,13 @@ def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0,
     after a warm-up run.
     Returns:
         {"numpy": version, "repeats": repeats, "blas_threads": threads, "cpu_count": int,
-         "load_avg": float, "machine": {"platform", "cpu", "blas"} (strings),
+         "malloc_keeps_freed": bool (utils/memory.py), "load_avg": float,
+         "machine": {"platform", "cpu", "blas"} (strings),
          "matmul_gflops": float, "entries": {name: {"ms", "clock", "flops", "gflops",
          "pct_of_matmul", ["speedup"], ["pct_of_whole"]}}}; flops / gflops /
         pct_of_matmul are None for entries without a FLOP count.
     """
+    kept = keep_freed_memory()         # as the minircnn command runs (utils/memory.py)
     rng = np.random.default_rng(seed)
     chosen = [b for b in BENCHMARKS if b.name == MATMUL or only is None or only in b.name]
     entries: dict[str, dict] = {}
@@ -333,7 +336,7 @@ def run_bench(repeats: int = 5, only: str | None = None, seed: int = 0,
         if bench.part_of in entries:
             entry["pct_of_whole"] = 100.0 * entry["ms"] / entries[bench.part_of]["ms"]
     return {"numpy": np.__version__, "repeats": repeats, "blas_threads": threads,
-            "cpu_count": os.cpu_count(),
+            "cpu_count": os.cpu_count(), "malloc_keeps_freed": kept,
             "load_avg": _load_average(), "machine": ran_on, "matmul_gflops": matmul_gflops,
             "entries": entries}
 
@@ -388,7 +391,9 @@ def describe_run(results: dict) -> str:
     threads = results.get("blas_threads")
     timing = "" if threads is None else (f"{threads} BLAS thread{'s' * (threads != 1)}, "
                                          "CPU time of the thread unless named; ")
-    return (f"NumPy {results['numpy']}, {cpus}, {timing}best of {results['repeats']}; "
+    kept = {True: "malloc keeps freed memory; ", False: "malloc as the OS sets it; "}.get(
+        results.get("malloc_keeps_freed"), "")
+    return (f"NumPy {results['numpy']}, {cpus}, {timing}{kept}best of {results['repeats']}; "
             f"float32 matmul {results['matmul_gflops']:.1f} GFLOP/s")
 
 
