@@ -290,24 +290,20 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _run_line(config, runs: list | None) -> str:
-    """The line naming the machine, and the load the run met (not compared by tests):
-    ``runs`` lists the invocations that measured the rows (rows, seconds, loads)."""
-    line = (f"Machine: {_cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, "
+def _machine_line() -> str:
+    """The line naming the machine (not compared by tests: it differs between machines)."""
+    return (f"Machine: {_cpu_name()} ({platform.machine()}), {os.cpu_count()} CPUs, "
             f"Python {platform.python_version()}, NumPy {np.__version__}.")
-    for run in runs or ():
-        line += (f" Invocation `--rows {','.join(run.get('rows', ['all']))}`: "
-                 f"{run['seconds'] / 60:.0f} min wall clock, {run.get('workers', 2)} "
-                 f"worker process(es), load average (1 min) {run['load_start']:.1f} at "
-                 f"its start and {run['load_end']:.1f} at its end.")
-    return line
 
 
-def write_report(config, results: dict, runs: list | None = None) -> str:
+def write_report(config, results: dict, runs: list | None = None,
+                 detectors: dict | None = None) -> str:
     """Write tables.md, the figures and results.json into ``config.out_dir``.
 
-    ``runs`` (each: rows, seconds, load_start, load_end) are the invocations that
-    measured them."""
+    ``runs`` (run.json: each invocation's rows, seconds, loads) are the invocations that
+    measured them, ``detectors`` (detectors.json) the trained detectors' wall-clock and
+    CPU times (minircnn/paper/budget.py)."""
+    from minircnn.paper.budget import run_lines
     from minircnn.paper.claims import data_claims, table4_claims
     from minircnn.paper.variants import GRID_KINDS, GRID_SIZES
 
@@ -315,7 +311,8 @@ def write_report(config, results: dict, runs: list | None = None) -> str:
     lines = ["# Fast R-CNN's tables and figures, toy version", "",
              f"Seeds {list(config.seeds)}; each cell: mean (min-max) over seeds. "
              f"{'QUICK MODE: tiny settings, the numbers mean nothing. ' if config.quick else ''}"
-             + _run_line(config, runs), ""]
+             + _machine_line(), "",
+             "## The run: wall clock, load, CPU time", "", *run_lines(runs, detectors), ""]
     for prefix, title in SECTIONS:
         lines += [f"## {title}", "", *_table(results, prefix), ""]
         if prefix == "table4":

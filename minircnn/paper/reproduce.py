@@ -12,7 +12,9 @@ images. The output folder holds:
   whose JSON exists is not recomputed: the run is resumable row by row); the rows are
   measured ``workers`` at a time too;
 - ``tables.md``, ``figure2_svd.png``, ``figure3_proposals.png``, ``data_grid.png``,
-  ``results.json`` and ``run.json`` (minircnn/paper/report.py writes them).
+  ``results.json`` (minircnn/paper/report.py writes them), ``run.json`` (each
+  invocation's rows, wall-clock time, phases and load) and ``detectors.json`` (each
+  trained detector's wall-clock and CPU time: minircnn/paper/budget.py).
 
 The trained detectors the rows share are in minircnn/paper/variants.py, the
 experiments (minircnn/paper/rows.py) follow the paper's sections: Table 4
@@ -30,9 +32,16 @@ import json
 import os
 import time
 
+from minircnn.paper.budget import LoadSampler, detector_times
 from minircnn.paper.report import write_report
 from minircnn.paper.rows import ROWS, measure_row, variants_of
-from minircnn.paper.variants import VARIANTS, ReproduceConfig, map_jobs, train_variants
+from minircnn.paper.variants import (
+    VARIANTS,
+    ReproduceConfig,
+    map_jobs,
+    run_folder,
+    train_variants,
+)
 from minircnn.utils.fileio import write_json
 from minircnn.utils.settings import REPRODUCE_RULES, check_settings
 
@@ -88,27 +97,55 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     First the detectors the rows need are trained (``train_variants``) and tested once
     per test setting (``run_shared_evals``); then the rows' (row, seed) measurements
     run ``config.workers`` at a time, each on one core, and a
-    row's JSON is written as soon as its seeds are in.
+    row's JSON is written as soon as its seeds are in. The load average is sampled
+    meanwhile; run.json and detectors.json record what the run cost (budget.py).
 
     Returns:
         {"rows": {row id: result}, "tables": path of tables.md, "seconds": float}.
     """
-    from minircnn.utils.progress import progress_bar
-
     check_settings(config, REPRODUCE_RULES)
     start, load_start = time.time(), os.getloadavg()[0]
-    rows_dir = os.path.join(config.out_dir, "rows")
-    os.makedirs(rows_dir, exist_ok=True)
     wanted = [r for r in ROWS if config.rows is None or r.id.startswith(tuple(config.rows))]
     if not wanted:
         raise ValueError(f"reproduce: no row matches {config.rows}; row ids: "
                          f"{', '.join(r.id for r in ROWS)}")
+    with LoadSampler() as load:
+        results, phases = _measure(config, wanted, progress)
+    seconds = time.time() - start
+    run = {"rows": list(config.rows or ["all"]), "seeds": list(config.seeds),
+           "seconds": seconds, "load_start": load_start, "load_end": os.getloadavg()[0],
+           "workers": config.workers, "cpus": os.cpu_count(), **phases, **load.summary()}
+    runs = _earlier_invocations(config.out_dir) + [run]
+    write_json(os.path.join(config.out_dir, "run.json"), runs)
+    # the report shows every row saved here, so a run of a few rows completes a full one's
+    saved = _saved_rows(os.path.join(config.out_dir, "rows"), ROWS, config.seeds)
+    folders = [run_folder(config, v, s) for v in VARIANTS
+               if v in {v for r in ROWS if r.id in saved for v in variants_of(r)}
+               for s in config.seeds]
+    detectors = detector_times(folders)
+    write_json(os.path.join(config.out_dir, "detectors.json"), detectors)
+    tables = write_report(config, saved, runs, detectors)
+    return {"rows": results, "tables": tables, "seconds": seconds}
+
+
+def _measure(config: ReproduceConfig, wanted: list, progress: bool) -> tuple[dict, dict]:
+    """Train, test and measure what ``wanted`` lacks: ({row id: result} in the table
+    order, {"train_s", "evals_s", "rows_s": each phase's wall clock, "measured": jobs})."""
+    from minircnn.utils.progress import progress_bar
+
+    rows_dir = os.path.join(config.out_dir, "rows")
+    os.makedirs(rows_dir, exist_ok=True)
     results = _saved_rows(rows_dir, wanted, config.seeds)   # done: read back, not recomputed
     todo = [r for r in wanted if r.id not in results]
     needed = {v for r in todo for v in variants_of(r)}
-    train_variants(config, [(v, s) for v in VARIANTS if v in needed for s in config.seeds],
-                   progress=progress)
+    pairs = [(v, s) for v in VARIANTS if v in needed for s in config.seeds]
+    untrained = [p for p in pairs
+                 if not os.path.isfile(os.path.join(run_folder(config, *p), "model.npz"))]
+    t0 = time.time()
+    train_variants(config, pairs, progress=progress)
+    t1 = time.time()
     run_shared_evals(config, todo, progress=progress)
+    t2 = time.time()
     slow_first = sorted(todo, key=lambda r: not r.id.startswith(SLOW_ROWS))
     jobs = [(config, row.id, seed) for row in slow_first for seed in config.seeds]
     runs = {row.id: {} for row in todo}
@@ -125,13 +162,6 @@ def reproduce(config: ReproduceConfig, *, progress: bool = True) -> dict:
     with progress_bar(len(jobs), f"measure rows ({config.workers} at once)",
                       enabled=progress) as bar:
         map_jobs(measure_row, jobs, config.workers, collect)
-    results = {r.id: results[r.id] for r in wanted}      # the table order
-    seconds = time.time() - start
-    run = {"rows": list(config.rows or ["all"]), "seeds": list(config.seeds),
-           "seconds": seconds, "load_start": load_start, "load_end": os.getloadavg()[0],
-           "workers": config.workers}
-    runs = _earlier_invocations(config.out_dir) + [run]
-    write_json(os.path.join(config.out_dir, "run.json"), runs)
-    # the report shows every row saved here, so a run of a few rows completes a full one's
-    tables = write_report(config, _saved_rows(rows_dir, ROWS, config.seeds), runs)
-    return {"rows": results, "tables": tables, "seconds": seconds}
+    phases = {"train_s": t1 - t0, "evals_s": t2 - t1, "rows_s": time.time() - t2,
+              "measured": len(untrained) + len(jobs)}
+    return {r.id: results[r.id] for r in wanted}, phases

@@ -41,7 +41,32 @@ def test_pretraining_that_matters_at_the_largest_size_never_stops():
     cells = grid_cells(results, SIZES, KINDS)
     assert pretraining_stops_mattering(cells, SIZES) is None
     assert more_data_stops_helping(cells, SIZES, "scratch") == 25    # flat: 25 is enough
-    assert "matters at every size" in "\n".join(data_claims(results, SIZES, KINDS))
+    text = "\n".join(data_claims(results, SIZES, KINDS))
+    assert "still matters at all 400 images" in text
+    assert "Pretrained beyond the spread at: 25 images, 100 images, 400 images" in text
+    assert "More data does not help beyond the seeds' spread (scratch)" in text
+
+
+def test_more_data_that_helps_up_to_the_largest_size_never_stops():
+    results = _grid({(25, "pretrained"): [0.5, 0.51], (100, "pretrained"): [0.6, 0.61],
+                     (400, "pretrained"): [0.7, 0.71]} |
+                    {(n, "scratch"): [0.6, 0.7] for n in SIZES})
+    text = "\n".join(data_claims(results, SIZES, KINDS))
+    assert "still helps at all 400 images (pretrained)**: 400 beats 100" in text
+    assert "does not matter beyond the seeds' spread at any size" in text
+
+
+def test_more_data_stops_where_no_larger_set_beats_it_even_if_the_step_to_it_is_small():
+    # 25 -> 100 within the spread, 25 -> 400 beyond it; 100 is not beaten by 400
+    results = _grid({(25, "pretrained"): [0.50, 0.55], (100, "pretrained"): [0.54, 0.62],
+                     (400, "pretrained"): [0.58, 0.63]} |
+                    {(25, "scratch"): [0.7, 0.71], (100, "scratch"): [0.4, 0.45],
+                     (400, "scratch"): [0.4, 0.45]})
+    cells = grid_cells(results, SIZES, KINDS)
+    assert more_data_stops_helping(cells, SIZES, "pretrained") == 100
+    text = "\n".join(data_claims(results, SIZES, KINDS))
+    assert "stops helping at 100 images (pretrained)**" in text and "400 beats 25" in text
+    assert "from scratch beyond the spread at: 25 images" in text
 
 
 def test_an_incomplete_grid_claims_nothing():
@@ -66,6 +91,14 @@ def test_table4_ratios_against_their_bars():
     text = "\n".join(table4_claims(results))
     assert "short of it by a factor 1.25" in text and "75% of Fast R-CNN's" in text
     assert "300 times per image" in text and "(1 MiB)" in text
+    assert "R-CNN's test time is **2.7x** SPP-net's (the paper: 20x)" in text
+    assert "SPP-net tests slower" not in text
+    # SPP-net slower than R-CNN, and slow per multiply-add: said, with the reason
+    results["table4_sppnet"] = _row([0.5, 0.5], test_s_per_image=0.1, train_s=50.0,
+                                    test_macs=80.0, train_macs=500.0, **costs)
+    text = "\n".join(table4_claims(results))
+    assert "SPP-net tests slower than R-CNN here" in text
+    assert "SPP-net spends 5.0x Fast R-CNN's time per multiply-add" in text
 
 
 def test_one_seed_claims_say_they_are_not_findings():

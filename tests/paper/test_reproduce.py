@@ -116,7 +116,7 @@ def test_no_box_regression_scores_the_proposals_themselves():
 def test_the_committed_run_is_what_the_report_makes_of_its_results(tmp_path):
     """docs/reproduce holds one run: rows in the table order, every row with the run's
     seeds, Table 4 among them, and the tables.md that write_report makes of its
-    results.json (all but the line naming the machine and the load)."""
+    results.json, run.json and detectors.json (all but the line naming the machine)."""
     from minircnn.paper.report import write_report
 
     committed = os.path.join(os.path.dirname(__file__), "..", "..", "docs", "reproduce")
@@ -131,7 +131,13 @@ def test_the_committed_run_is_what_the_report_makes_of_its_results(tmp_path):
         expected = f.read().splitlines()
     config = ReproduceConfig(out_dir=str(tmp_path), seeds=tuple(seeds),
                              quick=any("QUICK MODE" in line for line in expected))
-    write_report(config, results)
+    saved = {}
+    for name in ("run.json", "detectors.json"):
+        path = os.path.join(committed, name)
+        if os.path.isfile(path):
+            with open(path) as f:
+                saved[name] = json.load(f)
+    write_report(config, results, saved.get("run.json"), saved.get("detectors.json"))
     made = (tmp_path / "tables.md").read_text().splitlines()
     assert [line for line in made if "Machine:" not in line] == \
         [line for line in expected if "Machine:" not in line]
