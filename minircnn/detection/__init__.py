@@ -6,6 +6,7 @@ These stand alone (they never import models), so ``detect`` takes any model with
 
 from minircnn.detection.anchors import (
     AnchorGenerator,
+    AnchorLabelCache,
     anchor_targets,
     base_anchors,
     grid_anchors,

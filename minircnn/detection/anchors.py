@@ -224,13 +224,18 @@ class AnchorTargets(NamedTuple):
 
 def anchor_targets(anchors, gt_boxes, *, rng: np.random.Generator, fg_iou: float = 0.7,
                    bg_iou: float = 0.3, batch_size: int = 256,
-                   positive_fraction: float = 0.5) -> AnchorTargets:
+                   positive_fraction: float = 0.5, labelled: tuple | None = None
+                   ) -> AnchorTargets:
     """Label, sample and encode: the targets of one image's anchors.
 
     bbox_targets[i] = encode_boxes(anchors[i], gt[matched[i]], weights=(1, 1, 1, 1)) for
     the sampled positives (torchvision's RPN box coding), zeros elsewhere.
+    ``labelled``: ``label_anchors(anchors, gt_boxes, ...)`` already computed (the
+    training keeps each image's in an ``AnchorLabelCache``); only the sampling is new.
     """
-    labels, matched = label_anchors(anchors, gt_boxes, fg_iou=fg_iou, bg_iou=bg_iou)
+    if labelled is None:
+        labelled = label_anchors(anchors, gt_boxes, fg_iou=fg_iou, bg_iou=bg_iou)
+    labels, matched = labelled
     labels = sample_anchors(labels, batch_size=batch_size,
                             positive_fraction=positive_fraction, rng=rng)
     xp = get_array_module(anchors)
@@ -240,3 +245,31 @@ def anchor_targets(anchors, gt_boxes, *, rng: np.random.Generator, fg_iou: float
         gt = xp.asarray(gt_boxes, dtype=xp.float64)[matched[pos]]
         targets[pos] = encode_boxes(anchors[pos], gt, weights=RPN_WEIGHTS)
     return AnchorTargets(labels, targets)
+
+
+class AnchorLabelCache:
+    """``label_anchors`` of each image, computed once per training run.
+
+    The labels depend only on the anchors and the image's GT boxes, and neither changes
+    from one epoch to the next (a flipped image has its own flipped boxes: one more
+    entry), so the (A, G) IoU matrix of an image is computed once, not at every step;
+    only the sampling is drawn anew. Entries are kept compactly (int8 labels; most
+    anchors are negative) under the key (number of anchors, the GT boxes' bytes).
+    """
+
+    def __init__(self, *, fg_iou: float = 0.7, bg_iou: float = 0.3):
+        self.fg_iou, self.bg_iou = fg_iou, bg_iou
+        self._entries: dict = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __call__(self, anchors, gt_boxes) -> tuple:
+        """(labels (A,), matched (A,)) as ``label_anchors(anchors, gt_boxes)``."""
+        key = (anchors.shape[0], asnumpy(gt_boxes).tobytes())
+        if key not in self._entries:
+            labels, matched = label_anchors(anchors, gt_boxes, fg_iou=self.fg_iou,
+                                            bg_iou=self.bg_iou)
+            index = np.min_scalar_type(max(gt_boxes.shape[0] - 1, 0))   # fits every GT
+            self._entries[key] = (labels.astype(np.int8), matched.astype(index))
+        return self._entries[key]

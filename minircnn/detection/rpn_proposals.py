@@ -105,13 +105,19 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
 
 def _iou_block(a, area_a, b, area_b):
     """IoU of boxes a (B, 4) and b (K, 4), their areas given -> (B, K); 0 where the
-    union is 0 (two empty boxes). Four (B, K) planes instead of box_iou's (B, K, 2)."""
+    union is 0 (two empty boxes). Four (B, K) planes instead of box_iou's (B, K, 2),
+    each updated in place (NMS's hot loop: a third of the time of fresh arrays)."""
     xp = get_array_module(a)
-    iw = xp.minimum(a[:, None, 2], b[None, :, 2]) - xp.maximum(a[:, None, 0], b[None, :, 0])
-    ih = xp.minimum(a[:, None, 3], b[None, :, 3]) - xp.maximum(a[:, None, 1], b[None, :, 1])
-    inter = xp.maximum(iw, 0) * xp.maximum(ih, 0)            # (B, K)
-    union = area_a[:, None] + area_b[None, :] - inter         # (B, 1) + (1, K) -> (B, K)
-    return inter / xp.maximum(union, xp.finfo(union.dtype).tiny)
+    iw = xp.minimum(a[:, None, 2], b[None, :, 2])            # (B, K) right edge of the overlap
+    iw -= xp.maximum(a[:, None, 0], b[None, :, 0])           # minus its left edge
+    ih = xp.minimum(a[:, None, 3], b[None, :, 3])
+    ih -= xp.maximum(a[:, None, 1], b[None, :, 1])
+    inter = xp.maximum(iw, 0, out=iw)                        # no overlap: 0
+    inter *= xp.maximum(ih, 0, out=ih)                       # (B, K)
+    union = area_a[:, None] + area_b[None, :]                # (B, 1) + (1, K) -> (B, K)
+    union -= inter
+    inter /= xp.maximum(union, xp.finfo(union.dtype).tiny, out=union)
+    return inter
 
 
 def rpn_proposals_naive(objectness, deltas, anchors, image_size, *, pre_nms_top_n: int = 1000,

@@ -30,7 +30,7 @@ import weakref
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
-from minircnn.detection.anchors import anchor_targets
+from minircnn.detection.anchors import AnchorLabelCache, anchor_targets
 from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.layers.rpn_loss import rpn_loss_backward, rpn_loss_forward
@@ -39,6 +39,7 @@ from minircnn.training.step import flip_horizontal
 RPN_BG_IOU_LO = 0.0   # background RoIs from IoU 0 (module docstring)
 STAGES = ("rpn", "detector", "rpn_head", "detector_head")   # the paper's steps 1..4
 _TRAINABLE_AT_START: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its label cache
 
 
 def rpn_minibatch(config, items, idx, rng):
@@ -67,10 +68,13 @@ def _rpn_loss(model, features, targets, config, rng):
     objectness, deltas = model.rpn.forward(features)          # (N, A), (N, A, 4)
     anchors = model.rpn.anchors(features)                     # (A, 4)
     xp = get_array_module(features)
-    parts = [anchor_targets(anchors, xp.asarray(t["boxes"]), rng=rng,
-                            batch_size=config.rpn_batch_size,
-                            positive_fraction=config.rpn_positive_fraction)
-             for t in targets]
+    labels_of = _LABELS.setdefault(model, AnchorLabelCache())   # IoU once per image
+    parts = []
+    for t in targets:
+        gt = xp.asarray(t["boxes"])
+        parts.append(anchor_targets(anchors, gt, rng=rng, labelled=labels_of(anchors, gt),
+                                    batch_size=config.rpn_batch_size,
+                                    positive_fraction=config.rpn_positive_fraction))
     labels = xp.concatenate([p.labels for p in parts])        # (N*A,)
     bbox_targets = xp.concatenate([p.bbox_targets for p in parts])   # (N*A, 4)
     _, cache = rpn_loss_forward(objectness.reshape(-1), deltas.reshape(-1, 4), labels,

@@ -8,6 +8,7 @@ from minircnn.detection.anchors import (
     NEGATIVE,
     POSITIVE,
     AnchorGenerator,
+    AnchorLabelCache,
     anchor_targets,
     base_anchors,
     grid_anchors,
@@ -128,3 +129,31 @@ def test_anchor_targets_encode_with_unit_weights():
     np.testing.assert_allclose(decoded, gt[[0, 0, 1, 1]], atol=1e-12)
     np.testing.assert_array_equal(t.bbox_targets[1], [0, 1.5 / 7, 0, np.log(10 / 7)])
     assert (t.bbox_targets[t.labels != POSITIVE] == 0).all()
+
+
+def test_label_cache_labels_each_set_of_boxes_once_and_as_label_anchors():
+    anchors = AnchorGenerator((12, 24), (0.5, 1.0), 4)((8, 8))          # (256, 4)
+    rng = np.random.default_rng(3)
+    scenes = [np.sort(rng.uniform(0, 32, (g, 2, 2)), axis=1).reshape(g, 4)
+              for g in (1, 3, 0)]                                      # (G, 4) x1 y1 x2 y2
+    cache = AnchorLabelCache()
+    for gt in scenes + scenes:                                         # the second pass hits
+        labels, matched = cache(anchors, gt)
+        want_labels, want_matched = label_anchors(anchors, gt)
+        np.testing.assert_array_equal(labels, want_labels)
+        positive = want_labels == POSITIVE
+        np.testing.assert_array_equal(matched[positive], want_matched[positive])
+    assert len(cache) == len(scenes)
+    flipped = scenes[1].copy()
+    flipped[:, [0, 2]] = 32 - scenes[1][:, [2, 0]]                      # a flipped image
+    cache(anchors, flipped)
+    assert len(cache) == len(scenes) + 1
+
+
+def test_anchor_targets_from_cached_labels_are_the_same_draw():
+    anchors, gt = _labelling_scene()
+    fresh = anchor_targets(anchors, gt, rng=np.random.default_rng(5), batch_size=4)
+    cached = anchor_targets(anchors, gt, rng=np.random.default_rng(5), batch_size=4,
+                            labelled=AnchorLabelCache()(anchors, gt))
+    np.testing.assert_array_equal(fresh.labels, cached.labels)
+    np.testing.assert_array_equal(fresh.bbox_targets, cached.bbox_targets)
