@@ -8,10 +8,11 @@ run. So the run records, and the page states:
   start and end and sampled while it ran (``LoadSampler``): a load above the run's
   worker count means other processes competed for the cores;
 - the CPU time of every trained detector's own process (``detector_times``, from the
-  ``times`` of its metrics.json), which other jobs inflate least. Training one detector
-  on an idle core takes about its CPU time (one BLAS thread per worker), so
-  CPU time / wall-clock time says how much of the cores the run got, and the CPU time
-  over the workers estimates the run's training time on an idle machine.
+  ``times`` of its metrics.json), which other jobs inflate least, and of its tests and
+  the rows' measurements (``cpu_s`` in evals/*.json and in each row's runs, where the
+  run recorded them). One worker on an idle core takes about its CPU time (one BLAS
+  thread each), so CPU time / wall-clock time says how much of the cores the run got,
+  and the CPU time over the workers estimates the run's time on an idle machine.
 """
 
 from __future__ import annotations
@@ -64,8 +65,10 @@ class LoadSampler:
 
 
 def detector_times(run_folders: list[str]) -> dict:
-    """{run folder name: {"wall_s", "cpu_s"}} of every trained detector in ``run_folders``
-    whose metrics.json records both (a resumed run counts its last part only)."""
+    """{run folder name: {"wall_s", "cpu_s", "evals_cpu_s"}} of every trained detector in
+    ``run_folders`` whose metrics.json records its times (a resumed run counts its last
+    part only). ``evals_cpu_s``: the CPU time of its tests (evals/*.json), None when one
+    of them did not record it."""
     out = {}
     for folder in run_folders:
         path = os.path.join(folder, "metrics.json")
@@ -74,8 +77,22 @@ def detector_times(run_folders: list[str]) -> dict:
         with open(path) as f:
             times = json.load(f).get("times", {})
         if "cpu_s" in times and "total_s" in times:
-            out[os.path.basename(folder)] = {"wall_s": times["total_s"], "cpu_s": times["cpu_s"]}
+            out[os.path.basename(folder)] = {"wall_s": times["total_s"], "cpu_s": times["cpu_s"],
+                                             "evals_cpu_s": _evals_cpu(folder)}
     return out
+
+
+def _evals_cpu(folder: str) -> float | None:
+    """The CPU seconds of a detector's tests (its evals/ JSON), None if one lacks them."""
+    evals = os.path.join(folder, "evals")
+    total = 0.0
+    for name in sorted(os.listdir(evals)) if os.path.isdir(evals) else ():
+        with open(os.path.join(evals, name)) as f:
+            cpu = json.load(f).get("cpu_s")
+        if cpu is None:
+            return None
+        total += cpu
+    return total
 
 
 def _invocation_line(run: dict) -> str:
@@ -105,8 +122,9 @@ def _busy_line(runs: list) -> str:
             "worker(s): the machine was close to idle.")
 
 
-def _cpu_lines(runs: list, detectors: dict) -> list[str]:
-    """Training's CPU time against its wall clock, and the idle-machine estimates."""
+def _cpu_lines(runs: list, detectors: dict, results: dict) -> list[str]:
+    """Training's CPU time against its wall clock, and the idle-machine estimate: from
+    every part's CPU time where the run recorded it, else from training's share."""
     if not detectors:
         return []
     cpu = sum(d["cpu_s"] for d in detectors.values())
@@ -114,19 +132,29 @@ def _cpu_lines(runs: list, detectors: dict) -> list[str]:
     share = cpu / wall                           # of a core, per training process
     workers = max(r.get("workers", 2) for r in runs)
     total = sum(r["seconds"] for r in runs)
-    return [
+    lines = [
         f"- Training the {len(detectors)} detectors took {cpu / 60:.0f} min of CPU time in "
         f"their own processes, against {wall / 60:.0f} min of wall clock summed over them: "
         f"each got {100 * share:.0f}% of a core on average. On an idle machine, "
         f"{workers} at a time, their training would take about {cpu / workers / 60:.0f} "
-        "min (their CPU time over the workers).",
+        "min (their CPU time over the workers)."]
+    evals = [d.get("evals_cpu_s") for d in detectors.values()]
+    rows = [run.get("cpu_s") for row in results.values() for run in row["runs"]]
+    if None not in evals and None not in rows:
+        rest = sum(evals) + sum(rows)
+        return lines + [
+            f"- Testing the detectors and measuring the rows took {rest / 60:.0f} min of CPU "
+            f"time more: on an idle machine the whole run would take about "
+            f"{(cpu + rest) / workers / 60:.0f} min ({(cpu + rest) / 60:.0f} min of CPU over "
+            f"{workers} workers; more where a worker waits for the other)."]
+    return lines + [
         f"- Estimate for the whole run on an idle machine: about {share * total / 60:.0f} "
         f"min (its {total / 60:.0f} min of wall clock times the {100 * share:.0f}% share), "
-        "assuming the tests and rows, whose CPU time is not recorded, met the same "
-        "contention as training."]
+        "assuming the tests and rows, whose CPU time this run did not record, met the "
+        "same contention as training."]
 
 
-def run_lines(runs: list | None, detectors: dict | None) -> list[str]:
+def run_lines(runs: list | None, detectors: dict | None, results: dict) -> list[str]:
     """The page's section on the run: invocations, load, CPU time, idle estimate."""
     runs = [r for r in runs or () if r.get("measured", 1)]     # those that measured anything
     if not runs:
@@ -135,4 +163,4 @@ def run_lines(runs: list | None, detectors: dict | None) -> list[str]:
     lines = [f"Wall clock of the whole run: **{total / 60:.0f} min**, in "
              f"{len(runs)} invocation(s) of `minircnn reproduce` that measured something:", ""]
     lines += [_invocation_line(r) for r in runs]
-    return lines + [_busy_line(runs), *_cpu_lines(runs, detectors or {})]
+    return lines + [_busy_line(runs), *_cpu_lines(runs, detectors or {}, results)]

@@ -311,8 +311,8 @@ def write_report(config, results: dict, runs: list | None = None,
     lines = ["# Fast R-CNN's tables and figures, toy version", "",
              f"Seeds {list(config.seeds)}; each cell: mean (min-max) over seeds. "
              f"{'QUICK MODE: tiny settings, the numbers mean nothing. ' if config.quick else ''}"
-             + _machine_line(), "",
-             "## The run: wall clock, load, CPU time", "", *run_lines(runs, detectors), ""]
+             + _machine_line(), "", "## The run: wall clock, load, CPU time", "",
+             *run_lines(runs, detectors, results), ""]
     for prefix, title in SECTIONS:
         lines += [f"## {title}", "", *_table(results, prefix), ""]
         if prefix == "table4":

@@ -115,8 +115,10 @@ def run_eval(job) -> dict:
     """Test one detector (``job = (config, Eval, seed)``) and write evals/<name>.json.
 
     ``reproduce`` runs each (Eval, seed) once, before the rows fan out, so rows that
-    share it read one result (and one timing)."""
+    share it read one result (and one timing). ``cpu_s``: this process's CPU time for it
+    (minircnn/paper/budget.py sums it)."""
     config, ev, seed = job
+    start = time.process_time()
     with blas_threads(1):
         model, metrics = trained(config, ev.variant, seed)
         if ev.fractions:
@@ -126,6 +128,7 @@ def run_eval(job) -> dict:
         if ev.test_scales is not None:
             cfg = dataclasses.replace(cfg, test_scales=ev.test_scales)
         result = _evaluate(model, cfg) | _costs(model, cfg, metrics)
+    result["cpu_s"] = time.process_time() - start
     write_json(ev.path(config, seed), result)
     return result
 
@@ -370,8 +373,12 @@ def measure_row(job) -> tuple:
     """(row id, seed, that seed's numbers) of ``job = (config, row id, seed)``.
 
     Runs in a worker process beside others, so it keeps to one BLAS thread: the times
-    it measures are one core's, as the training times are.
+    it measures are one core's, as the training times are. ``cpu_s``: this process's
+    CPU time for the row itself (a row that reads a shared evaluation costs almost none;
+    the evaluation's own is in its evals/ JSON).
     """
     config, row_id, seed = job
+    start = time.process_time()
     with blas_threads(1):
-        return row_id, seed, ROW_BY_ID[row_id].run(config, seed)
+        measured = ROW_BY_ID[row_id].run(config, seed)
+    return row_id, seed, measured | {"cpu_s": time.process_time() - start}

@@ -49,8 +49,13 @@ def test_quick_run_writes_every_row_the_tables_and_figures(tmp_path, capsys):
         "selective_search"]]
     assert all(0 <= p["recall"] <= 1 and 0 <= p["coco_AP"] <= 1 for p in rpn)
     for name in ("figure2_svd.png", "figure3_proposals.png", "data_grid.png", "results.json",
-                 "run.json"):
+                 "run.json", "detectors.json"):
         assert (tmp_path / name).is_file(), name
+    # what the run cost: every detector's CPU time, its tests' and the rows' own
+    detectors = json.loads((tmp_path / "detectors.json").read_text())
+    assert sorted(detectors) == models
+    assert all(d["cpu_s"] > 0 and d["evals_cpu_s"] is not None for d in detectors.values())
+    assert "Testing the detectors and measuring the rows took" in text
     # rows that test one detector alike read one evaluation, run once before the rows
     evals = tmp_path / "models" / "fast_rcnn_s0" / "evals"
     assert sorted(os.listdir(evals)) == ["scales_1-2.json", "scales_own.json",
