@@ -57,7 +57,8 @@ def roi_max_pool_tables(features, bins, *, table: str | None = None,
         lookup_entries: bins x channels merged at a time on the CPU (see lookup_bins).
     Returns:
         out (R, C, PH, PW) in features' dtype (0 in empty bins) and argmax (R, C, PH, PW)
-        int64: index of the winner in features.ravel(), -1 for an empty bin.
+        integers (int32 for maps under 2**31 values): index of the winner in
+        features.ravel(), -1 for an empty bin. Both are channel-last views.
     """
     xp = get_array_module(features)
     N, C, H, W = features.shape
@@ -67,20 +68,32 @@ def roi_max_pool_tables(features, bins, *, table: str | None = None,
         return (xp.zeros((R, C, PH, PW), dtype=features.dtype),
                 xp.full((R, C, PH, PW), -1, dtype=np.int64))
     plan = plan_table(bins, (N, H, W), table=table)        # rows (k, R, PH, PW)
-    x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
     index_dtype = np.int32 if N * C * H * W < 2**31 else np.int64   # int32: half the traffic
-    cell = xp.arange(N * C * H * W, dtype=index_dtype).reshape(N, C, H, W)
-    cell = cell.transpose(0, 2, 3, 1)                      # (N, C, H, W) -> (N, H, W, C)
+    merge = _merge_first_max if bool(xp.isnan(features).any()) else _merge_first_max_finite
     step = max(1, table_entries // (N * H * W * plan.per_cell))   # channels per table
-    outs, args = [], []   # one output per chunk, joined only if chunked (fewer page faults
-    for c in range(0, C, step):   # than one array made up front)
-        best, arg = build_table(plan, x[..., c:c + step], cell[..., c:c + step])
-        outs.append(xp.empty((R, PH, PW, best.shape[1]), dtype=features.dtype))
-        args.append(xp.empty((R, PH, PW, best.shape[1]), dtype=np.int64))  # into x.ravel()
-        lookup_bins(best, arg, plan.rows, outs[-1], args[-1], lookup_entries)
-    out = outs[0] if len(outs) == 1 else xp.concatenate(outs, axis=3)   # (R, PH, PW, C)
-    argmax = args[0] if len(args) == 1 else xp.concatenate(args, axis=3)
+    out = xp.empty((R, PH, PW, C), dtype=features.dtype)   # channel-last: a bin's C values
+    argmax = xp.empty((R, PH, PW, C), dtype=index_dtype)   # are one table row
+    for c in range(0, C, step):
+        x, cell = channels_last(features, c, min(c + step, C), index_dtype)  # (N, H, W, c)
+        best, arg = build_table(plan, x, cell, merge)
+        lookup_bins(best, arg, plan.rows, out[..., c:c + step], argmax[..., c:c + step],
+                    lookup_entries)
     return out.transpose(0, 3, 1, 2), argmax.transpose(0, 3, 1, 2)   # -> (R, C, PH, PW)
+
+
+def channels_last(features, c0: int, c1: int, index_dtype):
+    """Channels c0..c1-1 of features (N, C, H, W) as a contiguous (N, H, W, c) array,
+    and the index of each value in features.ravel(), same shape: what a table is built
+    from (each table row then holds c contiguous values)."""
+    xp = get_array_module(features)
+    N, C, H, W = features.shape
+    x = xp.ascontiguousarray(features[:, c0:c1].transpose(0, 2, 3, 1))  # (N, H, W, c)
+    n = xp.arange(N, dtype=index_dtype)[:, None, None, None]          # (N, 1, 1, 1)
+    h = xp.arange(H, dtype=index_dtype)[:, None, None]                # (H, 1, 1)
+    w = xp.arange(W, dtype=index_dtype)[:, None]                      # (W, 1)
+    c = xp.arange(c0, c1, dtype=index_dtype)                           # (c,)
+    cell = ((n * C + c) * H + h) * W + w    # ((n C + c) H + h) W + w: (N, H, W, c)
+    return x, cell
 
 
 # --------------------------------------------------------------------------------------
@@ -125,40 +138,42 @@ def plan_table(bins, shape: tuple, *, table: str | None = None) -> TablePlan:
     return TablePlan("sparse", LH, LW, (LH + 1) * (LW + 1), block_rows(bins, LH, LW, shape))
 
 
-def build_table(plan: TablePlan, x, cell):
-    """x, cell (N, H, W, C) -> best, arg (table rows, C) of the planned table."""
+def build_table(plan: TablePlan, x, cell, merge=None):
+    """x, cell (N, H, W, C) contiguous -> best, arg (table rows, C) of the planned table.
+    ``merge``: _merge_first_max (default, any input) or _merge_first_max_finite."""
     table = box_max_table if plan.method == "box" else sparse_max_table
-    return table(x, cell, plan.KH, plan.KW)
+    return table(x, cell, plan.KH, plan.KW, merge or _merge_first_max)
 
 
 # --------------------------------------------------------------------------------------
 # Box table: every box up to KH x KW, one lookup per bin.
 # --------------------------------------------------------------------------------------
-def box_max_table(x, cell, KH: int, KW: int):
-    """x (N, H, W, C) -> best, arg (N*H*KH*W*KW + 1, C): box max and its cell index.
+def box_max_table(x, cell, KH: int, KW: int, merge=None):
+    """x (N, H, W, C) -> best, arg (N*KH*KW*H*W + 1, C): box max and its cell index.
 
-    Row ((((n*H + h)*KH + kh)*W + w)*KW + kw) describes the box of rows h..h+kh and
+    Row ((((n*KH + kh)*KW + kw)*H + h)*W + w) describes the box of rows h..h+kh and
     columns w..w+kw of image n; ``arg`` holds the ``cell`` value (N, H, W, C) of its
-    winning input. The extra last row (0, -1) is what empty bins look up.
+    winning input. Each (kh, kw) is one contiguous (N, H, W, C) plane, built from the
+    plane one column (or row) smaller by slices; boxes that stick out of the map are
+    never read, so they are not computed. The extra last row (0, -1) is what empty
+    bins look up. ``merge``: see build_table.
     """
     xp = get_array_module(x)
+    merge = merge or _merge_first_max
     N, H, W, C = x.shape
-    row_best = xp.empty((N, H, W, KW, C), dtype=x.dtype)   # max over cols w..w+kw
-    row_arg = xp.empty((N, H, W, KW, C), dtype=cell.dtype)
-    row_best[:, :, :, 0], row_arg[:, :, :, 0] = x, cell
-    for k in range(1, KW):                    # widen each box by its column w + k
-        col = xp.minimum(xp.arange(W) + k, W - 1)   # boxes past the edge are never read
-        _merge_first_max(row_best[:, :, :, k - 1], row_arg[:, :, :, k - 1],
-                         x[:, :, col], cell[:, :, col], row_best[:, :, :, k], row_arg[:, :, :, k])
-    best = xp.empty((N * H * KH * W * KW + 1, C), dtype=x.dtype)
-    arg = xp.empty((N * H * KH * W * KW + 1, C), dtype=cell.dtype)
-    box_best = best[:-1].reshape(N, H, KH, W, KW, C)   # views: writing them fills the table
-    box_arg = arg[:-1].reshape(N, H, KH, W, KW, C)
-    box_best[:, :, 0], box_arg[:, :, 0] = row_best, row_arg
-    for k in range(1, KH):                    # add row h + k below each box
-        row = xp.minimum(xp.arange(H) + k, H - 1)
-        _merge_first_max(box_best[:, :, k - 1], box_arg[:, :, k - 1],
-                         row_best[:, row], row_arg[:, row], box_best[:, :, k], box_arg[:, :, k])
+    best = xp.empty((N * KH * KW * H * W + 1, C), dtype=x.dtype)
+    arg = xp.empty((N * KH * KW * H * W + 1, C), dtype=cell.dtype)
+    planes = best[:-1].reshape(N, KH, KW, H, W, C)   # views: writing them fills the table
+    arg_planes = arg[:-1].reshape(N, KH, KW, H, W, C)
+    planes[:, 0, 0], arg_planes[:, 0, 0] = x, cell    # 1 x 1 boxes: the cells themselves
+    for k in range(1, KW):                    # 1 x (k+1): box 1 x k, then column w + k
+        merge(planes[:, 0, k - 1, :, :W - k], arg_planes[:, 0, k - 1, :, :W - k],
+              x[:, :, k:], cell[:, :, k:],
+              planes[:, 0, k, :, :W - k], arg_planes[:, 0, k, :, :W - k])
+    for k in range(1, KH):                    # (k+1) x any: box k x any, then row h + k
+        merge(planes[:, k - 1, :, :H - k], arg_planes[:, k - 1, :, :H - k],
+              planes[:, 0, :, k:], arg_planes[:, 0, :, k:],
+              planes[:, k, :, :H - k], arg_planes[:, k, :, :H - k])
     best[-1], arg[-1] = 0, -1                 # the empty bin: output 0, no gradient
     return best, arg
 
@@ -168,12 +183,27 @@ def _merge_first_max(best, arg, new, new_arg, out_best, out_arg) -> None:
 
     The comparison is strict, so on a tie the earlier cell keeps the max: scanning
     columns left to right, then rows top to bottom, the first maximum in row-major order
-    wins, as in torchvision's loops.
+    wins, as in torchvision's loops. (NaN never wins and a NaN already kept stays.)
     """
     xp = get_array_module(best)
     better = new > best
     out_best[...] = xp.where(better, new, best)
     out_arg[...] = xp.where(better, new_arg, arg)
+
+
+def _merge_first_max_finite(best, arg, new, new_arg, out_best, out_arg) -> None:
+    """_merge_first_max for inputs without NaN, in arithmetic (a select by ``where`` on
+    a random mask is several times slower on the CPU):
+
+    out = maximum(new, best)                  (on a tie it returns ``best``, its second)
+    out_arg = arg + [new > best] (new_arg - arg)   (integers: exact)
+    """
+    xp = get_array_module(best)
+    better = new > best                       # computed before out_* is written (they
+    xp.maximum(new, best, out=out_best)       # may be best itself)
+    xp.subtract(new_arg, arg, out=out_arg)
+    out_arg *= better
+    out_arg += arg
 
 
 def box_rows(bins, KH: int, KW: int, shape: tuple):
@@ -191,7 +221,7 @@ def box_rows(bins, KH: int, KW: int, shape: tuple):
     w0 = xp.minimum(bins.wstart, W - 1)[:, None, :]        # (R, 1, PW)
     kh = xp.maximum(bin_h - 1, 0)[:, :, None]              # box height - 1, (R, PH, 1)
     kw = xp.maximum(bin_w - 1, 0)[:, None, :]              # (R, 1, PW)
-    row = (((n * H + h0) * KH + kh) * W + w0) * KW + kw    # (R, PH, PW) table row
+    row = (((n * KH + kh) * KW + kw) * H + h0) * W + w0    # (R, PH, PW) table row
     empty = (bin_h <= 0)[:, :, None] | (bin_w <= 0)[:, None, :]
     return xp.where(empty, N * H * KH * W * KW, row)[None]  # (1, R, PH, PW)
 
@@ -204,7 +234,7 @@ def table_levels(size: int) -> int:
     return max(int(size), 1).bit_length() - 1
 
 
-def sparse_max_table(x, cell, LH: int, LW: int):
+def sparse_max_table(x, cell, LH: int, LW: int, merge=None):
     """x (N, H, W, C) -> best, arg (N*(LH+1)*(LW+1)*H*W + 1, C): the block maxima.
 
     Args:
@@ -216,6 +246,7 @@ def sparse_max_table(x, cell, LH: int, LW: int):
         inside the map are filled). The extra last row (0, -1) is what empty bins read.
     """
     xp = get_array_module(x)
+    merge = merge or _merge_first_max
     N, H, W, C = x.shape
     rows = N * (LH + 1) * (LW + 1) * H * W
     best = xp.empty((rows + 1, C), dtype=x.dtype)
@@ -226,29 +257,26 @@ def sparse_max_table(x, cell, LH: int, LW: int):
     level_best[:, 0, 0], level_arg[:, 0, 0] = x, cell
     for b in range(1, LW + 1):                  # 1 x 2^b: two 1 x 2^(b-1) blocks side by side
         _double(level_best[:, 0, b - 1], level_arg[:, 0, b - 1],
-                level_best[:, 0, b], level_arg[:, 0, b], axis=2, half=2 ** (b - 1))
+                level_best[:, 0, b], level_arg[:, 0, b], axis=2, half=2 ** (b - 1), merge=merge)
     for a in range(1, LH + 1):                  # 2^a x 2^b: two 2^(a-1) x 2^b blocks stacked
         for b in range(LW + 1):
             cols = slice(0, W - 2**b + 1)       # only blocks that fit in the map's width
             _double(level_best[:, a - 1, b, :, cols], level_arg[:, a - 1, b, :, cols],
                     level_best[:, a, b, :, cols], level_arg[:, a, b, :, cols],
-                    axis=1, half=2 ** (a - 1))
+                    axis=1, half=2 ** (a - 1), merge=merge)
     return best, arg
 
 
-def _double(best, arg, out_best, out_arg, *, axis: int, half: int) -> None:
+def _double(best, arg, out_best, out_arg, *, axis: int, half: int, merge) -> None:
     """out[p] = merge(block at p, block at p + half) along ``axis``, for blocks in the map.
 
     The two halves are disjoint and the first (left or upper) holds only smaller cell
     indices, so a strict ``>`` is the tie rule here: on equal values the first keeps it.
     """
-    xp = get_array_module(best)
     n = best.shape[axis] - 2 * half + 1         # starts p with the doubled block inside
     first = (slice(None),) * axis + (slice(0, n),)
     second = (slice(None),) * axis + (slice(half, half + n),)
-    better = best[second] > best[first]
-    out_best[first] = xp.where(better, best[second], best[first])
-    out_arg[first] = xp.where(better, arg[second], arg[first])
+    merge(best[first], arg[first], best[second], arg[second], out_best[first], out_arg[first])
 
 
 def block_rows(bins, LH: int, LW: int, shape: tuple):
@@ -289,6 +317,12 @@ def lookup_bins(best, arg, rows, out, argmax, lookup_entries: int = LOOKUP_ENTRI
         lookup_entries: bins x channels per block on the CPU.
     """
     R, PH, PW, C = out.shape
+    if rows.shape[0] == 1:               # a box table: each bin's answer is one table row
+        xp = get_array_module(best)
+        unchecked = {"mode": "clip"} if xp is np else {}   # rows are valid: NumPy then
+        xp.take(best, rows[0], axis=0, out=out, **unchecked)   # writes out unbuffered
+        xp.take(arg, rows[0], axis=0, out=argmax, **unchecked)  # out[r, ph, pw] = best[row]
+        return
     budget = lookup_entries if get_array_module(best) is np else out.size
     step = max(1, budget // (PH * PW * C))             # RoIs per block
     for r0 in range(0, R, step):

@@ -252,11 +252,10 @@ def roi_pool_backward(dout: np.ndarray, cache: RoIPoolCache) -> np.ndarray:
     check_roi_dout("roi_pool_backward", dout, cache.argmax.shape, cache.dtype, cache.argmax)
     xp = get_array_module(dout)
     N, C, H, W = cache.features_shape
-    index = xp.where(cache.argmax >= 0, cache.argmax, N * C * H * W)  # empty -> spare cell
-    index = index.transpose(0, 2, 3, 1).ravel()             # (R, C, PH, PW) -> (R*PH*PW*C,)
+    index = cache.argmax.transpose(0, 2, 3, 1).ravel()      # (R, C, PH, PW) -> (R*PH*PW*C,)
     dout = dout.transpose(0, 2, 3, 1).ravel()               # (R, C, PH, PW) -> (R*PH*PW*C,)
     dflat = xp.zeros(N * C * H * W + 1, dtype=dout.dtype)   # features.ravel() + 1 spare
-    xp.add.at(dflat, index, dout)                           # dx[argmax] += dout
+    xp.add.at(dflat, index, dout)   # dx[argmax] += dout; an empty bin's -1 adds to the spare
     return dflat[:-1].reshape(N, C, H, W)
 
 

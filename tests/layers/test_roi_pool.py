@@ -493,3 +493,30 @@ def test_unknown_table_raises():
     bins = roi_pool_bins(GOOD, (2, 2), 1.0, 4, 4)
     with pytest.raises(ValueError, match="table must be 'box', 'sparse' or None"):
         plan_table(bins, (2, 4, 4), table="boxes")
+
+
+def test_finite_merge_equals_the_select_merge_bit_for_bit():
+    """The arithmetic merge (inputs without NaN) keeps exactly what the select keeps:
+    on ties the first value (signed zeros included) and its index."""
+    from minircnn.layers.roi_max_tables import _merge_first_max, _merge_first_max_finite
+
+    rng = np.random.default_rng(21)
+    best = rng.integers(-1, 2, (6, 50)).astype(np.float32) * np.float32(0.0)
+    best[::2] = rng.integers(-2, 3, (3, 50))                # ties, +0.0, -0.0 and others
+    new = rng.choice(np.array([-0.0, 0.0, 1.0, -1.0], np.float32), (6, 50))
+    arg, new_arg = rng.integers(0, 99, (2, 6, 50)).astype(np.int32)
+    outs = [(np.empty_like(best), np.empty_like(arg)) for _ in range(2)]
+    _merge_first_max(best, arg, new, new_arg, *outs[0])
+    _merge_first_max_finite(best, arg, new, new_arg, *outs[1])
+    assert outs[0][0].tobytes() == outs[1][0].tobytes()
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+
+
+def test_roi_pool_with_nan_features_uses_the_select_merge():
+    """A NaN in the map: the tables merge by select (NaN never beats a value), as before."""
+    x = np.arange(2 * 36.0).reshape(1, 2, 6, 6)
+    x[0, 0, 2, 3] = np.nan
+    rois = np.array([[0, 0, 0, 5, 5]], dtype=np.float64)
+    out, cache = roi_pool_forward(x, rois, output_size=2, spatial_scale=1.0, table="box")
+    assert np.isfinite(out[0, 1]).all()
+    np.testing.assert_array_equal(out[0, 1], [[50, 53], [68, 71]])    # 36 + (14, 17, 32, 35)
