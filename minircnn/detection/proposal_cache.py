@@ -110,6 +110,7 @@ def _fingerprint(dataset, method: str, max_boxes, kwargs: dict) -> dict:
     params = {name: p.default for name, p in inspect.signature(function).parameters.items()
               if p.kind is p.KEYWORD_ONLY and name != "max_boxes"}
     params.update(kwargs)                         # defaults count too: they may change
+    params.pop("impl", None)                      # the tiers give the same boxes
     name = repr(dataset) if type(dataset).__repr__ is not object.__repr__ else ""
     first = np.ascontiguousarray(dataset[0]["image"]) if len(dataset) else np.zeros(0)
     return dict(version=CACHE_VERSION, method=method, max_boxes=max_boxes, params=params,

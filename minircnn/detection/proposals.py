@@ -6,15 +6,12 @@ in "fast mode").
 Ours is a small selective search written with NumPy/SciPy:
 
 1. Felzenszwalb & Huttenlocher (IJCV 2004) graph segmentation of a Gaussian-smoothed
-   image: pixels are nodes, the 8-neighbourhood gives the edges (weight = colour
-   distance, intensities in 0..255), and edges are visited by increasing weight, merging
-   two components when the edge is no heavier than ``min(Int(C) + scale / |C|)``.
-   The union-find loop over the sorted edges is plain Python (the hot spot); everything
-   else is vectorized. Components smaller than ``min_size`` are then merged into a
-   neighbour across the lightest edges, as in the reference code.
+   image (segmentation.py: a readable loop over the sorted edges, ``felzenszwalb_naive``,
+   and ``felzenszwalb``, which gives the same labels with most edges settled in arrays).
 2. Uijlings et al. (IJCV 2013) hierarchical grouping: repeatedly merge the two most
    similar neighbouring regions (colour and texture histogram intersection, size, fill),
-   recording every region's box.
+   recording every region's box. The regions' histograms and adjacency are computed
+   once per segmentation and shared by its strategies.
 3. Diversification over colour spaces, scales and similarity strategies; each box is
    ranked ``(position in its hierarchy, 1 = the last merge) * U(0, 1)`` as the paper,
    with a seeded generator; duplicates are dropped and the list is truncated.
@@ -30,12 +27,12 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from minircnn.detection.segmentation import felzenszwalb, felzenszwalb_naive, neighbour_pairs
 from minircnn.utils.validate import check_count, check_pair, check_positive
 
 COLOR_BINS, TEXTURE_BINS = 25, 10     # histogram bins per channel (as Uijlings et al.)
 
-# 8-neighbourhood as 4 forward offsets (drow, dcol); the other 4 are the same edges reversed.
-_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+
 
 
 def _check_image(image) -> np.ndarray:
@@ -71,88 +68,6 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
     raise ValueError(f"color space: expected 'rgb', 'hsv' or 'opponent', got {space!r}")
 
 
-def _neighbour_edges(smooth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """8-neighbourhood edges of a (C, H, W) image: endpoints a, b (E,) and weights (E,)."""
-    _, h, w = smooth.shape
-    index = np.arange(h * w).reshape(h, w)
-    a_list, b_list, w_list = [], [], []
-    for dr, dc in _OFFSETS:
-        c0, c1 = max(0, -dc), w - max(0, dc)        # columns where (r+dr, c+dc) exists
-        src = (slice(0, h - dr), slice(c0, c1))
-        dst = (slice(dr, h), slice(c0 + dc, c1 + dc))
-        diff = smooth[:, src[0], src[1]] - smooth[:, dst[0], dst[1]]   # (C, h', w')
-        a_list.append(index[src].ravel())
-        b_list.append(index[dst].ravel())
-        w_list.append(np.sqrt((diff * diff).sum(axis=0)).ravel())
-    return np.concatenate(a_list), np.concatenate(b_list), np.concatenate(w_list)
-
-
-def _find(parent: list, x: int) -> int:
-    while parent[x] != x:
-        parent[x] = parent[parent[x]]            # path halving
-        x = parent[x]
-    return x
-
-
-def _roots(parent: np.ndarray) -> np.ndarray:
-    """Pointer jumping: the root of every node of a union-find forest, vectorized."""
-    while True:
-        nxt = parent[parent]
-        if np.array_equal(nxt, parent):
-            return parent
-        parent = nxt
-
-
-def _merge_components(ea: list, eb: list, ew: list, n: int, scale: float):
-    """FH's merge loop over edges sorted by weight; returns union-find parent and size lists."""
-    parent, size = list(range(n)), [1] * n
-    threshold = [scale] * n                       # Int(C) + k / |C|, with Int = 0 for a pixel
-    for u, v, wt in zip(ea, eb, ew, strict=True):
-        while parent[u] != u:                     # u, v -> their roots (_find, inlined for
-            parent[u] = u = parent[parent[u]]     # speed: this loop is the hot spot)
-        while parent[v] != v:
-            parent[v] = v = parent[parent[v]]
-        if u != v and wt <= threshold[u] and wt <= threshold[v]:
-            if size[u] < size[v]:
-                u, v = v, u
-            parent[v] = u                         # union by size
-            size[u] += size[v]
-            threshold[u] = wt + scale / size[u]   # edges come sorted: Int(C) is this weight
-    return parent, size
-
-
-def _absorb_small(parent: list, size: list, ea: np.ndarray, eb: np.ndarray, min_size: int):
-    """Merge components under min_size across edges in weight order (FH's post-processing)."""
-    small = np.asarray(size)[_roots(np.asarray(parent))] < min_size     # (n,) per pixel
-    touching = small[ea] | small[eb]              # components only grow, so other edges
-    for ru, rv in zip(ea[touching].tolist(), eb[touching].tolist(), strict=True):  # never merge
-        while parent[ru] != ru:                   # u, v -> their roots (_find, inlined)
-            parent[ru] = ru = parent[parent[ru]]
-        while parent[rv] != rv:
-            parent[rv] = rv = parent[parent[rv]]
-        if ru != rv and (size[ru] < min_size or size[rv] < min_size):
-            parent[rv] = ru
-            size[ru] += size[rv]
-
-
-def felzenszwalb(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
-                 min_size: int = 20) -> np.ndarray:
-    """Felzenszwalb-Huttenlocher segmentation of a (C, H, W) image in [0, 1].
-
-    ``scale`` is the paper's k, for intensities in 0..255 (larger k, larger regions);
-    ``sigma`` the Gaussian pre-smoothing (0: none). Returns int64 labels (H, W), 0..R-1.
-    """
-    _, h, w = image.shape
-    smooth = ndimage.gaussian_filter(image * 255.0, sigma=(0, sigma, sigma), truncate=4.0)
-    a, b, weight = _neighbour_edges(smooth)
-    order = np.argsort(weight, kind="stable")     # Kruskal order: lightest edge first
-    ea, eb = a[order], b[order]                   # (E,) each, E ~ 4 H W
-    parent, size = _merge_components(ea.tolist(), eb.tolist(), weight[order].tolist(), h * w,
-                                     scale)
-    _absorb_small(parent, size, ea, eb, min_size)
-    return np.unique(_roots(np.asarray(parent)), return_inverse=True)[1].reshape(h, w)
-
-
 def _texture_features(image: np.ndarray) -> np.ndarray:
     """(3*8, H, W) bin index maps: Gaussian derivatives (sigma 1) in 8 orientations."""
     maps = []
@@ -166,31 +81,39 @@ def _texture_features(image: np.ndarray) -> np.ndarray:
     return bins                                   # (24, H, W); 0.25 per unit ~ saturates
 
 
-def _region_features(labels: np.ndarray, image: np.ndarray, texture: np.ndarray) -> dict:
+def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> tuple:
+    """Per channel and pixel, ``channel * bins + bin``: colour (3, H, W) in 0..75 and
+    texture (24, H, W) in 0..240; the same for every segmentation of one colour space."""
+    color_bins = np.minimum((image * COLOR_BINS).astype(np.int64), COLOR_BINS - 1)
+    return ((np.arange(3)[:, None, None] * COLOR_BINS + color_bins, 3 * COLOR_BINS),
+            (np.arange(24)[:, None, None] * TEXTURE_BINS + texture, 24 * TEXTURE_BINS))
+
+
+def _region_features(labels: np.ndarray, codes: tuple) -> dict:
     """Sizes (R,), boxes (R, 4) and L1-normalised colour (R, 75) / texture (R, 240) hists."""
     r = int(labels.max()) + 1
     sizes = np.bincount(labels.ravel(), minlength=r).astype(np.float64)
     slices = ndimage.find_objects(labels + 1)
     boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], float)
 
-    def hist(bin_maps: np.ndarray, nbins: int) -> np.ndarray:
-        m = bin_maps.shape[0]
-        idx = (labels[None] * m + np.arange(m)[:, None, None]) * nbins + bin_maps  # (m, H, W)
-        h = np.bincount(idx.ravel(), minlength=r * m * nbins).reshape(r, m * nbins)
+    def hist(channel_bins: np.ndarray, width: int) -> np.ndarray:
+        idx = labels[None] * width + channel_bins  # (m, H, W): region * width + channel bin
+        h = np.bincount(idx.ravel(), minlength=r * width).reshape(r, width)
         return h / h.sum(axis=1, keepdims=True)
 
-    color_bins = np.minimum((image * COLOR_BINS).astype(np.int64), COLOR_BINS - 1)
-    return dict(sizes=sizes, boxes=boxes, color=hist(color_bins, COLOR_BINS),
-                texture=hist(texture, TEXTURE_BINS))
+    (color, color_width), (texture, texture_width) = codes
+    return dict(sizes=sizes, boxes=boxes, color=hist(color, color_width),
+                texture=hist(texture, texture_width))
 
 
 def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     """(P, 2) unique pairs (i < j) of regions that touch in the 8-neighbourhood."""
-    a, b, _ = _neighbour_edges(labels[None].astype(np.float64))
+    a, b = neighbour_pairs(*labels.shape)
     la, lb = labels.ravel()[a], labels.ravel()[b]
-    keep = la != lb
+    keep = np.flatnonzero(la != lb)
+    la, lb = la[keep], lb[keep]
     r = int(labels.max()) + 1
-    codes = np.unique(np.minimum(la, lb)[keep] * r + np.maximum(la, lb)[keep])  # i * R + j
+    codes = np.unique(np.minimum(la, lb) * r + np.maximum(la, lb))   # i * R + j
     return np.stack([codes // r, codes % r], axis=1)
 
 
@@ -244,12 +167,16 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.nda
     A merge of i and j creates region t; the similarities of t with all its neighbours
     are computed at once (one row of array operations), and pushed on the heap.
     """
-    f = _region_features(labels, image, texture)
+    features = _region_features(labels, _histogram_codes(image, texture))
+    return _grouping(features, _adjacent_pairs(labels), strategy, float(labels.size))
+
+
+def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndarray:
+    """hierarchical_grouping from the regions' features and adjacent pairs (P, 2), which
+    every strategy of one segmentation shares."""
     n = len(f["sizes"])
     f = _grown(f, n)                              # region t = n, n + 1, ... fills row t
-    area = float(labels.size)
     neighbours: list[set] = [set() for _ in range(n)]
-    pairs = _adjacent_pairs(labels)               # (P, 2)
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
@@ -307,7 +234,7 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
                      sigma: float = 0.8, min_size: int = 20, max_boxes: int | None = 300,
                      color_spaces: Sequence[str] = ("rgb", "hsv"),
                      strategies: Sequence[str] = ("ctsf", "tsf", "cs"),
-                     seed: int = 0) -> np.ndarray:
+                     seed: int = 0, impl: str = "fast") -> np.ndarray:
     """Selective search (Uijlings et al. 2013) proposals for one image.
 
     Args:
@@ -320,6 +247,8 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
             (colour space, scale).
         strategies: similarity combinations, letters c(olour) t(exture) s(ize) f(ill).
         seed: seeds the randomised ranking (the same seed gives the same boxes).
+        impl: "fast" (the default) or "naive": which felzenszwalb segments the image
+            (segmentation.py); both give the same boxes.
     Returns:
         (P, 4) float32 boxes (x1, y1, x2, y2), tight around their regions, no duplicates.
 
@@ -335,15 +264,19 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
     if max_boxes is not None:
         check_count("max_boxes", max_boxes, op="selective_search")
     _check_diversification(color_spaces, strategies)
+    if impl not in ("fast", "naive"):
+        raise ValueError(f"selective_search: impl must be 'fast' or 'naive', got {impl!r}")
     rng = np.random.default_rng(seed)
     boxes, ranks = [], []
+    segment = felzenszwalb if impl == "fast" else felzenszwalb_naive
     for space in color_spaces:
         img = convert_color(rgb, space)
-        texture = _texture_features(img)
+        codes = _histogram_codes(img, _texture_features(img))
         for k in _as_tuple(scale):
-            labels = felzenszwalb(img, scale=float(k), sigma=sigma, min_size=min_size)
+            labels = segment(img, scale=float(k), sigma=sigma, min_size=min_size)
+            features, pairs = _region_features(labels, codes), _adjacent_pairs(labels)
             for strategy in strategies:
-                found = hierarchical_grouping(labels, img, texture, strategy)
+                found = _grouping(features, pairs, strategy, float(labels.size))
                 position = np.arange(len(found), 0, -1)   # 1 = the whole-hierarchy root
                 boxes.append(found)
                 ranks.append(position * rng.random(len(found)))

@@ -1,0 +1,249 @@
+"""Felzenszwalb-Huttenlocher graph segmentation: a naive loop and a fast exact version.
+
+FH (IJCV 2004) on a Gaussian-smoothed image: pixels are nodes, the 8-neighbourhood gives
+the edges (weight = colour distance, intensities in 0..255), and the edges are visited
+by increasing weight (ties by index, Kruskal's order). Each component C keeps
+
+    tau(C) = Int(C) + k / |C|      Int(C) = the heaviest edge merged into C (0: a pixel),
+
+and an edge (u, v) of weight w merges C(u) != C(v) when w <= min(tau(C(u)), tau(C(v))).
+Components smaller than ``min_size`` are then merged into a neighbour across the lightest
+edges, as in the reference code. Union by size picks each new root (ties: u's root).
+
+``felzenszwalb_naive`` is the readable version: one Python loop over the edges.
+``felzenszwalb`` gives the same labels faster. It walks the sorted edges in chunks and
+settles most of a chunk with array operations, from the state at the chunk's start:
+- an edge whose ends already share a root never merges (components only grow);
+- an edge touching a "frozen" component, tau(C) < the chunk's lightest weight, never
+  merges (C could only change through an edge no heavier than tau(C): all were visited);
+- an edge that is the first of the chunk to touch both of its roots sees exactly the
+  state the loop would show it (no earlier edge of the chunk changed either component),
+  so all such edges are decided at once; they touch disjoint roots, so their merges are
+  disjoint writes ("deterministic reservations", Blelloch et al., PPoPP 2012).
+The remaining few (chains: one component touched again and again) go through the same
+loop as the naive version, in order, on the same arrays.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from scipy import ndimage
+
+# 8-neighbourhood as 4 forward offsets (drow, dcol); the other 4 are the same edges reversed.
+_OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
+CHUNK = 512             # edges settled together by felzenszwalb (any value gives the same labels)
+
+
+@functools.lru_cache(maxsize=8)
+def neighbour_pairs(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Endpoints a, b (E,) of the 8-neighbourhood edges of an H x W grid, E ~ 4 H W.
+
+    Pixel (r, c) is index r * W + c; offset by offset, as ``_OFFSETS``. Read-only arrays,
+    computed once per image size.
+    """
+    index = np.arange(h * w).reshape(h, w)
+    a_list, b_list = [], []
+    for dr, dc in _OFFSETS:
+        c0, c1 = max(0, -dc), w - max(0, dc)        # columns where (r+dr, c+dc) exists
+        a_list.append(index[0:h - dr, c0:c1].ravel())
+        b_list.append(index[dr:h, c0 + dc:c1 + dc].ravel())
+    a, b = np.concatenate(a_list), np.concatenate(b_list)
+    a.flags.writeable = b.flags.writeable = False
+    return a, b
+
+
+def neighbour_edges(smooth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """8-neighbourhood edges of a (C, H, W) image: endpoints a, b (E,) and weights (E,)."""
+    _, h, w = smooth.shape
+    w_list = []
+    for dr, dc in _OFFSETS:
+        c0, c1 = max(0, -dc), w - max(0, dc)
+        diff = smooth[:, 0:h - dr, c0:c1] - smooth[:, dr:h, c0 + dc:c1 + dc]   # (C, h', w')
+        w_list.append(np.sqrt((diff * diff).sum(axis=0)).ravel())   # Euclidean distance
+    return (*neighbour_pairs(h, w), np.concatenate(w_list))
+
+
+def _smoothed_edges(image: np.ndarray, sigma: float):
+    smooth = ndimage.gaussian_filter(image * 255.0, sigma=(0, sigma, sigma), truncate=4.0)
+    return neighbour_edges(smooth)
+
+
+def roots(parent: np.ndarray) -> np.ndarray:
+    """Pointer jumping: the root of every node of a union-find forest, vectorized."""
+    while True:
+        nxt = parent[parent]
+        if np.array_equal(nxt, parent):
+            return parent
+        parent = nxt
+
+
+def _labels(parent: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Labels 0..R-1 numbered in the order of their roots' pixel indices, (H, W)."""
+    return np.unique(roots(parent), return_inverse=True)[1].reshape(shape)
+
+
+# ----------------------------------------------------------------- the naive loop
+
+
+def _merge_loop(parent, size, threshold, ea: list, eb: list, ew: list, scale: float) -> None:
+    """FH's merge loop over edges sorted by weight, updating the union-find in place.
+
+    ``parent``, ``size``, ``threshold`` (tau per root): lists, or arrays' memoryviews
+    (felzenszwalb's leftovers, on the same arrays as its vectorized steps).
+    """
+    for u, v, wt in zip(ea, eb, ew, strict=True):
+        while parent[u] != u:                     # u, v -> their roots, halving the path
+            parent[u] = u = parent[parent[u]]
+        while parent[v] != v:
+            parent[v] = v = parent[parent[v]]
+        if u != v and wt <= threshold[u] and wt <= threshold[v]:
+            if size[u] < size[v]:
+                u, v = v, u
+            parent[v] = u                         # union by size
+            size[u] += size[v]
+            threshold[u] = wt + scale / size[u]   # edges come sorted: Int(C) is this weight
+
+
+def _absorb_small(parent, size, ea: np.ndarray, eb: np.ndarray, min_size: int) -> None:
+    """Merge components under min_size across edges in weight order (FH's post-processing).
+
+    ``parent`` and ``size``: lists, or arrays' memoryviews (felzenszwalb's leftovers).
+    """
+    for ru, rv in zip(ea.tolist(), eb.tolist(), strict=True):
+        while parent[ru] != ru:                   # u, v -> their roots, halving the path
+            parent[ru] = ru = parent[parent[ru]]
+        while parent[rv] != rv:
+            parent[rv] = rv = parent[parent[rv]]
+        if ru != rv and (size[ru] < min_size or size[rv] < min_size):
+            parent[rv] = ru                       # no union by size here (reference code)
+            size[ru] += size[rv]
+
+
+def felzenszwalb_naive(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
+                       min_size: int = 20) -> np.ndarray:
+    """Felzenszwalb-Huttenlocher segmentation of a (C, H, W) image in [0, 1], one loop.
+
+    ``scale`` is the paper's k, for intensities in 0..255 (larger k, larger regions);
+    ``sigma`` the Gaussian pre-smoothing (0: none). Returns int64 labels (H, W), 0..R-1.
+    """
+    _, h, w = image.shape
+    a, b, weight = _smoothed_edges(image, sigma)
+    order = np.argsort(weight, kind="stable")     # Kruskal order: lightest edge first
+    ea, eb = a[order], b[order]                   # (E,) each, E ~ 4 H W
+    n = h * w
+    parent, size, threshold = list(range(n)), [1] * n, [scale] * n   # tau = 0 + k / 1
+    _merge_loop(parent, size, threshold, ea.tolist(), eb.tolist(), weight[order].tolist(), scale)
+    small = np.asarray(size)[roots(np.asarray(parent))] < min_size     # (n,) per pixel
+    touching = small[ea] | small[eb]              # components only grow, so other edges
+    _absorb_small(parent, size, ea[touching], eb[touching], min_size)  # never merge
+    return _labels(np.asarray(parent), (h, w))
+
+
+# ----------------------------------------------------------------- the fast version
+
+
+def kruskal_order(weight: np.ndarray) -> np.ndarray:
+    """``np.argsort(weight, kind="stable")`` (ties by index), from a faster unstable sort.
+
+    The unstable sort leaves each run of equal weights in some order; only those
+    positions are sorted again, by (run, edge index).
+    """
+    order = np.argsort(weight)                    # (E,) SIMD quicksort: ties in any order
+    w = weight[order]
+    same = w[1:] == w[:-1]                        # (E-1,) a sorted neighbour ties
+    tied = np.zeros(len(w), bool)
+    tied[1:] |= same
+    tied[:-1] |= same
+    pos = np.flatnonzero(tied)                    # (T,) positions inside runs of ties
+    if len(pos):
+        wp = w[pos]
+        run = np.cumsum(np.r_[True, wp[1:] != wp[:-1]])   # (T,) 1, 1, 2, 2, 2, 3, ...
+        key = run * len(w) + order[pos]           # unique: sorts by run, then index
+        order[pos] = order[pos][np.argsort(key)]
+    return order
+
+
+def _find(parent: np.ndarray, nodes: np.ndarray) -> np.ndarray:
+    """Roots of ``nodes`` (any shape) by pointer jumping; each node then points at its root."""
+    r = parent[nodes]
+    while True:
+        up = parent[r]
+        if (up == r).all():
+            break
+        r = up
+    parent[nodes] = r                             # path compression
+    return r
+
+
+class _Forest:
+    """The union-find of FH as arrays (parent, size, tau per root), and memoryviews of them
+    for the loop, which reads and writes them one element at a time as fast as lists."""
+
+    def __init__(self, n: int, scale: float):
+        self.parent, self.size = np.arange(n), np.ones(n, np.int64)
+        self.tau = np.full(n, float(scale))       # tau = 0 + k / 1 for a pixel
+        self.seen = np.full(n, n * 4 + 1)         # scratch for first_touches: "never"
+        self.views = memoryview(self.parent), memoryview(self.size), memoryview(self.tau)
+
+    def first_touches(self, ru: np.ndarray, rv: np.ndarray) -> np.ndarray:
+        """(L,) True for each edge, in order, that is the first to touch both its roots."""
+        pos = np.arange(len(ru))                  # (L,) edge positions
+        np.minimum.at(self.seen, ru, pos)         # seen[root] = its first edge's position
+        np.minimum.at(self.seen, rv, pos)
+        first = (self.seen[ru] == pos) & (self.seen[rv] == pos)
+        self.seen[ru] = self.seen[rv] = len(self.seen) * 4 + 1
+        return first
+
+
+def _merge_chunk(forest: _Forest, ends: np.ndarray, w: np.ndarray, scale: float) -> None:
+    """FH's loop over one chunk of sorted edges, ends (2, L), weights (L,); see module doc."""
+    f = forest
+    ru, rv = _find(f.parent, ends)                # (L,) each: roots at the chunk's start
+    tau = np.minimum(f.tau[ru], f.tau[rv])        # (L,) min(tau(C(u)), tau(C(v)))
+    live = np.flatnonzero((ru != rv) & (tau >= w[0]))   # the others never merge
+    ru, rv, w, tau = ru[live], rv[live], w[live], tau[live]
+    first = f.first_touches(ru, rv)
+    m = np.flatnonzero(first & (w <= tau))        # decided from the chunk's start: merges
+    u, v, wm = ru[m], rv[m], w[m]
+    su, sv = f.size[u], f.size[v]
+    swap = su < sv                                # union by size, ties: u's root stays
+    big, small = np.where(swap, v, u), np.where(swap, u, v)
+    f.parent[small] = big                         # disjoint roots: no write collides
+    f.size[big] = su + sv
+    f.tau[big] = wm + scale / (su + sv)           # tau = Int + k / |C|, Int = this weight
+    rest = np.flatnonzero(~first)                 # chains: the loop, in order
+    _merge_loop(*f.views, ru[rest].tolist(), rv[rest].tolist(), w[rest].tolist(), scale)
+
+
+def _absorb_chunk(forest: _Forest, ends: np.ndarray, min_size: int) -> None:
+    """_absorb_small over one chunk of edges (2, L), settled as _merge_chunk's."""
+    f = forest
+    ru, rv = _find(f.parent, ends)                # (L,) each
+    live = (ru != rv) & (np.minimum(f.size[ru], f.size[rv]) < min_size)   # sizes only grow
+    ru, rv = ru[np.flatnonzero(live)], rv[np.flatnonzero(live)]
+    first = f.first_touches(ru, rv)
+    u, v = ru[first], rv[first]                   # all of these merge
+    f.parent[v] = u
+    f.size[u] += f.size[v]
+    rest = np.flatnonzero(~first)
+    _absorb_small(*f.views[:2], ru[rest], rv[rest], min_size)
+
+
+def felzenszwalb(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
+                 min_size: int = 20) -> np.ndarray:
+    """felzenszwalb_naive's labels (H, W), identical, with most edges settled in arrays."""
+    _, h, w = image.shape
+    n = h * w
+    a, b, weight = _smoothed_edges(image, sigma)
+    order = kruskal_order(weight)
+    ends, weight = np.stack([a[order], b[order]]), weight[order]   # (2, E), (E,)
+    forest = _Forest(n, scale)
+    for i in range(0, len(weight), CHUNK):
+        _merge_chunk(forest, ends[:, i:i + CHUNK], weight[i:i + CHUNK], scale)
+    small = forest.size[roots(forest.parent)] < min_size   # (n,) per pixel
+    ends = ends[:, small[ends].any(axis=0)]       # edges touching a small component
+    for i in range(0, ends.shape[1], CHUNK):
+        _absorb_chunk(forest, ends[:, i:i + CHUNK], min_size)
+    return _labels(forest.parent, (h, w))
