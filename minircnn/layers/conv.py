@@ -166,14 +166,21 @@ def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) ->
     KH, KW, stride, pad, OH, OW = _check_window("im2col", x.shape, KH, KW, stride, pad)
     xp = get_array_module(x)
     N, C, H, W = x.shape
+    cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    cols[...] = _windows(x, KH, KW, stride, pad, (OH, OW))  # the one copy
+    return cols.reshape(N, C * KH * KW, OH * OW)  # (N, K, P), K = C*KH*KW, P = OH*OW
+
+
+def _windows(x: np.ndarray, KH: int, KW: int, stride: int, pad: int, out_hw: tuple):
+    """View (N, C, KH, KW, OH, OW) of every window of the zero-padded x, no copy:
+    windows[n, c, kh, kw, i, j] = x_pad[n, c, i s + kh, j s + kw]."""
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
     x_pad = _zero_pad(x, pad)                              # (N, C, H+2p, W+2p)
     sN, sC, sH, sW = x_pad.strides                         # bytes per step of each axis
-    windows = xp.lib.stride_tricks.as_strided(             # view: windows[n, c, kh, kw, i, j]
-        x_pad, (N, C, KH, KW, OH, OW),                     #   = x_pad[n, c, i s + kh, j s + kw]
+    return xp.lib.stride_tricks.as_strided(                # stepping i moves s rows,
+        x_pad, (N, C, KH, KW, *out_hw),                    # stepping kh one row
         (sN, sC, sH, sW, sH * stride, sW * stride))
-    cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
-    cols[...] = windows                                    # the one copy
-    return cols.reshape(N, C * KH * KW, OH * OW)  # (N, K, P), K = C*KH*KW, P = OH*OW
 
 
 def _zero_pad(x: np.ndarray, pad: int) -> np.ndarray:
@@ -229,19 +236,61 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
         stride: step between windows (>= 1).  pad: zeros added on each side (>= 0).
     Returns:
         out: (N, F, OH, OW) in x's dtype, OH = (H + 2 pad - KH) // stride + 1 (floor),
-        and a ConvCache for conv2d_backward.
+        and a ConvCache for conv2d_backward (holding the im2col columns).
     Raises:
         ValueError / TypeError: wrong ndim, channel or bias mismatch, kernel larger than
             the padded input, non-float dtype, stride < 1 or pad < 0.
     """
     x, w, b, stride, pad, (OH, OW) = _check_conv_args(x, w, b, stride, pad)
-    N = x.shape[0]
-    F, C, KH, KW = w.shape
-    cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, K, P), K = C*KH*KW, P = OH*OW
-    w_mat = w.reshape(F, C * KH * KW).astype(x.dtype, copy=False)  # (F, K); F may be 0
-    out = w_mat @ cols  # (F, K) @ (N, K, P) -> (N, F, P): one batched matmul
-    out += b.astype(x.dtype, copy=False)[:, None]  # (N, F, P) + (F, 1)
-    return out.reshape(N, F, OH, OW), ConvCache(x, w, stride, pad, cols)
+    N, C = x.shape[:2]
+    F, _, KH, KW = w.shape
+    xp = get_array_module(x)
+    cols = xp.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)  # (N, K, P), kept for backward
+    out = _conv_by_blocks(x, w, b, stride, pad, cols)           # (N, F, OH, OW)
+    return out, ConvCache(x, w, stride, pad, cols)
+
+
+def conv2d_values(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
+                  stride: int = 1, pad: int = 0) -> np.ndarray:
+    """conv2d_forward's ``out`` only, keeping no columns: what a layer needs when no
+    backward reads its cache (frozen, eval mode, no_grad). Each block of columns is
+    unfolded into one small buffer, reused."""
+    x, w, b, stride, pad, _ = _check_conv_args(x, w, b, stride, pad)
+    return _conv_by_blocks(x, w, b, stride, pad, None)
+
+
+# Columns unfolded per matrix product on the CPU: a block that stays in the L2 cache
+# between its copy and its product (the whole column matrix would not).
+BLOCK_BYTES = 1 << 18
+
+
+def _conv_by_blocks(x, w, b, stride: int, pad: int, cols) -> np.ndarray:
+    """out (N, F, OH, OW) = w_mat @ im2col(x) + b, unfolding and multiplying a block of
+    output rows at a time: into ``cols`` (N, K, P) when given (kept for backward), else
+    into one buffer reused by every block. The same dot products as one big matmul,
+    row by row of the output (a BLAS may order a small product's additions differently:
+    the last bits of a value may then differ)."""
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    F, _, KH, KW = w.shape
+    OH, OW = (x.shape[2] + 2 * pad - KH) // stride + 1, (x.shape[3] + 2 * pad - KW) // stride + 1
+    K = C * KH * KW
+    windows = _windows(x, KH, KW, stride, pad, (OH, OW))      # view (N, C, KH, KW, OH, OW)
+    rows = max(1, BLOCK_BYTES // max(1, K * OW * x.itemsize)) if xp is np else OH
+    buffer = xp.empty((C, KH, KW, min(rows, OH), OW), x.dtype) if cols is None else None
+    w_mat = w.reshape(F, K).astype(x.dtype, copy=False)      # (F, K); F may be 0
+    bias = b.astype(x.dtype, copy=False)[:, None]            # (F, 1)
+    out = xp.empty((N, F, OH * OW), dtype=x.dtype)           # (N, F, P)
+    for n in range(N):
+        for i0 in range(0, OH, rows):                         # output rows i0 .. i1-1
+            i1 = min(OH, i0 + rows)
+            block = (buffer[:, :, :, :i1 - i0] if cols is None   # (C, KH, KW, i1-i0, OW)
+                     else cols[n].reshape(C, KH, KW, OH, OW)[:, :, :, i0:i1])
+            block[...] = windows[n, :, :, :, i0:i1]           # unfold these rows' windows
+            out_block = out[n, :, i0 * OW:i1 * OW]            # view (F, (i1-i0)*OW)
+            xp.matmul(w_mat, block.reshape(K, -1), out=out_block)  # (F, K) @ (K, rows*OW)
+            out_block += bias                                 # (F, rows*OW) + (F, 1)
+    return out.reshape(N, F, OH, OW)
 
 
 def conv2d_param_grads(dout: np.ndarray, cache: ConvCache):
@@ -317,20 +366,20 @@ class Conv2d(OpModule):
         self.impl = impl                      # checked; picks op_forward, op_backward
 
     def forward(self, x):
-        out, cache = self.op_forward(x, self.w.data, self.b.data, stride=self.stride,
-                                     pad=self.pad)
-        self._cache = self.kept(cache)
-        return out
+        return self.forward_with_bias(x, self.b.data)
 
-    def kept(self, cache: ConvCache) -> ConvCache | None:
-        """What of a forward's cache to keep: nothing when frozen (no backward runs
-        through the layer), no im2col columns in eval mode (a rare backward unfolds x
-        again)."""
-        if self.is_frozen():
-            return None
-        if not self.training and cache.cols is not None:
-            return cache._replace(cols=None)
-        return cache
+    def forward_with_bias(self, x, b):
+        """forward with the bias ``b`` (F,) (ConvNoBias passes zeros). Keeps what
+        backward needs: nothing when frozen (no backward runs through the layer), no
+        im2col columns in eval mode (a rare backward unfolds x again)."""
+        if self.impl == "fast" and (self.is_frozen() or not self.training):
+            out = conv2d_values(x, self.w.data, b, stride=self.stride, pad=self.pad)
+            self._cache = None if self.is_frozen() else ConvCache(
+                x, self.w.data, self.stride, self.pad, None)
+            return out
+        out, cache = self.op_forward(x, self.w.data, b, stride=self.stride, pad=self.pad)
+        self._cache = None if self.is_frozen() else cache   # (naive tier, frozen: none)
+        return out
 
     def backward(self, dout):
         """dout -> dx, accumulating dw and db; dx is None when ``needs_input_grad`` is

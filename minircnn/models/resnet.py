@@ -55,10 +55,7 @@ class ConvNoBias(Conv2d):
     def forward(self, x):
         xp = get_array_module(x)
         zero_bias = xp.zeros(self.w.shape[0], dtype=self.w.data.dtype)  # (F,) on x's device
-        out, cache = self.op_forward(x, self.w.data, zero_bias, stride=self.stride,
-                                     pad=self.pad)
-        self._cache = self.kept(cache)
-        return out
+        return self.forward_with_bias(x, zero_bias)
 
     def backward(self, dout):
         if self._cache is None:

@@ -9,7 +9,8 @@ goes: the backbone (convolutions on whole images), the RoI op, the head (fc6, fc
 two output layers and the loss) and the SGD update. Detection: ``detect`` on one image
 with 300 proposals through the test pyramid of ``TrainConfig.test_scales`` (what
 ``minircnn detect`` and the evaluation run), and its parts: the backbone at each
-scale, the RoI op and the head over every level, and the postprocessing.
+scale, the RoI op and the head over every level, and the postprocessing, each run as
+``detect`` runs it (inside ``no_grad``: no caches, value-only ReLU and pooling).
 
 Each setup takes an ``np.random.Generator`` and returns ``(run, flops)`` (flops None).
 """
@@ -28,6 +29,7 @@ from minircnn.detection.inference import (
 from minircnn.detection.proposals import dense_boxes
 from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
+from minircnn.layers.module import no_grad
 from minircnn.training.config import TrainConfig, make_detector
 from minircnn.training.optim import SGD
 from minircnn.training.step import train_step
@@ -148,28 +150,41 @@ def setup_inference_one_scale(rng):
     return (lambda: _detect(model, image, props, (1.0,))), None
 
 
+def _without_grad(model, run):
+    """``run`` inside no_grad(model), as detect runs the model (no layer keeps a cache,
+    ReLU and pooling compute values only)."""
+    def run_without_grad():
+        with no_grad(model):
+            return run()
+    return run_without_grad
+
+
 def setup_inference_backbone(rng, level: int = 0):
     model, _, _, levels = _inference_setup(rng)
     scaled = levels[level][0]                                # (1, 3, s H, s W)
-    return (lambda: model.backbone.forward(scaled)), None
+    return _without_grad(model, lambda: model.backbone.forward(scaled)), None
 
 
 def setup_inference_roi(rng):
     model, _, _, levels = _inference_setup(rng)
-    features = [(model.backbone.forward(im), r) for im, r in levels if len(r)]
-    return (lambda: [model.roi.forward(f, r) for f, r in features]), None
+    with no_grad(model):
+        features = [(model.backbone.forward(im), r) for im, r in levels if len(r)]
+    return _without_grad(model, lambda: [model.roi.forward(f, r) for f, r in features]), None
 
 
 def setup_inference_head(rng):
     model, _, _, levels = _inference_setup(rng)
-    pooled = [model.roi.forward(model.backbone.forward(im), r) for im, r in levels if len(r)]
-    return (lambda: [_head_forward(model, p) for p in pooled]), None
+    with no_grad(model):
+        pooled = [model.roi.forward(model.backbone.forward(im), r) for im, r in levels
+                  if len(r)]
+    return _without_grad(model, lambda: [_head_forward(model, p) for p in pooled]), None
 
 
 def setup_inference_postprocess(rng):
     model, image, props, levels = _inference_setup(rng)
     rois = np.concatenate([np.zeros((len(props), 1), np.float32), props], axis=1)
-    cls_scores, deltas = model.forward(image, rois)
+    with no_grad(model):
+        cls_scores, deltas = model.forward(image, rois)
     return (lambda: postprocess(cls_scores, deltas, props, image.shape[2:],
                                 score_thresh=CONFIG.score_thresh, nms_thresh=CONFIG.nms_thresh,
                                 max_dets=CONFIG.max_dets)), None

@@ -6,6 +6,7 @@ import pytest
 from minircnn.backend import asnumpy, get_array_module, to_device
 from minircnn.gradcheck import check_layer, rel_error
 from minircnn.layers import Parameter
+from minircnn.layers import conv as conv_module
 from minircnn.layers.conv import (
     Conv2d,
     col2im,
@@ -13,6 +14,7 @@ from minircnn.layers.conv import (
     conv2d_backward_naive,
     conv2d_forward,
     conv2d_forward_naive,
+    conv2d_values,
     im2col,
 )
 
@@ -282,3 +284,20 @@ def test_frozen_or_eval_layers_keep_no_columns():
     conv.forward(x)
     with pytest.raises(RuntimeError, match="frozen layer, which keeps no cache"):
         conv.backward(dout)
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("block_bytes", [1, 200, 1 << 18])
+def test_blocks_of_rows_give_the_whole_product(shape, block_bytes, monkeypatch):
+    """The forward unfolds and multiplies a block of output rows at a time (one row,
+    a few rows with a shorter last block, or all of them): the values of one product
+    over the whole im2col matrix (to rounding: a BLAS may add a small product's terms
+    in another order), and the same bits with or without kept columns."""
+    x, w, b, kw = _inputs(shape)
+    F = w.shape[0]
+    whole = w.reshape(F, -1) @ im2col(x, *w.shape[2:], **kw) + b[:, None]  # (N, F, P)
+    monkeypatch.setattr(conv_module, "BLOCK_BYTES", block_bytes)
+    out, cache = conv2d_forward(x, w, b, **kw)
+    assert rel_error(out, whole.reshape(out.shape)) <= 1e-12
+    assert conv2d_values(x, w, b, **kw).tobytes() == out.tobytes()
+    np.testing.assert_array_equal(cache.cols, im2col(x, *w.shape[2:], **kw))
