@@ -30,6 +30,12 @@ class TrainConfig:
     test time an image pyramid (1x and 2x) scores each proposal at the scale that brings
     it closest to 48x48 pixels, which helps the smallest shapes most (paper sections 2.4, 5.2).
     What each setting measured: docs/performance.md and minircnn/weights/README.md.
+
+    ``rpn_box_weight`` scales the RPN's box term. At 1 it is torchvision's: both RPN
+    terms divided by the S sampled anchors (256 per image). The Faster R-CNN paper
+    (eq. 1) divides the box term by the number of anchor locations h*w instead and
+    weights it by lambda = 10, which is 2560 / (h*w) times torchvision's: about 1 for
+    VGG16 on a 600x1000 image, 2.5 on this toy's 32x32 map.
     """
     name: str = "shapes"                 # run name: runs/<name>/
     seed: int = 0                        # model init, sampling, flips, dropout
@@ -48,6 +54,7 @@ class TrainConfig:
     rpn_batch_size: int = 256            # anchors sampled per image, up to half positive
     rpn_positive_fraction: float = 0.5
     rpn_loss_weight: float = 1.0         # RPN loss added to Fast R-CNN's (torchvision: 1)
+    rpn_box_weight: float = 1.0          # the RPN's box term, x torchvision's (see above)
     # model
     model: str = "fast_rcnn"             # or the baselines "rcnn", "sppnet" (models/rcnn.py)
     backbone: str = "vgg"

@@ -82,9 +82,11 @@ def _rpn_loss(model, features, targets, config, rng):
     return cache, objectness, deltas
 
 
-def _rpn_backward(model, cache, shape, weight: float):
-    dobj, ddeltas = rpn_loss_backward(weight, cache)          # (N*A,), (N*A, 4)
+def _rpn_backward(model, cache, shape, config):
+    """The RPN's backward; its box term weighted by ``config.rpn_box_weight`` (lambda)."""
+    dobj, ddeltas = rpn_loss_backward(config.rpn_loss_weight, cache)   # (N*A,), (N*A, 4)
     n, a = shape
+    ddeltas = ddeltas * config.rpn_box_weight                 # L = L_cls + lambda L_box
     return model.rpn.backward(dobj.reshape(n, a), ddeltas.reshape(n, a, 4))
 
 
@@ -119,7 +121,7 @@ def joint_step(model, images, targets, config, rng) -> dict:
     dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
     dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
     dfeatures = dfeatures + _rpn_backward(model, rpn_cache, objectness.shape,
-                                          config.rpn_loss_weight)   # both heads read them
+                                          config)     # both heads read the features
     model.backbone.backward(dfeatures)
     return _stats(rpn_cache, det_cache)
 
@@ -128,7 +130,7 @@ def rpn_stage_step(model, images, targets, config, rng, *, backbone, train_backb
     """Stages 1 and 3: the RPN loss alone, on ``backbone``'s features."""
     features = backbone.forward(images)
     rpn_cache, objectness, _ = _rpn_loss(model, features, targets, config, rng)
-    dfeatures = _rpn_backward(model, rpn_cache, objectness.shape, config.rpn_loss_weight)
+    dfeatures = _rpn_backward(model, rpn_cache, objectness.shape, config)
     if train_backbone:
         backbone.backward(dfeatures)
     return _stats(rpn_cache=rpn_cache)

@@ -103,6 +103,7 @@ TRAIN_RULES = {
     "proposal_method": one_of("selective_search", "dense", "rpn"),
     "rpn_training": one_of("joint", "alternating"), "rpn_batch_size": at_least(1),
     "rpn_positive_fraction": FRACTION, "rpn_loss_weight": between(0, None),
+    "rpn_box_weight": between(0, None),
     "max_proposals": at_least(1), "proposal_workers": at_least(1),
     "backbone": one_of("vgg", "resnet"), "num_pools": at_least(0),
     "roi_op": one_of("pool", "align"), "output_size": at_least(1),

@@ -84,6 +84,29 @@ def test_each_alternating_step_trains_what_the_paper_says():
     assert all(np.array_equal(v, model.rpn_backbone.state_dict()[k]) for k, v in shared.items())
 
 
+def test_rpn_box_weight_scales_the_box_gradient_alone():
+    """lambda multiplies the gradient of the RPN's box layer and nothing of its objectness
+    layer: one step from the same weights, on the same draw, with lambda 1 and 3."""
+    config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4, dropout=0.0,
+                                 weight_decay=0.0)
+    train, _ = make_datasets(config)
+    items = [train[i] for i in range(len(train))]
+    grads = {}
+    for weight in (1.0, 3.0):
+        model = make_detector(dataclasses.replace(config, rpn_box_weight=weight))
+        optimizer = SGD(model.parameters(), 0.0)             # grads kept, weights unchanged
+        rng = np.random.default_rng(0)
+        images, targets = rpn_minibatch(config, items, [0, 1], rng)
+        rpn_train_step(model, optimizer, images, targets,
+                       dataclasses.replace(config, rpn_box_weight=weight), rng, 0)
+        grads[weight] = {name: p.grad.copy() for name, p in model.rpn.named_parameters()}
+    for name, g in grads[1.0].items():
+        scale = 3.0 if name.startswith("head.bbox_pred") else 1.0
+        if name.startswith(("head.bbox_pred", "head.cls_logits")):
+            np.testing.assert_allclose(grads[3.0][name], scale * g, rtol=1e-5, atol=1e-12)
+    assert np.abs(grads[1.0]["head.bbox_pred.w"]).max() > 0
+
+
 def test_alternating_run_ends_with_one_shared_backbone(tmp_path):
     config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4)
     metrics = train_detector(config, tmp_path / "alt", progress=False)
