@@ -10,6 +10,8 @@ wrong). To search new random inputs while developing, choose the ``explore`` pro
     HYPOTHESIS_PROFILE=explore python -m pytest -q tests/detection
 """
 
+import contextlib
+import io
 import os
 
 import pytest
@@ -33,6 +35,28 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 def _private_cache(tmp_path_factory, monkeypatch):
     """Proposal caches go to a temporary folder, never to the user's ~/.cache."""
     monkeypatch.setenv("MINIRCNN_CACHE", str(tmp_path_factory.mktemp("minircnn-cache")))
+
+
+@pytest.fixture(scope="session")
+def gradcheck_command():
+    """``minircnn gradcheck`` run once for the session: (exit code, what it printed, its
+    rows by layer). The command checks every layer case with seed 0, as
+    tests/gradcheck/test_cases.py does case by case: that test reads the rows recorded
+    here instead of computing each gradient check a second time."""
+    from minircnn.cli.main import main
+    from minircnn.gradcheck import cases
+
+    rows, real = [], cases.run_gradchecks
+
+    def recorded(*args, **kwargs):
+        rows.extend(real(*args, **kwargs))
+        return list(rows)
+
+    printed = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(printed):
+        patch.setattr(cases, "run_gradchecks", recorded)
+        code = main(["gradcheck"])
+    return code, printed.getvalue(), {row.layer: row for row in rows}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -172,3 +172,26 @@ def test_every_in_page_anchor_resolves(site):
         ids = set(re.findall(r'id="([^"]+)"', html))
         broken = sorted(set(re.findall(r'href="#([^"]+)"', html)) - ids)
         assert not broken, (page.relative_to(site), broken[:5])
+
+
+def test_lessons_link_the_pages_they_name(site):
+    """`docs/reproduce/tables.md` in a lesson is a link to that page of the site."""
+    html = (site / "lessons" / "01_rcnn_to_fast_rcnn" / "index.html").read_text()
+    assert '<a href="../../reproduce/tables/"><code>docs/reproduce/tables.md</code></a>' in html
+    html = (site / "lessons" / "08_ablations_and_limits" / "index.html").read_text()
+    assert '<a href="../../reproduce/"><code>docs/reproduce/</code></a>' in html
+
+
+def test_docs_mentions_become_links_only_where_the_site_has_the_file():
+    pytest.importorskip("mkdocs")
+    from mkdocs.structure.files import File, Files
+
+    link = _hook_module("minircnn_docs").link_docs_mentions
+    files = Files([File(p, "docs", "site", True) for p in ("reproduce/index.md",
+                                                          "reproduce/tables.md")])
+    html = ('<p><code>docs/reproduce/tables.md</code> <code>docs/nowhere.md</code> '
+            '<a href="x"><code>docs/reproduce/</code></a> <code>docs/reproduce/</code></p>')
+    assert link(html, "../", files) == (
+        '<p><a href="../reproduce/tables/"><code>docs/reproduce/tables.md</code></a> '
+        '<code>docs/nowhere.md</code> <a href="x"><code>docs/reproduce/</code></a> '
+        '<a href="../reproduce/"><code>docs/reproduce/</code></a></p>')

@@ -65,8 +65,29 @@ def on_page_content(html: str, page, config, files) -> str:
         _fix_toc_anchors(page.toc, set(re.findall(r'id="([^"]+)"', html)))
     # "minircnn/weights/README.md" in lessons and prose: a link to its page on the site
     up = "../" * page.url.count("/")
-    return WEIGHTS_MENTION.sub(
+    html = WEIGHTS_MENTION.sub(
         lambda m: f'{m.group(1)}<a href="{up}weights/">{m.group(2)}</a>', html)
+    return link_docs_mentions(html, up, files)
+
+
+# `docs/...` as inline code (lessons name the pages by their path in the repository),
+# or an <a> element, whose code is left as it is.
+DOCS_MENTION = re.compile(r"<a\b.*?</a>|<code>docs/([^<\s]*)</code>", re.DOTALL)
+
+
+def link_docs_mentions(html: str, up: str, files) -> str:
+    """Each `docs/PATH` written as code, outside a link, becomes a link to PATH on the site
+    when the site has it (a page, a folder's index page, or a file such as results.json)."""
+    def link(match: re.Match) -> str:
+        if match.group(1) is None:
+            return match.group()                       # an existing link: unchanged
+        path = match.group(1)                          # "reproduce/tables.md", "reproduce/"
+        target = files.get_file_from_path(path if path and not path.endswith("/")
+                                          else f"{path}index.md")
+        if target is None:
+            return match.group()
+        return f'<a href="{up}{target.url}">{match.group()}</a>'
+    return DOCS_MENTION.sub(link, html)
 
 
 def _fix_toc_anchors(toc, ids: set) -> None:
@@ -163,11 +184,30 @@ def executed(path: Path) -> dict:
     if cached.is_file():
         return json.loads(cached.read_text(encoding="utf-8"))
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=1800, kernel_name="python3",
+    NotebookClient(nb, timeout=1800, kernel_name="python3", config=kernel_config(),
                    resources={"metadata": {"path": str(LESSONS)}}).execute()
     cached.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, cached)
     return json.loads(cached.read_text(encoding="utf-8"))
+
+
+def kernel_config():
+    """The kernel manager's settings: CurveZMQ keys for the kernel's sockets.
+
+    A kernel talks to the build over local TCP sockets; without keys every kernel warns
+    "Kernel is running over TCP without encryption". With ``transport_encryption="auto"``
+    jupyter_client gives each kernel a key pair (the python3 kernelspec declares
+    ``supported_encryption: curve``), so the traffic is encrypted and the warning is not
+    printed. A pyzmq built without CurveZMQ (``zmq.has("curve")`` False) or a
+    jupyter_client without the setting keeps plain TCP, as before.
+    """
+    import zmq
+    from jupyter_client.manager import KernelManager
+    from traitlets.config import Config
+
+    if not zmq.has("curve") or not KernelManager.class_traits().get("transport_encryption"):
+        return Config()
+    return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
 def write_student_edition(path: Path, target: Path, execute: bool) -> None:

@@ -9,9 +9,9 @@ from minircnn.cli.main import main
 from minircnn.gradcheck import cases as gradcheck_cases
 
 
-def test_gradcheck_passes_and_prints_every_layer(capsys):
-    assert main(["gradcheck"]) == 0
-    out = capsys.readouterr().out
+def test_gradcheck_passes_and_prints_every_layer(gradcheck_command):
+    code, out, _ = gradcheck_command           # `minircnn gradcheck` (tests/conftest.py)
+    assert code == 0
     for case in gradcheck_cases.LAYER_CASES:
         assert f"\n{case.name} " in out
     assert f"{len(gradcheck_cases.LAYER_CASES)} passed, 0 failed" in out

@@ -14,13 +14,22 @@ from minircnn.gradcheck.cases import (
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=[c.name for c in LAYER_CASES])
-def test_every_layer_case_passes_its_gradcheck(case):
-    row = run_case(case, seed=0)
+def test_every_layer_case_passes_its_gradcheck(case, gradcheck_command):
+    """Each case's row of `minircnn gradcheck` (seed 0, run once for the session)."""
+    row = gradcheck_command[2][case.name]
     assert row.passed, f"{case.name}: {row.errors}"
     assert max(row.errors.values()) <= THRESHOLD
     expected = list(case.wrt) if case.wrt is not None else list(case.make_inputs(
         np.random.default_rng(0)))
     assert list(row.errors) == expected
+
+
+@pytest.mark.parametrize("name", ["linear", "batchnorm2d", "roi_align"])
+def test_the_commands_rows_are_each_case_checked_with_seed_0(name, gradcheck_command):
+    """What the test above reads is run_case(case, seed=0), recomputed here for a few."""
+    case = next(c for c in LAYER_CASES if c.name == name)
+    assert gradcheck_command[2][name] == run_case(case, seed=0)
+    assert list(gradcheck_command[2]) == [c.name for c in LAYER_CASES]
 
 
 def test_case_names_are_unique_and_cover_the_core_layers():
