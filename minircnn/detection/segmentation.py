@@ -33,7 +33,8 @@ from scipy import ndimage
 
 # 8-neighbourhood as 4 forward offsets (drow, dcol); the other 4 are the same edges reversed.
 _OFFSETS = ((0, 1), (1, 0), (1, 1), (1, -1))
-CHUNK = 512             # edges settled together by felzenszwalb (any value gives the same labels)
+CHUNK = 2048            # edges felzenszwalb settles together (any value: the same labels)
+LOOP_BELOW = 64         # fewer unsettled edges than this go through the loop
 
 
 @functools.lru_cache(maxsize=8)
@@ -197,38 +198,58 @@ class _Forest:
         return first
 
 
-def _merge_chunk(forest: _Forest, ends: np.ndarray, w: np.ndarray, scale: float) -> None:
-    """FH's loop over one chunk of sorted edges, ends (2, L), weights (L,); see module doc."""
-    f = forest
-    ru, rv = _find(f.parent, ends)                # (L,) each: roots at the chunk's start
-    tau = np.minimum(f.tau[ru], f.tau[rv])        # (L,) min(tau(C(u)), tau(C(v)))
-    live = np.flatnonzero((ru != rv) & (tau >= w[0]))   # the others never merge
-    ru, rv, w, tau = ru[live], rv[live], w[live], tau[live]
-    first = f.first_touches(ru, rv)
-    m = np.flatnonzero(first & (w <= tau))        # decided from the chunk's start: merges
-    u, v, wm = ru[m], rv[m], w[m]
+def _merge_round(f: _Forest, ends: np.ndarray, w: np.ndarray, w0: float, scale: float):
+    """One vectorized pass of FH's loop over unsettled edges in order, ends (2, L), weights
+    (L,), none lighter than w0; returns those it could not settle (chains), in order."""
+    r = _find(f.parent, ends)                     # (2, L) roots now
+    tau = np.minimum(f.tau[r[0]], f.tau[r[1]])    # (L,) min(tau(C(u)), tau(C(v)))
+    live = np.flatnonzero((r[0] != r[1]) & (tau >= w0))   # the others never merge
+    r, w, tau = r[:, live], w[live], tau[live]
+    first = f.first_touches(r[0], r[1])
+    m = np.flatnonzero(first & (w <= tau))        # decided now, as the loop would: merges
+    u, v, wm = r[0, m], r[1, m], w[m]
     su, sv = f.size[u], f.size[v]
     swap = su < sv                                # union by size, ties: u's root stays
     big, small = np.where(swap, v, u), np.where(swap, u, v)
     f.parent[small] = big                         # disjoint roots: no write collides
     f.size[big] = su + sv
     f.tau[big] = wm + scale / (su + sv)           # tau = Int + k / |C|, Int = this weight
-    rest = np.flatnonzero(~first)                 # chains: the loop, in order
-    _merge_loop(*f.views, ru[rest].tolist(), rv[rest].tolist(), w[rest].tolist(), scale)
+    rest = np.flatnonzero(~first)
+    return r[:, rest], w[rest]
 
 
-def _absorb_chunk(forest: _Forest, ends: np.ndarray, min_size: int) -> None:
-    """_absorb_small over one chunk of edges (2, L), settled as _merge_chunk's."""
-    f = forest
-    ru, rv = _find(f.parent, ends)                # (L,) each
-    live = (ru != rv) & (np.minimum(f.size[ru], f.size[rv]) < min_size)   # sizes only grow
-    ru, rv = ru[np.flatnonzero(live)], rv[np.flatnonzero(live)]
-    first = f.first_touches(ru, rv)
-    u, v = ru[first], rv[first]                   # all of these merge
+def _absorb_round(f: _Forest, ends: np.ndarray, min_size: int) -> np.ndarray:
+    """_merge_round for _absorb_small: returns the edges (2, L') it could not settle."""
+    r = _find(f.parent, ends)                     # (2, L)
+    small = np.minimum(f.size[r[0]], f.size[r[1]]) < min_size
+    r = r[:, np.flatnonzero((r[0] != r[1]) & small)]   # sizes only grow: others never merge
+    first = f.first_touches(r[0], r[1])
+    u, v = r[0, first], r[1, first]               # all of these merge
     f.parent[v] = u
     f.size[u] += f.size[v]
-    rest = np.flatnonzero(~first)
-    _absorb_small(*f.views[:2], ru[rest], rv[rest], min_size)
+    return r[:, np.flatnonzero(~first)]
+
+
+def _merge_chunk(f: _Forest, ends: np.ndarray, w: np.ndarray, scale: float) -> None:
+    """FH's loop over one chunk of sorted edges (2, L), weights (L,): vectorized rounds
+    while they settle many edges, then the loop for the last few, in order."""
+    w0 = w[0]
+    while len(w) >= LOOP_BELOW:
+        before = len(w)
+        ends, w = _merge_round(f, ends, w, w0, scale)
+        if before - len(w) < LOOP_BELOW:
+            break
+    _merge_loop(*f.views, *ends.tolist(), w.tolist(), scale)
+
+
+def _absorb_chunk(f: _Forest, ends: np.ndarray, min_size: int) -> None:
+    """_absorb_small over one chunk of edges (2, L), settled as _merge_chunk's."""
+    while ends.shape[1] >= LOOP_BELOW:
+        before = ends.shape[1]
+        ends = _absorb_round(f, ends, min_size)
+        if before - ends.shape[1] < LOOP_BELOW:
+            break
+    _absorb_small(*f.views[:2], *ends, min_size)
 
 
 def felzenszwalb(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
