@@ -31,6 +31,7 @@ from minircnn.detection.segmentation import felzenszwalb, felzenszwalb_naive, ne
 from minircnn.utils.validate import check_count, check_pair, check_positive
 
 COLOR_BINS, TEXTURE_BINS = 25, 10     # histogram bins per channel (as Uijlings et al.)
+N_COLOR = 3 * COLOR_BINS              # a region's histogram: 75 colour columns, then texture
 
 
 
@@ -96,7 +97,8 @@ def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> tuple:
 
 
 def _region_features(labels: np.ndarray, codes: tuple) -> dict:
-    """Sizes (R,), boxes (R, 4) and L1-normalised colour (R, 75) / texture (R, 240) hists."""
+    """Sizes (R,), boxes (R, 4) and hists (R, 75 + 240): the L1-normalised colour
+    histogram (its N_COLOR columns), then the L1-normalised texture histogram."""
     r = int(labels.max()) + 1
     sizes = np.bincount(labels.ravel(), minlength=r).astype(np.float64)
     slices = ndimage.find_objects(labels + 1)
@@ -108,8 +110,8 @@ def _region_features(labels: np.ndarray, codes: tuple) -> dict:
         return h / h.sum(axis=1, keepdims=True)
 
     (color, color_width), (texture, texture_width) = codes
-    return dict(sizes=sizes, boxes=boxes, color=hist(color, color_width),
-                texture=hist(texture, texture_width))
+    both = np.concatenate([hist(color, color_width), hist(texture, texture_width)], axis=1)
+    return dict(sizes=sizes, boxes=boxes, hist=both)   # hist: colour columns, then texture
 
 
 def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
@@ -123,40 +125,23 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // r, codes % r], axis=1)
 
 
-def _similarity(f: dict, i: int, ks: np.ndarray, strategy: str, image_area: float) -> np.ndarray:
-    """Similarity (K,) of region i with each region of ``ks`` (K,): the sum of the terms
-    the strategy names, added in the order c, t, s, f."""
-    size = f["sizes"][i] + f["sizes"][ks]                         # (K,) merged sizes
-    s = np.zeros(len(ks))
-    if "c" in strategy:                           # histogram intersection
-        s += np.minimum(f["color"][i], f["color"][ks]).sum(axis=1)
-    if "t" in strategy:
-        s += np.minimum(f["texture"][i], f["texture"][ks]).sum(axis=1)
+def _similarity(f: dict, i, j, strategy: str, image_area: float) -> np.ndarray:
+    """Similarity (K,) of regions i and j, (K,) indices each (or one of them a single
+    index): the sum of the terms the strategy names, added in the order c, t, s, f."""
+    size = f["sizes"][i] + f["sizes"][j]                          # (K,) merged sizes
+    s = np.zeros(len(size))
+    if "c" in strategy or "t" in strategy:        # histogram intersection
+        common = np.minimum(f["hist"][i], f["hist"][j])           # (K, 75 + 240)
+        if "c" in strategy:
+            s += common[:, :N_COLOR].sum(axis=1)
+        if "t" in strategy:
+            s += common[:, N_COLOR:].sum(axis=1)
     if "s" in strategy:                           # merge small regions first
         s += 1.0 - size / image_area
     if "f" in strategy:                           # prefer regions that fill each other's box
-        bi, bk = f["boxes"][i], f["boxes"][ks]                    # (4,), (K, 4)
-        bw = np.maximum(bi[2], bk[:, 2]) - np.minimum(bi[0], bk[:, 0])
-        bh = np.maximum(bi[3], bk[:, 3]) - np.minimum(bi[1], bk[:, 1])
-        s += 1.0 - (bw * bh - size) / image_area
-    return s
-
-
-def _pair_similarity(f: dict, pairs: np.ndarray, strategy: str, image_area: float):
-    """Similarity of every adjacent pair (P, 2) at once: (P,), as _similarity's terms."""
-    i, j = pairs[:, 0], pairs[:, 1]
-    size = f["sizes"][i] + f["sizes"][j]
-    s = np.zeros(len(pairs))
-    if "c" in strategy:
-        s += np.minimum(f["color"][i], f["color"][j]).sum(axis=1)
-    if "t" in strategy:
-        s += np.minimum(f["texture"][i], f["texture"][j]).sum(axis=1)
-    if "s" in strategy:
-        s += 1.0 - size / image_area
-    if "f" in strategy:
-        bi, bj = f["boxes"][i], f["boxes"][j]
-        bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])
-        bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
+        bi, bj = f["boxes"][i], f["boxes"][j]                     # (K, 4) or (4,)
+        bw = np.maximum(bi[..., 2], bj[..., 2]) - np.minimum(bi[..., 0], bj[..., 0])
+        bh = np.maximum(bi[..., 3], bj[..., 3]) - np.minimum(bi[..., 1], bj[..., 1])
         s += 1.0 - (bw * bh - size) / image_area
     return s
 
@@ -186,20 +171,20 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-    heap = list(zip((-_pair_similarity(f, pairs, strategy, area)).tolist(),
-                    pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
+    similar = -_similarity(f, pairs[:, 0], pairs[:, 1], strategy, area)      # (P,)
+    heap = list(zip(similar.tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
     heapq.heapify(heap)
     alive = [True] * n
+    sizes, boxes, hist = f["sizes"], f["boxes"], f["hist"]
     while heap:
         _, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]):
             continue                              # a stale pair: one side was merged away
-        t, si, sj = len(alive), f["sizes"][i], f["sizes"][j]
-        f["sizes"][t] = si + sj
-        bi, bj = f["boxes"][i], f["boxes"][j]
-        f["boxes"][t] = np.concatenate([np.minimum(bi[:2], bj[:2]), np.maximum(bi[2:], bj[2:])])
-        for key in ("color", "texture"):          # size-weighted mean of the histograms
-            f[key][t] = (si * f[key][i] + sj * f[key][j]) / (si + sj)
+        t, si, sj = len(alive), sizes[i], sizes[j]
+        sizes[t] = si + sj
+        boxes[t, :2] = np.minimum(boxes[i, :2], boxes[j, :2])      # the union's box
+        boxes[t, 2:] = np.maximum(boxes[i, 2:], boxes[j, 2:])
+        hist[t] = (si * hist[i] + sj * hist[j]) / (si + sj)   # size-weighted mean
         alive[i] = alive[j] = False
         alive.append(True)
         neighbours.append((neighbours[i] | neighbours[j]) - {i, j})
@@ -211,7 +196,7 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
             similar = -_similarity(f, t, np.asarray(ks), strategy, area)   # (K,)
             for s_k, k in zip(similar.tolist(), ks, strict=True):
                 heapq.heappush(heap, (s_k, t, k))
-    return f["boxes"][:len(alive)].reshape(-1, 4)
+    return boxes[:len(alive)].reshape(-1, 4)
 
 
 def _as_tuple(value) -> tuple:
