@@ -147,7 +147,6 @@ FEATURE_SHAPE = (2, 64, 64, 64)  # a mid-network feature map for the elementwise
 ROI_FEATURES, ROI_COUNT, ROI_OUT, ROI_SCALE = (2, 64, 16, 16), 256, (7, 7), 1 / 8
 ROI_TAG = "2x64x16x16 256 RoIs 7x7"
 
-
 HEAD_ROIS, HEAD_RANK = 2000, 64  # Fast R-CNN section 3.1: fc6/fc7 at 2000 RoIs per image
 
 
@@ -391,8 +390,7 @@ def describe_run(results: dict) -> str:
     threads = results.get("blas_threads")
     timing = "" if threads is None else (f"{threads} BLAS thread{'s' * (threads != 1)}, "
                                          "CPU time of the thread unless named; ")
-    kept = {True: "malloc keeps freed memory; ", False: "malloc as the OS sets it; "}.get(
-        results.get("malloc_keeps_freed"), "")
+    kept = {True: "malloc keeps freed memory; "}.get(results.get("malloc_keeps_freed"), "")
     return (f"NumPy {results['numpy']}, {cpus}, {timing}{kept}best of {results['repeats']}; "
             f"float32 matmul {results['matmul_gflops']:.1f} GFLOP/s")
 
