@@ -95,7 +95,7 @@ def _differences() -> str:
   same backbone and head widths as Fast R-CNN, so their times differ by where the
   backbone runs and by the stages. The "toy only" rows test the fine-tuned networks
   with their own softmax. Times are one core's, with other processes running at once
-  (the first line says the load); MACs are counted from the layer shapes
+  (the section on the run gives the load); MACs are counted from the layer shapes
   (minircnn/paper/flops.py).
 - **Table 5.** The toy's "from the middle" is block 3 of 4, as the paper's conv3_1 is
   in VGG16's third block of five.
