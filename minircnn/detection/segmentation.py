@@ -81,8 +81,12 @@ def roots(parent: np.ndarray) -> np.ndarray:
 
 
 def _labels(parent: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Labels 0..R-1 numbered in the order of their roots' pixel indices, (H, W)."""
-    return np.unique(roots(parent), return_inverse=True)[1].reshape(shape)
+    """Labels 0..R-1 numbered in the order of their roots' pixel indices, (H, W)
+    (``np.unique(roots, return_inverse=True)[1]``, without its sort)."""
+    r = roots(parent)                             # (n,) each pixel's root
+    is_root = r == np.arange(len(r))              # (n,)
+    label_of = np.cumsum(is_root) - 1             # root p -> how many roots come before p
+    return label_of[r].reshape(shape)
 
 
 # ----------------------------------------------------------------- the naive loop

@@ -166,6 +166,16 @@ def _setup_head(rng, rank: int | None = None):
     return run, float(layer_cost(fc6, HEAD_ROIS)["flops"] + layer_cost(fc7, HEAD_ROIS)["flops"])
 
 
+def _setup_selective_search(rng, impl: str):
+    """selective_search with its defaults (300 boxes) on one 128 x 128 shapes image, the
+    default dataset's first; ``impl`` picks the segmentation's tier (the same boxes)."""
+    from minircnn.data import ShapesDataset
+    from minircnn.detection.proposals import selective_search
+
+    image = ShapesDataset(1, image_size=128, seed=0)[0]["image"]
+    return (lambda: selective_search(image, max_boxes=300, impl=impl)), None
+
+
 def _setup_roi(rng, forward, backward, **kwargs):
     """Random RoIs (8..128 px, clipped to the 128x128 images) on ROI_FEATURES, image by
     image as the minibatch samplers and detect_images give them."""
@@ -237,6 +247,7 @@ def _detector_benchmarks() -> list[Benchmark]:
 
 
 DETECTOR_BENCHMARKS = _detector_benchmarks()
+SS_NAIVE = "selective search per 128x128 image, naive segmentation"
 
 BENCHMARKS: list[Benchmark] = [
     Benchmark("matmul float32 1024^3", _setup_matmul),
@@ -270,6 +281,9 @@ BENCHMARKS: list[Benchmark] = [
     Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs", _setup_head),
     Benchmark(f"fc6+fc7 fwd {HEAD_ROIS} RoIs truncated SVD rank {HEAD_RANK}",
               lambda rng: _setup_head(rng, HEAD_RANK), compare_to=f"fc6+fc7 fwd {HEAD_ROIS} RoIs"),
+    Benchmark(SS_NAIVE, lambda rng: _setup_selective_search(rng, "naive")),
+    Benchmark("selective search per 128x128 image", lambda rng: _setup_selective_search(
+        rng, "fast"), compare_to=SS_NAIVE),
 ]
 MATMUL = BENCHMARKS[0].name
 
