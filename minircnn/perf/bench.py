@@ -169,7 +169,7 @@ def _setup_head(rng, rank: int | None = None):
 def _setup_selective_search(rng, impl: str):
     """selective_search with its defaults (300 boxes) on one 128 x 128 shapes image, the
     default dataset's first; ``impl`` picks the segmentation's tier (the same boxes)."""
-    from minircnn.data import ShapesDataset
+    from minircnn.data.shapes import ShapesDataset
     from minircnn.detection.proposals import selective_search
 
     image = ShapesDataset(1, image_size=128, seed=0)[0]["image"]
