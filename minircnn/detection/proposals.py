@@ -84,8 +84,10 @@ def _texture_features(image: np.ndarray) -> np.ndarray:
     d = cos * gx[:, None] + sin * gy[:, None]     # (3, 4, H, W) derivative along each angle
     # the bin of |d|; the part of the other sign is 0, in bin 0
     size = np.minimum((np.abs(d) / 0.25 * TEXTURE_BINS).astype(np.int64), TEXTURE_BINS - 1)
-    parts = np.stack([np.where(d > 0, size, 0), np.where(d < 0, size, 0)], axis=2)
-    return parts.reshape(-1, *image.shape[1:])    # (3, 4, 2, H, W) -> (24, H, W)
+    parts = np.empty((*d.shape[:2], 2, *d.shape[2:]), np.int64)   # (3, 4, 2, H, W)
+    np.multiply(size, d > 0, out=parts[:, :, 0])  # positive part: its bin where d > 0
+    np.multiply(size, d < 0, out=parts[:, :, 1])  # negative part
+    return parts.reshape(-1, *image.shape[1:])    # (24, H, W)
 
 
 def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> tuple:
