@@ -20,8 +20,11 @@ settles most of a chunk with array operations, from the state at the chunk's sta
   state the loop would show it (no earlier edge of the chunk changed either component),
   so all such edges are decided at once; they touch disjoint roots, so their merges are
   disjoint writes ("deterministic reservations", Blelloch et al., PPoPP 2012).
-The remaining few (chains: one component touched again and again) go through the same
-loop as the naive version, in order, on the same arrays.
+The edges left (chains: one component touched again and again) get more such rounds,
+in order, while a round settles many of them (a later edge merged early is harmless: no
+edge before it touches its roots, so none sees its merge); the last few go through the
+same loop as the naive version, in order, on the same arrays. The labels are identical
+for any CHUNK (tests/detection/test_segmentation.py checks every pixel).
 """
 
 from __future__ import annotations
