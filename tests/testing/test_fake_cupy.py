@@ -124,7 +124,7 @@ def test_gpu_marked_tests_pass_on_the_fake_gpu():
     files = ["tests/test_backend.py", "tests/layers/test_roi_pool.py",
              "tests/layers/test_roi_align.py", "tests/models/test_fast_rcnn.py"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "-m", "gpu", "-x", *files], cwd=ROOT, env=env,
+                           "-n", "0", "-m", "gpu", "-x", *files], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert " passed" in done.stdout and "skipped" not in done.stdout.splitlines()[-1]
