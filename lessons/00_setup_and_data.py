@@ -103,7 +103,7 @@ assert np.array_equal(again["boxes"], sample["boxes"])
 # so a box edge lies on pixel edges.
 
 # %%
-fig, axes = plt.subplots(2, 4, figsize=(12, 6))
+fig, axes = plt.subplots(2, 4, figsize=(9, 4.8))
 for ax, i in zip(axes.ravel(), range(8), strict=True):
     s = ds[i]
     viz.draw_boxes(s["image"], s["boxes"], s["labels"], class_names=CLASSES, ax=ax)

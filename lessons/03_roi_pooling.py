@@ -233,7 +233,7 @@ print("rows of the 7 bins (first, last):", row_bins.tolist())
 assert cells_x[0] * 16 - roi[1] == 8
 assert len({tuple(b) for b in row_bins.tolist()}) < 7             # some bins repeat
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 5))
+fig, axes = plt.subplots(1, 2, figsize=(9, 4.5))
 viz.show_roi_bins(sample["image"], roi, output_size=(7, 7), spatial_scale=1 / 16, ax=axes[0])
 viz.show_roi_bins(sample["image"], roi, output_size=(2, 2), spatial_scale=1 / 16, ax=axes[1])
 assert len(axes[0].patches) == 1 + 7 * 7                          # the RoI and its bins

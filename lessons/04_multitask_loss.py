@@ -272,7 +272,7 @@ assert np.allclose(smooth[inside], l2[inside])                # quadratic near 0
 assert np.allclose(smooth[~inside], l1[~inside] - 0.5)        # linear (shifted L1) outside
 assert np.abs(grad_smooth).max() <= 1.0                       # bounded gradient
 
-fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
 for values, name in ((l2, "L2 = ½d²"), (l1, "L1 = |d|"), (smooth, "smooth L1 (β=1)")):
     axes[0].plot(d, values, label=name)
 axes[0].set(xlabel="d = pred − target", ylabel="loss", ylim=(0, 4.5), title="loss")

@@ -420,7 +420,7 @@ assert np.mean(hier.labels > 0) <= 0.25
 rows0 = hier.rois[:, 0] == 0
 fg0 = rows0 & (hier.labels > 0)
 bg0 = rows0 & (hier.labels == 0)
-fig, axes = plt.subplots(1, 3, figsize=(12, 4))
+fig, axes = plt.subplots(1, 3, figsize=(9, 3.2))
 viz.draw_boxes(items[0]["image"], items[0]["boxes"], items[0]["labels"],
                class_names=CLASSES, ax=axes[0])
 viz.draw_boxes(items[0]["image"], hier.rois[fg0, 1:], hier.labels[fg0], ax=axes[1])

@@ -365,7 +365,9 @@ assert ours["mAP"] < voc["mAP"] - 0.3
 # precision/recall curve of each class:
 
 # %%
-fig, axes = plt.subplots(1, 5, figsize=(17, 3.6))
+fig, axes = plt.subplots(2, 3, figsize=(9, 6.2))   # 4 images, the PR curves, one blank
+axes = axes.ravel()
+axes[5].set_axis_off()
 for i, ax in enumerate(axes[:4]):
     keep = detections[i]["scores"] >= 0.5
     viz.draw_boxes(val_images[i], detections[i]["boxes"][keep], detections[i]["labels"][keep],

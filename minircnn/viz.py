@@ -136,7 +136,7 @@ def plot_pr_curves(eval_result: dict, ax=None):
 
 
 def plot_curves(metrics: dict, *, xlabel: str = "iteration", logy=()) -> Figure:
-    """One line plot per metric (e.g. {"loss": [...], "mAP": [...]}), side by side.
+    """One line plot per metric (e.g. {"loss": [...], "mAP": [...]}), in rows of up to 3.
 
     Args:
         metrics: name -> sequence of numbers (x is the index), or a pair (xs, ys).
@@ -146,8 +146,13 @@ def plot_curves(metrics: dict, *, xlabel: str = "iteration", logy=()) -> Figure:
     """
     if not metrics:
         raise ValueError("metrics must name at least one curve, got an empty dict")
-    fig = NotebookFigure(figsize=(4 * len(metrics), 3), layout="constrained")
-    axes = fig.subplots(1, len(metrics), squeeze=False)[0]
+    cols = min(len(metrics), 3)        # rows of 3 at most: 9 inches wide, labels readable
+    rows = math.ceil(len(metrics) / cols)
+    fig = NotebookFigure(figsize=(3 * cols, 2.6 * rows), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in grid[len(metrics):]:     # the last row's empty places
+        fig.delaxes(ax)
+    axes = grid[:len(metrics)]
     for ax, (name, values) in zip(axes, metrics.items(), strict=True):
         if isinstance(values, tuple) and len(values) == 2:
             xs, ys = np.asarray(values[0], dtype=float), np.asarray(values[1], dtype=float)

@@ -195,3 +195,34 @@ def test_docs_mentions_become_links_only_where_the_site_has_the_file():
         '<p><a href="../reproduce/tables/"><code>docs/reproduce/tables.md</code></a> '
         '<code>docs/nowhere.md</code> <a href="x"><code>docs/reproduce/</code></a> '
         '<a href="../reproduce/"><code>docs/reproduce/</code></a></p>')
+
+
+def _png(width_px: int, dpi: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width_px, 10)).save(buffer, "png", dpi=(dpi, dpi))
+    return buffer.getvalue()
+
+
+def test_a_lesson_figure_too_wide_for_readable_labels_fails_the_build(caplog):
+    """Lesson figures are shown at the column's full width (docs/assets/extra.css); one
+    so wide that its 10-point labels would shrink under 9 px warns, failing --strict."""
+    import base64
+
+    hooks = _hook_module("minircnn_docs")
+    css = (ROOT / "docs" / "assets" / "extra.css").read_text()
+    assert "jp-OutputArea-output img" in css and "width: 100%" in css
+    assert hooks.figure_inches(_png(950, 100)) == pytest.approx(9.5, abs=0.01)
+    assert hooks.figure_inches(_png(1900, 200)) == pytest.approx(9.5, abs=0.01)
+
+    def notebook(width_px):
+        png = base64.b64encode(_png(width_px, 100)).decode()
+        return {"cells": [{"cell_type": "code", "outputs": [
+            {"output_type": "display_data", "data": {"image/png": png}}]}]}
+    hooks.check_figures(notebook(900), "narrow.ipynb")
+    assert not caplog.records
+    hooks.check_figures(notebook(1700), "wide.ipynb")
+    assert "wide.ipynb, cell 0: a figure 17.0 inches wide" in caplog.text

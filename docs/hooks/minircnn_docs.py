@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import logging
@@ -210,8 +211,43 @@ def kernel_config():
     return Config({"KernelManager": {"transport_encryption": "auto"}})
 
 
+# Lesson figures fill the lesson column (docs/assets/extra.css): LESSON_COLUMN_PX CSS
+# pixels in a 1280 px browser window (measured in Chromium). Text of FONT_PT points (the
+# size of matplotlib's tick and axis labels) in a figure W inches wide then shows at
+# FONT_PT / 72 * LESSON_COLUMN_PX / W pixels, whatever the dpi: at most MAX_FIGURE_INCHES
+# wide it stays at READABLE_PX or more.
+LESSON_COLUMN_PX, FONT_PT, READABLE_PX = 617, 10, 9
+MAX_FIGURE_INCHES = FONT_PT / 72 * LESSON_COLUMN_PX / READABLE_PX        # 9.5 inches
+
+
+def figure_inches(png: bytes) -> float:
+    """A PNG's width in inches: its pixels over its pHYs density (matplotlib writes it;
+    100 dpi, matplotlib's default, where it is missing)."""
+    width = int.from_bytes(png[16:20], "big")                 # IHDR's width
+    at = png.find(b"pHYs")
+    per_metre = int.from_bytes(png[at + 4:at + 8], "big") if at > 0 else 0
+    dpi = per_metre * 0.0254 if per_metre and png[at + 12] == 1 else 100.0
+    return width / dpi
+
+
+def check_figures(nb: dict, lesson: str) -> None:
+    """Warn (failing a --strict build) about a figure too wide for readable labels."""
+    for index, cell in enumerate(nb["cells"]):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get("image/png")
+            if not data:
+                continue
+            inches = figure_inches(base64.b64decode("".join(data)))
+            if inches > MAX_FIGURE_INCHES:
+                log.warning("%s, cell %d: a figure %.1f inches wide shows %d-point labels at "
+                            "%.1f px on the site; make it at most %.1f inches wide (figsize), "
+                            "or draw its panels in rows", lesson, index, inches, FONT_PT,
+                            FONT_PT / 72 * LESSON_COLUMN_PX / inches, MAX_FIGURE_INCHES)
+
+
 def write_student_edition(path: Path, target: Path, execute: bool) -> None:
     nb = executed(path) if execute else json.loads(path.read_text(encoding="utf-8"))
+    check_figures(nb, path.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(student_edition(nb, path.stem), indent=1, ensure_ascii=False)
                       + "\n", encoding="utf-8")
