@@ -42,11 +42,16 @@ SETTINGS = [dict(), dict(scale=20.0, sigma=0.0, min_size=1), dict(scale=500.0, s
             min_size=50), dict(scale=1e-3, min_size=0), dict(scale=300, min_size=10_000)]
 
 
-@pytest.mark.parametrize("chunk, largest", [(segmentation.CHUNK, None), (64, None), (5, 1600)])
-def test_fast_labels_are_the_naive_labels(chunk, largest, monkeypatch):
-    """Every label of every pixel, for chunks that split chains anywhere (tiny chunks on
-    the small images only, for time)."""
+@pytest.mark.parametrize("chunk, loop_below, largest", [
+    (segmentation.CHUNK, segmentation.LOOP_BELOW, None),
+    (64, 8, 4000),
+    (5, 1, 600),              # rounds until every edge is settled: no loop at all
+])
+def test_fast_labels_are_the_naive_labels(chunk, loop_below, largest, monkeypatch):
+    """Every label of every pixel, for chunks that split chains anywhere and any share of
+    rounds and loop (tiny chunks on the small images only, for time)."""
     monkeypatch.setattr(segmentation, "CHUNK", chunk)
+    monkeypatch.setattr(segmentation, "LOOP_BELOW", loop_below)
     for name, image in _images():
         if largest is not None and image[0].size > largest:
             continue
