@@ -317,7 +317,7 @@ def write_report(config, results: dict, runs: list | None = None,
         lines += [f"## {title}", "", *_table(results, prefix), ""]
         if prefix == "table4":
             lines += ["Table 4's claims, measured in this run:", "",
-                      *(table4_claims(results) or ["- not run"]), ""]
+                      *(table4_claims(results, detectors) or ["- not run"]), ""]
     for name, path in (("Figure 2", _figure2(results, out)), ("Figure 3", _figure3(results, out))):
         lines += [f"## {name}", "", f"![{name}]({os.path.basename(path)})" if path
                   else "not run", ""]

@@ -100,6 +100,11 @@ def test_table4_ratios_against_their_bars():
     text = "\n".join(table4_claims(results))
     assert "SPP-net tests slower than R-CNN here" in text
     assert "SPP-net spends 5.0x Fast R-CNN's time per multiply-add" in text
+    detectors = {f"{v}_s{i}": {"cpu_s": c, "wall_s": 2 * c} for i in (0, 1)
+                 for v, c in (("rcnn", 300.0), ("sppnet", 200.0), ("fast_rcnn", 100.0),
+                              ("faster_rcnn", 1.0))}
+    text = "\n".join(table4_claims(results, detectors))
+    assert "R-CNN 300 s, SPP-net 200 s, Fast R-CNN 100 s: R-CNN's is 3.0x" in text
 
 
 def test_one_seed_claims_say_they_are_not_findings():
