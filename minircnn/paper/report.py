@@ -193,6 +193,7 @@ def _grid_figure(results: dict, out_dir: str) -> str | None:
         ax.fill_between(GRID_SIZES, v.min(1), v.max(1), alpha=0.25)
     ax.set(xscale="log", xlabel="training images", ylabel="COCO AP (held-out)",
            xticks=GRID_SIZES, xticklabels=[str(n) for n in GRID_SIZES])
+    ax.minorticks_off()          # a log axis labels its minor ticks too: they overlap ours
     ax.legend()
     fig.suptitle("Training-set size x pretraining (mean of seeds, range shaded)")
     return save_figure(fig, os.path.join(out_dir, "data_grid.png"))

@@ -110,3 +110,13 @@ def test_table4_ratios_against_their_bars():
 def test_one_seed_claims_say_they_are_not_findings():
     results = _grid({(n, k): [0.5] for n in SIZES for k in KINDS})
     assert "no spread is measured" in data_claims(results, SIZES, KINDS)[0]
+
+
+def test_a_ratio_just_short_of_its_bar_says_so_in_percent():
+    """2.994x against a 3x bar is short, and the page must not print it as 3.0x."""
+    from minircnn.paper.claims import _verdict
+
+    ratio = {"met": False, "short_by": 3 / 2.994}
+    assert _verdict(ratio) == "short of it by 0.2%"
+    assert _verdict({"met": False, "short_by": 1.25}) == "short of it by a factor 1.25"
+    assert _verdict({"met": True, "short_by": 0.5}) == "reached"
