@@ -1,5 +1,9 @@
 """RoIAlign: naive loops, a fast version (two small matrix products), and its Module.
 
+The fast version's pieces live beside it: the interpolation matrices and the products
+over the whole map in roi_align_matrices.py, the same products on each RoI's window of
+the map (what the fast forward and backward run) in roi_align_windows.py.
+
 RoIAlign (Mask R-CNN) pools every region of interest (RoI) into a fixed PH x PW grid
 like RoI max pooling, but without rounding: each bin averages bilinear samples on a grid
 of sampling_ratio x sampling_ratio points (adaptive ceil(roi_h / PH) when <= 0).
@@ -16,9 +20,16 @@ from typing import NamedTuple
 
 import numpy as np
 
-from minircnn.backend import asnumpy, get_array_module
+from minircnn.backend import get_array_module
 from minircnn.layers.module import OpModule, no_forward_error
-from minircnn.layers.roi_align_windows import pool_windows, use_windows
+from minircnn.layers.roi_align_matrices import interp_matrix, pool_whole, unpool_whole
+from minircnn.layers.roi_align_windows import (
+    WindowPlan,
+    channels_last,
+    plan_windows,
+    pool_group,
+    unpool_group,
+)
 from minircnn.layers.roi_checks import (
     check_roi_dout,
     check_roi_inputs,
@@ -41,6 +52,7 @@ class RoIAlignCache(NamedTuple):
     aligned: bool
     dtype: object = None   # features' dtype, which dout must have (None: not checked)
     matrices: tuple | None = None  # the fast forward's (A, B, count, batch), reused by backward
+    windows: WindowPlan | None = None  # the fast forward's windows, reused by backward
 
 
 class AlignGeometry(NamedTuple):
@@ -175,45 +187,7 @@ def roi_align_backward_naive(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarr
     return dfeatures
 
 
-# Fast RoIAlign. Bilinear interpolation is separable: a sample's weight on cell (h, w)
-# is (row weight of h) * (column weight of w), and the out-of-map test is one test per
-# axis. So bin (ph, pw) of RoI r is  A_r[ph, :] @ x[n] @ B_r[pw, :]^T / count_r, where
-# A_r (PH, H) sums the row weights of the bin's samples and B_r (PW, W) the column
-# weights: RoIAlign is two small matrix products, and so is its backward. The first
-# product runs image by image, so each RoI multiplies the rows of its own image only.
-def _interp_matrix(start, bin_size, grid, n_bins: int, size: int, part: str = "weights"):
-    """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, size).
-
-    ``part`` other than "weights" counts, instead of weights, the samples that read a row
-    at all ("touched"), with a weight > 0 ("positive") or with a weight of exactly 0
-    ("zero"): what NaN and inf cells do to an output depends on those (see
-    ``_non_finite_outputs``).
-    """
-    xp = get_array_module(start)
-    R, dt = start.shape[0], start.dtype.type
-    G = max(int(grid.max()), 1) if R else 1                     # padded samples per bin
-    p = xp.arange(n_bins, dtype=start.dtype)[None, :, None]     # (1, P, 1)
-    i = xp.arange(G, dtype=start.dtype)[None, None, :]          # (1, 1, G)
-    s, b = start[:, None, None], bin_size[:, None, None]        # (R, 1, 1)
-    g = xp.maximum(grid, 1).astype(start.dtype)[:, None, None]  # no 0-division for empty grids
-    y = s + p * b + (i + dt(0.5)) * b / g                        # (R, P, G) sample coordinates
-    used = (i < grid[:, None, None]) & (y >= -1) & (y <= size)   # real samples, inside the map
-    y = xp.where(used, xp.maximum(y, dt(0)), dt(0))              # unused: any row, weight 0
-    low = xp.minimum(y.astype(np.int64), size - 1)               # int() truncates: y >= 0
-    high = xp.minimum(low + 1, size - 1)
-    y = xp.where(low >= size - 1, low.astype(start.dtype), y)    # last row: all weight on it
-    frac = y - low                                               # ly: distance past row low
-    on_low, on_high = {"weights": ((1 - frac) * used, frac * used),   # hy on low, ly on high
-                       "touched": (used, used),
-                       "positive": (used, used & (frac > 0)),         # hy > 0 always
-                       "zero": (used & False, used & (frac == 0))}[part]
-    m = xp.zeros((R, n_bins, size), dtype=start.dtype)
-    r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(n_bins)[None, :, None]
-    xp.add.at(m, (r_idx, p_idx, low), on_low.astype(m.dtype))
-    xp.add.at(m, (r_idx, p_idx, high), on_high.astype(m.dtype))
-    return m
-
-
+# Fast RoIAlign: two small matrix products per RoI (roi_align_matrices.py derives them).
 def _align_matrices(cache: RoIAlignCache, part: str = "weights"):
     """Row matrices A (R, PH, H), column matrices B (R, PW, W), divisor count (R,), and
     the image of each RoI (R,)."""
@@ -221,43 +195,29 @@ def _align_matrices(cache: RoIAlignCache, part: str = "weights"):
     PH, PW = cache.output_size
     g = roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
                            cache.sampling_ratio, cache.aligned)
-    A = _interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, part)     # (R, PH, H)
-    B = _interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W, part)     # (R, PW, W)
+    A = interp_matrix(g.start_h, g.bin_h, g.grid_h, PH, H, part)     # (R, PH, H)
+    B = interp_matrix(g.start_w, g.bin_w, g.grid_w, PW, W, part)     # (R, PW, W)
     return A, B, g.count, g.batch
 
 
-def _image_groups(batch, n_images: int) -> list:
-    """[(n, rows of image n's RoIs)] for every image that has RoIs.
-
-    The samplers and ``detect_images`` give RoIs image by image; then ``rows`` are
-    slices, and the products below read and write views, without copies. Other orders
-    get boolean masks.
-    """
-    xp = get_array_module(batch)
-    b = asnumpy(batch)                                                  # (R,) on the host
-    if (np.diff(b) >= 0).all():
-        bounds = np.searchsorted(b, np.arange(n_images + 1))            # (N+1,)
-        return [(n, slice(int(lo), int(hi))) for n, (lo, hi) in
-                enumerate(zip(bounds[:-1], bounds[1:], strict=True)) if hi > lo]
-    return [(n, xp.asarray(b == n)) for n in range(n_images) if (b == n).any()]
-
-
-def _pool(A, B, batch, features):
-    """out[r, c] = A_r @ features[batch[r], c] @ B_r^T for every RoI r: (R, C, PH, PW)."""
+def _pool_planned(plan: WindowPlan, A, B, batch, features, count):
+    """The average of every RoI's samples, (R, C, PH, PW) C-contiguous (so flattening it
+    for fc6 is a view): each window group by its window, the rest by the whole map."""
     xp = get_array_module(features)
-    N, C, H, W = features.shape
-    R, PH, _ = A.shape
-    PW = B.shape[1]
-    t = xp.empty((R, PH, C * W), dtype=features.dtype)   # every RoI's rows are written below
-    for n, rows in _image_groups(batch, N):      # the RoIs of image n read image n only
-        x = features[n].transpose(1, 0, 2).reshape(H, C * W)   # (C, H, W) -> (H, C*W)
-        a = A[rows].reshape(-1, H)                # (R_n*PH, H): one matrix product
-        if isinstance(rows, slice):               # (R_n*PH, H) @ (H, C*W) -> (R_n*PH, C*W)
-            xp.matmul(a, x, out=t[rows].reshape(-1, C * W))      # written in place
-        else:
-            t[rows] = (a @ x).reshape(-1, PH, C * W)
-    out = t.reshape(R, PH * C, W) @ B.transpose(0, 2, 1)   # (R, PH*C, W) @ (R, W, PW)
-    return out.reshape(R, PH, C, PW).transpose(0, 2, 1, 3)    # -> (R, C, PH, PW)
+    R, PH, PW, C = A.shape[0], A.shape[1], B.shape[1], features.shape[1]
+    per_roi = count[:, None, None, None]                 # (R, 1, 1, 1) the divisor
+    if len(plan.whole) == R:                             # every RoI on the whole map
+        out = pool_whole(A, B, batch, features)
+        return xp.divide(out, per_roi, out=xp.empty(out.shape, out.dtype))
+    out = xp.empty((R, C, PH, PW), dtype=features.dtype)
+    x_hwc = channels_last(features)                      # (N, H, W, C)
+    for g in plan.groups:
+        pooled = pool_group(g, x_hwc)                    # (G, C, PH, PW)
+        out[g.rows] = xp.divide(pooled, per_roi[g.rows], out=pooled)
+    w = plan.whole
+    if len(w):
+        out[w] = pool_whole(A[w], B[w], batch[w], features) / per_roi[w]
+    return out
 
 
 def _non_finite_outputs(out, features, cache: RoIAlignCache):
@@ -276,10 +236,10 @@ def _non_finite_outputs(out, features, cache: RoIAlignCache):
     nan, inf = xp.isnan(features).astype(as_float), xp.isinf(features).astype(as_float)
     pos_inf = (features == np.inf).astype(as_float)
     neg_inf = (features == -np.inf).astype(as_float)
-    to_nan = (_pool(At, Bt, batch, nan) + _pool(Az, Bt, batch, inf)
-              + _pool(At, Bz, batch, inf)) > 0
-    to_pos = _pool(Ap, Bp, batch, pos_inf) > 0
-    to_neg = _pool(Ap, Bp, batch, neg_inf) > 0
+    to_nan = (pool_whole(At, Bt, batch, nan) + pool_whole(Az, Bt, batch, inf)
+              + pool_whole(At, Bz, batch, inf)) > 0
+    to_pos = pool_whole(Ap, Bp, batch, pos_inf) > 0
+    to_neg = pool_whole(Ap, Bp, batch, neg_inf) > 0
     out = xp.where(to_pos, as_float(np.inf), out)
     out = xp.where(to_neg, as_float(-np.inf), out)
     return xp.where(to_nan | (to_pos & to_neg), as_float(np.nan), out)
@@ -316,16 +276,19 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
     if features.shape[1] == 0:                  # no channels: nothing to pool
         return xp.zeros((len(rois), 0, PH, PW), dtype=features.dtype), cache
     A, B, count, batch = _align_matrices(cache)
-    cache = cache._replace(matrices=(A, B, count, batch))   # backward reads them, unbuilt
     finite = xp.isfinite(features)
     all_finite = bool(finite.all())
-    if all_finite and use_windows(A, B, features.shape[1]):   # small RoIs, large map
-        out = pool_windows(A, B, batch, features)
-    else:
-        out = _pool(A, B, batch, features if all_finite else xp.where(finite, features, 0))
-    # average over the samples, written C-contiguous (R, C, PH, PW): flattening it for
-    # fc6 is then a view, not a copy
-    out = xp.divide(out, count[:, None, None, None], out=xp.empty(out.shape, out.dtype))
+    if all_finite:                               # each RoI's window (roi_align_windows.py)
+        plan = plan_windows(A, B, batch)
+        out = _pool_planned(plan, A, B, batch, features, count)
+    else:                                        # whole map, non-finite cells set below
+        plan = None
+        out = pool_whole(A, B, batch, xp.where(finite, features, 0))
+        # average over the samples, written C-contiguous (R, C, PH, PW): flattening it
+        # for fc6 is then a view, not a copy
+        out = xp.divide(out, count[:, None, None, None], out=xp.empty(out.shape, out.dtype))
+    # the backward pass reads the matrices and windows instead of building them again
+    cache = cache._replace(matrices=(A, B, count, batch), windows=plan)
     if not all_finite:
         out = _non_finite_outputs(out, features, cache)
     return out, cache
@@ -344,17 +307,20 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     R = dout.shape[0]
     if C == 0:                                   # no channels: an empty gradient
         return xp.zeros((N, C, H, W), dtype=dout.dtype)
-    # the forward's matrices; a naive forward's cache has none: build them here
+    # the forward's matrices and windows; a naive forward's cache has none: build them
     A, B, count, batch = _align_matrices(cache) if cache.matrices is None else cache.matrices
-    d = xp.empty((R, PH, C, PW), dtype=dout.dtype)  # dout / count, laid out (R, PH, C, PW)
-    xp.divide(dout.transpose(0, 2, 1, 3), count[:, None, None, None], out=d)
-    d = d.reshape(R, PH * C, PW) @ B              # (R, PH*C, PW) @ (R, PW, W) -> (R, PH*C, W)
-    d = d.reshape(R, PH, C * W)
-    dx = xp.zeros((N, H, C * W), dtype=dout.dtype)
-    for n, rows in _image_groups(batch, N):      # image n gets its own RoIs' gradients
-        a = A[rows].reshape(-1, H)                # (R_n*PH, H)
-        dx[n] = a.T @ d[rows].reshape(-1, C * W)  # (H, R_n*PH) @ (R_n*PH, C*W) -> (H, C*W)
-    return dx.reshape(N, H, C, W).transpose(0, 2, 1, 3)       # -> (N, C, H, W)
+    plan = plan_windows(A, B, batch) if cache.windows is None else cache.windows
+    d = dout / count[:, None, None, None]         # (R, C, PH, PW) the average's share
+    w = plan.whole
+    if len(w) == R:                               # every RoI on the whole map
+        return unpool_whole(A, B, batch, d, N)
+    dx_hwc = xp.zeros((N, H, W, C), dtype=dout.dtype)    # channels last, as the windows
+    for g in plan.groups:
+        unpool_group(g, d[g.rows], dx_hwc)      # d[rows]: a contiguous copy
+    dx = xp.ascontiguousarray(dx_hwc.transpose(0, 3, 1, 2))  # -> (N, C, H, W)
+    if len(w):
+        dx += unpool_whole(A[w], B[w], batch[w], d[w], N)
+    return dx
 
 
 # --------------------------------------------------------------------------------------

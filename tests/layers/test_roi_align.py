@@ -19,6 +19,7 @@ from minircnn.layers import (
     roi_align_forward,
     roi_align_forward_naive,
 )
+from minircnn.layers.roi_align_matrices import pool_whole, unpool_whole
 
 ALIGN_IMPLS = {"naive": (roi_align_forward_naive, roi_align_backward_naive),
                "fast": (roi_align_forward, roi_align_backward)}
@@ -194,26 +195,66 @@ def test_backward_reuses_the_forward_matrices(monkeypatch):
     assert rel_error(roi_align_backward(dout, cache), expected) <= 1e-12 and not calls
 
 
+def _mixed_rois(rng, sorted_batch: bool):
+    """RoIs on a 24 x 20 map at scale 1/4 (96 x 80 px) of every size: tiny, small, ones
+    across the border, ones covering the map, and one wholly outside it."""
+    rois = np.concatenate([random_rois(rng, 30, 3, 96, past=8.0),
+                           [[1, 2, 2, 9, 7], [0, 0, 0, 90, 78], [2, -40, -40, -30, -30],
+                            [1, 40, 30, 47, 36], [0, 10, 10, 60, 70]]])
+    if sorted_batch:
+        rois = rois[np.argsort(rois[:, 0], kind="stable")]
+    return rois
+
+
 @pytest.mark.parametrize("sorted_batch", [True, False])
 @pytest.mark.parametrize("sampling_ratio", [2, 0])
 def test_windowed_products_equal_the_whole_map_products(sorted_batch, sampling_ratio):
-    """Each RoI's window of the map (roi_align_windows.py) gives the whole map's result:
-    RoIs across the border, tiny and large ones, several images in any order."""
-    from minircnn.layers.roi_align_windows import pool_windows, use_windows
-
+    """Each RoI's window of the map (roi_align_windows.py) gives the whole map's sums,
+    forward and backward: RoIs of every size (several window groups and the whole-map
+    rest), across the border, outside the map, several images in any order."""
     rng = np.random.default_rng(11)
-    x = rng.standard_normal((3, 4, 12, 10))
-    rois = random_rois(rng, 25, 3, 40, past=6.0)
-    if sorted_batch:
-        rois = rois[np.argsort(rois[:, 0], kind="stable")]
-    _, cache = roi_align_forward(x, rois, output_size=(3, 2), spatial_scale=1 / 4,
-                                 sampling_ratio=sampling_ratio)
-    A, B, _, batch = cache.matrices
-    expected = roi_align_module._pool(A, B, batch, x)
-    assert rel_error(pool_windows(A, B, batch, x), expected) <= 1e-12
-    # small RoIs on a large map take the windows; RoIs covering the map do not
-    small = np.array([[0, 4, 4, 20, 24], [0, 100, 90, 120, 110]], np.float64)
-    _, small_cache = roi_align_forward(np.zeros((1, 8, 64, 64)), small, output_size=7,
-                                       spatial_scale=1 / 2)
-    assert use_windows(*small_cache.matrices[:2], 8)
-    assert not use_windows(A, B, 4)
+    x = rng.standard_normal((3, 4, 24, 20))
+    rois = _mixed_rois(rng, sorted_batch)
+    out, cache = roi_align_forward(x, rois, output_size=(3, 2), spatial_scale=1 / 4,
+                                   sampling_ratio=sampling_ratio)
+    A, B, count, batch = cache.matrices
+    plan = cache.windows
+    assert len(plan.groups) >= 2 and len(plan.whole) >= 1     # both ways are exercised
+    covered = np.sort(np.concatenate([g.rows for g in plan.groups] + [plan.whole]))
+    np.testing.assert_array_equal(covered, np.arange(len(rois)))   # every RoI once
+    per_roi = count[:, None, None, None]
+    expected = pool_whole(A, B, batch, x) / per_roi
+    assert rel_error(out, expected) <= 1e-12
+    assert out.flags.c_contiguous                                   # fc6 flattens a view
+    dout = rng.standard_normal(out.shape)
+    expected_dx = unpool_whole(A, B, batch, dout / per_roi, x.shape[0])
+    # the windows add the RoIs' gradients in another order: each cell's sum of n terms
+    # may round differently, by at most n * eps * (the sum of the terms' magnitudes)
+    magnitude = unpool_whole(abs(A), abs(B), batch, abs(dout) / per_roi,
+                                         x.shape[0])
+    n_terms = len(rois) * out.shape[2] * out.shape[3]
+    error = abs(roi_align_backward(dout, cache) - expected_dx)
+    assert (error <= n_terms * np.finfo(np.float64).eps * magnitude).all()
+
+
+def test_windows_hold_every_weight_and_lie_inside_the_map():
+    """A window keeps all of its RoI's nonzero weights (none is cut off at the window's
+    edge) and lies inside the map; a RoI outside the map gets a 1-cell window of zeros."""
+    from minircnn.layers.roi_align_windows import WINDOW_SHARE
+
+    rng = np.random.default_rng(12)
+    rois = _mixed_rois(rng, sorted_batch=False)
+    _, cache = roi_align_forward(rng.standard_normal((3, 2, 24, 20)), rois, output_size=7,
+                                 spatial_scale=1 / 4)
+    A, B, _, _ = cache.matrices
+    H, W = A.shape[2], B.shape[2]
+    for g in cache.windows.groups:
+        Hc, Wc = g.a.shape[2], g.b.shape[2]
+        assert Hc * Wc <= WINDOW_SHARE * H * W
+        assert (g.top >= 0).all() and (g.top + Hc <= H).all()
+        assert (g.left >= 0).all() and (g.left + Wc <= W).all()
+        np.testing.assert_array_equal(g.a.sum(axis=2), A[g.rows].sum(axis=2))
+        np.testing.assert_array_equal(g.b.sum(axis=2), B[g.rows].sum(axis=2))
+    outside = len(rois) - 3                                          # the [-40, -30] box
+    group = next(g for g in cache.windows.groups if outside in g.rows)
+    assert not group.a[list(group.rows).index(outside)].any()
