@@ -490,6 +490,28 @@ def test_numpy_equals_cupy(pool):
         assert rel_error(backward(dout, cache), dx_g) <= 1e-9
 
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pool", ["vectorized", "box", "sparse"])
+def test_numpy_equals_cupy_with_non_finite_cells(pool):
+    """NaN, +-inf and -FLT_MAX cells: the device gives the host's values, argmax and
+    gradient exactly (bins of non-candidates only included)."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(-2, 3, (2, 3, 9, 10)).astype(np.float32)
+    cells = rng.random(x.shape) < 0.4
+    x[cells] = rng.choice(np.array([np.nan, np.inf, -np.inf, -FLT_MAX], np.float32), cells.sum())
+    rois = random_rois(rng, 20, 2, 40, past=8)
+    forward = roi_pool_forward_vectorized if pool == "vectorized" else tables_forward(pool)
+    out, cache = forward(x, rois, output_size=(3, 2), spatial_scale=1 / 4)
+    out_g, cache_g = forward(to_device(x, "gpu"), to_device(rois, "gpu"), output_size=(3, 2),
+                             spatial_scale=1 / 4)
+    assert (cache.argmax == -1).any()
+    assert asnumpy(out_g).tobytes() == np.ascontiguousarray(out).tobytes()
+    np.testing.assert_array_equal(asnumpy(cache_g.argmax), cache.argmax)
+    dout = rng.integers(1, 5, out.shape).astype(np.float32)
+    np.testing.assert_array_equal(asnumpy(roi_pool_backward(to_device(dout, "gpu"), cache_g)),
+                                  roi_pool_backward(dout, cache))
+
 def test_unknown_table_raises():
     bins = roi_pool_bins(GOOD, (2, 2), 1.0, 4, 4)
     with pytest.raises(ValueError, match="table must be 'box', 'sparse' or None"):
