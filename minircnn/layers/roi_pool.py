@@ -6,11 +6,12 @@ torchvision's CPU kernel exactly (``torchvision.ops.roi_pool``):
 
 - roi_pool: RoI corners are scaled and rounded half away from zero (C ``round``),
   the end is inclusive (width = x2 - x1 + 1, at least 1), bin ``ph`` covers rows
+  ``floor(ph * bin_h) .. ceil((ph + 1) * bin_h)`` past the RoI start, clipped to the
   map; an empty bin outputs 0 and gets no gradient; the first maximum in row-major
   order wins; a bin's max starts at -FLT_MAX and a cell must be ``>`` it, so NaN, -inf
   and values <= -FLT_MAX never win, and a bin without any other cell outputs -FLT_MAX
-  and gets no gradient; backward sends each output gradient to its argmax cell, summed over all
-  bins and RoIs that share it.
+  and gets no gradient; backward sends each output gradient to its argmax cell, summed
+  over all bins and RoIs that share it.
 - spp: roi_pool at each pyramid level, flattened channel-first and concatenated.
 
 Three tiers of roi_pool forward, bit-identical (ties included) with one cache type:
@@ -200,7 +201,7 @@ def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
     x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
     n = bins.batch[:, None, None]                          # (R, 1, 1)
     channel = xp.arange(C) * (H * W)                       # (C,) offset of channel c in x.ravel()
-    best = xp.full((R, PH, PW, C), bin_start(features.dtype))  # torchvision's start
+    best = xp.full((R, PH, PW, C), bin_start(features.dtype), dtype=features.dtype)
     argmax = xp.full((R, PH, PW, C), -1, dtype=np.int64)   # -1 until a cell wins: empty bin
     for kh in range(KH):
         h = bins.hstart + kh                               # (R, PH) row of this offset
