@@ -28,7 +28,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import asnumpy
-from minircnn.detection.boxes import box_iou, check_boxes, encode_boxes
+from minircnn.detection.boxes import _pairwise_iou, check_boxes, encode_boxes
 from minircnn.utils.validate import check_array, check_count, check_number, check_rng
 
 
@@ -175,12 +175,13 @@ def _check_sampling(op: str, num, fg_fraction, fg_iou, bg_iou, rng) -> None:
 
 
 def _match(proposals: np.ndarray, gt_boxes: np.ndarray):
-    """Candidates = valid proposals + GT boxes; each one's max IoU and best GT index."""
+    """Candidates = valid proposals + GT boxes; each one's max IoU and best GT index.
+    Both arrays come from ``_as_boxes`` (checked), so box_iou's checks are skipped."""
     keep = (proposals[:, 2] > proposals[:, 0]) & (proposals[:, 3] > proposals[:, 1])
     candidates = np.concatenate([proposals[keep], gt_boxes], axis=0)  # (P' + G, 4)
     if gt_boxes.shape[0] == 0:  # an image without objects: everything is IoU 0
         return candidates, np.zeros(len(candidates)), np.zeros(len(candidates), np.int64)
-    ious = box_iou(candidates, gt_boxes)                               # (P' + G, G)
+    ious = _pairwise_iou(candidates, gt_boxes)                         # (P' + G, G)
     return candidates, ious.max(axis=1), ious.argmax(axis=1)
 
 

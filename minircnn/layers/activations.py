@@ -87,9 +87,9 @@ def dropout_forward(x: np.ndarray, *, p: float, train: bool,
     if not train or p == 0.0:
         return x, DropoutCache(None)
     xp = get_array_module(x)
-    keep = rng.random(x.shape) >= p  # host bool, True with probability 1 - p
+    keep = xp.asarray(rng.random(x.shape) >= p)  # drawn on the host, True w.p. 1 - p
     scale = 0.0 if p == 1.0 else 1.0 / (1.0 - p)
-    mask = xp.asarray(keep * scale, dtype=x.dtype)  # 0 or 1/(1-p), on x's device
+    mask = xp.multiply(keep, x.dtype.type(scale), dtype=x.dtype)  # 0 or 1/(1-p), x's dtype
     return x * mask, DropoutCache(mask)
 
 

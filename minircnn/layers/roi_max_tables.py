@@ -25,6 +25,13 @@ bin: cheapest once bins are large (SPP's 1x1 level, big maps).
 ``plan_table`` picks the cheaper table per call from a cost model; timings of both are
 in docs/performance.md.
 
+Which cells can win follows torchvision's loop, which starts every non-empty bin at
+-FLT_MAX (the lowest finite float32) and keeps a cell only if it is ``>`` the max so
+far: NaN, -inf and anything <= -FLT_MAX never win, and a bin holding only such cells
+outputs -FLT_MAX with argmax -1 (no gradient). The tables get the same answer by first
+replacing every such cell with -FLT_MAX itself (``candidates_only``), so no NaN reaches
+a merge, and afterwards giving every bin whose max is -FLT_MAX the argmax -1.
+
 Ties follow torchvision: the first maximum in row-major order wins. The cell index
 ((n*C + c)*H + h)*W + w grows in row-major order, so "first" means "smallest index
 among the cells holding the max", and the merge rule is: the larger value wins; on
@@ -42,6 +49,7 @@ from minircnn.backend import get_array_module
 
 TABLE_ENTRIES = 1 << 22   # table entries per pass; more channels are done in chunks
 LOOKUP_ENTRIES = 1 << 15   # bins x channels merged at a time (see lookup_bins)
+FLT_MAX = float(np.finfo(np.float32).max)   # C's FLT_MAX: torchvision's start of a bin's max
 BOX_BIN_COST = 0.25        # one box-table bin (1 lookup) per channel, in table entries
 SPARSE_BIN_COST = 1.5      # one sparse-table bin (4 lookups + 3 merges), in table entries
 
@@ -58,7 +66,8 @@ def roi_max_pool_tables(features, bins, *, table: str | None = None,
     Returns:
         out (R, C, PH, PW) in features' dtype (0 in empty bins) and argmax (R, C, PH, PW)
         integers (int32 for maps under 2**31 values): index of the winner in
-        features.ravel(), -1 for an empty bin. Both are channel-last views.
+        features.ravel(), -1 for an empty bin or one without a cell > -FLT_MAX (whose
+        out is -FLT_MAX, as torchvision's). Both are channel-last views.
     """
     xp = get_array_module(features)
     N, C, H, W = features.shape
@@ -69,16 +78,42 @@ def roi_max_pool_tables(features, bins, *, table: str | None = None,
                 xp.full((R, C, PH, PW), -1, dtype=np.int64))
     plan = plan_table(bins, (N, H, W), table=table)        # rows (k, R, PH, PW)
     index_dtype = np.int32 if N * C * H * W < 2**31 else np.int64   # int32: half the traffic
-    merge = _merge_first_max if bool(xp.isnan(features).any()) else _merge_first_max_finite
+    features, replaced = candidates_only(features)
     step = max(1, table_entries // (N * H * W * plan.per_cell))   # channels per table
     out = xp.empty((R, PH, PW, C), dtype=features.dtype)   # channel-last: a bin's C values
     argmax = xp.empty((R, PH, PW, C), dtype=index_dtype)   # are one table row
     for c in range(0, C, step):
         x, cell = channels_last(features, c, min(c + step, C), index_dtype)  # (N, H, W, c)
-        best, arg = build_table(plan, x, cell, merge)
+        best, arg = build_table(plan, x, cell)
         lookup_bins(best, arg, plan.rows, out[..., c:c + step], argmax[..., c:c + step],
                     lookup_entries)
+    if replaced:                                           # a bin of replaced cells only: its
+        argmax[out == bin_start(features.dtype)] = -1      # max is the start, no cell won
     return out.transpose(0, 3, 1, 2), argmax.transpose(0, 3, 1, 2)   # -> (R, C, PH, PW)
+
+
+def bin_start(dtype):
+    """Where torchvision starts a non-empty bin's max: -FLT_MAX in ``dtype`` (float16,
+    which cannot hold it, converts it to -inf, as torchvision's CUDA kernel in half)."""
+    dtype = np.dtype(dtype)
+    return dtype.type(-FLT_MAX if float(np.finfo(dtype).max) >= FLT_MAX else -np.inf)
+
+
+def candidates_only(features):
+    """features with every cell that cannot win a bin replaced by -FLT_MAX, and whether
+    any was.
+
+    torchvision starts a bin's max at -FLT_MAX and takes a cell only if it is ``>``, so
+    NaN, -inf and values <= -FLT_MAX never win. As -FLT_MAX they still never win (a
+    candidate is larger), and the map holds no NaN for the merges. The common case, all
+    cells candidates, costs one comparison and no copy.
+    """
+    xp = get_array_module(features)
+    lowest = bin_start(features.dtype)
+    candidate = features > lowest                   # False for NaN, -inf, <= -FLT_MAX
+    if bool(candidate.all()):
+        return features, False
+    return xp.where(candidate, features, lowest), True
 
 
 def channels_last(features, c0: int, c1: int, index_dtype):
@@ -138,17 +173,17 @@ def plan_table(bins, shape: tuple, *, table: str | None = None) -> TablePlan:
     return TablePlan("sparse", LH, LW, (LH + 1) * (LW + 1), block_rows(bins, LH, LW, shape))
 
 
-def build_table(plan: TablePlan, x, cell, merge=None):
-    """x, cell (N, H, W, C) contiguous -> best, arg (table rows, C) of the planned table.
-    ``merge``: _merge_first_max (default, any input) or _merge_first_max_finite."""
+def build_table(plan: TablePlan, x, cell):
+    """x, cell (N, H, W, C) contiguous, without NaN -> best, arg (table rows, C) of the
+    planned table."""
     table = box_max_table if plan.method == "box" else sparse_max_table
-    return table(x, cell, plan.KH, plan.KW, merge or _merge_first_max)
+    return table(x, cell, plan.KH, plan.KW)
 
 
 # --------------------------------------------------------------------------------------
 # Box table: every box up to KH x KW, one lookup per bin.
 # --------------------------------------------------------------------------------------
-def box_max_table(x, cell, KH: int, KW: int, merge=None):
+def box_max_table(x, cell, KH: int, KW: int):
     """x (N, H, W, C) -> best, arg (N*KH*KW*H*W + 1, C): box max and its cell index.
 
     Row ((((n*KH + kh)*KW + kw)*H + h)*W + w) describes the box of rows h..h+kh and
@@ -156,10 +191,9 @@ def box_max_table(x, cell, KH: int, KW: int, merge=None):
     winning input. Each (kh, kw) is one contiguous (N, H, W, C) plane, built from the
     plane one column (or row) smaller by slices; boxes that stick out of the map are
     never read, so they are not computed. The extra last row (0, -1) is what empty
-    bins look up. ``merge``: see build_table.
+    bins look up. x holds no NaN (see candidates_only).
     """
     xp = get_array_module(x)
-    merge = merge or _merge_first_max
     N, H, W, C = x.shape
     best = xp.empty((N * KH * KW * H * W + 1, C), dtype=x.dtype)
     arg = xp.empty((N * KH * KW * H * W + 1, C), dtype=cell.dtype)
@@ -167,13 +201,13 @@ def box_max_table(x, cell, KH: int, KW: int, merge=None):
     arg_planes = arg[:-1].reshape(N, KH, KW, H, W, C)
     planes[:, 0, 0], arg_planes[:, 0, 0] = x, cell    # 1 x 1 boxes: the cells themselves
     for k in range(1, KW):                    # 1 x (k+1): box 1 x k, then column w + k
-        merge(planes[:, 0, k - 1, :, :W - k], arg_planes[:, 0, k - 1, :, :W - k],
-              x[:, :, k:], cell[:, :, k:],
-              planes[:, 0, k, :, :W - k], arg_planes[:, 0, k, :, :W - k])
+        _merge_first_max(planes[:, 0, k - 1, :, :W - k], arg_planes[:, 0, k - 1, :, :W - k],
+                         x[:, :, k:], cell[:, :, k:],
+                         planes[:, 0, k, :, :W - k], arg_planes[:, 0, k, :, :W - k])
     for k in range(1, KH):                    # (k+1) x any: box k x any, then row h + k
-        merge(planes[:, k - 1, :, :H - k], arg_planes[:, k - 1, :, :H - k],
-              planes[:, 0, :, k:], arg_planes[:, 0, :, k:],
-              planes[:, k, :, :H - k], arg_planes[:, k, :, :H - k])
+        _merge_first_max(planes[:, k - 1, :, :H - k], arg_planes[:, k - 1, :, :H - k],
+                         planes[:, 0, :, k:], arg_planes[:, 0, :, k:],
+                         planes[:, k, :, :H - k], arg_planes[:, k, :, :H - k])
     best[-1], arg[-1] = 0, -1                 # the empty bin: output 0, no gradient
     return best, arg
 
@@ -183,17 +217,9 @@ def _merge_first_max(best, arg, new, new_arg, out_best, out_arg) -> None:
 
     The comparison is strict, so on a tie the earlier cell keeps the max: scanning
     columns left to right, then rows top to bottom, the first maximum in row-major order
-    wins, as in torchvision's loops. (NaN never wins and a NaN already kept stays.)
-    """
-    xp = get_array_module(best)
-    better = new > best
-    out_best[...] = xp.where(better, new, best)
-    out_arg[...] = xp.where(better, new_arg, arg)
-
-
-def _merge_first_max_finite(best, arg, new, new_arg, out_best, out_arg) -> None:
-    """_merge_first_max for inputs without NaN, in arithmetic (a select by ``where`` on
-    a random mask is several times slower on the CPU):
+    wins, as in torchvision's loops. The inputs hold no NaN (candidates_only), so the
+    merge is arithmetic (a select by ``where`` on a random mask is several times slower
+    on the CPU):
 
     out = maximum(new, best)                  (on a tie it returns ``best``, its second)
     out_arg = arg + [new > best] (new_arg - arg)   (integers: exact)
@@ -234,11 +260,11 @@ def table_levels(size: int) -> int:
     return max(int(size), 1).bit_length() - 1
 
 
-def sparse_max_table(x, cell, LH: int, LW: int, merge=None):
+def sparse_max_table(x, cell, LH: int, LW: int):
     """x (N, H, W, C) -> best, arg (N*(LH+1)*(LW+1)*H*W + 1, C): the block maxima.
 
     Args:
-        x: (N, H, W, C) values.  cell: (N, H, W, C) int index of each value (its argmax).
+        x: (N, H, W, C) values, no NaN.  cell: (N, H, W, C) int index of each value.
         LH, LW: highest row and column levels (blocks up to 2^LH x 2^LW cells).
     Returns:
         best, arg: row (((n*(LH+1) + a)*(LW+1) + b)*H + h)*W + w holds the max of the
@@ -246,7 +272,6 @@ def sparse_max_table(x, cell, LH: int, LW: int, merge=None):
         inside the map are filled). The extra last row (0, -1) is what empty bins read.
     """
     xp = get_array_module(x)
-    merge = merge or _merge_first_max
     N, H, W, C = x.shape
     rows = N * (LH + 1) * (LW + 1) * H * W
     best = xp.empty((rows + 1, C), dtype=x.dtype)
@@ -257,17 +282,17 @@ def sparse_max_table(x, cell, LH: int, LW: int, merge=None):
     level_best[:, 0, 0], level_arg[:, 0, 0] = x, cell
     for b in range(1, LW + 1):                  # 1 x 2^b: two 1 x 2^(b-1) blocks side by side
         _double(level_best[:, 0, b - 1], level_arg[:, 0, b - 1],
-                level_best[:, 0, b], level_arg[:, 0, b], axis=2, half=2 ** (b - 1), merge=merge)
+                level_best[:, 0, b], level_arg[:, 0, b], axis=2, half=2 ** (b - 1))
     for a in range(1, LH + 1):                  # 2^a x 2^b: two 2^(a-1) x 2^b blocks stacked
         for b in range(LW + 1):
             cols = slice(0, W - 2**b + 1)       # only blocks that fit in the map's width
             _double(level_best[:, a - 1, b, :, cols], level_arg[:, a - 1, b, :, cols],
                     level_best[:, a, b, :, cols], level_arg[:, a, b, :, cols],
-                    axis=1, half=2 ** (a - 1), merge=merge)
+                    axis=1, half=2 ** (a - 1))
     return best, arg
 
 
-def _double(best, arg, out_best, out_arg, *, axis: int, half: int, merge) -> None:
+def _double(best, arg, out_best, out_arg, *, axis: int, half: int) -> None:
     """out[p] = merge(block at p, block at p + half) along ``axis``, for blocks in the map.
 
     The two halves are disjoint and the first (left or upper) holds only smaller cell
@@ -276,7 +301,8 @@ def _double(best, arg, out_best, out_arg, *, axis: int, half: int, merge) -> Non
     n = best.shape[axis] - 2 * half + 1         # starts p with the doubled block inside
     first = (slice(None),) * axis + (slice(0, n),)
     second = (slice(None),) * axis + (slice(half, half + n),)
-    merge(best[first], arg[first], best[second], arg[second], out_best[first], out_arg[first])
+    _merge_first_max(best[first], arg[first], best[second], arg[second], out_best[first],
+                     out_arg[first])
 
 
 def block_rows(bins, LH: int, LW: int, shape: tuple):

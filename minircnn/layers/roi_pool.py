@@ -8,8 +8,10 @@ torchvision's CPU kernel exactly (``torchvision.ops.roi_pool``):
   the end is inclusive (width = x2 - x1 + 1, at least 1), bin ``ph`` covers rows
   ``floor(ph * bin_h) .. ceil((ph + 1) * bin_h)`` past the RoI start, clipped to the
   map; an empty bin outputs 0 and gets no gradient; the first maximum in row-major
-  order wins; backward sends each output gradient to its argmax cell, summed over all
-  bins and RoIs that share it.
+  order wins; a bin's max starts at -FLT_MAX and a cell must be ``>`` it, so NaN, -inf
+  and values <= -FLT_MAX never win, and a bin without any other cell outputs -FLT_MAX
+  and gets no gradient; backward sends each output gradient to its argmax cell, summed
+  over all bins and RoIs that share it.
 - spp: roi_pool at each pyramid level, flattened channel-first and concatenated.
 
 Three tiers of roi_pool forward, bit-identical (ties included) with one cache type:
@@ -39,7 +41,7 @@ from minircnn.layers.roi_checks import (
     check_roi_inputs,
     pair,
 )
-from minircnn.layers.roi_max_tables import roi_max_pool_tables
+from minircnn.layers.roi_max_tables import bin_start, roi_max_pool_tables
 from minircnn.utils.validate import check_count, check_dout, check_positive
 
 
@@ -133,6 +135,7 @@ def roi_pool_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_siz
     xp = get_array_module(features)
     N, C, H, W = features.shape
     (R, PH), PW = bins.hstart.shape, bins.wstart.shape[1]
+    lowest = bin_start(features.dtype)               # -FLT_MAX, as torchvision
     out = xp.zeros((R, C, PH, PW), dtype=features.dtype)
     argmax = xp.full((R, C, PH, PW), -1, dtype=np.int64)
     for r in range(R):
@@ -140,15 +143,18 @@ def roi_pool_forward_naive(features: np.ndarray, rois: np.ndarray, *, output_siz
         for c in range(C):
             for ph in range(PH):
                 for pw in range(PW):
-                    best, best_idx = -np.inf, -1     # an empty bin keeps 0 and argmax -1
+                    empty = bins.hend[r, ph] <= bins.hstart[r, ph] or \
+                        bins.wend[r, pw] <= bins.wstart[r, pw]
+                    # torchvision: an empty bin is 0, any other starts at -FLT_MAX; argmax
+                    # -1 until a cell wins (NaN, -inf, <= -FLT_MAX never do: no gradient)
+                    best, best_idx = (0 if empty else lowest), -1
                     for h in range(int(bins.hstart[r, ph]), int(bins.hend[r, ph])):
                         for w in range(int(bins.wstart[r, pw]), int(bins.wend[r, pw])):
                             if features[n, c, h, w] > best:   # strict >: first max wins
                                 best = features[n, c, h, w]
                                 best_idx = ((n * C + c) * H + h) * W + w   # into x.ravel()
-                    if best_idx >= 0:
-                        out[r, c, ph, pw] = best
-                        argmax[r, c, ph, pw] = best_idx
+                    out[r, c, ph, pw] = best
+                    argmax[r, c, ph, pw] = best_idx
     return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)
 
 
@@ -182,8 +188,9 @@ def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
 
     Step (kh, kw) reads cell (hstart + kh, wstart + kw) of every bin at once and keeps it
     where it lies inside its bin and is larger than the max so far. Offsets run in
-    row-major order and the test is a strict ``>``, so the first max wins, as the loops.
-    Same arguments, result and cache as roi_pool_forward_naive.
+    row-major order and the test is a strict ``>``, so the first max wins, as the loops;
+    the max so far starts at -FLT_MAX, as theirs. Same arguments, result and cache as
+    roi_pool_forward_naive.
     """
     features, bins = checked_bins(features, rois, output_size, spatial_scale)
     xp = get_array_module(features)
@@ -194,7 +201,7 @@ def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
     x = features.transpose(0, 2, 3, 1)                     # (N, C, H, W) -> (N, H, W, C)
     n = bins.batch[:, None, None]                          # (R, 1, 1)
     channel = xp.arange(C) * (H * W)                       # (C,) offset of channel c in x.ravel()
-    best = xp.full((R, PH, PW, C), -np.inf, dtype=features.dtype)
+    best = xp.full((R, PH, PW, C), bin_start(features.dtype), dtype=features.dtype)
     argmax = xp.full((R, PH, PW, C), -1, dtype=np.int64)   # -1 until a cell wins: empty bin
     for kh in range(KH):
         h = bins.hstart + kh                               # (R, PH) row of this offset
@@ -208,7 +215,8 @@ def roi_pool_forward_vectorized(features: np.ndarray, rois: np.ndarray, *,
             best = xp.where(better, value, best)
             cell = (n * C * H + hh) * W + ww               # (R, PH, PW) index of channel 0
             argmax = xp.where(better, cell[..., None] + channel, argmax)
-    out = xp.where(argmax >= 0, best, 0).astype(features.dtype)   # empty bin -> 0
+    empty = (bins.hend <= bins.hstart)[:, :, None] | (bins.wend <= bins.wstart)[:, None, :]
+    out = xp.where(empty[..., None], 0, best).astype(features.dtype)   # empty bin -> 0
     out = out.transpose(0, 3, 1, 2)                        # (R, PH, PW, C) -> (R, C, PH, PW)
     argmax = argmax.transpose(0, 3, 1, 2)
     return out, RoIPoolCache(tuple(features.shape), bins.batch, argmax, features.dtype)

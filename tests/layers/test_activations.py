@@ -72,6 +72,19 @@ def test_dropout_same_seed_same_mask_and_dtype_kept():
     assert a.dtype == np.float32
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", [0.3, 0.5, 0.9])
+def test_dropout_mask_is_one_uniform_draw_per_entry(dtype, p):
+    """The mask is rng.random(x.shape) >= p (one float64 draw per entry, so a seed gives
+    one mask whatever the dtype or device) times 1/(1-p) rounded once to x's dtype."""
+    x = np.random.default_rng(1).standard_normal((30, 40)).astype(dtype)
+    out, cache = dropout_forward(x, p=p, train=True, rng=np.random.default_rng(5))
+    keep = np.random.default_rng(5).random(x.shape) >= p
+    expected = np.where(keep, dtype(1.0 / (1.0 - p)), dtype(0.0))
+    assert cache.mask.dtype == dtype and cache.mask.tobytes() == expected.tobytes()
+    assert out.tobytes() == (x * expected).tobytes()
+
+
 def test_dropout_gradcheck_with_a_fixed_mask():
     x = np.random.default_rng(3).standard_normal((6, 7))
 

@@ -33,6 +33,7 @@ POOL_IMPLS = {"naive": (roi_pool_forward_naive, roi_pool_backward_naive),
               "vectorized": (roi_pool_forward_vectorized, roi_pool_backward),
               "fast": (roi_pool_forward, roi_pool_backward)}
 TIERS = list(POOL_IMPLS)
+FLT_MAX = float(np.finfo(np.float32).max)   # C's FLT_MAX, where torchvision's bin max starts
 
 
 def tables_forward(table, table_entries=1 << 22, lookup_entries=1 << 15):
@@ -489,34 +490,97 @@ def test_numpy_equals_cupy(pool):
         assert rel_error(backward(dout, cache), dx_g) <= 1e-9
 
 
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pool", ["vectorized", "box", "sparse"])
+def test_numpy_equals_cupy_with_non_finite_cells(pool):
+    """NaN, +-inf and -FLT_MAX cells: the device gives the host's values, argmax and
+    gradient exactly (bins of non-candidates only included)."""
+    rng = np.random.default_rng(9)
+    x = rng.integers(-2, 3, (2, 3, 9, 10)).astype(np.float32)
+    cells = rng.random(x.shape) < 0.4
+    x[cells] = rng.choice(np.array([np.nan, np.inf, -np.inf, -FLT_MAX], np.float32), cells.sum())
+    rois = random_rois(rng, 20, 2, 40, past=8)
+    forward = roi_pool_forward_vectorized if pool == "vectorized" else tables_forward(pool)
+    out, cache = forward(x, rois, output_size=(3, 2), spatial_scale=1 / 4)
+    out_g, cache_g = forward(to_device(x, "gpu"), to_device(rois, "gpu"), output_size=(3, 2),
+                             spatial_scale=1 / 4)
+    assert (cache.argmax == -1).any()
+    assert asnumpy(out_g).tobytes() == np.ascontiguousarray(out).tobytes()
+    np.testing.assert_array_equal(asnumpy(cache_g.argmax), cache.argmax)
+    dout = rng.integers(1, 5, out.shape).astype(np.float32)
+    np.testing.assert_array_equal(asnumpy(roi_pool_backward(to_device(dout, "gpu"), cache_g)),
+                                  roi_pool_backward(dout, cache))
+
 def test_unknown_table_raises():
     bins = roi_pool_bins(GOOD, (2, 2), 1.0, 4, 4)
     with pytest.raises(ValueError, match="table must be 'box', 'sparse' or None"):
         plan_table(bins, (2, 4, 4), table="boxes")
 
 
-def test_finite_merge_equals_the_select_merge_bit_for_bit():
-    """The arithmetic merge (inputs without NaN) keeps exactly what the select keeps:
-    on ties the first value (signed zeros included) and its index."""
-    from minircnn.layers.roi_max_tables import _merge_first_max, _merge_first_max_finite
+def test_merge_equals_a_select_bit_for_bit():
+    """The arithmetic merge keeps exactly what a select on ``new > best`` keeps: on ties
+    the first value (signed zeros included) and its index."""
+    from minircnn.layers.roi_max_tables import _merge_first_max
 
     rng = np.random.default_rng(21)
     best = rng.integers(-1, 2, (6, 50)).astype(np.float32) * np.float32(0.0)
     best[::2] = rng.integers(-2, 3, (3, 50))                # ties, +0.0, -0.0 and others
-    new = rng.choice(np.array([-0.0, 0.0, 1.0, -1.0], np.float32), (6, 50))
+    best[1, :3] = [np.inf, -np.inf, -FLT_MAX]
+    new = rng.choice(np.array([-0.0, 0.0, 1.0, -1.0, np.inf, -FLT_MAX], np.float32), (6, 50))
     arg, new_arg = rng.integers(0, 99, (2, 6, 50)).astype(np.int32)
-    outs = [(np.empty_like(best), np.empty_like(arg)) for _ in range(2)]
-    _merge_first_max(best, arg, new, new_arg, *outs[0])
-    _merge_first_max_finite(best, arg, new, new_arg, *outs[1])
-    assert outs[0][0].tobytes() == outs[1][0].tobytes()
-    np.testing.assert_array_equal(outs[0][1], outs[1][1])
+    out, out_arg = np.empty_like(best), np.empty_like(arg)
+    _merge_first_max(best, arg, new, new_arg, out, out_arg)
+    better = new > best
+    assert out.tobytes() == np.where(better, new, best).tobytes()
+    np.testing.assert_array_equal(out_arg, np.where(better, new_arg, arg))
 
 
-def test_roi_pool_with_nan_features_uses_the_select_merge():
-    """A NaN in the map: the tables merge by select (NaN never beats a value), as before."""
-    x = np.arange(2 * 36.0).reshape(1, 2, 6, 6)
-    x[0, 0, 2, 3] = np.nan
-    rois = np.array([[0, 0, 0, 5, 5]], dtype=np.float64)
-    out, cache = roi_pool_forward(x, rois, output_size=2, spatial_scale=1.0, table="box")
-    assert np.isfinite(out[0, 1]).all()
-    np.testing.assert_array_equal(out[0, 1], [[50, 53], [68, 71]])    # 36 + (14, 17, 32, 35)
+
+@pytest.mark.parametrize("impl", ["naive", "vectorized", "box", "sparse"])
+def test_roi_pool_nan_and_inf_follow_torchvision(impl):
+    """torchvision's loop starts a non-empty bin at -FLT_MAX and takes a cell only if it
+    is ``>``: NaN, -inf and -FLT_MAX never win; a bin of such cells only outputs -FLT_MAX
+    with argmax -1 (no gradient); +inf wins, first one on a tie. Worked by hand on the
+    four 2 x 2 quadrants of a 4 x 4 map."""
+    nan, inf = np.nan, np.inf
+    x = np.array([[nan, 3, nan, nan],
+                  [1, nan, nan, nan],
+                  [-inf, -inf, inf, 2],
+                  [-FLT_MAX, -inf, inf, nan]], dtype=np.float32)[None, None]
+    rois = np.array([[0, 0, 0, 3, 3]], dtype=np.float32)
+    forward, backward = POOL_IMPLS.get(impl) or (tables_forward(impl), roi_pool_backward)
+    out, cache = forward(x, rois, output_size=2, spatial_scale=1.0)
+    expected = np.array([[3, -FLT_MAX], [-FLT_MAX, inf]], dtype=np.float32)
+    np.testing.assert_array_equal(out[0, 0], expected)
+    np.testing.assert_array_equal(cache.argmax[0, 0], [[1, -1], [-1, 10]])   # 1: (0, 1)
+    dx = backward(np.ones_like(out), cache)                                   # 10: (2, 2)
+    np.testing.assert_array_equal(np.flatnonzero(dx), [1, 10])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("impl", ["vectorized", "box", "sparse"])
+@pytest.mark.parametrize("output_size, scale", [((3, 4), 1 / 4), (1, 1.0), (2, 1.0)])
+def test_roi_pool_non_finite_tier_equals_naive(impl, dtype, output_size, scale):
+    """Maps sprinkled with NaN, +inf, -inf, -FLT_MAX (and, in float64, values below it),
+    a whole image of NaN, small and large bins, empty ones: every tier gives the loops'
+    value, argmax and gradient exactly, and never outputs NaN."""
+    rng = np.random.default_rng(31)
+    x = rng.integers(-2, 3, (2, 3, 9, 11)).astype(dtype)           # ties as well
+    specials = [np.nan, np.inf, -np.inf, -FLT_MAX] + ([-1e300] if dtype == np.float64 else [])
+    cells = rng.random(x.shape) < 0.3
+    x[cells] = rng.choice(np.array(specials, dtype), cells.sum())
+    x[1, 2] = np.nan                                                # a channel without a value
+    rois = np.concatenate([[[0, 0, 0, 10 / scale, 8 / scale], [1, 0, 0, 400, 400]],
+                           random_rois(rng, 10, 2, 11 / scale, past=2 / scale)])
+    forward = roi_pool_forward_vectorized if impl == "vectorized" else tables_forward(impl)
+    out_n, cache_n = roi_pool_forward_naive(x, rois, output_size=output_size,
+                                            spatial_scale=scale)
+    out, cache = forward(x, rois, output_size=output_size, spatial_scale=scale)
+    assert not np.isnan(out_n).any()
+    assert (out_n == dtype(-FLT_MAX)).any() and (cache_n.argmax == -1).any()
+    assert out.tobytes() == np.ascontiguousarray(out_n).tobytes()
+    np.testing.assert_array_equal(cache.argmax, cache_n.argmax)
+    dout = rng.integers(1, 5, out.shape).astype(dtype)
+    np.testing.assert_array_equal(roi_pool_backward(dout, cache),
+                                  roi_pool_backward_naive(dout, cache_n))

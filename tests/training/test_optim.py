@@ -91,3 +91,30 @@ def test_cosine_lr_endpoints():
     assert cosine_lr(1.0, 0, total_iters=100) == pytest.approx(1.0)
     assert cosine_lr(1.0, 50, total_iters=100) == pytest.approx(0.5)
     assert cosine_lr(1.0, 100, total_iters=100) == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape, order", [((), "C"), ((5,), "C"), ((300, 97), "C"),
+                                          ((97, 30, 3), "F")])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_blocked_step_equals_the_whole_array_formula_bit_for_bit(shape, order, momentum,
+                                                                 monkeypatch):
+    """SGD.step updates a block of rows at a time; with tiny blocks (many, the last one
+    partial, rows of a Fortran-ordered array that are not contiguous) every element
+    still gets exactly the formula's float32 operations, over three steps."""
+    from minircnn.training import optim
+
+    monkeypatch.setattr(optim, "BLOCK_BYTES", 1000)
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal(shape).astype(np.float32)
+    p = Parameter(np.array(w, order=order), lr_mult=2.0, decay_mult=0.5)
+    opt = SGD([p], lr=0.1, momentum=momentum, weight_decay=0.01)
+    v = np.zeros_like(w)
+    for _ in range(3):
+        grad = rng.standard_normal(shape).astype(np.float32)
+        p.grad[...] = grad
+        opt.step()
+        g = grad + w * (0.01 * 0.5)              # g = grad + wd w
+        v = v * momentum + g if momentum else g  # v = m v + g
+        w = w - v * (0.1 * 2.0)                  # w -= lr v
+    assert p.data.dtype == np.float32
+    assert p.data.tobytes(order="A") == np.array(w, order=order).tobytes(order="A")
