@@ -42,14 +42,38 @@ class Parameter:
         self.lr_mult = lr_mult
         self.decay_mult = decay_mult
 
+    # zero_grad() only marks the gradient as zero; the first accumulate() then writes g
+    # into it (0 + g = g) instead of clearing the array and adding to it: one pass over
+    # the gradient per step instead of three. Reading ``grad`` clears a pending zero.
+    @property
+    def grad(self):
+        if self._zero_pending:
+            self._grad[...] = 0
+            self._zero_pending = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value) -> None:
+        self._grad = value
+        self._zero_pending = False
+
+    def zero_grad(self) -> None:
+        """Make ``grad`` zero (lazily: see above)."""
+        self._zero_pending = True
+
     @property
     def shape(self) -> tuple:
         return self.data.shape
 
     def accumulate(self, g) -> None:
         """``grad += g`` unless frozen (a frozen parameter's grad stays zero)."""
-        if self.requires_grad:
-            self.grad += g
+        if not self.requires_grad:
+            return
+        if self._zero_pending:
+            self._grad[...] = g                  # grad was zero: 0 + g is g
+            self._zero_pending = False
+        else:
+            self._grad += g
 
     def __repr__(self) -> str:
         frozen = "" if self.requires_grad else ", frozen"
@@ -121,7 +145,7 @@ class Module:
 
     def zero_grad(self) -> None:
         for p in self.parameters():
-            p.grad[...] = 0
+            p.zero_grad()
 
     def is_frozen(self) -> bool:
         """True when no backward will run through this layer: no trainable parameter and

@@ -67,7 +67,7 @@ class SGD:
         otherwise); a frozen parameter's gradient is never added to, so it stays zero."""
         for p in self.params:
             if p.requires_grad:
-                p.grad[...] = 0
+                p.zero_grad()
 
     def step(self) -> None:
         """One update of every trainable parameter from its accumulated ``grad``.

@@ -59,6 +59,25 @@ def test_sequential_backward_accumulates_and_zero_grad_clears():
     assert all(not p.grad.any() for p in m.parameters())
 
 
+def test_zero_grad_is_lazy_but_exact():
+    """zero_grad() marks the gradient zero; the next accumulate writes g (0 + g) and a
+    read before that sees zeros. The same values as clearing the array and adding."""
+    p = Parameter(np.ones(3, np.float32))
+    p.accumulate(np.array([1.0, -2.0, 3.0], np.float32))
+    p.zero_grad()
+    grad_array = p._grad
+    assert grad_array.tolist() == [1.0, -2.0, 3.0]           # not cleared yet: no pass
+    p.accumulate(np.array([0.5, 0.25, -1.0], np.float32))   # written over, not added
+    p.accumulate(np.array([0.5, 0.25, 1.0], np.float32))    # the second one adds
+    assert p.grad.tolist() == [1.0, 0.5, 0.0] and p.grad is grad_array   # in place
+    p.zero_grad()
+    assert p.grad.tolist() == [0.0, 0.0, 0.0] and p.grad is grad_array   # a read clears
+    p.zero_grad()
+    p.grad = np.full(3, 7.0, np.float32)                     # assigning drops the mark
+    p.accumulate(np.ones(3, np.float32))
+    assert p.grad.tolist() == [8.0, 8.0, 8.0]
+
+
 def test_frozen_parameters_do_not_accumulate_and_modes_propagate():
     m = Sequential(Affine(2), Affine(2))
     m[0].freeze()
