@@ -9,14 +9,13 @@ from minircnn.layers import Parameter
 from minircnn.layers import conv as conv_module
 from minircnn.layers.conv import (
     Conv2d,
-    col2im,
     conv2d_backward,
     conv2d_backward_naive,
     conv2d_forward,
     conv2d_forward_naive,
     conv2d_values,
-    im2col,
 )
+from minircnn.layers.conv_unfold import col2im, grid_row_width, im2col, unfold
 
 IMPLS = [
     pytest.param((conv2d_forward_naive, conv2d_backward_naive), id="naive"),
@@ -300,4 +299,6 @@ def test_blocks_of_rows_give_the_whole_product(shape, block_bytes, monkeypatch):
     out, cache = conv2d_forward(x, w, b, **kw)
     assert rel_error(out, whole.reshape(out.shape)) <= 1e-12
     assert conv2d_values(x, w, b, **kw).tobytes() == out.tobytes()
-    np.testing.assert_array_equal(cache.cols, im2col(x, *w.shape[2:], **kw))
+    row_width = grid_row_width(x.shape[3], w.shape[3], kw["stride"], kw["pad"])
+    kept = unfold(x, *w.shape[2:], kw["stride"], kw["pad"], row_width)
+    np.testing.assert_array_equal(cache.cols, kept)
