@@ -153,7 +153,7 @@ def conv2d_values(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
 
 # Columns unfolded per matrix product on the CPU: a block that stays in the L2 cache
 # between its copy and its product (the whole column matrix would not).
-BLOCK_BYTES = 1 << 18
+BLOCK_BYTES = 1 << 20
 
 
 def _conv_by_blocks(x, w, b, stride: int, pad: int, cols) -> np.ndarray:

@@ -98,11 +98,15 @@ def fold(dcols: np.ndarray, x_shape: tuple, KH: int, KW: int, stride: int, pad: 
     Hp, Wp = H + 2 * pad, W + 2 * pad
     OH = (Hp - KH) // stride + 1
     d6 = dcols.reshape(N, C, KH, KW, OH, row_width)             # view
-    dx_flat = xp.zeros((N, C, Hp * Wp + KW - 1), dtype=dcols.dtype)
+    dx_flat = xp.empty((N, C, Hp * Wp + KW - 1), dtype=dcols.dtype)
     targets = windows(dx_flat, KH, KW, stride, Wp, OH, row_width)  # view, writes dx_flat
-    for kh in range(KH):
-        for kw in range(KW):
-            targets[:, :, kh, kw] += d6[:, :, kh, kw]           # (N, C, OH, row_width)
+    first = OH * Wp if stride == 1 and row_width == Wp else 0   # offset (0, 0) covers
+    dx_flat[:, :, first:] = 0                                   # [0, OH*Wp) on this grid:
+    if first:                                                   # stored, not added to zeros
+        targets[:, :, 0, 0] = d6[:, :, 0, 0]
+    for k in range(1 if first else 0, KH * KW):
+        kh, kw = divmod(k, KW)
+        targets[:, :, kh, kw] += d6[:, :, kh, kw]               # (N, C, OH, row_width)
     dx_pad = dx_flat[:, :, :Hp * Wp].reshape(N, C, Hp, Wp)      # view
     return xp.ascontiguousarray(dx_pad[:, :, pad:pad + H, pad:pad + W])  # crop: (N, C, H, W)
 
