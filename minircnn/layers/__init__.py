@@ -14,12 +14,13 @@ from minircnn.layers.activations import (
 )
 from minircnn.layers.conv import (
     Conv2d,
+    col2im,
     conv2d_backward,
     conv2d_backward_naive,
     conv2d_forward,
     conv2d_forward_naive,
+    im2col,
 )
-from minircnn.layers.conv_unfold import col2im, im2col
 from minircnn.layers.global_pool import (
     GlobalAvgPool,
     global_avg_pool_backward,

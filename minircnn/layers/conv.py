@@ -5,10 +5,11 @@ flipped), zero padding on all four sides, output size ``floor((H + 2 pad - KH) /
 + 1``. The derivation of every gradient line is in docs/layers/conv.md.
 
 The fast path views the zero-padded input as windows with stride tricks and copies
-them *once* into a contiguous column matrix, so one (batched) matmul does the whole
-layer; col2im adds the KH*KW shifted slices back (no ``add.at``, no padded buffer).
-Everything stays NCHW and contiguous; runs of OW pixels are copied at a time, never
-one pixel.
+them into a contiguous column matrix, a block of output rows at a time (a buffer that
+stays in cache), so one matmul per block does the layer; the backward unfolds the
+input again the same way for dw, and col2im adds the KH*KW shifted slices back for dx
+(no ``add.at``, no padded buffer). Everything stays NCHW; runs of OW pixels are copied
+at a time, never one pixel.
 """
 
 from __future__ import annotations
@@ -18,19 +19,20 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import get_array_module
-from minircnn.layers.conv_unfold import flat_pad, fold, grid_row_width, unfold, windows
 from minircnn.layers.module import OpModule, Parameter, no_forward_error
 from minircnn.utils.validate import check_array, check_count, check_dout, check_pair
 
 
 class ConvCache(NamedTuple):
-    """What both conv2d backward passes need (naive and fast caches are interchangeable)."""
+    """What both conv2d backward passes need (naive and fast caches are the same): the
+    inputs only. The fast backward unfolds x again, a block at a time, rather than keep
+    the im2col columns (9x the input for a 3x3 kernel): writing them out to memory and
+    reading them back costs more than unfolding again from an input that fits the cache."""
 
     x: np.ndarray            # (N, C, H, W) input
     w: np.ndarray            # (F, C, KH, KW) weights
     stride: int
     pad: int
-    cols: np.ndarray | None  # (N, C*KH*KW, OH*OW) im2col of the padded input; None: naive
 
 
 def _check_conv_args(x, w, b, stride, pad):
@@ -83,12 +85,12 @@ def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                     top, left = i * stride, j * stride
                     window = x_pad[n, :, top:top + KH, left:left + KW]  # (C, KH, KW)
                     out[n, f, i, j] = xp.sum(window * w[f]) + b[f]
-    return out, ConvCache(x, w, stride, pad, None)
+    return out, ConvCache(x, w, stride, pad)
 
 
 def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
     """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,), by loops."""
-    x, w, stride, pad, _ = cache
+    x, w, stride, pad = cache
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
@@ -114,8 +116,118 @@ def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
 
 
 # --------------------------------------------------------------------------------------
-# Fast version: im2col + one matmul (the unfolds are in conv_unfold.py).
+# Fast version: im2col + one matmul.
 # --------------------------------------------------------------------------------------
+def _valid_range(k: int, pad: int, stride: int, size: int, out: int) -> tuple[int, int]:
+    """Outputs o in [lo, hi) whose kernel offset k reads inside the unpadded input:
+    0 <= o * stride + k - pad < size. The others read the zero padding."""
+    lo = min(out, max(0, -(-(pad - k) // stride)))      # ceil((pad - k) / stride), clipped
+    hi = min(out, (size - 1 - k + pad) // stride + 1)
+    return lo, max(lo, hi)
+
+
+def _offset_slices(k: int, pad: int, stride: int, size: int, out: int):
+    """For kernel offset k along one axis: the slice of outputs that read the input and
+    the strided slice of input positions they read (same length)."""
+    lo, hi = _valid_range(k, pad, stride, size, out)
+    first = lo * stride + k - pad                       # input position read by output lo
+    return slice(lo, hi), slice(first, first + (hi - lo - 1) * stride + 1 if hi > lo
+                                else first, stride)
+
+
+def _check_window(op: str, x_shape: tuple, KH, KW, stride, pad) -> tuple[int, ...]:
+    """Check im2col/col2im's window arguments against an (N, C, H, W) input; return them
+    as ints with the output size: (KH, KW, stride, pad, OH, OW)."""
+    KH, KW = check_count("KH", KH, op=op), check_count("KW", KW, op=op)
+    stride = check_count("stride", stride, op=op)
+    pad = check_count("pad", pad, op=op, minimum=0)
+    _, _, H, W = x_shape
+    if KH > H + 2 * pad or KW > W + 2 * pad:
+        raise ValueError(f"{op}: kernel {KH}x{KW} must fit in the padded input "
+                         f"{H + 2 * pad}x{W + 2 * pad} (input {tuple(x_shape)}, pad={pad})")
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    return KH, KW, stride, pad, OH, OW
+
+
+def im2col(x: np.ndarray, KH: int, KW: int, *, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Unfold every KHxKW window of ``x`` into one column of a contiguous matrix per image.
+
+    Args:
+        x: (N, C, H, W) input.
+        KH, KW: window size.  stride, pad: as in conv2d.
+    Returns:
+        cols: (N, C*KH*KW, OH*OW); ``cols[n, :, i*OW + j]`` is window (i, j) of image n
+        flattened in (c, kh, kw) order, the order of ``w.reshape(F, -1)``, so the
+        forward is one product ``w_mat @ cols`` with both operands contiguous.
+
+    A strided view reads every window without copying: offset (kh, kw) of window (i, j)
+    is x_pad[n, c, i*s + kh, j*s + kw], so stepping i moves s rows and stepping kh one
+    row. Copying that view once into a contiguous array is the whole unfold (runs of OW
+    values at a time, never one pixel).
+    """
+    x = check_array("x", x, op="im2col", ndim=4, kinds=None, axes="(N, C, H, W)")
+    KH, KW, stride, pad, OH, OW = _check_window("im2col", x.shape, KH, KW, stride, pad)
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    cols = xp.empty((N, C, KH, KW, OH, OW), dtype=x.dtype)
+    cols[...] = _windows(x, KH, KW, stride, pad, (OH, OW))  # the one copy
+    return cols.reshape(N, C * KH * KW, OH * OW)  # (N, K, P), K = C*KH*KW, P = OH*OW
+
+
+def _windows(x: np.ndarray, KH: int, KW: int, stride: int, pad: int, out_hw: tuple):
+    """View (N, C, KH, KW, OH, OW) of every window of the zero-padded x, no copy:
+    windows[n, c, kh, kw, i, j] = x_pad[n, c, i s + kh, j s + kw]."""
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    x_pad = _zero_pad(x, pad)                              # (N, C, H+2p, W+2p)
+    sN, sC, sH, sW = x_pad.strides                         # bytes per step of each axis
+    return xp.lib.stride_tricks.as_strided(                # stepping i moves s rows,
+        x_pad, (N, C, KH, KW, *out_hw),                    # stepping kh one row
+        (sN, sC, sH, sW, sH * stride, sW * stride))
+
+
+def _zero_pad(x: np.ndarray, pad: int) -> np.ndarray:
+    """x (N, C, H, W) with ``pad`` zeros on each side: (N, C, H+2p, W+2p); x if pad = 0."""
+    if pad == 0:
+        return x
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    x_pad = xp.zeros((N, C, H + 2 * pad, W + 2 * pad), dtype=x.dtype)
+    x_pad[:, :, pad:pad + H, pad:pad + W] = x
+    return x_pad
+
+
+def col2im(dcols: np.ndarray, x_shape: tuple, KH: int, KW: int, *,
+           stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Adjoint of im2col: add every column of ``dcols`` back onto its window.
+
+    Args:
+        dcols: (N, C*KH*KW, OH*OW) gradient of the column matrices, in im2col's order.
+        x_shape: (N, C, H, W) of the original input.
+    Returns:
+        dx: (N, C, H, W); where windows overlap their contributions sum. One slice-add
+        per kernel offset (kh, kw): that offset of every window lands on a strided grid
+        of pixels, and within one offset no two windows share a pixel, so ``+=`` on a
+        slice is exact (no ``add.at`` needed). Values that landed in the padding are
+        never added (the padding is not an input).
+    """
+    if not (isinstance(x_shape, (tuple, list)) and len(x_shape) == 4):
+        raise ValueError(f"col2im: x_shape must be the 4 sizes (N, C, H, W), got {x_shape!r}")
+    N, C, H, W = (check_count("x_shape", n, op="col2im", minimum=0) for n in x_shape)
+    KH, KW, stride, pad, OH, OW = _check_window("col2im", (N, C, H, W), KH, KW, stride, pad)
+    dcols = check_array("dcols", dcols, op="col2im", shape=(N, C * KH * KW, OH * OW),
+                        kinds="f")
+    xp = get_array_module(dcols)
+    d6 = dcols.reshape(N, C, KH, KW, OH, OW)  # view
+    dx = xp.zeros((N, C, H, W), dtype=dcols.dtype)
+    for kh in range(KH):
+        out_rows, in_rows = _offset_slices(kh, pad, stride, H, OH)
+        for kw in range(KW):
+            out_cols, in_cols = _offset_slices(kw, pad, stride, W, OW)
+            dx[:, :, in_rows, in_cols] += d6[:, :, kh, kw, out_rows, out_cols]  # (N, C, h', w')
+    return dx
+
+
 def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                    stride: int = 1, pad: int = 0) -> tuple[np.ndarray, ConvCache]:
     """2-D convolution (cross-correlation), as torch.nn.functional.conv2d.
@@ -127,105 +239,64 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
         stride: step between windows (>= 1).  pad: zeros added on each side (>= 0).
     Returns:
         out: (N, F, OH, OW) in x's dtype, OH = (H + 2 pad - KH) // stride + 1 (floor),
-        and a ConvCache for conv2d_backward (holding the im2col columns).
+        and a ConvCache for conv2d_backward (x and w; no columns, see ConvCache).
     Raises:
         ValueError / TypeError: wrong ndim, channel or bias mismatch, kernel larger than
             the padded input, non-float dtype, stride < 1 or pad < 0.
     """
-    x, w, b, stride, pad, (OH, OW) = _check_conv_args(x, w, b, stride, pad)
-    N, C, _, W = x.shape
-    F, _, KH, KW = w.shape
-    xp = get_array_module(x)
-    RW = grid_row_width(W, KW, stride, pad)                     # columns per output row
-    cols = xp.empty((N, C * KH * KW, OH * RW), dtype=x.dtype)  # (N, K, OH*RW), for backward
-    out = _conv_by_blocks(x, w, b, stride, pad, cols)           # (N, F, OH, OW)
-    return out, ConvCache(x, w, stride, pad, cols)
+    x, w, b, stride, pad, _ = _check_conv_args(x, w, b, stride, pad)
+    return _conv_by_blocks(x, w, b, stride, pad), ConvCache(x, w, stride, pad)
 
 
 def conv2d_values(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                   stride: int = 1, pad: int = 0) -> np.ndarray:
-    """conv2d_forward's ``out`` only, keeping no columns: what a layer needs when no
-    backward reads its cache (frozen, eval mode, no_grad). Each block of columns is
-    unfolded into one small buffer, reused."""
+    """conv2d_forward's ``out`` only: what a layer needs when no backward reads its cache
+    (frozen, no_grad)."""
     x, w, b, stride, pad, _ = _check_conv_args(x, w, b, stride, pad)
-    return _conv_by_blocks(x, w, b, stride, pad, None)
+    return _conv_by_blocks(x, w, b, stride, pad)
 
 
 # Columns unfolded per matrix product on the CPU: a block that stays in the L2 cache
 # between its copy and its product (the whole column matrix would not).
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 1 << 18
 
 
-def _conv_by_blocks(x, w, b, stride: int, pad: int, cols) -> np.ndarray:
-    """out (N, F, OH, OW) = w_mat @ columns(x) + b, unfolding and multiplying a block of
-    output rows at a time: into ``cols`` (N, K, OH*RW) when given (kept for backward),
-    else into one buffer reused by every block.
+def _column_blocks(x, KH: int, KW: int, stride: int, pad: int):
+    """Unfold x (N, C, H, W) a block of output rows at a time, into one buffer reused by
+    every block. Yields (n, i0, i1, cols): cols (C*KH*KW, (i1-i0)*OW) are the im2col
+    columns of image n's output rows i0 .. i1-1 (valid until the next block)."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    K = C * KH * KW
+    windows = _windows(x, KH, KW, stride, pad, (OH, OW))      # view (N, C, KH, KW, OH, OW)
+    rows = max(1, BLOCK_BYTES // max(1, K * OW * x.itemsize)) if xp is np else OH
+    buffer = xp.empty((C, KH, KW, min(rows, OH), OW), x.dtype)
+    for n in range(N):
+        for i0 in range(0, OH, rows):                         # output rows i0 .. i1-1
+            i1 = min(OH, i0 + rows)
+            block = buffer[:, :, :, :i1 - i0]                 # (C, KH, KW, i1-i0, OW)
+            block[...] = windows[n, :, :, :, i0:i1]           # unfold these rows' windows
+            yield n, i0, i1, block.reshape(K, (i1 - i0) * OW)
 
-    One product with K = C*KH*KW per block, not one per kernel offset (an implicit GEMM
-    over shifted views of the flat image): matmul cannot add into its output, so KH*KW
-    products of inner size C would each cost an extra pass over the output, and a
-    product with a small inner size (C = 3 for the first layer) runs BLAS far below its
-    peak. A BLAS may order a small product's additions differently from a large one's:
-    the last bits of a value may differ between block sizes."""
+
+def _conv_by_blocks(x, w, b, stride: int, pad: int) -> np.ndarray:
+    """out (N, F, OH, OW) = w_mat @ im2col(x) + b, a block of output rows at a time
+    (_column_blocks). The same dot products as one big matmul, row by row of the
+    output (a BLAS may order a small product's additions differently: the last bits of
+    a value may then differ)."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
-    K, RW = C * KH * KW, grid_row_width(W, KW, stride, pad)
-    view = windows(flat_pad(x, pad, KW), KH, KW, stride, W + 2 * pad, OH, RW)
-    rows = max(1, BLOCK_BYTES // max(1, K * RW * x.itemsize)) if xp is np else OH
-    R = min(rows, OH)                                        # rows in the largest block
-    buffer = xp.empty((C, KH, KW, R, RW), x.dtype) if cols is None else None
-    grid = xp.empty((F, R, RW), x.dtype) if RW != OW else None  # products, junk included
-    w_mat = w.reshape(F, K).astype(x.dtype, copy=False)      # (F, K); F may be 0
-    bias = b.astype(x.dtype, copy=False)[:, None, None]      # (F, 1, 1)
-    out = xp.empty((N, F, OH, OW), dtype=x.dtype)
-    for n in range(N):
-        for i0 in range(0, OH, rows):                         # output rows i0 .. i1-1
-            i1 = min(OH, i0 + rows)
-            block = (buffer[:, :, :, :i1 - i0] if cols is None   # (C, KH, KW, i1-i0, RW)
-                     else cols[n].reshape(C, KH, KW, OH, RW)[:, :, :, i0:i1])
-            block[...] = view[n, :, :, :, i0:i1]              # unfold these rows' windows
-            out_rows = out[n, :, i0:i1]                       # view (F, i1-i0, OW)
-            if grid is None:   # no junk columns: multiply straight into the output
-                xp.matmul(w_mat, block.reshape(K, -1), out=out_rows.reshape(F, -1))
-                out_rows += bias                              # (F, rows, OW) + (F, 1, 1)
-            else:              # drop each row's junk columns while adding the bias
-                products = grid[:, :i1 - i0]                  # view (F, i1-i0, RW)
-                xp.matmul(w_mat, block.reshape(K, -1), out=products.reshape(F, -1))
-                xp.add(products[:, :, :OW], bias, out=out_rows)
-    return out
-
-
-def _dout_grid(dout: np.ndarray, row_width: int, dtype) -> np.ndarray:
-    """dout (N, F, OH, OW) laid out on the columns' grid: (N, F, OH*row_width), zero in
-    the junk columns (so they add nothing to dw or dx); dout itself when there are none."""
-    xp = get_array_module(dout)
-    N, F, OH, OW = dout.shape
-    if row_width == OW:
-        return dout.reshape(N, F, OH * OW).astype(dtype, copy=False)  # view
-    grid = xp.empty((N, F, OH, row_width), dtype=dtype)
-    grid[..., :OW] = dout
-    grid[..., OW:] = 0
-    return grid.reshape(N, F, OH * row_width)
-
-
-def _param_grads(dout, dgrid, cols, w):
-    """dw (F, C, KH, KW), db (F,) from dout (N, F, OH, OW), its grid dgrid (N, F, Q) and
-    the columns cols (N, K, Q), Q = OH * row width."""
-    xp = get_array_module(dgrid)
-    db = dout.sum(axis=(0, 2, 3))  # b[f] was added at every n and pixel: sum them, (F,)
-    # dL/dw_mat = sum_n dout[n] cols[n]^T, computed transposed (BLAS is faster this way):
-    dw_t = (cols @ dgrid.transpose(0, 2, 1)).sum(axis=0)  # (N, K, Q) @ (N, Q, F) -> (K, F)
-    dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)  # (F, K) -> (F, C, KH, KW)
-    return dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
-
-
-def _columns(cache: ConvCache, row_width: int) -> np.ndarray:
-    """The cache's columns (N, K, OH*row_width); a cache from conv2d_forward_naive or
-    eval mode has none: unfold the input now."""
-    x, w, stride, pad, cols = cache
-    return unfold(x, *w.shape[2:], stride, pad, row_width) if cols is None else cols
+    w_mat = w.reshape(F, C * KH * KW).astype(x.dtype, copy=False)  # (F, K); F may be 0
+    bias = b.astype(x.dtype, copy=False)[:, None]            # (F, 1)
+    out = xp.empty((N, F, OH * OW), dtype=x.dtype)           # (N, F, P)
+    for n, i0, i1, cols in _column_blocks(x, KH, KW, stride, pad):
+        out_block = out[n, :, i0 * OW:i1 * OW]                # view (F, (i1-i0)*OW)
+        xp.matmul(w_mat, cols, out=out_block)                 # (F, K) @ (K, rows*OW)
+        out_block += bias                                     # (F, rows*OW) + (F, 1)
+    return out.reshape(N, F, OH, OW)
 
 
 def conv2d_param_grads(dout: np.ndarray, cache: ConvCache):
@@ -233,11 +304,20 @@ def conv2d_param_grads(dout: np.ndarray, cache: ConvCache):
 
     What the first trainable layer above frozen ones needs (nothing reads its dx).
     """
-    x, w, stride, pad, _ = cache
+    x, w, stride, pad = cache
     _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
-    cols = _columns(cache, grid_row_width(x.shape[3], w.shape[3], stride, pad))
-    return _param_grads(dout, _dout_grid(dout, cols.shape[2] // dout.shape[2], cols.dtype),
-                        cols, w)
+    xp = get_array_module(dout)
+    N, F, OH, OW = dout.shape
+    K = w.shape[1] * w.shape[2] * w.shape[3]                 # rows of a column: C*KH*KW
+    dout3 = dout.reshape(N, F, OH * OW).astype(x.dtype, copy=False)  # (N, F, P)
+    db = dout3.sum(axis=(0, 2))  # b[f] was added at every n and pixel: sum them, (F,)
+    # dL/dw_mat = sum_n dout[n] cols[n]^T, block by block of columns, computed transposed
+    # (BLAS is faster this way): sum over blocks of cols (K, B) @ dout_block^T (B, F)
+    dw_t = xp.zeros((K, F), dtype=x.dtype)                   # (K, F)
+    for n, i0, i1, cols in _column_blocks(x, *w.shape[2:], stride, pad):
+        dw_t += cols @ dout3[n, :, i0 * OW:i1 * OW].T         # (K, B) @ (B, F) -> (K, F)
+    dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)      # (F, K) -> (F, C, KH, KW)
+    return dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
 
 
 def conv2d_backward(dout: np.ndarray, cache: ConvCache):
@@ -246,16 +326,15 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     With out[n] = w_mat @ cols[n] + b it is a linear layer's backward per image, then
     col2im. Derivation: docs/layers/conv.md.
     """
-    x, w, stride, pad, _ = cache
-    _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
-    F, _, KH, KW = w.shape
-    RW = grid_row_width(x.shape[3], KW, stride, pad)
-    cols = _columns(cache, RW)                          # (N, K, Q), Q = OH * RW
-    dgrid = _dout_grid(dout, RW, cols.dtype)            # (N, F, Q), junk columns 0
-    dw, db = _param_grads(dout, dgrid, cols, w)
-    w_mat = w.reshape(F, cols.shape[1]).astype(cols.dtype, copy=False)  # (F, K), also F = 0
-    dcols = w_mat.T @ dgrid  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, Q) -> (N, K, Q)
-    dx = fold(dcols, tuple(x.shape), KH, KW, stride, pad, RW)  # col2im: (N, C, H, W)
+    dw, db = conv2d_param_grads(dout, cache)
+    x, w, stride, pad = cache
+    N, F, OH, OW = dout.shape
+    KH, KW = w.shape[2:]
+    dout3 = dout.reshape(N, F, OH * OW).astype(x.dtype, copy=False)  # (N, F, P)
+    K = w.shape[1] * KH * KW                          # rows of a column: C * KH * KW
+    w_mat = w.reshape(F, K).astype(x.dtype, copy=False)  # (F, K); explicit K also when F = 0
+    dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
+    dx = col2im(dcols, tuple(x.shape), KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
     return dx, dw, db
 
 
@@ -297,15 +376,9 @@ class Conv2d(OpModule):
 
     def forward_with_bias(self, x, b):
         """forward with the bias ``b`` (F,) (ConvNoBias passes zeros). Keeps what
-        backward needs: nothing when frozen (no backward runs through the layer), no
-        im2col columns in eval mode (a rare backward unfolds x again)."""
-        if self.impl == "fast" and (self.is_frozen() or not self.training):
-            out = conv2d_values(x, self.w.data, b, stride=self.stride, pad=self.pad)
-            self._cache = None if self.is_frozen() else ConvCache(
-                x, self.w.data, self.stride, self.pad, None)
-            return out
+        backward needs (x and w), nothing when frozen (no backward runs through)."""
         out, cache = self.op_forward(x, self.w.data, b, stride=self.stride, pad=self.pad)
-        self._cache = None if self.is_frozen() else cache   # (naive tier, frozen: none)
+        self._cache = None if self.is_frozen() else cache
         return out
 
     def backward(self, dout):
