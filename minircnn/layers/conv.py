@@ -284,7 +284,12 @@ def _conv_by_blocks(x, w, b, stride: int, pad: int) -> np.ndarray:
     """out (N, F, OH, OW) = w_mat @ im2col(x) + b, a block of output rows at a time
     (_column_blocks). The same dot products as one big matmul, row by row of the
     output (a BLAS may order a small product's additions differently: the last bits of
-    a value may then differ)."""
+    a value may then differ).
+
+    One product of inner size K = C*KH*KW per block rather than an implicit GEMM (one
+    product per kernel offset on shifted views of the padded image, no columns):
+    matmul cannot add into its output, so each offset would cost an extra pass over it,
+    and a product of inner size C (3 in a first layer) runs BLAS far below its peak."""
     xp = get_array_module(x)
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
