@@ -5,10 +5,11 @@ flipped), zero padding on all four sides, output size ``floor((H + 2 pad - KH) /
 + 1``. The derivation of every gradient line is in docs/layers/conv.md.
 
 The fast path views the zero-padded input as windows with stride tricks and copies
-them *once* into a contiguous column matrix, so one (batched) matmul does the whole
-layer; col2im adds the KH*KW shifted slices back (no ``add.at``, no padded buffer).
-Everything stays NCHW and contiguous; runs of OW pixels are copied at a time, never
-one pixel.
+them into a contiguous column matrix, a block of output rows at a time (a buffer that
+stays in cache), so one matmul per block does the layer; the backward unfolds the
+input again the same way for dw, and col2im adds the KH*KW shifted slices back for dx
+(no ``add.at``, no padded buffer). Everything stays NCHW; runs of OW pixels are copied
+at a time, never one pixel.
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from minircnn.utils.validate import check_array, check_count, check_dout, check_
 
 
 class ConvCache(NamedTuple):
-    """What both conv2d backward passes need (naive and fast caches are interchangeable)."""
+    """What both conv2d backward passes need (naive and fast caches are the same): the
+    inputs only. The fast backward unfolds x again, a block at a time, rather than keep
+    the im2col columns (9x the input for a 3x3 kernel): writing them out to memory and
+    reading them back costs more than unfolding again from an input that fits the cache."""
 
     x: np.ndarray            # (N, C, H, W) input
     w: np.ndarray            # (F, C, KH, KW) weights
     stride: int
     pad: int
-    cols: np.ndarray | None  # (N, C*KH*KW, OH*OW) im2col of the padded input; None: naive
 
 
 def _check_conv_args(x, w, b, stride, pad):
@@ -82,12 +85,12 @@ def conv2d_forward_naive(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                     top, left = i * stride, j * stride
                     window = x_pad[n, :, top:top + KH, left:left + KW]  # (C, KH, KW)
                     out[n, f, i, j] = xp.sum(window * w[f]) + b[f]
-    return out, ConvCache(x, w, stride, pad, None)
+    return out, ConvCache(x, w, stride, pad)
 
 
 def conv2d_backward_naive(dout: np.ndarray, cache: ConvCache):
     """dout (N, F, OH, OW) -> dx (N, C, H, W), dw (F, C, KH, KW), db (F,), by loops."""
-    x, w, stride, pad, _ = cache
+    x, w, stride, pad = cache
     N, C, H, W = x.shape
     F, _, KH, KW = w.shape
     OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
@@ -236,27 +239,21 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
         stride: step between windows (>= 1).  pad: zeros added on each side (>= 0).
     Returns:
         out: (N, F, OH, OW) in x's dtype, OH = (H + 2 pad - KH) // stride + 1 (floor),
-        and a ConvCache for conv2d_backward (holding the im2col columns).
+        and a ConvCache for conv2d_backward (x and w; no columns, see ConvCache).
     Raises:
         ValueError / TypeError: wrong ndim, channel or bias mismatch, kernel larger than
             the padded input, non-float dtype, stride < 1 or pad < 0.
     """
-    x, w, b, stride, pad, (OH, OW) = _check_conv_args(x, w, b, stride, pad)
-    N, C = x.shape[:2]
-    F, _, KH, KW = w.shape
-    xp = get_array_module(x)
-    cols = xp.empty((N, C * KH * KW, OH * OW), dtype=x.dtype)  # (N, K, P), kept for backward
-    out = _conv_by_blocks(x, w, b, stride, pad, cols)           # (N, F, OH, OW)
-    return out, ConvCache(x, w, stride, pad, cols)
+    x, w, b, stride, pad, _ = _check_conv_args(x, w, b, stride, pad)
+    return _conv_by_blocks(x, w, b, stride, pad), ConvCache(x, w, stride, pad)
 
 
 def conv2d_values(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
                   stride: int = 1, pad: int = 0) -> np.ndarray:
-    """conv2d_forward's ``out`` only, keeping no columns: what a layer needs when no
-    backward reads its cache (frozen, eval mode, no_grad). Each block of columns is
-    unfolded into one small buffer, reused."""
+    """conv2d_forward's ``out`` only: what a layer needs when no backward reads its cache
+    (frozen, no_grad)."""
     x, w, b, stride, pad, _ = _check_conv_args(x, w, b, stride, pad)
-    return _conv_by_blocks(x, w, b, stride, pad, None)
+    return _conv_by_blocks(x, w, b, stride, pad)
 
 
 # Columns unfolded per matrix product on the CPU: a block that stays in the L2 cache
@@ -264,32 +261,46 @@ def conv2d_values(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
 BLOCK_BYTES = 1 << 18
 
 
-def _conv_by_blocks(x, w, b, stride: int, pad: int, cols) -> np.ndarray:
-    """out (N, F, OH, OW) = w_mat @ im2col(x) + b, unfolding and multiplying a block of
-    output rows at a time: into ``cols`` (N, K, P) when given (kept for backward), else
-    into one buffer reused by every block. The same dot products as one big matmul,
-    row by row of the output (a BLAS may order a small product's additions differently:
-    the last bits of a value may then differ)."""
+def _column_blocks(x, KH: int, KW: int, stride: int, pad: int):
+    """Unfold x (N, C, H, W) a block of output rows at a time, into one buffer reused by
+    every block. Yields (n, i0, i1, cols): cols (C*KH*KW, (i1-i0)*OW) are the im2col
+    columns of image n's output rows i0 .. i1-1 (valid until the next block)."""
     xp = get_array_module(x)
-    N, C = x.shape[:2]
-    F, _, KH, KW = w.shape
-    OH, OW = (x.shape[2] + 2 * pad - KH) // stride + 1, (x.shape[3] + 2 * pad - KW) // stride + 1
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
     K = C * KH * KW
     windows = _windows(x, KH, KW, stride, pad, (OH, OW))      # view (N, C, KH, KW, OH, OW)
     rows = max(1, BLOCK_BYTES // max(1, K * OW * x.itemsize)) if xp is np else OH
-    buffer = xp.empty((C, KH, KW, min(rows, OH), OW), x.dtype) if cols is None else None
-    w_mat = w.reshape(F, K).astype(x.dtype, copy=False)      # (F, K); F may be 0
-    bias = b.astype(x.dtype, copy=False)[:, None]            # (F, 1)
-    out = xp.empty((N, F, OH * OW), dtype=x.dtype)           # (N, F, P)
+    buffer = xp.empty((C, KH, KW, min(rows, OH), OW), x.dtype)
     for n in range(N):
         for i0 in range(0, OH, rows):                         # output rows i0 .. i1-1
             i1 = min(OH, i0 + rows)
-            block = (buffer[:, :, :, :i1 - i0] if cols is None   # (C, KH, KW, i1-i0, OW)
-                     else cols[n].reshape(C, KH, KW, OH, OW)[:, :, :, i0:i1])
+            block = buffer[:, :, :, :i1 - i0]                 # (C, KH, KW, i1-i0, OW)
             block[...] = windows[n, :, :, :, i0:i1]           # unfold these rows' windows
-            out_block = out[n, :, i0 * OW:i1 * OW]            # view (F, (i1-i0)*OW)
-            xp.matmul(w_mat, block.reshape(K, -1), out=out_block)  # (F, K) @ (K, rows*OW)
-            out_block += bias                                 # (F, rows*OW) + (F, 1)
+            yield n, i0, i1, block.reshape(K, (i1 - i0) * OW)
+
+
+def _conv_by_blocks(x, w, b, stride: int, pad: int) -> np.ndarray:
+    """out (N, F, OH, OW) = w_mat @ im2col(x) + b, a block of output rows at a time
+    (_column_blocks). The same dot products as one big matmul, row by row of the
+    output (a BLAS may order a small product's additions differently: the last bits of
+    a value may then differ).
+
+    One product of inner size K = C*KH*KW per block rather than an implicit GEMM (one
+    product per kernel offset on shifted views of the padded image, no columns):
+    matmul cannot add into its output, so each offset would cost an extra pass over it,
+    and a product of inner size C (3 in a first layer) runs BLAS far below its peak."""
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    F, _, KH, KW = w.shape
+    OH, OW = (H + 2 * pad - KH) // stride + 1, (W + 2 * pad - KW) // stride + 1
+    w_mat = w.reshape(F, C * KH * KW).astype(x.dtype, copy=False)  # (F, K); F may be 0
+    bias = b.astype(x.dtype, copy=False)[:, None]            # (F, 1)
+    out = xp.empty((N, F, OH * OW), dtype=x.dtype)           # (N, F, P)
+    for n, i0, i1, cols in _column_blocks(x, KH, KW, stride, pad):
+        out_block = out[n, :, i0 * OW:i1 * OW]                # view (F, (i1-i0)*OW)
+        xp.matmul(w_mat, cols, out=out_block)                 # (F, K) @ (K, rows*OW)
+        out_block += bias                                     # (F, rows*OW) + (F, 1)
     return out.reshape(N, F, OH, OW)
 
 
@@ -298,18 +309,19 @@ def conv2d_param_grads(dout: np.ndarray, cache: ConvCache):
 
     What the first trainable layer above frozen ones needs (nothing reads its dx).
     """
-    x, w, stride, pad, cols = cache
+    x, w, stride, pad = cache
     _check_conv_dout(dout, x.shape, w, stride, pad, x.dtype, x)
     xp = get_array_module(dout)
     N, F, OH, OW = dout.shape
-    KH, KW = w.shape[2:]
-    if cols is None:   # a cache from conv2d_forward_naive or eval mode: unfold the input now
-        cols = im2col(x, KH, KW, stride=stride, pad=pad)  # (N, C*KH*KW, OH*OW)
-    dout3 = dout.reshape(N, F, OH * OW).astype(cols.dtype, copy=False)  # (N, F, P)
+    K = w.shape[1] * w.shape[2] * w.shape[3]                 # rows of a column: C*KH*KW
+    dout3 = dout.reshape(N, F, OH * OW).astype(x.dtype, copy=False)  # (N, F, P)
     db = dout3.sum(axis=(0, 2))  # b[f] was added at every n and pixel: sum them, (F,)
-    # dL/dw_mat = sum_n dout[n] cols[n]^T, computed transposed (BLAS is faster this way):
-    dw_t = (cols @ dout3.transpose(0, 2, 1)).sum(axis=0)  # (N, K, P) @ (N, P, F) -> (K, F)
-    dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)  # (F, K) -> (F, C, KH, KW)
+    # dL/dw_mat = sum_n dout[n] cols[n]^T, block by block of columns, computed transposed
+    # (BLAS is faster this way): sum over blocks of cols (K, B) @ dout_block^T (B, F)
+    dw_t = xp.zeros((K, F), dtype=x.dtype)                   # (K, F)
+    for n, i0, i1, cols in _column_blocks(x, *w.shape[2:], stride, pad):
+        dw_t += cols @ dout3[n, :, i0 * OW:i1 * OW].T         # (K, B) @ (B, F) -> (K, F)
+    dw = xp.ascontiguousarray(dw_t.T).reshape(w.shape)      # (F, K) -> (F, C, KH, KW)
     return dw.astype(w.dtype, copy=False), db.astype(w.dtype, copy=False)
 
 
@@ -320,13 +332,12 @@ def conv2d_backward(dout: np.ndarray, cache: ConvCache):
     col2im. Derivation: docs/layers/conv.md.
     """
     dw, db = conv2d_param_grads(dout, cache)
-    x, w, stride, pad, cols = cache
+    x, w, stride, pad = cache
     N, F, OH, OW = dout.shape
     KH, KW = w.shape[2:]
-    dtype = x.dtype if cols is None else cols.dtype
-    dout3 = dout.reshape(N, F, OH * OW).astype(dtype, copy=False)  # (N, F, P)
-    K = w.shape[1] * KH * KW                            # rows of a column: C * KH * KW
-    w_mat = w.reshape(F, K).astype(dtype, copy=False)  # (F, K); explicit K also when F = 0
+    dout3 = dout.reshape(N, F, OH * OW).astype(x.dtype, copy=False)  # (N, F, P)
+    K = w.shape[1] * KH * KW                          # rows of a column: C * KH * KW
+    w_mat = w.reshape(F, K).astype(x.dtype, copy=False)  # (F, K); explicit K also when F = 0
     dcols = w_mat.T @ dout3  # dL/dcols[n] = w_mat^T dout[n]: (K, F) @ (N, F, P) -> (N, K, P)
     dx = col2im(dcols, tuple(x.shape), KH, KW, stride=stride, pad=pad)  # (N, C, H, W)
     return dx, dw, db
@@ -370,15 +381,9 @@ class Conv2d(OpModule):
 
     def forward_with_bias(self, x, b):
         """forward with the bias ``b`` (F,) (ConvNoBias passes zeros). Keeps what
-        backward needs: nothing when frozen (no backward runs through the layer), no
-        im2col columns in eval mode (a rare backward unfolds x again)."""
-        if self.impl == "fast" and (self.is_frozen() or not self.training):
-            out = conv2d_values(x, self.w.data, b, stride=self.stride, pad=self.pad)
-            self._cache = None if self.is_frozen() else ConvCache(
-                x, self.w.data, self.stride, self.pad, None)
-            return out
+        backward needs (x and w), nothing when frozen (no backward runs through)."""
         out, cache = self.op_forward(x, self.w.data, b, stride=self.stride, pad=self.pad)
-        self._cache = None if self.is_frozen() else cache   # (naive tier, frozen: none)
+        self._cache = None if self.is_frozen() else cache
         return out
 
     def backward(self, dout):

@@ -268,16 +268,17 @@ def test_no_input_gradient_when_nothing_reads_it(impl):
     assert rel_error(conv.w.grad, ref_dw) <= 1e-9 and rel_error(conv.b.grad, ref_db) <= 1e-9
 
 
-def test_frozen_or_eval_layers_keep_no_columns():
-    """A frozen layer nothing differentiates through keeps no cache at all; in eval mode
-    the im2col columns (9x the input) are dropped and backward unfolds the input again."""
+def test_layers_keep_no_columns():
+    """The cache holds the inputs only (the backward unfolds x again); a frozen layer
+    nothing differentiates through keeps no cache at all."""
     x, _, _, kw = _inputs(SHAPES[2])
     conv = Conv2d(2, 3, 3, dtype=np.float64, **kw)
     out = conv.forward(x)
+    assert conv._cache.x is x and conv._cache.w is conv.w.data
+    assert conv._cache._fields == ("x", "w", "stride", "pad")
     dout = np.random.default_rng(6).standard_normal(out.shape)
     dx_train = conv.backward(dout)
     conv.eval().forward(x)
-    assert conv._cache.cols is None
     assert rel_error(conv.backward(dout), dx_train) <= 1e-9
     conv.train().freeze()
     conv.needs_input_grad = False
@@ -289,15 +290,50 @@ def test_frozen_or_eval_layers_keep_no_columns():
 @pytest.mark.parametrize("shape", SHAPES, ids=str)
 @pytest.mark.parametrize("block_bytes", [1, 200, 1 << 18])
 def test_blocks_of_rows_give_the_whole_product(shape, block_bytes, monkeypatch):
-    """The forward unfolds and multiplies a block of output rows at a time (one row,
-    a few rows with a shorter last block, or all of them): the values of one product
-    over the whole im2col matrix (to rounding: a BLAS may add a small product's terms
-    in another order), and the same bits with or without kept columns."""
+    """The forward and the weight gradient unfold a block of output rows at a time (one
+    row, a few rows with a shorter last block, or all of them): the values of one
+    product over the whole im2col matrix (to float64 round-off: a BLAS may add a small
+    product's terms in another order, and dw sums the blocks one after another)."""
     x, w, b, kw = _inputs(shape)
-    F = w.shape[0]
-    whole = w.reshape(F, -1) @ im2col(x, *w.shape[2:], **kw) + b[:, None]  # (N, F, P)
+    N, F = x.shape[0], w.shape[0]
+    cols = im2col(x, *w.shape[2:], **kw)                               # (N, K, P)
+    whole = w.reshape(F, -1) @ cols + b[:, None]                       # (N, F, P)
     monkeypatch.setattr(conv_module, "BLOCK_BYTES", block_bytes)
     out, cache = conv2d_forward(x, w, b, **kw)
     assert rel_error(out, whole.reshape(out.shape)) <= 1e-12
     assert conv2d_values(x, w, b, **kw).tobytes() == out.tobytes()
-    np.testing.assert_array_equal(cache.cols, im2col(x, *w.shape[2:], **kw))
+    dout = np.random.default_rng(7).standard_normal(out.shape)
+    dw_whole = (dout.reshape(N, F, -1) @ cols.transpose(0, 2, 1)).sum(axis=0)  # (F, K)
+    _, dw, db = conv2d_backward(dout, cache)
+    assert rel_error(dw, dw_whole.reshape(w.shape)) <= 1e-12
+    assert rel_error(db, dout.sum(axis=(0, 2, 3))) <= 1e-12
+
+
+def _random_shape(rng):
+    """(N, C, H, W, F, KH, KW, stride, pad) with N 1..3, 1x1 or 3x3 kernels (or one of
+    each side), pad 0..2, stride 1..2, non-square inputs; the kernel fits the padded input."""
+    KH, KW = rng.choice([1, 3], size=2)
+    pad, stride = int(rng.integers(0, 3)), int(rng.integers(1, 3))
+    H = int(rng.integers(max(1, KH - 2 * pad), 9))
+    W = int(rng.integers(max(1, KW - 2 * pad), 9))
+    return (int(rng.integers(1, 4)), int(rng.integers(1, 5)), H, W, int(rng.integers(1, 5)),
+            int(KH), int(KW), stride, pad)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_naive_equals_fast_on_random_shapes(seed, monkeypatch):
+    """The fast tier (blocks of one row, so every block boundary is exercised) against
+    the loops, float64: the same sums in another order, so round-off only (<= 1e-9)."""
+    shape = _random_shape(np.random.default_rng(seed))
+    x, w, b, kw = _inputs(shape, seed=seed)
+    out_naive, cache_naive = conv2d_forward_naive(x, w, b, **kw)
+    monkeypatch.setattr(conv_module, "BLOCK_BYTES", 1)
+    out_fast, cache_fast = conv2d_forward(x, w, b, **kw)
+    dout = np.random.default_rng(seed + 100).standard_normal(out_fast.shape)
+    grads_fast = conv2d_backward(dout, cache_fast)
+    assert out_fast.shape == out_naive.shape, shape
+    assert rel_error(out_naive, out_fast) <= 1e-9, shape
+    for g_naive, g_fast in zip(conv2d_backward_naive(dout, cache_naive), grads_fast,
+                               strict=True):
+        assert g_fast.shape == g_naive.shape, shape
+        assert rel_error(g_naive, g_fast) <= 1e-9, shape

@@ -38,6 +38,21 @@ def test_max_pool_nan_propagates_and_last_nan_gets_the_gradient():
         np.testing.assert_array_equal(dx, [[[[0.0, 0.0], [1.0, 0.0]]]])   # the last NaN
 
 
+def test_max_pool_nan_outside_every_window_changes_nothing():
+    # floor mode: the last row and column of a 5x5 input are in no 2x2 window, so a NaN
+    # there reaches no output and no argmax (the fast forward tests out, not x, for NaN)
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 5))
+    x[0, 0, 4, 2] = x[0, 1, 1, 4] = np.nan
+    out, cache = max_pool2d_forward(x, kernel=2, stride=2)
+    out_n, cache_n = max_pool2d_forward_naive(x, kernel=2, stride=2)
+    assert not np.isnan(out).any()
+    np.testing.assert_array_equal(out, out_n)
+    np.testing.assert_array_equal(cache.arg, cache_n.arg)
+    dx = max_pool2d_backward(np.ones_like(out), cache)
+    np.testing.assert_array_equal(dx, max_pool2d_backward_naive(np.ones_like(out), cache_n))
+    assert dx[0, 0, 4, 2] == 0 and dx[0, 1, 1, 4] == 0
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_max_pool_fast_equals_naive_with_non_finite(seed):
     rng = np.random.default_rng(seed)
