@@ -70,50 +70,56 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
 
 
 def _texture_features(image: np.ndarray) -> np.ndarray:
-    """(3*8, H, W) bin index maps: Gaussian derivatives (sigma 1) in 8 orientations.
+    """(3*4, H, W) texture codes: Gaussian derivatives (sigma 1) in 8 orientations.
 
-    Map 8 c + 2 t + s is channel c's derivative along angle t * 45 degrees, its positive
-    part (s = 0) or negative part (s = 1), in TEXTURE_BINS bins of 0.25 / TEXTURE_BINS
-    (0.25 per unit ~ saturates).
+    Map 4 c + t is channel c's derivative d along angle t * 45 degrees; the code of a
+    pixel is ``10 * (d < 0) + bin(|d|)``, |d| in TEXTURE_BINS bins of 0.25 / TEXTURE_BINS
+    (0.25 per unit ~ saturates). Uijlings et al. histogram the positive and the negative
+    part of d apart (8 orientations = 4 angles x 2 signs); the part of the other sign is
+    0, in bin 0: _region_features adds those counts back from the code's sign.
     """
     gy = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 1, 0))   # (3, H, W) d/drow
     gx = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 0, 1))   # d/dcol
-    angles = np.arange(4) * np.pi / 4
-    cos = np.array([np.cos(t) for t in angles])[None, :, None, None]     # (1, 4, 1, 1)
-    sin = np.array([np.sin(t) for t in angles])[None, :, None, None]
-    d = cos * gx[:, None] + sin * gy[:, None]     # (3, 4, H, W) derivative along each angle
-    # the bin of |d|; the part of the other sign is 0, in bin 0
-    size = np.minimum((np.abs(d) / 0.25 * TEXTURE_BINS).astype(np.int64), TEXTURE_BINS - 1)
-    parts = np.empty((*d.shape[:2], 2, *d.shape[2:]), np.int64)   # (3, 4, 2, H, W)
-    np.multiply(size, d > 0, out=parts[:, :, 0])  # positive part: its bin where d > 0
-    np.multiply(size, d < 0, out=parts[:, :, 1])  # negative part
-    return parts.reshape(-1, *image.shape[1:])    # (24, H, W)
+    code = np.empty((3, 4, *image.shape[1:]), np.intp)    # (3, 4, H, W)
+    for t, angle in enumerate(np.arange(4) * np.pi / 4):
+        d = np.cos(angle) * gx + np.sin(angle) * gy      # (3, H, W) derivative along angle
+        size = np.abs(d) / 0.25 * TEXTURE_BINS           # |d| in bin units
+        np.minimum(size, TEXTURE_BINS - 0.5, out=size)   # floors to the last bin at most
+        code[:, t] = size                         # bin(|d|) = floor (the cast truncates)
+        code[:, t] += (d < 0) * TEXTURE_BINS      # the negative part's bins follow
+    return code.reshape(-1, *image.shape[1:])     # (12, H, W) in 0..19
 
 
-def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> tuple:
-    """Per channel and pixel, ``channel * bins + bin``: colour (3, H, W) in 0..75 and
-    texture (24, H, W) in 0..240; the same for every segmentation of one colour space."""
-    color_bins = np.minimum((image * COLOR_BINS).astype(np.int64), COLOR_BINS - 1)
-    return ((np.arange(3)[:, None, None] * COLOR_BINS + color_bins, 3 * COLOR_BINS),
-            (np.arange(24)[:, None, None] * TEXTURE_BINS + texture, 24 * TEXTURE_BINS))
+def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> np.ndarray:
+    """(3 + 12, H, W) column of each pixel in a region's histogram row (75 + 240 columns):
+    ``channel * 25 + colour bin``, then ``75 + map * 20 + texture code``; the same for
+    every segmentation of one colour space."""
+    color_bins = np.minimum((image * COLOR_BINS).astype(np.intp), COLOR_BINS - 1)
+    color = np.arange(3)[:, None, None] * COLOR_BINS + color_bins            # (3, H, W)
+    maps = len(texture)                                                      # 12
+    texture = N_COLOR + np.arange(maps)[:, None, None] * 2 * TEXTURE_BINS + texture
+    return np.concatenate([color, texture])       # (15, H, W) in 0..N_COLOR + 240
 
 
-def _region_features(labels: np.ndarray, codes: tuple) -> dict:
+def _region_features(labels: np.ndarray, codes: np.ndarray) -> dict:
     """Sizes (R,), boxes (R, 4) and hists (R, 75 + 240): the L1-normalised colour
-    histogram (its N_COLOR columns), then the L1-normalised texture histogram."""
+    histogram (its N_COLOR columns), then the L1-normalised texture histogram, from one
+    count of (region, histogram column) pairs."""
     r = int(labels.max()) + 1
     sizes = np.bincount(labels.ravel(), minlength=r).astype(np.float64)
     slices = ndimage.find_objects(labels + 1)
     boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], float)
-
-    def hist(channel_bins: np.ndarray, width: int) -> np.ndarray:
-        idx = labels[None] * width + channel_bins  # (m, H, W): region * width + channel bin
-        h = np.bincount(idx.ravel(), minlength=r * width).reshape(r, width)
-        return h / h.sum(axis=1, keepdims=True)
-
-    (color, color_width), (texture, texture_width) = codes
-    both = np.concatenate([hist(color, color_width), hist(texture, texture_width)], axis=1)
-    return dict(sizes=sizes, boxes=boxes, hist=both)   # hist: colour columns, then texture
+    width = N_COLOR + 24 * TEXTURE_BINS           # 315 columns
+    idx = labels[None] * width + codes            # (15, H, W): region * 315 + column
+    counts = np.bincount(idx.ravel(), minlength=r * width).reshape(r, width)
+    color, texture = counts[:, :N_COLOR], counts[:, N_COLOR:].reshape(r, -1, 2, TEXTURE_BINS)
+    positive, negative = texture.sum(axis=3).transpose(2, 0, 1)   # (R, 12) pixels per sign
+    texture[:, :, 0, 0] += negative               # where d < 0 the positive part is 0: bin 0
+    texture[:, :, 1, 0] += positive               # where d >= 0 the negative part is 0
+    texture = texture.reshape(r, -1)              # (R, 240): 24 parts x 10 bins
+    hist = np.concatenate([color / color.sum(axis=1, keepdims=True),
+                           texture / texture.sum(axis=1, keepdims=True)], axis=1)
+    return dict(sizes=sizes, boxes=boxes, hist=hist)   # hist: colour columns, then texture
 
 
 def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:

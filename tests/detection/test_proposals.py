@@ -4,10 +4,13 @@ import os
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from minircnn.data import ShapesDataset
 from minircnn.detection import box_iou, compute_proposals, dense_boxes, selective_search
 from minircnn.detection.proposals import (
+    _histogram_codes,
+    _region_features,
     _texture_features,
     convert_color,
     felzenszwalb,
@@ -75,6 +78,43 @@ def test_hierarchy_ends_with_the_whole_image():
     boxes = hierarchical_grouping(labels, img, _texture_features(img), "ctsf")
     assert len(boxes) == 2 * (labels.max() + 1) - 1
     np.testing.assert_array_equal(boxes[-1], [0, 0, 64, 64])
+
+
+def _histograms_by_definition(labels, image):
+    """(R, 75 + 240) per region: the colour histogram (3 channels x 25 bins), then the 24
+    texture histograms (3 channels x 4 angles x the derivative's positive and negative
+    part, 10 bins each; the part of the other sign is 0, bin 0), each L1-normalised."""
+    gy = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 1, 0))
+    gx = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 0, 1))
+    parts = []
+    for c in range(3):
+        for t in range(4):
+            d = np.cos(t * np.pi / 4) * gx[c] + np.sin(t * np.pi / 4) * gy[c]   # (H, W)
+            for part in (np.maximum(d, 0), np.maximum(-d, 0)):
+                parts.append(np.minimum((part / 0.25 * 10).astype(int), 9))
+    colour = np.minimum((image * 25).astype(int), 24)
+    rows = []
+    for region in range(labels.max() + 1):
+        mask = labels == region
+        col = np.concatenate([np.bincount(colour[c][mask], minlength=25) for c in range(3)])
+        tex = np.concatenate([np.bincount(part[mask], minlength=10) for part in parts])
+        rows.append(np.concatenate([col / col.sum(), tex / tex.sum()]))
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("space", ["rgb", "hsv"])
+def test_region_histograms_follow_their_definition(space):
+    """One count of (region, column) pairs gives each region's 27 histograms; flat areas
+    (derivative exactly 0) and saturated bins included."""
+    flat, _ = two_rectangles()
+    for image in (flat, two_rectangles(noise=0.1)[0], ShapesDataset(1, seed=3)[0]["image"]):
+        img = convert_color(image.astype(np.float64), space)
+        labels = felzenszwalb(img, scale=50, sigma=0.5, min_size=5)
+        codes = _histogram_codes(img, _texture_features(img))
+        got = _region_features(labels, codes)
+        np.testing.assert_allclose(got["hist"], _histograms_by_definition(labels, img),
+                                   rtol=0, atol=1e-15)   # same counts, same divisions
+        np.testing.assert_array_equal(got["sizes"], np.bincount(labels.ravel()))
 
 
 def test_hsv_matches_matplotlib():
