@@ -133,30 +133,39 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // r, codes % r], axis=1)
 
 
-def _similarity(f: dict, i, j, strategy: str, image_area: float) -> np.ndarray:
-    """Similarity (K,) of regions i and j, (K,) indices each (or one of them a single
-    index): the sum of the terms the strategy names, added in the order c, t, s, f."""
-    size = f["sizes"][i] + f["sizes"][j]                          # (K,) merged sizes
-    s = np.zeros(len(size))
-    if "c" in strategy or "t" in strategy:        # histogram intersection
-        common = np.minimum(f["hist"][i], f["hist"][j])           # (K, 75 + 240)
+def _similarity(regions: tuple, i: list, j: list, strategy: str, area: float) -> list:
+    """Similarities of the region pairs (i[p], j[p]): the sum of the terms the strategy
+    names, added in the order c, t, s, f (Uijlings et al. 2013, eqs. 2-5), each in [0, 1].
+
+    ``regions`` = (sizes, boxes, hist): lists of sizes and boxes, the (R', 315) histograms.
+    The histograms are compared in arrays; the size and fill terms, a few float operations
+    per pair, in Python (pairs come a few at a time: one merged region's neighbours).
+    """
+    sizes, boxes, hist = regions
+    color = texture = None
+    if "c" in strategy or "t" in strategy:       # histogram intersection, sum of min
+        common = np.minimum(hist[i], hist[j])     # (P, 75 + 240)
         if "c" in strategy:
-            s += common[:, :N_COLOR].sum(axis=1)
+            color = common[:, :N_COLOR].sum(axis=1).tolist()
         if "t" in strategy:
-            s += common[:, N_COLOR:].sum(axis=1)
-    if "s" in strategy:                           # merge small regions first
-        s += 1.0 - size / image_area
-    if "f" in strategy:                           # prefer regions that fill each other's box
-        bi, bj = f["boxes"][i], f["boxes"][j]                     # (K, 4) or (4,)
-        bw = np.maximum(bi[..., 2], bj[..., 2]) - np.minimum(bi[..., 0], bj[..., 0])
-        bh = np.maximum(bi[..., 3], bj[..., 3]) - np.minimum(bi[..., 1], bj[..., 1])
-        s += 1.0 - (bw * bh - size) / image_area
-    return s
-
-
-def _grown(f: dict, n: int) -> dict:
-    """The region features in arrays with room for the n - 1 merged regions."""
-    return {k: np.concatenate([v, np.zeros((n - 1, *v.shape[1:]))]) for k, v in f.items()}
+            texture = common[:, N_COLOR:].sum(axis=1).tolist()
+    similar = []
+    for p, (a, b) in enumerate(zip(i, j, strict=True)):
+        s = 0.0
+        if color is not None:
+            s += color[p]
+        if texture is not None:
+            s += texture[p]
+        size = sizes[a] + sizes[b]                # the merged region's size
+        if "s" in strategy:                       # merge small regions first
+            s += 1.0 - size / area
+        if "f" in strategy:                       # prefer regions that fill each other's box
+            box_a, box_b = boxes[a], boxes[b]
+            bw = max(box_a[2], box_b[2]) - min(box_a[0], box_b[0])   # the union's box
+            bh = max(box_a[3], box_b[3]) - min(box_a[1], box_b[1])
+            s += 1.0 - (bw * bh - size) / area
+        similar.append(s)
+    return similar
 
 
 def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.ndarray,
@@ -164,7 +173,7 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.nda
     """Greedy grouping of a segmentation; returns the boxes (2R-1, 4) in creation order.
 
     A merge of i and j creates region t; the similarities of t with all its neighbours
-    are computed at once (one row of array operations), and pushed on the heap.
+    are computed at once, and pushed on the heap.
     """
     features = _region_features(labels, _histogram_codes(image, texture))
     return _grouping(features, _adjacent_pairs(labels), strategy, float(labels.size))
@@ -174,24 +183,26 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
     """hierarchical_grouping from the regions' features and adjacent pairs (P, 2), which
     every strategy of one segmentation shares."""
     n = len(f["sizes"])
-    f = _grown(f, n)                              # region t = n, n + 1, ... fills row t
+    sizes, boxes = f["sizes"].tolist(), f["boxes"].tolist()   # region t at index t
+    hist = np.concatenate([f["hist"], np.zeros((n - 1, f["hist"].shape[1]))])  # row t
+    regions = sizes, boxes, hist
     neighbours: list[set] = [set() for _ in range(n)]
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-    similar = -_similarity(f, pairs[:, 0], pairs[:, 1], strategy, area)      # (P,)
-    heap = list(zip(similar.tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
-    heapq.heapify(heap)
+    first, second = pairs[:, 0].tolist(), pairs[:, 1].tolist()
+    similar = _similarity(regions, first, second, strategy, area)
+    heap = [(-s, i, j) for s, i, j in zip(similar, first, second, strict=True)]
+    heapq.heapify(heap)                           # most similar first
     alive = [True] * n
-    sizes, boxes, hist = f["sizes"], f["boxes"], f["hist"]
     while heap:
         _, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]):
             continue                              # a stale pair: one side was merged away
         t, si, sj = len(alive), sizes[i], sizes[j]
-        sizes[t] = si + sj
-        boxes[t, :2] = np.minimum(boxes[i, :2], boxes[j, :2])      # the union's box
-        boxes[t, 2:] = np.maximum(boxes[i, 2:], boxes[j, 2:])
+        sizes.append(si + sj)
+        (ix1, iy1, ix2, iy2), (jx1, jy1, jx2, jy2) = boxes[i], boxes[j]
+        boxes.append([min(ix1, jx1), min(iy1, jy1), max(ix2, jx2), max(iy2, jy2)])  # union
         hist[t] = (si * hist[i] + sj * hist[j]) / (si + sj)   # size-weighted mean
         alive[i] = alive[j] = False
         alive.append(True)
@@ -200,11 +211,10 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
         for k in ks:
             neighbours[k] -= {i, j}
             neighbours[k].add(t)
-        if ks:
-            similar = -_similarity(f, t, np.asarray(ks), strategy, area)   # (K,)
-            for s_k, k in zip(similar.tolist(), ks, strict=True):
-                heapq.heappush(heap, (s_k, t, k))
-    return boxes[:len(alive)].reshape(-1, 4)
+        similar = _similarity(regions, [t] * len(ks), ks, strategy, area)
+        for s_k, k in zip(similar, ks, strict=True):
+            heapq.heappush(heap, (-s_k, t, k))
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def _as_tuple(value) -> tuple:

@@ -195,26 +195,28 @@ class _Forest:
         self.seen = np.full(n, n * 4 + 1)         # scratch for first_touches: "never"
         self.views = memoryview(self.parent), memoryview(self.size), memoryview(self.tau)
 
-    def first_touches(self, ru: np.ndarray, rv: np.ndarray) -> np.ndarray:
-        """(L,) True for each edge, in order, that is the first to touch both its roots."""
-        pos = np.arange(len(ru))                  # (L,) edge positions
-        np.minimum.at(self.seen, ru, pos)         # seen[root] = its first edge's position
-        np.minimum.at(self.seen, rv, pos)
-        first = (self.seen[ru] == pos) & (self.seen[rv] == pos)
-        self.seen[ru] = self.seen[rv] = len(self.seen) * 4 + 1
-        return first
+    def first_touches(self, r: np.ndarray) -> np.ndarray:
+        """(L,) True for each edge of roots r (2, L), in order, the first to touch both."""
+        pos = np.arange(r.shape[1])               # (L,) edge positions
+        np.minimum.at(self.seen, r[0], pos)       # seen[root] = its first edge's position
+        np.minimum.at(self.seen, r[1], pos)
+        first_u, first_v = self.seen[r] == pos    # (2, L): first at u's root, at v's root
+        self.seen[r] = len(self.seen) * 4 + 1
+        return first_u & first_v
 
 
 def _merge_round(f: _Forest, ends: np.ndarray, w: np.ndarray, w0: float, scale: float):
     """One vectorized pass of FH's loop over unsettled edges in order, ends (2, L), weights
-    (L,), none lighter than w0; returns those it could not settle (chains), in order."""
+    (L,), none lighter than w0; returns those it could not settle (chains), in order.
+    (``take(i, axis=1)`` is ``[:, i]``, with a faster path for 2-D arrays.)"""
     r = _find(f.parent, ends)                     # (2, L) roots now
-    tau = np.minimum(f.tau[r[0]], f.tau[r[1]])    # (L,) min(tau(C(u)), tau(C(v)))
+    tau_u, tau_v = f.tau[r]                       # (2, L) tau of each end's component
+    tau = np.minimum(tau_u, tau_v)                # (L,)
     live = np.flatnonzero((r[0] != r[1]) & (tau >= w0))   # the others never merge
-    r, w, tau = r[:, live], w[live], tau[live]
-    first = f.first_touches(r[0], r[1])
+    r, w, tau = r.take(live, axis=1), w[live], tau[live]
+    first = f.first_touches(r)
     m = np.flatnonzero(first & (w <= tau))        # decided now, as the loop would: merges
-    u, v, wm = r[0, m], r[1, m], w[m]
+    (u, v), wm = r.take(m, axis=1), w[m]          # (M,) each: the roots to merge
     su, sv = f.size[u], f.size[v]
     swap = su < sv                                # union by size, ties: u's root stays
     big, small = np.where(swap, v, u), np.where(swap, u, v)
@@ -222,19 +224,19 @@ def _merge_round(f: _Forest, ends: np.ndarray, w: np.ndarray, w0: float, scale: 
     f.size[big] = su + sv
     f.tau[big] = wm + scale / (su + sv)           # tau = Int + k / |C|, Int = this weight
     rest = np.flatnonzero(~first)
-    return r[:, rest], w[rest]
+    return r.take(rest, axis=1), w[rest]
 
 
 def _absorb_round(f: _Forest, ends: np.ndarray, min_size: int) -> np.ndarray:
     """_merge_round for _absorb_small: returns the edges (2, L') it could not settle."""
     r = _find(f.parent, ends)                     # (2, L)
     small = np.minimum(f.size[r[0]], f.size[r[1]]) < min_size
-    r = r[:, np.flatnonzero((r[0] != r[1]) & small)]   # sizes only grow: others never merge
-    first = f.first_touches(r[0], r[1])
-    u, v = r[0, first], r[1, first]               # all of these merge
+    r = r.take(np.flatnonzero((r[0] != r[1]) & small), axis=1)   # sizes only grow:
+    first = f.first_touches(r)                    # the others never merge
+    u, v = r.take(np.flatnonzero(first), axis=1)  # all of these merge
     f.parent[v] = u
     f.size[u] += f.size[v]
-    return r[:, np.flatnonzero(~first)]
+    return r.take(np.flatnonzero(~first), axis=1)
 
 
 def _merge_chunk(f: _Forest, ends: np.ndarray, w: np.ndarray, scale: float) -> None:
