@@ -133,33 +133,32 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // r, codes % r], axis=1)
 
 
-def _similarity(regions: tuple, i: list, j: list, strategy: str, area: float) -> list:
-    """Similarities of the region pairs (i[p], j[p]): the sum of the terms the strategy
-    names, added in the order c, t, s, f (Uijlings et al. 2013, eqs. 2-5), each in [0, 1].
+def _similarity(regions: tuple, i, j: list, strategy: str, area: float) -> list:
+    """Similarities of regions i (a list, or one region for all) and j (a list): the sum
+    of the terms the strategy names, added in the order c, t, s, f (Uijlings et al. 2013,
+    eqs. 2-5), each in [0, 1].
 
     ``regions`` = (sizes, boxes, hist): lists of sizes and boxes, the (R', 315) histograms.
     The histograms are compared in arrays; the size and fill terms, a few float operations
     per pair, in Python (pairs come a few at a time: one merged region's neighbours).
     """
     sizes, boxes, hist = regions
-    color = texture = None
+    color = texture = [0.0] * len(j)              # a term the strategy leaves out adds 0
     if "c" in strategy or "t" in strategy:       # histogram intersection, sum of min
         common = np.minimum(hist[i], hist[j])     # (P, 75 + 240)
         if "c" in strategy:
             color = common[:, :N_COLOR].sum(axis=1).tolist()
         if "t" in strategy:
             texture = common[:, N_COLOR:].sum(axis=1).tolist()
+    small, fill = "s" in strategy, "f" in strategy
     similar = []
-    for p, (a, b) in enumerate(zip(i, j, strict=True)):
-        s = 0.0
-        if color is not None:
-            s += color[p]
-        if texture is not None:
-            s += texture[p]
+    for a, b, c, t in zip([i] * len(j) if isinstance(i, int) else i, j, color, texture,
+                          strict=True):
+        s = 0.0 + c + t                           # (adding 0 changes no value)
         size = sizes[a] + sizes[b]                # the merged region's size
-        if "s" in strategy:                       # merge small regions first
+        if small:                                 # merge small regions first
             s += 1.0 - size / area
-        if "f" in strategy:                       # prefer regions that fill each other's box
+        if fill:                                  # prefer regions that fill each other's box
             box_a, box_b = boxes[a], boxes[b]
             bw = max(box_a[2], box_b[2]) - min(box_a[0], box_b[0])   # the union's box
             bh = max(box_a[3], box_b[3]) - min(box_a[1], box_b[1])
@@ -209,9 +208,10 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
         neighbours.append((neighbours[i] | neighbours[j]) - {i, j})
         ks = list(neighbours[t])
         for k in ks:
-            neighbours[k] -= {i, j}
+            neighbours[k].discard(i)
+            neighbours[k].discard(j)
             neighbours[k].add(t)
-        similar = _similarity(regions, [t] * len(ks), ks, strategy, area)
+        similar = _similarity(regions, t, ks, strategy, area)
         for s_k, k in zip(similar, ks, strict=True):
             heapq.heappush(heap, (-s_k, t, k))
     return np.array(boxes, dtype=np.float64).reshape(-1, 4)
