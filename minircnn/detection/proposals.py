@@ -145,11 +145,12 @@ def _similarity(regions: tuple, i, j: list, strategy: str, area: float) -> list:
     sizes, boxes, hist = regions
     color = texture = [0.0] * len(j)              # a term the strategy leaves out adds 0
     if "c" in strategy or "t" in strategy:       # histogram intersection, sum of min
-        common = np.minimum(hist[i], hist[j])     # (P, 75 + 240)
+        common = hist.take(j, axis=0)             # (P, 75 + 240) rows j (= hist[j])
+        np.minimum(common, hist[i], out=common)   # min(hist[j], hist[i]) column by column
         if "c" in strategy:
-            color = common[:, :N_COLOR].sum(axis=1).tolist()
+            color = np.add.reduce(common[:, :N_COLOR], axis=1).tolist()   # (= .sum(axis=1))
         if "t" in strategy:
-            texture = common[:, N_COLOR:].sum(axis=1).tolist()
+            texture = np.add.reduce(common[:, N_COLOR:], axis=1).tolist()
     small, fill = "s" in strategy, "f" in strategy
     similar = []
     for a, b, c, t in zip([i] * len(j) if isinstance(i, int) else i, j, color, texture,
@@ -202,7 +203,10 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
         sizes.append(si + sj)
         (ix1, iy1, ix2, iy2), (jx1, jy1, jx2, jy2) = boxes[i], boxes[j]
         boxes.append([min(ix1, jx1), min(iy1, jy1), max(ix2, jx2), max(iy2, jy2)])  # union
-        hist[t] = (si * hist[i] + sj * hist[j]) / (si + sj)   # size-weighted mean
+        mean = hist[t]                            # (315,) a view: filled in place with
+        np.multiply(hist[i], si, out=mean)        # the size-weighted mean
+        mean += sj * hist[j]                      # (si h_i + sj h_j) / (si + sj)
+        mean /= si + sj
         alive[i] = alive[j] = False
         alive.append(True)
         neighbours.append((neighbours[i] | neighbours[j]) - {i, j})
