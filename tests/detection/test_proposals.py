@@ -9,6 +9,8 @@ from scipy import ndimage
 from minircnn.data import ShapesDataset
 from minircnn.detection import box_iou, compute_proposals, dense_boxes, selective_search
 from minircnn.detection.proposals import (
+    _adjacent_pairs,
+    _grouping,
     _histogram_codes,
     _region_features,
     _texture_features,
@@ -115,6 +117,57 @@ def test_region_histograms_follow_their_definition(space):
         np.testing.assert_allclose(got["hist"], _histograms_by_definition(labels, img),
                                    rtol=0, atol=1e-15)   # same counts, same divisions
         np.testing.assert_array_equal(got["sizes"], np.bincount(labels.ravel()))
+
+
+def _grouping_by_definition(f, pairs, strategy, area):
+    """Uijlings et al.'s greedy grouping, plainly: every step computes the similarity of
+    every pair of touching regions (in arrays) and merges the most similar. Ties go to
+    the pair first in _grouping's heap order: (-s, younger, older) for a pair made by a
+    merge, (-s, i, j) for an initial pair i < j."""
+    n = len(f["sizes"])
+    sizes, boxes, hist = list(f["sizes"]), list(f["boxes"]), list(f["hist"])
+    touching = {tuple(p) for p in pairs.tolist()}           # (older, younger)
+    while touching:
+        i, j = (np.array(side) for side in zip(*sorted(touching)))
+        size = np.array(sizes)[i] + np.array(sizes)[j]
+        s = np.zeros(len(i))
+        common = np.minimum(np.array(hist)[i], np.array(hist)[j])
+        if "c" in strategy:
+            s += common[:, :75].sum(axis=1)
+        if "t" in strategy:
+            s += common[:, 75:].sum(axis=1)
+        if "s" in strategy:
+            s += 1.0 - size / area
+        if "f" in strategy:
+            bi, bj = np.array(boxes)[i], np.array(boxes)[j]
+            bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])
+            bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
+            s += 1.0 - (bw * bh - size) / area
+        key = [(-v, b, a) if b >= n else (-v, a, b) for v, a, b in zip(s, i, j)]
+        _, a, b = min(key)
+        t = len(sizes)
+        sizes.append(sizes[a] + sizes[b])
+        boxes.append(np.r_[np.minimum(boxes[a][:2], boxes[b][:2]),
+                           np.maximum(boxes[a][2:], boxes[b][2:])])
+        hist.append((sizes[a] * hist[a] + sizes[b] * hist[b]) / (sizes[a] + sizes[b]))
+        others = {x for pair in touching if {a, b} & set(pair) for x in pair} - {a, b}
+        touching = {p for p in touching if not {a, b} & set(p)} | {(k, t) for k in others}
+    return np.array(boxes)
+
+
+@pytest.mark.parametrize("strategy", ["ctsf", "tsf", "cs", "c", "t", "s", "f"])
+def test_grouping_merges_the_most_similar_pair_each_step(strategy):
+    """The heap, its stale entries and the neighbour sets give the greedy loop's boxes."""
+    for seed in (0, 5):
+        image = ShapesDataset(1, seed=seed)[0]["image"].astype(np.float64)
+        for space in ("rgb", "hsv"):
+            img = convert_color(image, space)
+            labels = felzenszwalb(img)
+            f = _region_features(labels, _histogram_codes(img, _texture_features(img)))
+            pairs = _adjacent_pairs(labels)
+            expected = _grouping_by_definition(f, pairs, strategy, float(labels.size))
+            np.testing.assert_array_equal(_grouping(f, pairs, strategy, float(labels.size)),
+                                          expected, err_msg=f"seed {seed} {space}")
 
 
 def test_hsv_matches_matplotlib():
