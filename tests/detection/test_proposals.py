@@ -128,7 +128,7 @@ def _grouping_by_definition(f, pairs, strategy, area):
     sizes, boxes, hist = list(f["sizes"]), list(f["boxes"]), list(f["hist"])
     touching = {tuple(p) for p in pairs.tolist()}           # (older, younger)
     while touching:
-        i, j = (np.array(side) for side in zip(*sorted(touching)))
+        i, j = np.array(sorted(touching)).T                # (P,) each
         size = np.array(sizes)[i] + np.array(sizes)[j]
         s = np.zeros(len(i))
         common = np.minimum(np.array(hist)[i], np.array(hist)[j])
@@ -143,7 +143,7 @@ def _grouping_by_definition(f, pairs, strategy, area):
             bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])
             bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
             s += 1.0 - (bw * bh - size) / area
-        key = [(-v, b, a) if b >= n else (-v, a, b) for v, a, b in zip(s, i, j)]
+        key = [(-v, b, a) if b >= n else (-v, a, b) for v, a, b in zip(s, i, j, strict=True)]
         _, a, b = min(key)
         t = len(sizes)
         sizes.append(sizes[a] + sizes[b])
