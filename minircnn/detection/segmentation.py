@@ -153,23 +153,34 @@ def felzenszwalb_naive(image: np.ndarray, *, scale: float = 100.0, sigma: float 
 
 
 def kruskal_order(weight: np.ndarray) -> np.ndarray:
-    """``np.argsort(weight, kind="stable")`` (ties by index), from a faster unstable sort.
+    """``np.argsort(weight, kind="stable")`` (ties by index) of weights >= 0, from one
+    SIMD ``np.sort`` of integer keys (an argsort is several times slower).
 
-    The unstable sort leaves each run of equal weights in some order; only those
-    positions are sorted again, by (run, edge index).
+    A float64 >= 0 orders as its bit pattern read as an unsigned integer. Each key keeps
+    the high bits of that pattern and puts the edge index in the low bits, so the sorted
+    keys give the order by (weight, index), except within runs of weights that agree in
+    those high bits (equal, or within ~1e-11 of each other): only those positions are
+    sorted again, by (run, weight, index).
     """
-    order = np.argsort(weight)                    # (E,) SIMD quicksort: ties in any order
-    w = weight[order]
-    same = w[1:] == w[:-1]                        # (E-1,) a sorted neighbour ties
-    tied = np.zeros(len(w), bool)
+    n = len(weight)
+    if n and not weight.min() >= 0:
+        raise ValueError(f"kruskal_order: expected weights >= 0, got {weight.min()}")
+    shift = np.uint64(max(1, (n - 1).bit_length()))       # bits that hold an index
+    key = (weight + 0.0).view(np.uint64) >> shift << shift   # (+ 0.0: -0.0 becomes 0.0)
+    key |= np.arange(n, dtype=np.uint64)          # (E,) high bits of weight | index
+    key.sort()
+    order = (key & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.intp)
+    high = key >> shift                           # (E,) what the sort compared first
+    same = high[1:] == high[:-1]                  # (E-1,) a sorted neighbour agrees
+    tied = np.zeros(n, bool)
     tied[1:] |= same
     tied[:-1] |= same
-    pos = np.flatnonzero(tied)                    # (T,) positions inside runs of ties
+    pos = np.flatnonzero(tied)                    # (T,) positions inside such runs
     if len(pos):
-        wp = w[pos]
-        run = np.cumsum(np.r_[True, wp[1:] != wp[:-1]])   # (T,) 1, 1, 2, 2, 2, 3, ...
-        key = run * len(w) + order[pos]           # unique: sorts by run, then index
-        order[pos] = order[pos][np.argsort(key)]
+        hp = high[pos]
+        run = np.cumsum(np.r_[True, hp[1:] != hp[:-1]])   # (T,) 1, 1, 2, 2, 2, 3, ...
+        edges = order[pos]                        # in index order within each run
+        order[pos] = edges[np.lexsort((weight[edges], run))]   # stable: ties keep index order
     return order
 
 
