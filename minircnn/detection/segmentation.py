@@ -166,7 +166,8 @@ def kruskal_order(weight: np.ndarray) -> np.ndarray:
     if n and not weight.min() >= 0:
         raise ValueError(f"kruskal_order: expected weights >= 0, got {weight.min()}")
     shift = np.uint64(max(1, (n - 1).bit_length()))       # bits that hold an index
-    key = (weight + 0.0).view(np.uint64) >> shift << shift   # (+ 0.0: -0.0 becomes 0.0)
+    as64 = np.add(weight, 0.0, dtype=np.float64)  # float64 (exact), -0.0 becomes 0.0
+    key = as64.view(np.uint64) >> shift << shift
     key |= np.arange(n, dtype=np.uint64)          # (E,) high bits of weight | index
     key.sort()
     order = (key & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.intp)

@@ -27,10 +27,12 @@ def test_kruskal_order_is_the_stable_argsort(values):
     np.testing.assert_array_equal(kruskal_order(values), np.argsort(values, kind="stable"))
 
 
-def test_kruskal_order_refuses_negative_weights_and_orders_minus_zero_as_zero():
+def test_kruskal_order_refuses_negative_weights_orders_minus_zero_as_zero_and_float32():
     with pytest.raises(ValueError, match="weights >= 0"):
         kruskal_order(np.array([1.0, -1.0]))
     np.testing.assert_array_equal(kruskal_order(np.array([1.0, -0.0, 0.0, 0.5])), [1, 2, 3, 0])
+    float32 = np.random.default_rng(4).integers(0, 9, 700).astype(np.float32) / 3
+    np.testing.assert_array_equal(kruskal_order(float32), np.argsort(float32, kind="stable"))
 
 
 def _images():
