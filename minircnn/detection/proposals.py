@@ -133,36 +133,35 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // r, codes % r], axis=1)
 
 
-def _similarity(regions: tuple, i, j: list, strategy: str, area: float) -> list:
-    """Similarities of regions i (a list, or one region for all) and j (a list): the sum
-    of the terms the strategy names, added in the order c, t, s, f (Uijlings et al. 2013,
-    eqs. 2-5), each in [0, 1].
+def _similarity(regions: tuple, t: int, ks: list, strategy: str, area: float) -> list:
+    """Similarities of region t with each region of ks: the sum of the terms the strategy
+    names, added in the order c, t, s, f (Uijlings et al. 2013, eqs. 2-5), each in [0, 1].
 
     ``regions`` = (sizes, boxes, hist): lists of sizes and boxes, the (R', 315) histograms.
     The histograms are compared in arrays; the size and fill terms, a few float operations
-    per pair, in Python (pairs come a few at a time: one merged region's neighbours).
+    per pair, in Python (a merged region has a few neighbours: arrays would cost more).
     """
     sizes, boxes, hist = regions
-    color = texture = [0.0] * len(j)              # a term the strategy leaves out adds 0
+    color = texture = [0.0] * len(ks)             # a term the strategy leaves out adds 0
     if "c" in strategy or "t" in strategy:       # histogram intersection, sum of min
-        common = hist.take(j, axis=0)             # (P, 75 + 240) rows j (= hist[j])
-        np.minimum(common, hist[i], out=common)   # min(hist[j], hist[i]) column by column
+        common = hist.take(ks, axis=0)            # (K, 75 + 240) rows ks (= hist[ks])
+        np.minimum(common, hist[t], out=common)   # min(hist[k], hist[t]) column by column
         if "c" in strategy:
             color = np.add.reduce(common[:, :N_COLOR], axis=1).tolist()   # (= .sum(axis=1))
         if "t" in strategy:
             texture = np.add.reduce(common[:, N_COLOR:], axis=1).tolist()
     small, fill = "s" in strategy, "f" in strategy
+    box_t = boxes[t]
     similar = []
-    for a, b, c, t in zip([i] * len(j) if isinstance(i, int) else i, j, color, texture,
-                          strict=True):
-        s = 0.0 + c + t                           # (adding 0 changes no value)
-        size = sizes[a] + sizes[b]                # the merged region's size
+    for k, c, tx in zip(ks, color, texture, strict=True):
+        s = 0.0 + c + tx                          # (adding 0 changes no value)
+        size = sizes[t] + sizes[k]                # the merged region's size
         if small:                                 # merge small regions first
             s += 1.0 - size / area
         if fill:                                  # prefer regions that fill each other's box
-            box_a, box_b = boxes[a], boxes[b]
-            bw = max(box_a[2], box_b[2]) - min(box_a[0], box_b[0])   # the union's box
-            bh = max(box_a[3], box_b[3]) - min(box_a[1], box_b[1])
+            box_k = boxes[k]
+            bw = max(box_t[2], box_k[2]) - min(box_t[0], box_k[0])   # the union's box
+            bh = max(box_t[3], box_k[3]) - min(box_t[1], box_k[1])
             s += 1.0 - (bw * bh - size) / area
         similar.append(s)
     return similar
@@ -176,12 +175,27 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.nda
     are computed at once, and pushed on the heap.
     """
     features = _region_features(labels, _histogram_codes(image, texture))
-    return _grouping(features, _adjacent_pairs(labels), strategy, float(labels.size))
+    pairs, area = _adjacent_pairs(labels), float(labels.size)
+    return _grouping(features, pairs, _pair_terms(features, pairs, area), strategy, area)
 
 
-def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndarray:
-    """hierarchical_grouping from the regions' features and adjacent pairs (P, 2), which
-    every strategy of one segmentation shares."""
+def _pair_terms(f: dict, pairs: np.ndarray, area: float) -> dict:
+    """The similarity terms, (P,) each, of the adjacent pairs (P, 2) of a segmentation:
+    what _similarity adds for them, in arrays, once for all strategies."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    common = np.minimum(f["hist"][i], f["hist"][j])           # (P, 75 + 240)
+    size = f["sizes"][i] + f["sizes"][j]                      # (P,) merged sizes
+    bi, bj = f["boxes"][i], f["boxes"][j]                     # (P, 4) each
+    bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])   # the union's box
+    bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
+    return dict(c=common[:, :N_COLOR].sum(axis=1), t=common[:, N_COLOR:].sum(axis=1),
+                s=1.0 - size / area, f=1.0 - (bw * bh - size) / area)
+
+
+def _grouping(f: dict, pairs: np.ndarray, terms: dict, strategy: str,
+              area: float) -> np.ndarray:
+    """hierarchical_grouping from the regions' features, adjacent pairs (P, 2) and their
+    similarity terms (_pair_terms), which every strategy of one segmentation shares."""
     n = len(f["sizes"])
     sizes, boxes = f["sizes"].tolist(), f["boxes"].tolist()   # region t at index t
     hist = np.concatenate([f["hist"], np.zeros((n - 1, f["hist"].shape[1]))])  # row t
@@ -190,9 +204,12 @@ def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndar
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-    first, second = pairs[:, 0].tolist(), pairs[:, 1].tolist()
-    similar = _similarity(regions, first, second, strategy, area)
-    heap = [(-s, i, j) for s, i, j in zip(similar, first, second, strict=True)]
+    similar = np.zeros(len(pairs))                # (P,) added in _similarity's order
+    for letter in "ctsf":
+        if letter in strategy:
+            similar += terms[letter]
+    heap = list(zip((-similar).tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist(),
+                    strict=True))
     heapq.heapify(heap)                           # most similar first
     alive = [True] * n
     while heap:
@@ -288,8 +305,9 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
         for k in _as_tuple(scale):
             labels = segment(img, scale=float(k), sigma=sigma, min_size=min_size)
             features, pairs = _region_features(labels, codes), _adjacent_pairs(labels)
+            terms = _pair_terms(features, pairs, float(labels.size))
             for strategy in strategies:
-                found = _grouping(features, pairs, strategy, float(labels.size))
+                found = _grouping(features, pairs, terms, strategy, float(labels.size))
                 position = np.arange(len(found), 0, -1)   # 1 = the whole-hierarchy root
                 boxes.append(found)
                 ranks.append(position * rng.random(len(found)))

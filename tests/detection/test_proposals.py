@@ -12,6 +12,7 @@ from minircnn.detection.proposals import (
     _adjacent_pairs,
     _grouping,
     _histogram_codes,
+    _pair_terms,
     _region_features,
     _texture_features,
     convert_color,
@@ -165,9 +166,10 @@ def test_grouping_merges_the_most_similar_pair_each_step(strategy):
             labels = felzenszwalb(img)
             f = _region_features(labels, _histogram_codes(img, _texture_features(img)))
             pairs = _adjacent_pairs(labels)
-            expected = _grouping_by_definition(f, pairs, strategy, float(labels.size))
-            np.testing.assert_array_equal(_grouping(f, pairs, strategy, float(labels.size)),
-                                          expected, err_msg=f"seed {seed} {space}")
+            area = float(labels.size)
+            expected = _grouping_by_definition(f, pairs, strategy, area)
+            got = _grouping(f, pairs, _pair_terms(f, pairs, area), strategy, area)
+            np.testing.assert_array_equal(got, expected, err_msg=f"seed {seed} {space}")
 
 
 def test_hsv_matches_matplotlib():
