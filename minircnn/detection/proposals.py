@@ -81,9 +81,12 @@ def _texture_features(image: np.ndarray) -> np.ndarray:
     gy = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 1, 0))   # (3, H, W) d/drow
     gx = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 0, 1))   # d/dcol
     code = np.empty((3, 4, *image.shape[1:]), np.intp)    # (3, 4, H, W)
+    d, size = np.empty_like(gx), np.empty_like(gx)        # (3, H, W) each, reused
     for t, angle in enumerate(np.arange(4) * np.pi / 4):
-        d = np.cos(angle) * gx + np.sin(angle) * gy      # (3, H, W) derivative along angle
-        size = np.abs(d) / 0.25 * TEXTURE_BINS           # |d| in bin units
+        np.multiply(gx, np.cos(angle), out=d)     # derivative along the angle:
+        d += np.sin(angle) * gy                   #   d = cos * gx + sin * gy
+        np.abs(d, out=size)                       # |d| in bin units, |d| / 0.25 * BINS
+        size *= TEXTURE_BINS / 0.25               # (= that: dividing by 0.25 is exact)
         np.minimum(size, TEXTURE_BINS - 0.5, out=size)   # floors to the last bin at most
         code[:, t] = size                         # bin(|d|) = floor (the cast truncates)
         code[:, t] += (d < 0) * TEXTURE_BINS      # the negative part's bins follow
@@ -94,11 +97,14 @@ def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> np.ndarray:
     """(3 + 12, H, W) column of each pixel in a region's histogram row (75 + 240 columns):
     ``channel * 25 + colour bin``, then ``75 + map * 20 + texture code``; the same for
     every segmentation of one colour space."""
-    color_bins = np.minimum((image * COLOR_BINS).astype(np.intp), COLOR_BINS - 1)
-    color = np.arange(3)[:, None, None] * COLOR_BINS + color_bins            # (3, H, W)
     maps = len(texture)                                                      # 12
-    texture = N_COLOR + np.arange(maps)[:, None, None] * 2 * TEXTURE_BINS + texture
-    return np.concatenate([color, texture])       # (15, H, W) in 0..N_COLOR + 240
+    codes = np.empty((3 + maps, *image.shape[1:]), np.intp)                  # (15, H, W)
+    color = codes[:3]
+    color[:] = np.minimum(image * COLOR_BINS, COLOR_BINS - 0.5)   # floor: the colour bin
+    color += np.arange(3)[:, None, None] * COLOR_BINS
+    offsets = N_COLOR + np.arange(maps)[:, None, None] * 2 * TEXTURE_BINS    # (12, 1, 1)
+    np.add(texture, offsets, out=codes[3:])
+    return codes                                  # in 0..N_COLOR + 240
 
 
 def _region_features(labels: np.ndarray, codes: np.ndarray) -> dict:
