@@ -217,19 +217,18 @@ class _Forest:
         return first_u & first_v
 
 
-def _merge_round(f: _Forest, ends: np.ndarray, w: np.ndarray, w0: float, scale: float):
-    """One vectorized pass of FH's loop over unsettled edges in order, ends (2, L), weights
-    (L,), none lighter than w0; returns those it could not settle (chains), in order.
+def _merge_round(f: _Forest, r: np.ndarray, w: np.ndarray, scale: float):
+    """One vectorized pass of FH's loop over unsettled edges in order: their components'
+    roots r (2, L), weights w (L,). Returns the edges it could not settle (chains), in
+    order, with their roots after its merges, and none whose ends now share a root.
+
     (``take(i, axis=1)`` is ``[:, i]`` and ``mask.nonzero()[0]`` ``np.flatnonzero(mask)``,
-    both with less overhead per call: this runs ~70 times per image.)"""
-    r = _find(f.parent, ends)                     # (2, L) roots now
+    both with less overhead per call: this runs ~70 times per image.)
+    """
     tau_u, tau_v = f.tau[r]                       # (2, L) tau of each end's component
-    tau = np.minimum(tau_u, tau_v)                # (L,)
-    live = ((r[0] != r[1]) & (tau >= w0)).nonzero()[0]   # the others never merge
-    r, w, tau = r.take(live, axis=1), w[live], tau[live]
     first = f.first_touches(r)
-    m = (first & (w <= tau)).nonzero()[0]         # decided now, as the loop would: merges
-    (u, v), wm = r.take(m, axis=1), w[m]          # (M,) each: the roots to merge
+    m = (first & (w <= np.minimum(tau_u, tau_v))).nonzero()[0]   # decided now, as the
+    (u, v), wm = r.take(m, axis=1), w[m]          # loop would: (M,) each, the merges
     su, sv = f.size[u], f.size[v]
     swap = su < sv                                # union by size, ties: u's root stays
     big, small = np.where(swap, v, u), np.where(swap, u, v)
@@ -237,41 +236,48 @@ def _merge_round(f: _Forest, ends: np.ndarray, w: np.ndarray, w0: float, scale: 
     f.size[big] = su + sv
     f.tau[big] = wm + scale / (su + sv)           # tau = Int + k / |C|, Int = this weight
     rest = (~first).nonzero()[0]
-    return r.take(rest, axis=1), w[rest]
+    r, w = f.parent[r.take(rest, axis=1)], w[rest]   # roots now: one hop (a root merged
+    apart = (r[0] != r[1]).nonzero()[0]           # this round points at its new root)
+    return r.take(apart, axis=1), w[apart]
 
 
-def _absorb_round(f: _Forest, ends: np.ndarray, min_size: int) -> np.ndarray:
+def _absorb_round(f: _Forest, r: np.ndarray, min_size: int) -> np.ndarray:
     """_merge_round for _absorb_small: returns the edges (2, L') it could not settle."""
-    r = _find(f.parent, ends)                     # (2, L)
+    first = f.first_touches(r)
     small = np.minimum(f.size[r[0]], f.size[r[1]]) < min_size
-    r = r.take(((r[0] != r[1]) & small).nonzero()[0], axis=1)   # sizes only grow:
-    first = f.first_touches(r)                    # the others never merge
-    u, v = r.take(first.nonzero()[0], axis=1)     # all of these merge
+    u, v = r.take((first & small).nonzero()[0], axis=1)   # these merge, as in the loop
     f.parent[v] = u
     f.size[u] += f.size[v]
-    return r.take((~first).nonzero()[0], axis=1)
+    r = f.parent[r.take((~first).nonzero()[0], axis=1)]   # roots now: one hop
+    return r.take((r[0] != r[1]).nonzero()[0], axis=1)
 
 
 def _merge_chunk(f: _Forest, ends: np.ndarray, w: np.ndarray, scale: float) -> None:
     """FH's loop over one chunk of sorted edges (2, L), weights (L,): vectorized rounds
     while they settle many edges, then the loop for the last few, in order."""
-    w0 = w[0]
+    r = _find(f.parent, ends)                     # (2, L) roots at the chunk's start
+    tau = np.minimum(*f.tau[r])                   # (L,) min(tau(C(u)), tau(C(v)))
+    live = ((r[0] != r[1]) & (tau >= w[0])).nonzero()[0]   # the others never merge
+    r, w = r.take(live, axis=1), w[live]
     while len(w) >= LOOP_BELOW:
         before = len(w)
-        ends, w = _merge_round(f, ends, w, w0, scale)
+        r, w = _merge_round(f, r, w, scale)
         if before - len(w) < LOOP_BELOW:
             break
-    _merge_loop(*f.views, *ends.tolist(), w.tolist(), scale)
+    _merge_loop(*f.views, *r.tolist(), w.tolist(), scale)
 
 
 def _absorb_chunk(f: _Forest, ends: np.ndarray, min_size: int) -> None:
     """_absorb_small over one chunk of edges (2, L), settled as _merge_chunk's."""
-    while ends.shape[1] >= LOOP_BELOW:
-        before = ends.shape[1]
-        ends = _absorb_round(f, ends, min_size)
-        if before - ends.shape[1] < LOOP_BELOW:
+    r = _find(f.parent, ends)                     # (2, L) roots at the chunk's start
+    small = np.minimum(f.size[r[0]], f.size[r[1]]) < min_size
+    r = r.take(((r[0] != r[1]) & small).nonzero()[0], axis=1)   # sizes only grow: the
+    while r.shape[1] >= LOOP_BELOW:                             # others never merge
+        before = r.shape[1]
+        r = _absorb_round(f, r, min_size)
+        if before - r.shape[1] < LOOP_BELOW:
             break
-    _absorb_small(*f.views[:2], *ends, min_size)
+    _absorb_small(*f.views[:2], *r, min_size)
 
 
 def felzenszwalb(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
