@@ -61,12 +61,20 @@ def neighbour_pairs(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def neighbour_edges(smooth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """8-neighbourhood edges of a (C, H, W) image: endpoints a, b (E,) and weights (E,)."""
     _, h, w = smooth.shape
-    w_list = []
+    a, b = neighbour_pairs(h, w)
+    weight = np.empty(len(a))                     # (E,) filled offset by offset
+    start = 0
     for dr, dc in _OFFSETS:
         c0, c1 = max(0, -dc), w - max(0, dc)
         diff = smooth[:, 0:h - dr, c0:c1] - smooth[:, dr:h, c0 + dc:c1 + dc]   # (C, h', w')
-        w_list.append(np.sqrt((diff * diff).sum(axis=0)).ravel())   # Euclidean distance
-    return (*neighbour_pairs(h, w), np.concatenate(w_list))
+        diff *= diff
+        square = diff[0]                          # (h', w') squared Euclidean distance,
+        for channel in diff[1:]:                  # summed as .sum(axis=0) does, in order
+            square += channel
+        stop = start + square.size
+        np.sqrt(square, out=weight[start:stop].reshape(square.shape))
+        start = stop
+    return a, b, weight
 
 
 def _smoothed_edges(image: np.ndarray, sigma: float):
