@@ -22,7 +22,8 @@ settles most of a chunk with array operations, from the state at the chunk's sta
   disjoint writes ("deterministic reservations", Blelloch et al., PPoPP 2012).
 The edges left (chains: one component touched again and again) get more such rounds,
 in order, while a round settles many of them (a later edge merged early is harmless: no
-edge before it touches its roots, so none sees its merge); the last few go through the
+edge before it touches its roots, so none sees its merge). A round's merges point roots
+at roots, so one hop gives the next round its roots. The last few edges go through the
 same loop as the naive version, in order, on the same arrays. The labels are identical
 for any CHUNK (tests/detection/test_segmentation.py checks every pixel).
 """
