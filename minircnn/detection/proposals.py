@@ -10,8 +10,9 @@ Ours is a small selective search written with NumPy/SciPy:
    and ``felzenszwalb``, which gives the same labels with most edges settled in arrays).
 2. Uijlings et al. (IJCV 2013) hierarchical grouping: repeatedly merge the two most
    similar neighbouring regions (colour and texture histogram intersection, size, fill),
-   recording every region's box. The regions' histograms and adjacency are computed
-   once per segmentation and shared by its strategies.
+   recording every region's box. The regions' histograms (one count of (region,
+   histogram column) pairs), their adjacency and the similarity terms of adjacent
+   pairs are computed once per segmentation and shared by its strategies.
 3. Diversification over colour spaces, scales and similarity strategies; each box is
    ranked ``(position in its hierarchy, 1 = the last merge) * U(0, 1)`` as the paper,
    with a seeded generator; duplicates are dropped and the list is truncated.
