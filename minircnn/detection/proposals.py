@@ -86,8 +86,8 @@ def _texture_features(image: np.ndarray) -> np.ndarray:
     for t, angle in enumerate(np.arange(4) * np.pi / 4):
         np.multiply(gx, np.cos(angle), out=d)     # derivative along the angle:
         d += np.sin(angle) * gy                   #   d = cos * gx + sin * gy
-        np.abs(d, out=size)                       # |d| in bin units, |d| / 0.25 * BINS
-        size *= TEXTURE_BINS / 0.25               # (= that: dividing by 0.25 is exact)
+        np.abs(d, out=size)                       # |d| in bins: |d| / 0.25 * TEXTURE_BINS,
+        size *= TEXTURE_BINS / 0.25               # as |d| * 40 (/ 0.25 is exact: same floats)
         np.minimum(size, TEXTURE_BINS - 0.5, out=size)   # floors to the last bin at most
         code[:, t] = size                         # bin(|d|) = floor (the cast truncates)
         code[:, t] += (d < 0) * TEXTURE_BINS      # the negative part's bins follow
