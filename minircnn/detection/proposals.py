@@ -10,8 +10,9 @@ Ours is a small selective search written with NumPy/SciPy:
    and ``felzenszwalb``, which gives the same labels with most edges settled in arrays).
 2. Uijlings et al. (IJCV 2013) hierarchical grouping: repeatedly merge the two most
    similar neighbouring regions (colour and texture histogram intersection, size, fill),
-   recording every region's box. The regions' histograms and adjacency are computed
-   once per segmentation and shared by its strategies.
+   recording every region's box. The regions' histograms (one count of (region,
+   histogram column) pairs), their adjacency and the similarity terms of adjacent
+   pairs are computed once per segmentation and shared by its strategies.
 3. Diversification over colour spaces, scales and similarity strategies; each box is
    ranked ``(position in its hierarchy, 1 = the last merge) * U(0, 1)`` as the paper,
    with a seeded generator; duplicates are dropped and the list is truncated.
@@ -70,50 +71,62 @@ def convert_color(image: np.ndarray, space: str) -> np.ndarray:
 
 
 def _texture_features(image: np.ndarray) -> np.ndarray:
-    """(3*8, H, W) bin index maps: Gaussian derivatives (sigma 1) in 8 orientations.
+    """(3*4, H, W) texture codes: Gaussian derivatives (sigma 1) in 8 orientations.
 
-    Map 8 c + 2 t + s is channel c's derivative along angle t * 45 degrees, its positive
-    part (s = 0) or negative part (s = 1), in TEXTURE_BINS bins of 0.25 / TEXTURE_BINS
-    (0.25 per unit ~ saturates).
+    Map 4 c + t is channel c's derivative d along angle t * 45 degrees; the code of a
+    pixel is ``10 * (d < 0) + bin(|d|)``, |d| in TEXTURE_BINS bins of 0.25 / TEXTURE_BINS
+    (0.25 per unit ~ saturates). Uijlings et al. histogram the positive and the negative
+    part of d apart (8 orientations = 4 angles x 2 signs); the part of the other sign is
+    0, in bin 0: _region_features adds those counts back from the code's sign.
     """
     gy = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 1, 0))   # (3, H, W) d/drow
     gx = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 0, 1))   # d/dcol
-    angles = np.arange(4) * np.pi / 4
-    cos = np.array([np.cos(t) for t in angles])[None, :, None, None]     # (1, 4, 1, 1)
-    sin = np.array([np.sin(t) for t in angles])[None, :, None, None]
-    d = cos * gx[:, None] + sin * gy[:, None]     # (3, 4, H, W) derivative along each angle
-    # the bin of |d|; the part of the other sign is 0, in bin 0
-    size = np.minimum((np.abs(d) / 0.25 * TEXTURE_BINS).astype(np.int64), TEXTURE_BINS - 1)
-    parts = np.empty((*d.shape[:2], 2, *d.shape[2:]), np.int64)   # (3, 4, 2, H, W)
-    np.multiply(size, d > 0, out=parts[:, :, 0])  # positive part: its bin where d > 0
-    np.multiply(size, d < 0, out=parts[:, :, 1])  # negative part
-    return parts.reshape(-1, *image.shape[1:])    # (24, H, W)
+    code = np.empty((3, 4, *image.shape[1:]), np.intp)    # (3, 4, H, W)
+    d, size = np.empty_like(gx), np.empty_like(gx)        # (3, H, W) each, reused
+    for t, angle in enumerate(np.arange(4) * np.pi / 4):
+        np.multiply(gx, np.cos(angle), out=d)     # derivative along the angle:
+        d += np.sin(angle) * gy                   #   d = cos * gx + sin * gy
+        np.abs(d, out=size)                       # |d| in bins: |d| / 0.25 * TEXTURE_BINS,
+        size *= TEXTURE_BINS / 0.25               # as |d| * 40 (/ 0.25 is exact: same floats)
+        np.minimum(size, TEXTURE_BINS - 0.5, out=size)   # floors to the last bin at most
+        code[:, t] = size                         # bin(|d|) = floor (the cast truncates)
+        code[:, t] += (d < 0) * TEXTURE_BINS      # the negative part's bins follow
+    return code.reshape(-1, *image.shape[1:])     # (12, H, W) in 0..19
 
 
-def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> tuple:
-    """Per channel and pixel, ``channel * bins + bin``: colour (3, H, W) in 0..75 and
-    texture (24, H, W) in 0..240; the same for every segmentation of one colour space."""
-    color_bins = np.minimum((image * COLOR_BINS).astype(np.int64), COLOR_BINS - 1)
-    return ((np.arange(3)[:, None, None] * COLOR_BINS + color_bins, 3 * COLOR_BINS),
-            (np.arange(24)[:, None, None] * TEXTURE_BINS + texture, 24 * TEXTURE_BINS))
+def _histogram_codes(image: np.ndarray, texture: np.ndarray) -> np.ndarray:
+    """(3 + 12, H, W) column of each pixel in a region's histogram row (75 + 240 columns):
+    ``channel * 25 + colour bin``, then ``75 + map * 20 + texture code``; the same for
+    every segmentation of one colour space."""
+    maps = len(texture)                                                      # 12
+    codes = np.empty((3 + maps, *image.shape[1:]), np.intp)                  # (15, H, W)
+    color = codes[:3]
+    color[:] = np.minimum(image * COLOR_BINS, COLOR_BINS - 0.5)   # floor: the colour bin
+    color += np.arange(3)[:, None, None] * COLOR_BINS
+    offsets = N_COLOR + np.arange(maps)[:, None, None] * 2 * TEXTURE_BINS    # (12, 1, 1)
+    np.add(texture, offsets, out=codes[3:])
+    return codes                                  # in 0..N_COLOR + 240
 
 
-def _region_features(labels: np.ndarray, codes: tuple) -> dict:
+def _region_features(labels: np.ndarray, codes: np.ndarray) -> dict:
     """Sizes (R,), boxes (R, 4) and hists (R, 75 + 240): the L1-normalised colour
-    histogram (its N_COLOR columns), then the L1-normalised texture histogram."""
+    histogram (its N_COLOR columns), then the L1-normalised texture histogram, from one
+    count of (region, histogram column) pairs."""
     r = int(labels.max()) + 1
     sizes = np.bincount(labels.ravel(), minlength=r).astype(np.float64)
     slices = ndimage.find_objects(labels + 1)
     boxes = np.array([[s[1].start, s[0].start, s[1].stop, s[0].stop] for s in slices], float)
-
-    def hist(channel_bins: np.ndarray, width: int) -> np.ndarray:
-        idx = labels[None] * width + channel_bins  # (m, H, W): region * width + channel bin
-        h = np.bincount(idx.ravel(), minlength=r * width).reshape(r, width)
-        return h / h.sum(axis=1, keepdims=True)
-
-    (color, color_width), (texture, texture_width) = codes
-    both = np.concatenate([hist(color, color_width), hist(texture, texture_width)], axis=1)
-    return dict(sizes=sizes, boxes=boxes, hist=both)   # hist: colour columns, then texture
+    width = N_COLOR + 24 * TEXTURE_BINS           # 315 columns
+    idx = labels[None] * width + codes            # (15, H, W): region * 315 + column
+    counts = np.bincount(idx.ravel(), minlength=r * width).reshape(r, width)
+    color, texture = counts[:, :N_COLOR], counts[:, N_COLOR:].reshape(r, -1, 2, TEXTURE_BINS)
+    positive, negative = texture.sum(axis=3).transpose(2, 0, 1)   # (R, 12) pixels per sign
+    texture[:, :, 0, 0] += negative               # where d < 0 the positive part is 0: bin 0
+    texture[:, :, 1, 0] += positive               # where d >= 0 the negative part is 0
+    texture = texture.reshape(r, -1)              # (R, 240): 24 parts x 10 bins
+    hist = np.concatenate([color / color.sum(axis=1, keepdims=True),
+                           texture / texture.sum(axis=1, keepdims=True)], axis=1)
+    return dict(sizes=sizes, boxes=boxes, hist=hist)   # hist: colour columns, then texture
 
 
 def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
@@ -127,30 +140,38 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     return np.stack([codes // r, codes % r], axis=1)
 
 
-def _similarity(f: dict, i, j, strategy: str, image_area: float) -> np.ndarray:
-    """Similarity (K,) of regions i and j, (K,) indices each (or one of them a single
-    index): the sum of the terms the strategy names, added in the order c, t, s, f."""
-    size = f["sizes"][i] + f["sizes"][j]                          # (K,) merged sizes
-    s = np.zeros(len(size))
-    if "c" in strategy or "t" in strategy:        # histogram intersection
-        common = np.minimum(f["hist"][i], f["hist"][j])           # (K, 75 + 240)
+def _similarity(regions: tuple, t: int, ks: list, strategy: str, area: float) -> list:
+    """Similarities of region t with each region of ks: the sum of the terms the strategy
+    names, added in the order c, t, s, f (Uijlings et al. 2013, eqs. 2-5), each in [0, 1].
+
+    ``regions`` = (sizes, boxes, hist): lists of sizes and boxes, the (R', 315) histograms.
+    The histograms are compared in arrays; the size and fill terms, a few float operations
+    per pair, in Python (a merged region has a few neighbours: arrays would cost more).
+    """
+    sizes, boxes, hist = regions
+    color = texture = [0.0] * len(ks)             # a term the strategy leaves out adds 0
+    if "c" in strategy or "t" in strategy:       # histogram intersection, sum of min
+        common = hist.take(ks, axis=0)            # (K, 75 + 240) rows ks (= hist[ks])
+        np.minimum(common, hist[t], out=common)   # min(hist[k], hist[t]) column by column
         if "c" in strategy:
-            s += common[:, :N_COLOR].sum(axis=1)
+            color = np.add.reduce(common[:, :N_COLOR], axis=1).tolist()   # (= .sum(axis=1))
         if "t" in strategy:
-            s += common[:, N_COLOR:].sum(axis=1)
-    if "s" in strategy:                           # merge small regions first
-        s += 1.0 - size / image_area
-    if "f" in strategy:                           # prefer regions that fill each other's box
-        bi, bj = f["boxes"][i], f["boxes"][j]                     # (K, 4) or (4,)
-        bw = np.maximum(bi[..., 2], bj[..., 2]) - np.minimum(bi[..., 0], bj[..., 0])
-        bh = np.maximum(bi[..., 3], bj[..., 3]) - np.minimum(bi[..., 1], bj[..., 1])
-        s += 1.0 - (bw * bh - size) / image_area
-    return s
-
-
-def _grown(f: dict, n: int) -> dict:
-    """The region features in arrays with room for the n - 1 merged regions."""
-    return {k: np.concatenate([v, np.zeros((n - 1, *v.shape[1:]))]) for k, v in f.items()}
+            texture = np.add.reduce(common[:, N_COLOR:], axis=1).tolist()
+    small, fill = "s" in strategy, "f" in strategy
+    box_t = boxes[t]
+    similar = []
+    for k, c, tx in zip(ks, color, texture, strict=True):
+        s = 0.0 + c + tx                          # (adding 0 changes no value)
+        size = sizes[t] + sizes[k]                # the merged region's size
+        if small:                                 # merge small regions first
+            s += 1.0 - size / area
+        if fill:                                  # prefer regions that fill each other's box
+            box_k = boxes[k]
+            bw = max(box_t[2], box_k[2]) - min(box_t[0], box_k[0])   # the union's box
+            bh = max(box_t[3], box_k[3]) - min(box_t[1], box_k[1])
+            s += 1.0 - (bw * bh - size) / area
+        similar.append(s)
+    return similar
 
 
 def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.ndarray,
@@ -158,47 +179,70 @@ def hierarchical_grouping(labels: np.ndarray, image: np.ndarray, texture: np.nda
     """Greedy grouping of a segmentation; returns the boxes (2R-1, 4) in creation order.
 
     A merge of i and j creates region t; the similarities of t with all its neighbours
-    are computed at once (one row of array operations), and pushed on the heap.
+    are computed at once, and pushed on the heap.
     """
     features = _region_features(labels, _histogram_codes(image, texture))
-    return _grouping(features, _adjacent_pairs(labels), strategy, float(labels.size))
+    pairs, area = _adjacent_pairs(labels), float(labels.size)
+    return _grouping(features, pairs, _pair_terms(features, pairs, area), strategy, area)
 
 
-def _grouping(f: dict, pairs: np.ndarray, strategy: str, area: float) -> np.ndarray:
-    """hierarchical_grouping from the regions' features and adjacent pairs (P, 2), which
-    every strategy of one segmentation shares."""
+def _pair_terms(f: dict, pairs: np.ndarray, area: float) -> dict:
+    """The similarity terms, (P,) each, of the adjacent pairs (P, 2) of a segmentation:
+    what _similarity adds for them, in arrays, once for all strategies."""
+    i, j = pairs[:, 0], pairs[:, 1]
+    common = np.minimum(f["hist"][i], f["hist"][j])           # (P, 75 + 240)
+    size = f["sizes"][i] + f["sizes"][j]                      # (P,) merged sizes
+    bi, bj = f["boxes"][i], f["boxes"][j]                     # (P, 4) each
+    bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])   # the union's box
+    bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
+    return dict(c=common[:, :N_COLOR].sum(axis=1), t=common[:, N_COLOR:].sum(axis=1),
+                s=1.0 - size / area, f=1.0 - (bw * bh - size) / area)
+
+
+def _grouping(f: dict, pairs: np.ndarray, terms: dict, strategy: str,
+              area: float) -> np.ndarray:
+    """hierarchical_grouping from the regions' features, adjacent pairs (P, 2) and their
+    similarity terms (_pair_terms), which every strategy of one segmentation shares."""
     n = len(f["sizes"])
-    f = _grown(f, n)                              # region t = n, n + 1, ... fills row t
+    sizes, boxes = f["sizes"].tolist(), f["boxes"].tolist()   # region t at index t
+    hist = np.concatenate([f["hist"], np.zeros((n - 1, f["hist"].shape[1]))])  # row t
+    regions = sizes, boxes, hist
     neighbours: list[set] = [set() for _ in range(n)]
     for i, j in pairs.tolist():
         neighbours[i].add(j)
         neighbours[j].add(i)
-    similar = -_similarity(f, pairs[:, 0], pairs[:, 1], strategy, area)      # (P,)
-    heap = list(zip(similar.tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
-    heapq.heapify(heap)
+    similar = np.zeros(len(pairs))                # (P,) added in _similarity's order
+    for letter in "ctsf":
+        if letter in strategy:
+            similar += terms[letter]
+    heap = list(zip((-similar).tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist(),
+                    strict=True))
+    heapq.heapify(heap)                           # most similar first
     alive = [True] * n
-    sizes, boxes, hist = f["sizes"], f["boxes"], f["hist"]
     while heap:
         _, i, j = heapq.heappop(heap)
         if not (alive[i] and alive[j]):
             continue                              # a stale pair: one side was merged away
         t, si, sj = len(alive), sizes[i], sizes[j]
-        sizes[t] = si + sj
-        boxes[t, :2] = np.minimum(boxes[i, :2], boxes[j, :2])      # the union's box
-        boxes[t, 2:] = np.maximum(boxes[i, 2:], boxes[j, 2:])
-        hist[t] = (si * hist[i] + sj * hist[j]) / (si + sj)   # size-weighted mean
+        sizes.append(si + sj)
+        (ix1, iy1, ix2, iy2), (jx1, jy1, jx2, jy2) = boxes[i], boxes[j]
+        boxes.append([min(ix1, jx1), min(iy1, jy1), max(ix2, jx2), max(iy2, jy2)])  # union
+        mean = hist[t]                            # (315,) a view: filled in place with
+        np.multiply(hist[i], si, out=mean)        # the size-weighted mean
+        mean += sj * hist[j]                      # (si h_i + sj h_j) / (si + sj)
+        mean /= si + sj
         alive[i] = alive[j] = False
         alive.append(True)
         neighbours.append((neighbours[i] | neighbours[j]) - {i, j})
         ks = list(neighbours[t])
         for k in ks:
-            neighbours[k] -= {i, j}
+            neighbours[k].discard(i)
+            neighbours[k].discard(j)
             neighbours[k].add(t)
-        if ks:
-            similar = -_similarity(f, t, np.asarray(ks), strategy, area)   # (K,)
-            for s_k, k in zip(similar.tolist(), ks, strict=True):
-                heapq.heappush(heap, (s_k, t, k))
-    return boxes[:len(alive)].reshape(-1, 4)
+        similar = _similarity(regions, t, ks, strategy, area)
+        for s_k, k in zip(similar, ks, strict=True):
+            heapq.heappush(heap, (-s_k, t, k))
+    return np.array(boxes, dtype=np.float64).reshape(-1, 4)
 
 
 def _as_tuple(value) -> tuple:
@@ -268,8 +312,9 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
         for k in _as_tuple(scale):
             labels = segment(img, scale=float(k), sigma=sigma, min_size=min_size)
             features, pairs = _region_features(labels, codes), _adjacent_pairs(labels)
+            terms = _pair_terms(features, pairs, float(labels.size))
             for strategy in strategies:
-                found = _grouping(features, pairs, strategy, float(labels.size))
+                found = _grouping(features, pairs, terms, strategy, float(labels.size))
                 position = np.arange(len(found), 0, -1)   # 1 = the whole-hierarchy root
                 boxes.append(found)
                 ranks.append(position * rng.random(len(found)))

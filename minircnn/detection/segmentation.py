@@ -22,7 +22,8 @@ settles most of a chunk with array operations, from the state at the chunk's sta
   disjoint writes ("deterministic reservations", Blelloch et al., PPoPP 2012).
 The edges left (chains: one component touched again and again) get more such rounds,
 in order, while a round settles many of them (a later edge merged early is harmless: no
-edge before it touches its roots, so none sees its merge); the last few go through the
+edge before it touches its roots, so none sees its merge). A round's merges point roots
+at roots, so one hop gives the next round its roots. The last few edges go through the
 same loop as the naive version, in order, on the same arrays. The labels are identical
 for any CHUNK (tests/detection/test_segmentation.py checks every pixel).
 """
@@ -61,12 +62,20 @@ def neighbour_pairs(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
 def neighbour_edges(smooth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """8-neighbourhood edges of a (C, H, W) image: endpoints a, b (E,) and weights (E,)."""
     _, h, w = smooth.shape
-    w_list = []
+    a, b = neighbour_pairs(h, w)
+    weight = np.empty(len(a))                     # (E,) filled offset by offset
+    start = 0
     for dr, dc in _OFFSETS:
         c0, c1 = max(0, -dc), w - max(0, dc)
         diff = smooth[:, 0:h - dr, c0:c1] - smooth[:, dr:h, c0 + dc:c1 + dc]   # (C, h', w')
-        w_list.append(np.sqrt((diff * diff).sum(axis=0)).ravel())   # Euclidean distance
-    return (*neighbour_pairs(h, w), np.concatenate(w_list))
+        diff *= diff
+        square = diff[0]                          # (h', w') squared Euclidean distance,
+        for channel in diff[1:]:                  # summed as .sum(axis=0) does, in order
+            square += channel
+        stop = start + square.size
+        np.sqrt(square, out=weight[start:stop].reshape(square.shape))
+        start = stop
+    return a, b, weight
 
 
 def _smoothed_edges(image: np.ndarray, sigma: float):
@@ -153,23 +162,35 @@ def felzenszwalb_naive(image: np.ndarray, *, scale: float = 100.0, sigma: float 
 
 
 def kruskal_order(weight: np.ndarray) -> np.ndarray:
-    """``np.argsort(weight, kind="stable")`` (ties by index), from a faster unstable sort.
+    """``np.argsort(weight, kind="stable")`` (ties by index) of weights >= 0, from one
+    SIMD ``np.sort`` of integer keys (an argsort is several times slower).
 
-    The unstable sort leaves each run of equal weights in some order; only those
-    positions are sorted again, by (run, edge index).
+    A float64 >= 0 orders as its bit pattern read as an unsigned integer. Each key keeps
+    the high bits of that pattern and puts the edge index in the low bits, so the sorted
+    keys give the order by (weight, index), except within runs of weights that agree in
+    those high bits (equal, or within ~1e-11 of each other): only those positions are
+    sorted again, by (run, weight, index).
     """
-    order = np.argsort(weight)                    # (E,) SIMD quicksort: ties in any order
-    w = weight[order]
-    same = w[1:] == w[:-1]                        # (E-1,) a sorted neighbour ties
-    tied = np.zeros(len(w), bool)
+    n = len(weight)
+    if n and not weight.min() >= 0:
+        raise ValueError(f"kruskal_order: expected weights >= 0, got {weight.min()}")
+    shift = np.uint64(max(1, (n - 1).bit_length()))       # bits that hold an index
+    as64 = np.add(weight, 0.0, dtype=np.float64)  # float64 (exact), -0.0 becomes 0.0
+    key = as64.view(np.uint64) >> shift << shift
+    key |= np.arange(n, dtype=np.uint64)          # (E,) high bits of weight | index
+    key.sort()
+    order = (key & ((np.uint64(1) << shift) - np.uint64(1))).astype(np.intp)
+    high = key >> shift                           # (E,) what the sort compared first
+    same = high[1:] == high[:-1]                  # (E-1,) a sorted neighbour agrees
+    tied = np.zeros(n, bool)
     tied[1:] |= same
     tied[:-1] |= same
-    pos = np.flatnonzero(tied)                    # (T,) positions inside runs of ties
+    pos = np.flatnonzero(tied)                    # (T,) positions inside such runs
     if len(pos):
-        wp = w[pos]
-        run = np.cumsum(np.r_[True, wp[1:] != wp[:-1]])   # (T,) 1, 1, 2, 2, 2, 3, ...
-        key = run * len(w) + order[pos]           # unique: sorts by run, then index
-        order[pos] = order[pos][np.argsort(key)]
+        hp = high[pos]
+        run = np.cumsum(np.r_[True, hp[1:] != hp[:-1]])   # (T,) 1, 1, 2, 2, 2, 3, ...
+        edges = order[pos]                        # in index order within each run
+        order[pos] = edges[np.lexsort((weight[edges], run))]   # stable: ties keep index order
     return order
 
 
@@ -195,68 +216,77 @@ class _Forest:
         self.seen = np.full(n, n * 4 + 1)         # scratch for first_touches: "never"
         self.views = memoryview(self.parent), memoryview(self.size), memoryview(self.tau)
 
-    def first_touches(self, ru: np.ndarray, rv: np.ndarray) -> np.ndarray:
-        """(L,) True for each edge, in order, that is the first to touch both its roots."""
-        pos = np.arange(len(ru))                  # (L,) edge positions
-        np.minimum.at(self.seen, ru, pos)         # seen[root] = its first edge's position
-        np.minimum.at(self.seen, rv, pos)
-        first = (self.seen[ru] == pos) & (self.seen[rv] == pos)
-        self.seen[ru] = self.seen[rv] = len(self.seen) * 4 + 1
-        return first
+    def first_touches(self, r: np.ndarray) -> np.ndarray:
+        """(L,) True for each edge of roots r (2, L), in order, the first to touch both."""
+        pos = np.arange(r.shape[1])               # (L,) edge positions
+        np.minimum.at(self.seen, r[0], pos)       # seen[root] = its first edge's position
+        np.minimum.at(self.seen, r[1], pos)
+        first_u, first_v = self.seen[r] == pos    # (2, L): first at u's root, at v's root
+        self.seen[r] = len(self.seen) * 4 + 1
+        return first_u & first_v
 
 
-def _merge_round(f: _Forest, ends: np.ndarray, w: np.ndarray, w0: float, scale: float):
-    """One vectorized pass of FH's loop over unsettled edges in order, ends (2, L), weights
-    (L,), none lighter than w0; returns those it could not settle (chains), in order."""
-    r = _find(f.parent, ends)                     # (2, L) roots now
-    tau = np.minimum(f.tau[r[0]], f.tau[r[1]])    # (L,) min(tau(C(u)), tau(C(v)))
-    live = np.flatnonzero((r[0] != r[1]) & (tau >= w0))   # the others never merge
-    r, w, tau = r[:, live], w[live], tau[live]
-    first = f.first_touches(r[0], r[1])
-    m = np.flatnonzero(first & (w <= tau))        # decided now, as the loop would: merges
-    u, v, wm = r[0, m], r[1, m], w[m]
+def _merge_round(f: _Forest, r: np.ndarray, w: np.ndarray, scale: float):
+    """One vectorized pass of FH's loop over unsettled edges in order: their components'
+    roots r (2, L), weights w (L,). Returns the edges it could not settle (chains), in
+    order, with their roots after its merges, and none whose ends now share a root.
+
+    (``take(i, axis=1)`` is ``[:, i]`` and ``mask.nonzero()[0]`` ``np.flatnonzero(mask)``,
+    both with less overhead per call: this runs ~70 times per image.)
+    """
+    tau_u, tau_v = f.tau[r]                       # (2, L) tau of each end's component
+    first = f.first_touches(r)
+    m = (first & (w <= np.minimum(tau_u, tau_v))).nonzero()[0]   # decided now, as the
+    (u, v), wm = r.take(m, axis=1), w[m]          # loop would: (M,) each, the merges
     su, sv = f.size[u], f.size[v]
     swap = su < sv                                # union by size, ties: u's root stays
     big, small = np.where(swap, v, u), np.where(swap, u, v)
     f.parent[small] = big                         # disjoint roots: no write collides
     f.size[big] = su + sv
     f.tau[big] = wm + scale / (su + sv)           # tau = Int + k / |C|, Int = this weight
-    rest = np.flatnonzero(~first)
-    return r[:, rest], w[rest]
+    rest = (~first).nonzero()[0]
+    r, w = f.parent[r.take(rest, axis=1)], w[rest]   # roots now: one hop (a root merged
+    apart = (r[0] != r[1]).nonzero()[0]           # this round points at its new root)
+    return r.take(apart, axis=1), w[apart]
 
 
-def _absorb_round(f: _Forest, ends: np.ndarray, min_size: int) -> np.ndarray:
+def _absorb_round(f: _Forest, r: np.ndarray, min_size: int) -> np.ndarray:
     """_merge_round for _absorb_small: returns the edges (2, L') it could not settle."""
-    r = _find(f.parent, ends)                     # (2, L)
+    first = f.first_touches(r)
     small = np.minimum(f.size[r[0]], f.size[r[1]]) < min_size
-    r = r[:, np.flatnonzero((r[0] != r[1]) & small)]   # sizes only grow: others never merge
-    first = f.first_touches(r[0], r[1])
-    u, v = r[0, first], r[1, first]               # all of these merge
+    u, v = r.take((first & small).nonzero()[0], axis=1)   # these merge, as in the loop
     f.parent[v] = u
     f.size[u] += f.size[v]
-    return r[:, np.flatnonzero(~first)]
+    r = f.parent[r.take((~first).nonzero()[0], axis=1)]   # roots now: one hop
+    return r.take((r[0] != r[1]).nonzero()[0], axis=1)
 
 
 def _merge_chunk(f: _Forest, ends: np.ndarray, w: np.ndarray, scale: float) -> None:
     """FH's loop over one chunk of sorted edges (2, L), weights (L,): vectorized rounds
     while they settle many edges, then the loop for the last few, in order."""
-    w0 = w[0]
+    r = _find(f.parent, ends)                     # (2, L) roots at the chunk's start
+    tau = np.minimum(*f.tau[r])                   # (L,) min(tau(C(u)), tau(C(v)))
+    live = ((r[0] != r[1]) & (tau >= w[0])).nonzero()[0]   # the others never merge
+    r, w = r.take(live, axis=1), w[live]
     while len(w) >= LOOP_BELOW:
         before = len(w)
-        ends, w = _merge_round(f, ends, w, w0, scale)
+        r, w = _merge_round(f, r, w, scale)
         if before - len(w) < LOOP_BELOW:
             break
-    _merge_loop(*f.views, *ends.tolist(), w.tolist(), scale)
+    _merge_loop(*f.views, *r.tolist(), w.tolist(), scale)
 
 
 def _absorb_chunk(f: _Forest, ends: np.ndarray, min_size: int) -> None:
     """_absorb_small over one chunk of edges (2, L), settled as _merge_chunk's."""
-    while ends.shape[1] >= LOOP_BELOW:
-        before = ends.shape[1]
-        ends = _absorb_round(f, ends, min_size)
-        if before - ends.shape[1] < LOOP_BELOW:
+    r = _find(f.parent, ends)                     # (2, L) roots at the chunk's start
+    small = np.minimum(f.size[r[0]], f.size[r[1]]) < min_size
+    r = r.take(((r[0] != r[1]) & small).nonzero()[0], axis=1)   # sizes only grow: the
+    while r.shape[1] >= LOOP_BELOW:                             # others never merge
+        before = r.shape[1]
+        r = _absorb_round(f, r, min_size)
+        if before - r.shape[1] < LOOP_BELOW:
             break
-    _absorb_small(*f.views[:2], *ends, min_size)
+    _absorb_small(*f.views[:2], *r, min_size)
 
 
 def felzenszwalb(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
@@ -266,12 +296,13 @@ def felzenszwalb(image: np.ndarray, *, scale: float = 100.0, sigma: float = 0.8,
     n = h * w
     a, b, weight = _smoothed_edges(image, sigma)
     order = kruskal_order(weight)
-    ends, weight = np.stack([a[order], b[order]]), weight[order]   # (2, E), (E,)
+    ends, weight = np.stack([a, b]).take(order, axis=1), weight[order]   # (2, E), (E,)
     forest = _Forest(n, scale)
     for i in range(0, len(weight), CHUNK):
         _merge_chunk(forest, ends[:, i:i + CHUNK], weight[i:i + CHUNK], scale)
     small = forest.size[roots(forest.parent)] < min_size   # (n,) per pixel
-    ends = ends[:, small[ends].any(axis=0)]       # edges touching a small component
+    ends = ends.compress(small[ends[0]] | small[ends[1]], axis=1)   # edges touching a
+                                                                    # small component
     for i in range(0, ends.shape[1], CHUNK):
         _absorb_chunk(forest, ends[:, i:i + CHUNK], min_size)
     return _labels(forest.parent, (h, w))

@@ -4,10 +4,16 @@ import os
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from minircnn.data import ShapesDataset
 from minircnn.detection import box_iou, compute_proposals, dense_boxes, selective_search
 from minircnn.detection.proposals import (
+    _adjacent_pairs,
+    _grouping,
+    _histogram_codes,
+    _pair_terms,
+    _region_features,
     _texture_features,
     convert_color,
     felzenszwalb,
@@ -75,6 +81,95 @@ def test_hierarchy_ends_with_the_whole_image():
     boxes = hierarchical_grouping(labels, img, _texture_features(img), "ctsf")
     assert len(boxes) == 2 * (labels.max() + 1) - 1
     np.testing.assert_array_equal(boxes[-1], [0, 0, 64, 64])
+
+
+def _histograms_by_definition(labels, image):
+    """(R, 75 + 240) per region: the colour histogram (3 channels x 25 bins), then the 24
+    texture histograms (3 channels x 4 angles x the derivative's positive and negative
+    part, 10 bins each; the part of the other sign is 0, bin 0), each L1-normalised."""
+    gy = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 1, 0))
+    gx = ndimage.gaussian_filter(image, (0, 1.0, 1.0), order=(0, 0, 1))
+    parts = []
+    for c in range(3):
+        for t in range(4):
+            d = np.cos(t * np.pi / 4) * gx[c] + np.sin(t * np.pi / 4) * gy[c]   # (H, W)
+            for part in (np.maximum(d, 0), np.maximum(-d, 0)):
+                parts.append(np.minimum((part / 0.25 * 10).astype(int), 9))
+    colour = np.minimum((image * 25).astype(int), 24)
+    rows = []
+    for region in range(labels.max() + 1):
+        mask = labels == region
+        col = np.concatenate([np.bincount(colour[c][mask], minlength=25) for c in range(3)])
+        tex = np.concatenate([np.bincount(part[mask], minlength=10) for part in parts])
+        rows.append(np.concatenate([col / col.sum(), tex / tex.sum()]))
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("space", ["rgb", "hsv"])
+def test_region_histograms_follow_their_definition(space):
+    """One count of (region, column) pairs gives each region's 27 histograms; flat areas
+    (derivative exactly 0) and saturated bins included."""
+    flat, _ = two_rectangles()
+    for image in (flat, two_rectangles(noise=0.1)[0], ShapesDataset(1, seed=3)[0]["image"]):
+        img = convert_color(image.astype(np.float64), space)
+        labels = felzenszwalb(img, scale=50, sigma=0.5, min_size=5)
+        codes = _histogram_codes(img, _texture_features(img))
+        got = _region_features(labels, codes)
+        np.testing.assert_allclose(got["hist"], _histograms_by_definition(labels, img),
+                                   rtol=0, atol=1e-15)   # same counts, same divisions
+        np.testing.assert_array_equal(got["sizes"], np.bincount(labels.ravel()))
+
+
+def _grouping_by_definition(f, pairs, strategy, area):
+    """Uijlings et al.'s greedy grouping, plainly: every step computes the similarity of
+    every pair of touching regions (in arrays) and merges the most similar. Ties go to
+    the pair first in _grouping's heap order: (-s, younger, older) for a pair made by a
+    merge, (-s, i, j) for an initial pair i < j."""
+    n = len(f["sizes"])
+    sizes, boxes, hist = list(f["sizes"]), list(f["boxes"]), list(f["hist"])
+    touching = {tuple(p) for p in pairs.tolist()}           # (older, younger)
+    while touching:
+        i, j = np.array(sorted(touching)).T                # (P,) each
+        size = np.array(sizes)[i] + np.array(sizes)[j]
+        s = np.zeros(len(i))
+        common = np.minimum(np.array(hist)[i], np.array(hist)[j])
+        if "c" in strategy:
+            s += common[:, :75].sum(axis=1)
+        if "t" in strategy:
+            s += common[:, 75:].sum(axis=1)
+        if "s" in strategy:
+            s += 1.0 - size / area
+        if "f" in strategy:
+            bi, bj = np.array(boxes)[i], np.array(boxes)[j]
+            bw = np.maximum(bi[:, 2], bj[:, 2]) - np.minimum(bi[:, 0], bj[:, 0])
+            bh = np.maximum(bi[:, 3], bj[:, 3]) - np.minimum(bi[:, 1], bj[:, 1])
+            s += 1.0 - (bw * bh - size) / area
+        key = [(-v, b, a) if b >= n else (-v, a, b) for v, a, b in zip(s, i, j, strict=True)]
+        _, a, b = min(key)
+        t = len(sizes)
+        sizes.append(sizes[a] + sizes[b])
+        boxes.append(np.r_[np.minimum(boxes[a][:2], boxes[b][:2]),
+                           np.maximum(boxes[a][2:], boxes[b][2:])])
+        hist.append((sizes[a] * hist[a] + sizes[b] * hist[b]) / (sizes[a] + sizes[b]))
+        others = {x for pair in touching if {a, b} & set(pair) for x in pair} - {a, b}
+        touching = {p for p in touching if not {a, b} & set(p)} | {(k, t) for k in others}
+    return np.array(boxes)
+
+
+@pytest.mark.parametrize("strategy", ["ctsf", "tsf", "cs", "c", "t", "s", "f"])
+def test_grouping_merges_the_most_similar_pair_each_step(strategy):
+    """The heap, its stale entries and the neighbour sets give the greedy loop's boxes."""
+    for seed in (0, 5):
+        image = ShapesDataset(1, seed=seed)[0]["image"].astype(np.float64)
+        for space in ("rgb", "hsv"):
+            img = convert_color(image, space)
+            labels = felzenszwalb(img)
+            f = _region_features(labels, _histogram_codes(img, _texture_features(img)))
+            pairs = _adjacent_pairs(labels)
+            area = float(labels.size)
+            expected = _grouping_by_definition(f, pairs, strategy, area)
+            got = _grouping(f, pairs, _pair_terms(f, pairs, area), strategy, area)
+            np.testing.assert_array_equal(got, expected, err_msg=f"seed {seed} {space}")
 
 
 def test_hsv_matches_matplotlib():

@@ -20,9 +20,19 @@ from minircnn.detection.segmentation import (
     np.random.default_rng(0).integers(0, 5, 1000).astype(float),      # nearly all ties
     np.random.default_rng(1).random(2000),                              # no ties
     np.round(np.random.default_rng(2).random(5000) * 50) / 7,           # runs of ties
-])
+    np.random.default_rng(3).permutation(np.r_[np.nextafter(1.0, 2.0) ** np.arange(3000),
+                                               np.ones(5), np.zeros(7), [1e300, 5e-324]]),
+])                                                  # ^ weights 1 ulp apart, extremes
 def test_kruskal_order_is_the_stable_argsort(values):
     np.testing.assert_array_equal(kruskal_order(values), np.argsort(values, kind="stable"))
+
+
+def test_kruskal_order_refuses_negative_weights_orders_minus_zero_as_zero_and_float32():
+    with pytest.raises(ValueError, match="weights >= 0"):
+        kruskal_order(np.array([1.0, -1.0]))
+    np.testing.assert_array_equal(kruskal_order(np.array([1.0, -0.0, 0.0, 0.5])), [1, 2, 3, 0])
+    float32 = np.random.default_rng(4).integers(0, 9, 700).astype(np.float32) / 3
+    np.testing.assert_array_equal(kruskal_order(float32), np.argsort(float32, kind="stable"))
 
 
 def _images():
