@@ -290,8 +290,8 @@ def selective_search(image: np.ndarray, *, scale: float | Sequence[float] = 100.
         (P, 4) float32 boxes (x1, y1, x2, y2), tight around their regions, no duplicates.
 
     The defaults (2 segmentations x 3 strategies) give about 130 boxes per 128 px shapes
-    image with recall ~1.0 at IoU 0.5; ``scale=(50, 150)`` gives about 250 boxes, at
-    about twice the work (one segmentation per scale). Its time per image is measured on
+    image with recall ~1.0 at IoU 0.5; ``scale=(50, 150)`` gives about 250 boxes from
+    twice the segmentations (one per scale and colour space). Its time per image is on
     docs/performance.md.
     """
     rgb = _check_image(image)
