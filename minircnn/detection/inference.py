@@ -177,6 +177,11 @@ def rescale_batch(images, rois, scale: float, stride: int = 1):
     return padded, moved
 
 
+# Images per backbone pass in detect_images: the batch the network sees, which a parallel
+# evaluation keeps (training/metrics.py), so its detections are those of one process.
+DETECT_BATCH = 8
+
+
 def pyramid_levels(rois, scales: Sequence[float], target: float) -> np.ndarray:
     """For each RoI (R, 5) (or box (R, 4)), the index of the scale that brings its area
     closest to ``target`` squared: argmin_s |area * s² - target²| (paper section 3)."""
@@ -238,7 +243,8 @@ def detect(model, image, proposals, *, score_thresh: float = 0.05, nms_thresh: f
                          target=target)[0]
 
 
-def detect_images(model, images: Sequence, proposals: Sequence, *, batch_size: int = 8,
+def detect_images(model, images: Sequence, proposals: Sequence, *,
+                  batch_size: int = DETECT_BATCH,
                   scales: Sequence[float] = (1.0,), target: float = 48.0,
                   **kwargs) -> list[dict]:
     """``detect`` on many images, running the backbone on ``batch_size`` images at once.

@@ -49,7 +49,7 @@ class TrainConfig:
     proposal_method: str = "selective_search"  # or "dense", or "rpn" (Faster R-CNN)
     max_proposals: int = 300
     cache_dir: str | None = None         # None: the per-user cache; "" disables caching
-    proposal_workers: int = 2            # processes computing proposals (2 CPU cores)
+    proposal_workers: int = 2            # processes for proposals and evaluation (2 cores)
     rpn_training: str = "joint"          # or "alternating" (the paper's 4 steps)
     rpn_batch_size: int = 256            # anchors sampled per image, up to half positive
     rpn_positive_fraction: float = 0.5

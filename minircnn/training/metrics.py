@@ -5,10 +5,16 @@ and per object size."""
 
 from __future__ import annotations
 
+import multiprocessing
 from typing import TYPE_CHECKING
 
+import numpy as np
+
+from minircnn.backend import get_array_module
 from minircnn.detection.evaluate import GroundTruth, evaluate
-from minircnn.detection.inference import detect_images
+from minircnn.detection.inference import DETECT_BATCH, detect_images
+from minircnn.utils.blas import blas_threads
+from minircnn.utils.workers import map_in_workers
 
 if TYPE_CHECKING:
     from minircnn.training.config import TrainConfig
@@ -22,10 +28,43 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
         (metrics dict, the detections list in dataset order).
     """
     images = [dataset[i]["image"] for i in range(len(dataset))]
-    dets = detect_images(model, images, proposals, score_thresh=config.score_thresh,
-                         nms_thresh=config.nms_thresh, max_dets=config.max_dets,
-                         scales=config.test_scales, target=config.pyramid_target)
+    settings = dict(score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
+                    max_dets=config.max_dets, scales=config.test_scales,
+                    target=config.pyramid_target)
+    workers = _eval_workers(model, config, len(images))
+    if workers < 2:
+        dets = detect_images(model, images, proposals, **settings)
+    else:                       # each worker detects a share of the images, in order
+        # shares cut between detect_images' batches: each image is detected in the same
+        # batch as in one process, so with the same bits
+        batches = -(-len(images) // DETECT_BATCH)              # >= workers
+        bounds = np.minimum(np.linspace(0, batches, workers + 1).astype(int) * DETECT_BATCH,
+                            len(images))
+        jobs = [(model, images[lo:hi], proposals[lo:hi], settings)
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)]
+        dets = [d for share in map_in_workers(_detect_share, jobs, workers) for d in share]
     return detection_metrics(dets, dataset), dets
+
+
+def _eval_workers(model, config: TrainConfig, num_images: int) -> int:
+    """How many processes detect: ``config.proposal_workers`` on the CPU with one BLAS
+    thread each (as the proposals are computed), else 1. Each image is detected alone,
+    so the detections are the same in any number of processes. One process on a GPU, and
+    inside a worker process (``minircnn reproduce`` runs detectors in workers, which
+    may not start processes of their own)."""
+    on_cpu = get_array_module(model.parameters()[0].data) is np
+    in_worker = multiprocessing.current_process().daemon
+    if not on_cpu or in_worker or config.blas_threads != 1:
+        return 1
+    batches = -(-num_images // DETECT_BATCH)                 # shares are whole batches
+    return max(1, min(config.proposal_workers, batches))
+
+
+def _detect_share(job) -> list:
+    """detect_images on one share of the images, in a worker process (one BLAS thread)."""
+    model, images, proposals, settings = job
+    with blas_threads(1):
+        return detect_images(model, images, proposals, **settings)
 
 
 def detection_metrics(dets: list, dataset) -> dict:
