@@ -127,6 +127,12 @@ class SmallVGG(Module):
 
     def forward(self, images):
         """images (N, 3, H, W) -> features (N, out_channels, H/stride, W/stride)."""
+        return self.forward_trainable(self.forward_frozen(images))
+
+    def forward_frozen(self, images):
+        """images (N, 3, H, W) -> the output of the frozen blocks (``freeze_blocks``), or
+        the normalised images when none is frozen. For a given image it never changes
+        while those blocks stay fixed, so training may compute it once per image."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"SmallVGG: images must have shape (N, 3, H, W), "
                              f"got {tuple(images.shape)}")
@@ -136,7 +142,13 @@ class SmallVGG(Module):
                              f"got {tuple(images.shape[2:])}")
         mean, std = self._norm_constants(images)
         x = (images - mean) / std                     # (N, 3, H, W), broadcast over N, H, W
-        for layer in self.layers:
+        for layer in self.layers[:self._first_trainable_layer()]:
+            x = layer.forward(x)
+        return x
+
+    def forward_trainable(self, x):
+        """``forward_frozen``'s output -> features: the blocks that train."""
+        for layer in self.layers[self._first_trainable_layer():]:
             x = layer.forward(x)
         return x
 

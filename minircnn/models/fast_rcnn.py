@@ -141,6 +141,14 @@ class FastRCNN(Detector):
         features = self.backbone.forward(images)      # (N, C, H/s, W/s)
         return self.forward_head(features, rois)
 
+    def forward_from_frozen(self, frozen, rois):
+        """``forward`` from the output of the backbone's frozen blocks (a SmallVGG's
+        ``forward_frozen``, which training may keep per image: training/frozen_cache.py)."""
+        rois = check_array("rois", rois, op="FastRCNN", ndim=2, shape=(None, 5), kinds="fiu",
+                           like=frozen, axes="(R, 5)")
+        features = self.backbone.forward_trainable(frozen)   # (N, C, H/s, W/s)
+        return self.forward_head(features, rois)
+
     def forward_head(self, features, rois):
         """``forward`` after the backbone: features (N, C, H/s, W/s), rois (R, 5) ->
         cls_scores, bbox_deltas (Faster R-CNN shares the features with its RPN)."""

@@ -37,6 +37,7 @@ from minircnn.backend import get_array_module
 from minircnn.layers.module import Module
 from minircnn.models.checkpoint import read_checkpoint, save_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets, make_detector
+from minircnn.training.frozen_cache import FrozenFeatures
 from minircnn.training.metrics import evaluate_detector
 from minircnn.training.optim import SGD, step_lr
 from minircnn.training.proposals import load_proposals, proposals_in_background
@@ -52,7 +53,7 @@ from minircnn.training.runs import (
     save_run_checkpoint,
     save_run_pictures,
 )
-from minircnn.training.step import sample_batch, train_step
+from minircnn.training.step import sample_minibatch, train_step
 from minircnn.utils.blas import blas_threads
 from minircnn.utils.fileio import remove_stale_temps, write_json
 from minircnn.utils.progress import progress_bar, summary
@@ -77,6 +78,7 @@ class Run:
     props: list | None           # their proposals, (P, 4) each; None: the RPN makes them
     state: RunState              # epoch, iteration, history: saved in every checkpoint
     metrics: dict                # what metrics.json will hold
+    frozen: FrozenFeatures | None = None   # the fixed blocks' output per image (Fast R-CNN)
 
 
 def _epoch_order(state: RunState, rng: np.random.Generator, num_images: int):
@@ -199,7 +201,9 @@ def _start(config: TrainConfig, out_dir: str, items: list, props, resume: bool) 
         state = restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
                             optimizer, rng)
     metrics = {"config": config.to_dict(), "epochs": state.epochs}   # the same list
-    return Run(config, out_dir, model, optimizer, rng, items, props, state, metrics)
+    frozen = (FrozenFeatures(model.backbone) if props is not None
+              and FrozenFeatures.usable(getattr(model, "backbone", None)) else None)
+    return Run(config, out_dir, model, optimizer, rng, items, props, state, metrics, frozen)
 
 
 def _images_per_iter(config: TrainConfig) -> int:
@@ -278,10 +282,13 @@ def _iteration(run: Run, idx, stride: int, xp, epoch: int) -> dict:
         images, targets = rpn_minibatch(config, run.items, idx, run.rng)
         return rpn_train_step(model, optimizer, xp.asarray(images), targets, config, run.rng,
                               epoch)
-    images, batch = sample_batch(config, run.items, run.props, idx, run.rng, stride=stride)
-    return train_step(model, optimizer, xp.asarray(images), xp.asarray(batch.rois),
+    images, batch, keys = sample_minibatch(config, run.items, run.props, idx, run.rng,
+                                           stride=stride)
+    images = xp.asarray(images)
+    frozen = run.frozen.lookup(keys, images) if run.frozen is not None else None
+    return train_step(model, optimizer, images, xp.asarray(batch.rois),
                       xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
-                      box_weight=config.box_loss_weight)
+                      box_weight=config.box_loss_weight, frozen=frozen)
 
 
 def _finish(run: Run, val_ds, val_props, times: dict, start: tuple) -> dict:

@@ -23,11 +23,13 @@ def flip_horizontal(image: np.ndarray, boxes: np.ndarray, proposals: np.ndarray)
 
 
 def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
-               box_weight: float = 1.0) -> dict:
+               box_weight: float = 1.0, frozen=None) -> dict:
     """One SGD iteration on one minibatch; returns loss, loss_cls, loss_box, accuracy.
 
     ``box_weight`` scales the box regression term (the paper's lambda, 1 by default;
-    0 trains classification only, the first stage of stage-wise training).
+    0 trains classification only, the first stage of stage-wise training). ``frozen``,
+    when given, is the output of the backbone's frozen blocks on ``images``
+    (training/frozen_cache.py): the forward pass starts from it.
 
     Raises:
         FloatingPointError: the scores or the loss are not finite (the weights are
@@ -36,7 +38,10 @@ def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
     xp = get_array_module(images)
     optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
-        cls_scores, bbox_deltas = model.forward(images, rois)
+        if frozen is None:
+            cls_scores, bbox_deltas = model.forward(images, rois)
+        else:
+            cls_scores, bbox_deltas = model.forward_from_frozen(frozen, rois)
         if not (bool(xp.isfinite(cls_scores).all()) and bool(xp.isfinite(bbox_deltas).all())):
             raise FloatingPointError("the network outputs are not finite (nan/inf)")
         loss, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, labels, bbox_targets)
@@ -61,6 +66,13 @@ def sample_batch(config, items, props, idx, rng, *, stride: int = 1):
     (the backbone's). The paper draws a scale per image; one per minibatch keeps its
     images one array. Box targets are relative to the RoI, so they stay as they are.
     """
+    images, batch, _ = sample_minibatch(config, items, props, idx, rng, stride=stride)
+    return images, batch
+
+
+def sample_minibatch(config, items, props, idx, rng, *, stride: int = 1):
+    """``sample_batch``, and a key per image naming what made it: (index, flipped,
+    scale), the same key for the same pixels (training/frozen_cache.py keeps by it)."""
     images, targets, proposals = [], [], []
     flips = rng.random(len(idx)) < 0.5 if config.flip else np.zeros(len(idx), bool)
     for i, flip in zip(idx, flips, strict=True):
@@ -75,8 +87,10 @@ def sample_batch(config, items, props, idx, rng, *, stride: int = 1):
                     fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
                     bg_iou=tuple(config.bg_iou))
     images = np.stack(images)                                   # (n, 3, H, W)
+    scale = 1.0
     if tuple(config.train_scales) != (1.0,):
         scale = config.train_scales[rng.integers(len(config.train_scales))]
         images, rois = rescale_batch(images, batch.rois, scale, stride)
         batch = batch._replace(rois=rois)
-    return images, batch
+    keys = [(int(i), bool(flip), float(scale)) for i, flip in zip(idx, flips, strict=True)]
+    return images, batch, keys

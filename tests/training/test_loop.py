@@ -122,3 +122,44 @@ def test_fine_tunes_from_a_pretrained_vgg_keeping_the_frozen_blocks(tmp_path):
         train_detector(dataclasses.replace(config, channels=(4, 16)), tmp_path / "bad",
                        progress=False)
 
+
+
+def test_the_frozen_blocks_output_kept_per_image_trains_the_same_bits(tmp_path, monkeypatch):
+    """Blocks 1-2 fixed (the pretrained recipe): their output is computed once per
+    (image, flip, scale) and read after (training/frozen_cache.py); the weights are those
+    of computing it every time, bit for bit."""
+    from minircnn.training import frozen_cache
+
+    config = dataclasses.replace(TINY, pretrained=True, channels=(16, 32, 64, 64),
+                                 num_pools=2, epochs=3)
+    kept = []
+    real_lookup = frozen_cache.FrozenFeatures.lookup
+
+    def counting_lookup(self, keys, images):
+        kept.append(len(self.store))
+        return real_lookup(self, keys, images)
+
+    monkeypatch.setattr(frozen_cache.FrozenFeatures, "lookup", counting_lookup)
+    train_detector(config, tmp_path / "kept", progress=False)
+    assert len(kept) == 6 and 0 < kept[-1] <= 8        # 2 iterations x 3 epochs, 4 x 2 keys
+    monkeypatch.setattr(frozen_cache.FrozenFeatures, "usable", staticmethod(lambda b: False))
+    train_detector(config, tmp_path / "computed", progress=False)
+    assert len(kept) == 6                                # no store this time
+    wa = _weights(tmp_path / "kept" / "model.npz")
+    wb = _weights(tmp_path / "computed" / "model.npz")
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def test_the_frozen_store_stops_at_its_budget():
+    from minircnn.training.config import make_detector
+    from minircnn.training.frozen_cache import FrozenFeatures
+
+    backbone = make_detector(TrainConfig(image_size=64)).backbone
+    images = np.random.default_rng(0).random((3, 3, 64, 64)).astype(np.float32)
+    one = backbone.forward_frozen(images[:1]).nbytes
+    store = FrozenFeatures(backbone, max_bytes=2 * one)
+    first = store.lookup([(0, False, 1.0), (1, False, 1.0), (2, False, 1.0)], images)
+    assert len(store.store) == 2 and store.bytes == 2 * one
+    again = store.lookup([(2, False, 1.0), (0, False, 1.0)], images[[2, 0]])   # 2: computed
+    np.testing.assert_array_equal(again, first[[2, 0]])
+    np.testing.assert_array_equal(first, backbone.forward_frozen(images))
