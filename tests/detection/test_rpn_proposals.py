@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minircnn.detection.boxes import nms
-from minircnn.detection.rpn_proposals import nms_first, rpn_proposals, rpn_proposals_naive
+from minircnn.detection.rpn_proposals import (nms_first, rpn_proposals, rpn_proposals_naive,
+                                              top_k)
 
 
 def _scene():
@@ -66,6 +67,23 @@ def test_nms_first_is_nms_truncated(chunk):
         for top in (1, 30, 500):
             np.testing.assert_array_equal(nms_first(boxes, scores, 0.5, top, chunk=chunk),
                                           nms(boxes, scores, 0.5)[:top])
+
+
+@pytest.mark.parametrize("n, k", [(1, 1), (5, 1), (50, 7), (50, 49), (50, 50), (50, 80),
+                                  (6144, 1000)])
+def test_top_k_is_stable_argsort_truncated(n, k):
+    rng = np.random.default_rng(n + k)
+    for values in (rng.standard_normal(n),                     # distinct
+                   rng.integers(0, 4, n).astype(np.float32),    # ties at the k-th value
+                   np.zeros(n)):                                # all tied
+        np.testing.assert_array_equal(top_k(values, k),
+                                      np.argsort(-values, kind="stable")[:k])
+
+
+def test_top_k_with_nan_logits_is_the_argsort_too():
+    values = np.array([1.0, np.nan, 3.0, np.nan, 2.0, 0.0])
+    for k in range(1, 7):
+        np.testing.assert_array_equal(top_k(values, k), np.argsort(-values, kind="stable")[:k])
 
 
 def test_bad_inputs_name_the_argument():
