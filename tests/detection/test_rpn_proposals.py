@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 
 from minircnn.detection.boxes import nms
-from minircnn.detection.rpn_proposals import (nms_first, rpn_proposals, rpn_proposals_naive,
-                                              top_k)
+from minircnn.detection.rpn_proposals import nms_first, rpn_proposals, rpn_proposals_naive, top_k
 
 
 def _scene():
