@@ -55,6 +55,8 @@ class TrainConfig:
     rpn_positive_fraction: float = 0.5
     rpn_loss_weight: float = 1.0         # RPN loss added to Fast R-CNN's (torchvision: 1)
     rpn_box_weight: float = 1.0          # the RPN's box term, x torchvision's (see above)
+    rpn_fg_iou: float = 0.7              # anchors with IoU >= this are positive (see above)
+    rpn_bg_iou: float = 0.3              # anchors with IoU < this are negative
     # model
     model: str = "fast_rcnn"             # or the baselines "rcnn", "sppnet" (models/rcnn.py)
     backbone: str = "vgg"
