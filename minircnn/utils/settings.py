@@ -104,6 +104,7 @@ TRAIN_RULES = {
     "rpn_training": one_of("joint", "alternating"), "rpn_batch_size": at_least(1),
     "rpn_positive_fraction": FRACTION, "rpn_loss_weight": between(0, None),
     "rpn_box_weight": between(0, None), "rpn_fg_iou": FRACTION, "rpn_bg_iou": FRACTION,
+    "rpn_nms_thresh": FRACTION,
     "max_proposals": at_least(1), "proposal_workers": at_least(1),
     "backbone": one_of("vgg", "resnet"), "num_pools": at_least(0),
     "roi_op": one_of("pool", "align"), "output_size": at_least(1),

@@ -133,6 +133,29 @@ def test_rpn_fg_iou_sets_which_anchors_the_loss_takes_as_positive():
     assert positives[0.4] > positives[0.7]
 
 
+def test_rpn_nms_thresh_is_the_proposals_nms_in_training_and_at_test(tmp_path):
+    """The config's NMS IoU is the RPN's (saved with it): no two proposals of an image
+    overlap above it, and a lower threshold keeps fewer of the same candidates."""
+    from minircnn.detection.boxes import box_iou
+    from minircnn.models import save_checkpoint
+
+    train, _ = make_datasets(TINY_RPN)
+    images = np.stack([train[0]["image"], train[1]["image"]])
+    counts = {}
+    for thresh in (0.3, 0.9):
+        config = dataclasses.replace(TINY_RPN, rpn_nms_thresh=thresh, max_proposals=1000)
+        model = make_detector(config)
+        save_checkpoint(model, tmp_path / f"m{thresh}.npz", config.to_dict())
+        loaded = load_checkpoint(tmp_path / f"m{thresh}.npz")
+        assert loaded.rpn.settings["nms_thresh"] == thresh
+        proposals = loaded.propose(images)
+        for boxes in proposals:
+            iou = box_iou(boxes, boxes) - np.eye(len(boxes))      # each box with the others
+            assert iou.max() <= thresh
+        counts[thresh] = sum(len(p) for p in proposals)
+    assert counts[0.3] < counts[0.9]
+
+
 def test_alternating_run_ends_with_one_shared_backbone(tmp_path):
     config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4)
     metrics = train_detector(config, tmp_path / "alt", progress=False)
