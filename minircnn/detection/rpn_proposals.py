@@ -57,8 +57,7 @@ def rpn_proposals(objectness, deltas, anchors, image_size, *, pre_nms_top_n: int
     objectness, deltas, anchors = _check(objectness, deltas, anchors, image_size,
                                          pre_nms_top_n, post_nms_top_n, nms_thresh, min_size)
     xp = get_array_module(objectness)
-    k = min(int(pre_nms_top_n), objectness.shape[0])
-    top = xp.argsort(-objectness, kind="stable")[:k]              # (k,) best logits first
+    top = top_k(objectness, int(pre_nms_top_n))                  # (k,) best logits first
     boxes = decode_boxes(deltas[top], anchors[top].astype(deltas.dtype),
                          weights=RPN_WEIGHTS)                     # (k, 4)
     scores = 1.0 / (1.0 + xp.exp(-objectness[top].astype(xp.float64)))  # sigmoid, (k,)
@@ -70,6 +69,27 @@ def rpn_proposals(objectness, deltas, anchors, image_size, *, pre_nms_top_n: int
     return boxes[keep], scores[keep]
 
 
+def top_k(values, k: int):
+    """Indices of the ``k`` largest values, largest first, ties by index: exactly
+    ``argsort(-values, kind="stable")[:k]`` (torch.topk's choice up to ties).
+
+    A partial sort: ``partition`` finds the k-th largest value v without ordering the
+    rest; the values above v and the first ties at v make the k, and only those k are
+    sorted (the RPN keeps 1000 of 6144 anchors).
+    """
+    xp = get_array_module(values)
+    n = values.shape[0]
+    if k >= n:
+        return xp.argsort(-values, kind="stable")
+    kth = xp.partition(values, n - k)[n - k]                 # the k-th largest value v
+    above = xp.flatnonzero(values > kth)                     # (< k,) ascending indices
+    ties = xp.flatnonzero(values == kth)[:k - above.shape[0]]   # first ties fill the k
+    chosen = xp.concatenate([above, ties])                   # (k,) unless NaNs
+    if chosen.shape[0] < k:                                  # NaN logits: sort them all
+        return xp.argsort(-values, kind="stable")[:k]
+    return chosen[xp.argsort(-values[chosen], kind="stable")]   # ties keep index order
+
+
 def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 128):
     """``nms(boxes, scores, iou_threshold)[:top_n]``, a chunk of candidates at a time.
 
@@ -77,25 +97,31 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
     box). Candidates are taken ``chunk`` at a time: one vectorised IoU against the boxes
     kept so far removes the suppressed ones, then the chunk's own (chunk, chunk) IoUs
     settle it in rank order. It stops at ``top_n`` kept, so it never computes the full
-    (k, k) matrix: what keeps the RPN's proposals within milliseconds.
+    (k, k) matrix: what keeps the RPN's proposals within milliseconds. Boxes are held
+    as four contiguous coordinate rows (4, k), so each IoU plane is built from
+    contiguous vectors; the kept boxes are copied into rows of their own as they come.
     """
     xp = get_array_module(boxes)
     order = xp.argsort(-scores, kind="stable")               # best first
-    ranked = boxes[order]                                    # (k, 4)
-    areas = (ranked[:, 2] - ranked[:, 0]) * (ranked[:, 3] - ranked[:, 1])   # (k,)
+    ranked = xp.ascontiguousarray(boxes[order].T)            # (4, k): x1, y1, x2, y2 rows
+    areas = (ranked[2] - ranked[0]) * (ranked[3] - ranked[1])   # (k,)
+    kept_boxes = xp.empty((4, min(top_n, ranked.shape[1])), dtype=ranked.dtype)
+    kept_areas = xp.empty(kept_boxes.shape[1], dtype=areas.dtype)
     keep = []                                                # ranks of the kept boxes
-    for start in range(0, len(order), chunk):
-        rows = slice(start, start + chunk)                   # this chunk's B ranks
-        alive = np.ones(len(ranked[rows]), dtype=bool)
+    for start in range(0, ranked.shape[1], chunk):
+        block, block_areas = ranked[:, start:start + chunk], areas[start:start + chunk]
+        alive = np.ones(block.shape[1], dtype=bool)          # (B,)
         if keep:
-            kept = xp.asarray(keep, dtype=xp.int64)
-            iou = _iou_block(ranked[rows], areas[rows], ranked[kept], areas[kept])
-            alive = asnumpy((iou <= iou_threshold).all(axis=1))
-        over = asnumpy(_iou_block(ranked[rows], areas[rows], ranked[rows], areas[rows])
+            n = len(keep)
+            iou = _iou_block(block, block_areas, kept_boxes[:, :n], kept_areas[:n])
+            alive = asnumpy((iou <= iou_threshold).all(axis=1))   # (B, n) -> (B,)
+        over = asnumpy(_iou_block(block, block_areas, block, block_areas)
                        > iou_threshold)                      # (B, B)
         for i in np.flatnonzero(alive):                      # rank order within the chunk
             if not alive[i]:
                 continue
+            kept_boxes[:, len(keep)] = block[:, i]
+            kept_areas[len(keep)] = block_areas[i]
             keep.append(start + int(i))
             if len(keep) == top_n:
                 return order[xp.asarray(keep, dtype=xp.int64)]
@@ -104,14 +130,14 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
 
 
 def _iou_block(a, area_a, b, area_b):
-    """IoU of boxes a (B, 4) and b (K, 4), their areas given -> (B, K); 0 where the
-    union is 0 (two empty boxes). Four (B, K) planes instead of box_iou's (B, K, 2),
-    each updated in place (NMS's hot loop: a third of the time of fresh arrays)."""
+    """IoU of boxes a (4, B) and b (4, K), given as coordinate rows with their areas ->
+    (B, K); 0 where the union is 0 (two empty boxes). Four (B, K) planes instead of
+    box_iou's (B, K, 2), each updated in place (NMS's hot loop)."""
     xp = get_array_module(a)
-    iw = xp.minimum(a[:, None, 2], b[None, :, 2])            # (B, K) right edge of the overlap
-    iw -= xp.maximum(a[:, None, 0], b[None, :, 0])           # minus its left edge
-    ih = xp.minimum(a[:, None, 3], b[None, :, 3])
-    ih -= xp.maximum(a[:, None, 1], b[None, :, 1])
+    iw = xp.minimum(a[2][:, None], b[2][None, :])            # (B, K) right edge of the overlap
+    iw -= xp.maximum(a[0][:, None], b[0][None, :])           # minus its left edge
+    ih = xp.minimum(a[3][:, None], b[3][None, :])
+    ih -= xp.maximum(a[1][:, None], b[1][None, :])
     inter = xp.maximum(iw, 0, out=iw)                        # no overlap: 0
     inter *= xp.maximum(ih, 0, out=ih)                       # (B, K)
     union = area_a[:, None] + area_b[None, :]                # (B, 1) + (1, K) -> (B, K)

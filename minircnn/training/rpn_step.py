@@ -68,7 +68,11 @@ def _rpn_loss(model, features, targets, config, rng):
     objectness, deltas = model.rpn.forward(features)          # (N, A), (N, A, 4)
     anchors = model.rpn.anchors(features)                     # (A, 4)
     xp = get_array_module(features)
-    labels_of = _LABELS.setdefault(model, AnchorLabelCache())   # IoU once per image
+    labels_of = _LABELS.get(model)                             # IoU once per image
+    if labels_of is None or (labels_of.fg_iou, labels_of.bg_iou) != (config.rpn_fg_iou,
+                                                                     config.rpn_bg_iou):
+        labels_of = _LABELS[model] = AnchorLabelCache(fg_iou=config.rpn_fg_iou,
+                                                      bg_iou=config.rpn_bg_iou)
     parts = []
     for t in targets:
         gt = xp.asarray(t["boxes"])

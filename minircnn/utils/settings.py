@@ -103,7 +103,8 @@ TRAIN_RULES = {
     "proposal_method": one_of("selective_search", "dense", "rpn"),
     "rpn_training": one_of("joint", "alternating"), "rpn_batch_size": at_least(1),
     "rpn_positive_fraction": FRACTION, "rpn_loss_weight": between(0, None),
-    "rpn_box_weight": between(0, None),
+    "rpn_box_weight": between(0, None), "rpn_fg_iou": FRACTION, "rpn_bg_iou": FRACTION,
+    "rpn_nms_thresh": FRACTION,
     "max_proposals": at_least(1), "proposal_workers": at_least(1),
     "backbone": one_of("vgg", "resnet"), "num_pools": at_least(0),
     "roi_op": one_of("pool", "align"), "output_size": at_least(1),
@@ -157,7 +158,8 @@ def check_train_config(config) -> None:
 
 def _check_rpn_config(config) -> None:
     """Faster R-CNN trains Fast R-CNN with hierarchical sampling at one scale; the
-    alternating schedule needs an epoch for each of its four steps."""
+    anchors' negative threshold is at most the positive one; the alternating schedule
+    needs an epoch for each of its four steps."""
     if config.model != "fast_rcnn" or config.sampling != "hierarchical" or \
             tuple(config.train_scales) != (1.0,):
         raise UsageError(
@@ -165,6 +167,10 @@ def _check_rpn_config(config) -> None:
             f"scale, got model={config.model!r}, sampling={config.sampling!r}, "
             f"train_scales={tuple(config.train_scales)}",
             "leave --sampling and --train-scales at their defaults with --proposals rpn")
+    if config.rpn_bg_iou > config.rpn_fg_iou:
+        raise UsageError(f"rpn_bg_iou must not exceed rpn_fg_iou (anchors below bg are "
+                         f"negative, from fg positive), got {config.rpn_bg_iou} and "
+                         f"{config.rpn_fg_iou}", "lower rpn_bg_iou or raise rpn_fg_iou")
     if config.rpn_training == "alternating" and config.epochs < 4:
         raise UsageError(f"rpn_training='alternating' runs 4 steps, one epoch each at least, "
                          f"got epochs={config.epochs}", "use --epochs 4 or more")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from minircnn.detection.boxes import nms
-from minircnn.detection.rpn_proposals import nms_first, rpn_proposals, rpn_proposals_naive
+from minircnn.detection.rpn_proposals import nms_first, rpn_proposals, rpn_proposals_naive, top_k
 
 
 def _scene():
@@ -68,9 +68,48 @@ def test_nms_first_is_nms_truncated(chunk):
                                           nms(boxes, scores, 0.5)[:top])
 
 
+@pytest.mark.parametrize("n, k", [(1, 1), (5, 1), (50, 7), (50, 49), (50, 50), (50, 80),
+                                  (6144, 1000)])
+def test_top_k_is_stable_argsort_truncated(n, k):
+    rng = np.random.default_rng(n + k)
+    for values in (rng.standard_normal(n),                     # distinct
+                   rng.integers(0, 4, n).astype(np.float32),    # ties at the k-th value
+                   np.zeros(n)):                                # all tied
+        np.testing.assert_array_equal(top_k(values, k),
+                                      np.argsort(-values, kind="stable")[:k])
+
+
+def test_top_k_with_nan_logits_is_the_argsort_too():
+    values = np.array([1.0, np.nan, 3.0, np.nan, 2.0, 0.0])
+    for k in range(1, 7):
+        np.testing.assert_array_equal(top_k(values, k), np.argsort(-values, kind="stable")[:k])
+
+
 def test_bad_inputs_name_the_argument():
     objectness, deltas, anchors = _scene()
     with pytest.raises(ValueError, match="deltas"):
         rpn_proposals(objectness, deltas[:3], anchors, (100, 100))
     with pytest.raises(ValueError, match="nms_thresh"):
         rpn_proposals(objectness, deltas, anchors, (100, 100), nms_thresh=1.5)
+
+
+def test_proposals_on_the_fake_gpu_match_the_cpu(monkeypatch):
+    """The partial sort and the NMS use only what CuPy has (the fake CuPy refuses the
+    rest), and give the CPU's proposals."""
+    from minircnn import backend
+    from minircnn.detection.anchors import AnchorGenerator
+    from minircnn.testing import fake_cupy
+
+    monkeypatch.setattr(backend, "FAKE_GPU", True)
+    monkeypatch.setattr(backend, "_cupy", fake_cupy.module)
+    rng = np.random.default_rng(3)
+    anchors = AnchorGenerator((12, 24, 48), (1.0,), 4)((16, 16))
+    objectness = rng.integers(0, 5, len(anchors)).astype(np.float32)   # ties at the k-th
+    deltas = (0.2 * rng.standard_normal((len(anchors), 4))).astype(np.float32)
+    cpu = rpn_proposals(objectness, deltas, anchors, (64, 64), pre_nms_top_n=300,
+                        post_nms_top_n=100, nms_thresh=0.5)
+    gpu = rpn_proposals(*(backend.to_device(a, "gpu") for a in (objectness, deltas, anchors)),
+                        (64, 64), pre_nms_top_n=300, post_nms_top_n=100, nms_thresh=0.5)
+    assert not isinstance(gpu[0], np.ndarray)
+    np.testing.assert_array_equal(backend.asnumpy(gpu[0]), cpu[0])
+    np.testing.assert_array_equal(backend.asnumpy(gpu[1]), cpu[1])

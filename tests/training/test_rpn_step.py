@@ -107,6 +107,55 @@ def test_rpn_box_weight_scales_the_box_gradient_alone():
     assert np.abs(grads[1.0]["head.bbox_pred.w"]).max() > 0
 
 
+def test_rpn_fg_iou_sets_which_anchors_the_loss_takes_as_positive():
+    """One step from the same weights on the same draw: the anchors the RPN loss takes as
+    positive are those label_anchors gives at the config's thresholds (and the model's
+    label cache follows a change of them)."""
+    from minircnn.detection.anchors import POSITIVE, label_anchors
+    from minircnn.training import rpn_step
+
+    train, _ = make_datasets(TINY_RPN)
+    items = [train[i] for i in range(len(train))]
+    model = make_detector(TINY_RPN)
+    positives = {}
+    for fg in (0.7, 0.4):
+        config = dataclasses.replace(TINY_RPN, rpn_fg_iou=fg, rpn_bg_iou=0.3,
+                                     rpn_batch_size=10_000)      # every labelled anchor
+        rng = np.random.default_rng(0)
+        images, targets = rpn_minibatch(config, items, [0, 1], rng)
+        features = model.backbone.forward(images)
+        cache, _, _ = rpn_step._rpn_loss(model, features, targets, config, rng)
+        anchors = model.rpn.anchors(features)
+        expected = np.concatenate([label_anchors(anchors, t["boxes"], fg_iou=fg,
+                                                 bg_iou=0.3)[0] for t in targets])
+        np.testing.assert_array_equal(cache.positive, np.flatnonzero(expected == POSITIVE))
+        positives[fg] = len(cache.positive)
+    assert positives[0.4] > positives[0.7]
+
+
+def test_rpn_nms_thresh_is_the_proposals_nms_in_training_and_at_test(tmp_path):
+    """The config's NMS IoU is the RPN's (saved with it): no two proposals of an image
+    overlap above it, and a lower threshold keeps fewer of the same candidates."""
+    from minircnn.detection.boxes import box_iou
+    from minircnn.models import save_checkpoint
+
+    train, _ = make_datasets(TINY_RPN)
+    images = np.stack([train[0]["image"], train[1]["image"]])
+    counts = {}
+    for thresh in (0.3, 0.9):
+        config = dataclasses.replace(TINY_RPN, rpn_nms_thresh=thresh, max_proposals=1000)
+        model = make_detector(config)
+        save_checkpoint(model, tmp_path / f"m{thresh}.npz", config.to_dict())
+        loaded = load_checkpoint(tmp_path / f"m{thresh}.npz")
+        assert loaded.rpn.settings["nms_thresh"] == thresh
+        proposals = loaded.propose(images)
+        for boxes in proposals:
+            iou = box_iou(boxes, boxes) - np.eye(len(boxes))      # each box with the others
+            assert iou.max() <= thresh
+        counts[thresh] = sum(len(p) for p in proposals)
+    assert counts[0.3] < counts[0.9]
+
+
 def test_alternating_run_ends_with_one_shared_backbone(tmp_path):
     config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4)
     metrics = train_detector(config, tmp_path / "alt", progress=False)
@@ -120,6 +169,8 @@ def test_alternating_run_ends_with_one_shared_backbone(tmp_path):
     ({"train_scales": (1.0, 2.0)}, "at one scale"),
     ({"rpn_training": "alternating", "epochs": 3}, "4 steps"),
     ({"rpn_training": "both"}, "rpn_training must be"),
+    ({"rpn_fg_iou": 0.4, "rpn_bg_iou": 0.5}, "must not exceed rpn_fg_iou"),
+    ({"rpn_fg_iou": 1.5}, "rpn_fg_iou must be"),
 ])
 def test_rpn_settings_are_checked(change, message):
     with pytest.raises(UsageError, match=message):
