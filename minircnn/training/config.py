@@ -37,8 +37,8 @@ class TrainConfig:
     weights it by lambda = 10, which is 2560 / (h*w) times torchvision's: about 1 for
     VGG16 on a 600x1000 image, 2.5 on this toy's 32x32 map.
 
-    Two RPN settings depart from the paper (section 3.1.2, 3.3), for the shapes:
-    ``rpn_fg_iou`` 0.6, not 0.7: with one aspect ratio and scales a factor sqrt(2)
+    Two RPN settings depart from the Faster R-CNN paper (sections 3.1.2, 3.3) for the
+    shapes. ``rpn_fg_iou`` 0.6, not 0.7: with one aspect ratio and scales a factor sqrt(2)
     apart, an IoU of 0.7 leaves most objects a handful of positive anchors (a fifth of
     them only their best one), and the box regression little to learn from; 0.6 about
     triples them. ``rpn_nms_thresh`` 0.85, not 0.7, in training and at test: the shapes'

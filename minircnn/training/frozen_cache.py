@@ -36,10 +36,13 @@ class FrozenFeatures:
         self.bytes = 0
 
     @staticmethod
-    def usable(backbone) -> bool:
-        """Whether ``backbone`` splits into frozen and trainable blocks (a SmallVGG with
+    def usable(model) -> bool:
+        """Whether ``model`` can start from a stored output: a FastRCNN
+        (``forward_from_frozen``; R-CNN and SPP-net run their backbone otherwise) whose
+        backbone splits into frozen and trainable blocks (a SmallVGG with
         ``freeze_blocks(k)``, k >= 1)."""
-        return (hasattr(backbone, "forward_frozen")
+        backbone = getattr(model, "backbone", None)
+        return (hasattr(model, "forward_from_frozen") and hasattr(backbone, "forward_frozen")
                 and getattr(backbone, "frozen_blocks", 0) > 0)
 
     def lookup(self, keys: list, images):

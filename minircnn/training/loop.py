@@ -202,7 +202,7 @@ def _start(config: TrainConfig, out_dir: str, items: list, props, resume: bool) 
                             optimizer, rng)
     metrics = {"config": config.to_dict(), "epochs": state.epochs}   # the same list
     frozen = (FrozenFeatures(model.backbone) if props is not None
-              and FrozenFeatures.usable(getattr(model, "backbone", None)) else None)
+              and FrozenFeatures.usable(model) else None)
     return Run(config, out_dir, model, optimizer, rng, items, props, state, metrics, frozen)
 
 

@@ -6,6 +6,7 @@ and per object size."""
 from __future__ import annotations
 
 import multiprocessing
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -49,12 +50,17 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
 def _eval_workers(model, config: TrainConfig, num_images: int) -> int:
     """How many processes detect: ``config.proposal_workers`` on the CPU with one BLAS
     thread each (as the proposals are computed), else 1. Each image is detected alone,
-    so the detections are the same in any number of processes. One process on a GPU, and
-    inside a worker process (``minircnn reproduce`` runs detectors in workers, which
-    may not start processes of their own)."""
+    so the detections are the same in any number of processes.
+
+    One process on a GPU; inside a worker process (``minircnn reproduce`` runs detectors
+    in workers, which may not start processes of their own); and while other threads
+    run in this one (another pool's, a test runner's): the workers are forks, and a fork
+    copies a lock another thread holds, which the worker could then wait for forever.
+    """
     on_cpu = get_array_module(model.parameters()[0].data) is np
     in_worker = multiprocessing.current_process().daemon
-    if not on_cpu or in_worker or config.blas_threads != 1:
+    alone = threading.active_count() == 1
+    if not on_cpu or in_worker or not alone or config.blas_threads != 1:
         return 1
     batches = -(-num_images // DETECT_BATCH)                 # shares are whole batches
     return max(1, min(config.proposal_workers, batches))

@@ -154,6 +154,9 @@ def test_the_frozen_store_stops_at_its_budget():
     from minircnn.training.config import make_detector
     from minircnn.training.frozen_cache import FrozenFeatures
 
+    assert FrozenFeatures.usable(make_detector(TrainConfig(image_size=64)))
+    for baseline in ("rcnn", "sppnet"):        # these run their backbone their own way
+        assert not FrozenFeatures.usable(make_detector(TrainConfig(model=baseline)))
     backbone = make_detector(TrainConfig(image_size=64)).backbone
     images = np.random.default_rng(0).random((3, 3, 64, 64)).astype(np.float32)
     one = backbone.forward_frozen(images[:1]).nbytes
