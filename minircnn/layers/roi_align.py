@@ -51,8 +51,7 @@ class RoIAlignCache(NamedTuple):
     sampling_ratio: int
     aligned: bool
     dtype: object = None   # features' dtype, which dout must have (None: not checked)
-    matrices: tuple | None = None  # the fast forward's (A, B, count, batch), reused by backward
-    windows: WindowPlan | None = None  # the fast forward's windows, reused by backward
+    windows: WindowPlan | None = None  # the fast forward's windows and weights, for backward
 
 
 class AlignGeometry(NamedTuple):
@@ -200,23 +199,33 @@ def _align_matrices(cache: RoIAlignCache, part: str = "weights"):
     return A, B, g.count, g.batch
 
 
-def _pool_planned(plan: WindowPlan, A, B, batch, features, count):
+def _geometry(cache: RoIAlignCache) -> AlignGeometry:
+    return roi_align_geometry(cache.rois, cache.output_size, cache.spatial_scale,
+                              cache.sampling_ratio, cache.aligned)
+
+
+def _plan(cache: RoIAlignCache) -> WindowPlan:
+    """The windows and their weights (roi_align_windows.py) for the cache's RoIs."""
+    return plan_windows(_geometry(cache), cache.output_size, cache.features_shape[2:])
+
+
+def _pool_planned(plan: WindowPlan, batch, features):
     """The average of every RoI's samples, (R, C, PH, PW) C-contiguous (so flattening it
     for fc6 is a view): each window group by its window, the rest by the whole map."""
     xp = get_array_module(features)
-    R, PH, PW, C = A.shape[0], A.shape[1], B.shape[1], features.shape[1]
-    per_roi = count[:, None, None, None]                 # (R, 1, 1, 1) the divisor
-    if len(plan.whole) == R:                             # every RoI on the whole map
-        out = pool_whole(A, B, batch, features)
-        return xp.divide(out, per_roi, out=xp.empty(out.shape, out.dtype))
-    out = xp.empty((R, C, PH, PW), dtype=features.dtype)
-    x_hwc = channels_last(features)                      # (N, H, W, C)
-    for g in plan.groups:
-        pooled = pool_group(g, x_hwc)                    # (G, C, PH, PW)
-        out[g.rows] = xp.divide(pooled, per_roi[g.rows], out=pooled)
+    R, C = len(batch), features.shape[1]
+    PH, PW = plan.whole_a.shape[1], plan.whole_b.shape[1]
     w = plan.whole
+    if len(w) == R:                                      # every RoI on the whole map
+        return xp.ascontiguousarray(pool_whole(plan.whole_a, plan.whole_b, batch, features))
+    x_hwc = channels_last(features)                      # (N, H, W, C)
+    if len(plan.groups) == 1 and not len(w):             # one group: its output is all
+        return pool_group(plan.groups[0], x_hwc)         # (rows are 0..R-1 in order)
+    out = xp.empty((R, C, PH, PW), dtype=features.dtype)
+    for g in plan.groups:
+        out[g.rows] = pool_group(g, x_hwc)               # (G, C, PH, PW)
     if len(w):
-        out[w] = pool_whole(A[w], B[w], batch[w], features) / per_roi[w]
+        out[w] = pool_whole(plan.whole_a, plan.whole_b, batch[w], features)
     return out
 
 
@@ -275,23 +284,19 @@ def roi_align_forward(features: np.ndarray, rois: np.ndarray, *, output_size,
                           sampling_ratio, bool(aligned), features.dtype)
     if features.shape[1] == 0:                  # no channels: nothing to pool
         return xp.zeros((len(rois), 0, PH, PW), dtype=features.dtype), cache
-    A, B, count, batch = _align_matrices(cache)
     finite = xp.isfinite(features)
-    all_finite = bool(finite.all())
-    if all_finite:                               # each RoI's window (roi_align_windows.py)
-        plan = plan_windows(A, B, batch)
-        out = _pool_planned(plan, A, B, batch, features, count)
-    else:                                        # whole map, non-finite cells set below
-        plan = None
-        out = pool_whole(A, B, batch, xp.where(finite, features, 0))
-        # average over the samples, written C-contiguous (R, C, PH, PW): flattening it
-        # for fc6 is then a view, not a copy
-        out = xp.divide(out, count[:, None, None, None], out=xp.empty(out.shape, out.dtype))
-    # the backward pass reads the matrices and windows instead of building them again
-    cache = cache._replace(matrices=(A, B, count, batch), windows=plan)
-    if not all_finite:
-        out = _non_finite_outputs(out, features, cache)
-    return out, cache
+    if bool(finite.all()):                       # each RoI's window (roi_align_windows.py)
+        plan = _plan(cache)
+        out = _pool_planned(plan, cache.rois[:, 0].astype(np.int64), features)
+        # the backward pass reads the windows and weights instead of building them again
+        return out, cache._replace(windows=plan)
+    # whole map, the non-finite cells set below
+    A, B, count, batch = _align_matrices(cache)
+    out = pool_whole(A, B, batch, xp.where(finite, features, 0))
+    # average over the samples, written C-contiguous (R, C, PH, PW): flattening it
+    # for fc6 is then a view, not a copy
+    out = xp.divide(out, count[:, None, None, None], out=xp.empty(out.shape, out.dtype))
+    return _non_finite_outputs(out, features, cache), cache
 
 
 def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
@@ -307,19 +312,18 @@ def roi_align_backward(dout: np.ndarray, cache: RoIAlignCache) -> np.ndarray:
     R = dout.shape[0]
     if C == 0:                                   # no channels: an empty gradient
         return xp.zeros((N, C, H, W), dtype=dout.dtype)
-    # the forward's matrices and windows; a naive forward's cache has none: build them
-    A, B, count, batch = _align_matrices(cache) if cache.matrices is None else cache.matrices
-    plan = plan_windows(A, B, batch) if cache.windows is None else cache.windows
-    d = dout / count[:, None, None, None]         # (R, C, PH, PW) the average's share
+    # the forward's windows and weights; a naive or non-finite forward's cache has none
+    plan = _plan(cache) if cache.windows is None else cache.windows
+    batch = cache.rois[:, 0].astype(np.int64)
     w = plan.whole
     if len(w) == R:                               # every RoI on the whole map
-        return unpool_whole(A, B, batch, d, N)
+        return unpool_whole(plan.whole_a, plan.whole_b, batch, dout, N)
     dx_hwc = xp.zeros((N, H, W, C), dtype=dout.dtype)    # channels last, as the windows
     for g in plan.groups:
-        unpool_group(g, d[g.rows], dx_hwc)      # d[rows]: a contiguous copy
+        unpool_group(g, dout[g.rows], dx_hwc)     # the weights hold 1 / count
     dx = xp.ascontiguousarray(dx_hwc.transpose(0, 3, 1, 2))  # -> (N, C, H, W)
     if len(w):
-        dx += unpool_whole(A[w], B[w], batch[w], d[w], N)
+        dx += unpool_whole(plan.whole_a, plan.whole_b, batch[w], dout[w], N)
     return dx
 
 
@@ -342,10 +346,10 @@ class RoIAlign(OpModule):
         self.impl = impl                      # checked; picks op_forward, op_backward
 
     def forward(self, features, rois):
-        out, self._cache = self.op_forward(features, rois, output_size=self.output_size,
-                                           spatial_scale=self.spatial_scale,
-                                           sampling_ratio=self.sampling_ratio,
-                                           aligned=self.aligned)
+        out, cache = self.op_forward(features, rois, output_size=self.output_size,
+                                     spatial_scale=self.spatial_scale,
+                                     sampling_ratio=self.sampling_ratio, aligned=self.aligned)
+        self._cache = None if self.is_frozen() else cache   # no_grad: no backward comes
         return out
 
     def backward(self, dout):

@@ -13,22 +13,27 @@ roi_align_windows.py runs the same products on each RoI's window of the map.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
 
 
-def interp_matrix(start, bin_size, grid, n_bins: int, size: int, part: str = "weights"):
-    """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, size).
+class AxisSamples(NamedTuple):
+    """Every bin's samples along one axis, (R, P, G) arrays (G: the largest grid)."""
 
-    ``part`` other than "weights" counts, instead of weights, the samples that read a row
-    at all ("touched"), with a weight > 0 ("positive") or with a weight of exactly 0
-    ("zero"): what NaN and inf cells do to an output depends on those (see
-    ``_non_finite_outputs``).
-    """
+    used: np.ndarray   # a real sample inside [-1, size] (bool)
+    low: np.ndarray    # the cell at or before the sample (int)
+    high: np.ndarray   # the cell after it (int; low itself on the last cell)
+    frac: np.ndarray   # distance past low: weight hy = 1 - frac on low, ly = frac on high
+
+
+def axis_samples(start, bin_size, grid, n_bins: int, size: int) -> AxisSamples:
+    """The cells each sample of each bin reads along one axis, torchvision's bilinear rules."""
     xp = get_array_module(start)
-    R, dt = start.shape[0], start.dtype.type
-    G = max(int(grid.max()), 1) if R else 1                     # padded samples per bin
+    dt = start.dtype.type
+    G = max(int(grid.max()), 1) if start.shape[0] else 1        # padded samples per bin
     p = xp.arange(n_bins, dtype=start.dtype)[None, :, None]     # (1, P, 1)
     i = xp.arange(G, dtype=start.dtype)[None, None, :]          # (1, 1, G)
     s, b = start[:, None, None], bin_size[:, None, None]        # (R, 1, 1)
@@ -39,16 +44,47 @@ def interp_matrix(start, bin_size, grid, n_bins: int, size: int, part: str = "we
     low = xp.minimum(y.astype(np.int64), size - 1)               # int() truncates: y >= 0
     high = xp.minimum(low + 1, size - 1)
     y = xp.where(low >= size - 1, low.astype(start.dtype), y)    # last row: all weight on it
-    frac = y - low                                               # ly: distance past row low
+    frac = y - low.astype(start.dtype)                           # ly, in the features' dtype
+    return AxisSamples(used, low, high, frac)
+
+
+def scatter_weights(samples: AxisSamples, on_low, on_high, width: int, origin=0):
+    """Sum of the samples' weights on each of ``width`` cells from ``origin``: (R, P, width).
+
+    on_low, on_high: (R, P, G) what each sample puts on its low and high cell.
+    origin: (R,) first cell of each RoI's window (0: the whole axis). The caller makes
+    sure every cell with a nonzero weight lies inside the window; a zero weight is put
+    on a cell inside it.
+    """
+    xp = get_array_module(on_low)
+    R, P, _ = on_low.shape
+    if not isinstance(origin, int):
+        origin = xp.asarray(origin)[:, None, None]               # (R, 1, 1)
+    low = xp.where(samples.used, samples.low - origin, 0)        # (R, P, G) window columns
+    high = xp.where(samples.used, xp.minimum(samples.high - origin, width - 1), 0)
+    m = xp.zeros((R, P, width), dtype=on_low.dtype)
+    r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(P)[None, :, None]
+    xp.add.at(m, (r_idx, p_idx, low), on_low)
+    xp.add.at(m, (r_idx, p_idx, high), on_high)
+    return m
+
+
+def interp_matrix(start, bin_size, grid, n_bins: int, size: int, part: str = "weights"):
+    """Sum over each bin's samples of their 1-D bilinear weights: (R, n_bins, size).
+
+    ``part`` other than "weights" counts, instead of weights, the samples that read a row
+    at all ("touched"), with a weight > 0 ("positive") or with a weight of exactly 0
+    ("zero"): what NaN and inf cells do to an output depends on those (see
+    ``_non_finite_outputs``).
+    """
+    s = axis_samples(start, bin_size, grid, n_bins, size)
+    used, frac = s.used, s.frac
     on_low, on_high = {"weights": ((1 - frac) * used, frac * used),   # hy on low, ly on high
                        "touched": (used, used),
                        "positive": (used, used & (frac > 0)),         # hy > 0 always
                        "zero": (used & False, used & (frac == 0))}[part]
-    m = xp.zeros((R, n_bins, size), dtype=start.dtype)
-    r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(n_bins)[None, :, None]
-    xp.add.at(m, (r_idx, p_idx, low), on_low.astype(m.dtype))
-    xp.add.at(m, (r_idx, p_idx, high), on_high.astype(m.dtype))
-    return m
+    dt = start.dtype
+    return scatter_weights(s, on_low.astype(dt), on_high.astype(dt), size)
 
 
 def image_groups(batch, n_images: int) -> list:

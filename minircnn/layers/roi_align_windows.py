@@ -10,17 +10,23 @@ multiply-adds are by zero weights.
 
 Here every RoI first copies out its window, the Hc x Wc cells its weights touch, and
 the same two products run on the window: the same nonzero terms in the same order, so
-the same sums. RoIs are grouped by window size (one group per step of sqrt(2)), so a
-small RoI does not pay for the largest one's window; a group whose windows cover most
-of the map takes the whole-map products instead, where copying the windows would cost
-more than the zeros it saves (``WINDOW_SHARE``).
+the same sums. The window weights are built on the window directly, from the samples'
+cells (roi_align_matrices.axis_samples), never as whole-map matrices, and they hold the
+average's 1 / count, so no pass over the output divides it. RoIs are grouped by window
+size (one group per step of sqrt(2)), so a small RoI does not pay for the largest one's
+window; a group whose windows cover most of the map takes the whole-map products
+instead, where copying the windows would cost more than the zeros it saves
+(``WINDOW_SHARE``).
 
 Layout: the map is read channels-last, (N, H, W, C), so a window's row is one contiguous
 run of Wc * C values (the copy is a few long runs, not many short ones), and the row
-product ``a (PH, Hc) @ window (Hc, Wc * C)`` reads it as it lies.
+product ``a (PH, Hc) @ window (Hc, Wc * C)`` reads it as it lies. Its result is
+channels-last too, (PH, Wc, C); the column product reads it transposed, (C, Wc), and
+writes each (C, PW) block through a transposed view of the (C, PH, PW) output, so
+neither product is followed by a transposing copy.
 
 The backward pass runs the same products transposed and adds each RoI's window of
-gradient back into its image: dx[n, window] += a^T (dout / count) b.
+gradient back into its image: dx[n, window] += a^T dout b (a holds 1 / count).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 
 from minircnn.backend import asnumpy, get_array_module
+from minircnn.layers.roi_align_matrices import AxisSamples, axis_samples, scatter_weights
 
 # A group whose windows hold more than this share of the map's cells uses the whole-map
 # products: copying a window costs about as much as multiplying the map's zeros it skips
@@ -44,7 +51,7 @@ class WindowGroup(NamedTuple):
     batch: np.ndarray  # (G,) image of each RoI
     top: np.ndarray    # (G,) first window row
     left: np.ndarray   # (G,) first window column
-    a: np.ndarray      # (G, PH, Hc) row weights on the window's rows
+    a: np.ndarray      # (G, PH, Hc) row weights on the window's rows, divided by count
     b: np.ndarray      # (G, PW, Wc) column weights on the window's columns
 
 
@@ -53,50 +60,68 @@ class WindowPlan(NamedTuple):
 
     groups: list       # [WindowGroup]
     whole: np.ndarray  # (R_whole,) positions of the RoIs that use the whole map
+    whole_a: np.ndarray  # (R_whole, PH, H) their row weights on every row, divided by count
+    whole_b: np.ndarray  # (R_whole, PW, W) their column weights on every column
 
 
-def _extents(M):
+def _extents(s: AxisSamples):
     """First cell and length of every RoI's nonzero weights along one axis (host arrays).
 
-    M: (R, P, S) interpolation matrices. Returns lo (R,) and length (R,); a RoI whose
-    samples all fall outside the map (no nonzero weight) gets the 1-cell window at 0.
+    A sample puts weight 1 - frac > 0 on its low cell and frac on its high cell, so the
+    cells read are the used samples' low cells and, where frac > 0, their high cells. A
+    RoI whose samples all fall outside the map gets the 1-cell window at 0.
     """
-    used = asnumpy(M != 0).any(axis=1)                      # (R, S) cells read
-    S = used.shape[1]
-    lo = used.argmax(axis=1)                                 # first cell read
-    hi = S - used[:, ::-1].argmax(axis=1)                    # one past the last
-    reads = used.any(axis=1)
-    return np.where(reads, lo, 0), np.where(reads, hi - lo, 1)
+    used, low, high = asnumpy(s.used), asnumpy(s.low), asnumpy(s.high)
+    last_read = np.where(asnumpy(s.frac) > 0, high, low)           # (R, P, G)
+    first = np.where(used, low, np.iinfo(np.int64).max).min(axis=(1, 2))   # (R,)
+    last = np.where(used, last_read, -1).max(axis=(1, 2))                   # (R,)
+    reads = last >= 0
+    return np.where(reads, first, 0), np.where(reads, last - first + 1, 1)
 
 
-def plan_windows(A, B, batch) -> WindowPlan:
-    """Group the RoIs by window size and cut their weights to their windows.
+def _weights(s: AxisSamples, rows, width: int, origin=0):
+    """The rows' bilinear weights on ``width`` cells from ``origin`` (R_rows, P, width)."""
+    used, frac = s.used[rows], s.frac[rows]
+    picked = AxisSamples(used, s.low[rows], s.high[rows], frac)
+    return scatter_weights(picked, (1 - frac) * used, frac * used, width, origin)
+
+
+def plan_windows(geometry, output_size: tuple, map_size: tuple) -> WindowPlan:
+    """Group the RoIs by window size and build their weights on their windows.
+
+    Each RoI's average over its count samples is folded into its row weights (a / count),
+    so the products give the average and no pass over the output divides it.
 
     Args:
-        A: (R, PH, H) row weights.  B: (R, PW, W) column weights.  batch: (R,) image.
+        geometry: the RoIs' AlignGeometry (roi_align.py): (R,) start, bin, grid, count.
+        output_size: (PH, PW).  map_size: (H, W) of the feature map.
     """
-    xp = get_array_module(A)
-    H, W = A.shape[2], B.shape[2]
-    top, height = _extents(A)                                # (R,) each, on the host
-    left, width = _extents(B)
-    size = np.maximum(height, width)                         # (R,) the window's longer side
-    step = np.ceil(2 * np.log2(size)).astype(np.int64)       # groups of one sqrt(2) step
+    g = geometry
+    xp = get_array_module(g.start_h)
+    (PH, PW), (H, W) = output_size, map_size
+    rows_s = axis_samples(g.start_h, g.bin_h, g.grid_h, PH, H)   # (R, PH, grid) each
+    cols_s = axis_samples(g.start_w, g.bin_w, g.grid_w, PW, W)
+    per_roi = g.count[:, None, None]                             # (R, 1, 1) the divisor
+    top, height = _extents(rows_s)                               # (R,) each, on the host
+    left, width = _extents(cols_s)
+    size = np.maximum(height, width)                             # (R,) the window's longer side
+    step = np.ceil(2 * np.log2(size)).astype(np.int64)           # groups of one sqrt(2) step
     groups, whole = [], []
     for s in np.unique(step):
-        rows = np.flatnonzero(step == s)                     # (G,) this group's RoIs
+        rows = np.flatnonzero(step == s)                         # (G,) this group's RoIs
         Hc, Wc = int(height[rows].max()), int(width[rows].max())
-        if Hc * Wc > WINDOW_SHARE * H * W:                   # windows near the map's size
+        if Hc * Wc > WINDOW_SHARE * H * W:                       # windows near the map's size
             whole.append(rows)
             continue
-        t = np.minimum(top[rows], H - Hc)                    # windows inside the map
+        t = np.minimum(top[rows], H - Hc)                        # windows inside the map
         lft = np.minimum(left[rows], W - Wc)
         r = xp.asarray(rows)
-        t_dev, l_dev = xp.asarray(t), xp.asarray(lft)
-        a = xp.take_along_axis(A[r], (t_dev[:, None] + xp.arange(Hc))[:, None, :], axis=2)
-        b = xp.take_along_axis(B[r], (l_dev[:, None] + xp.arange(Wc))[:, None, :], axis=2)
-        groups.append(WindowGroup(r, batch[r], t, lft, a, b))
-    whole = np.concatenate(whole) if whole else np.zeros(0, np.int64)
-    return WindowPlan(groups, xp.asarray(whole))
+        a = _weights(rows_s, r, Hc, t) / per_roi[r]              # (G, PH, Hc)
+        b = _weights(cols_s, r, Wc, lft)                         # (G, PW, Wc)
+        groups.append(WindowGroup(r, g.batch[r], t, lft, a, b))
+    w = xp.asarray(np.concatenate(whole) if whole else np.zeros(0, np.int64))
+    whole_a = _weights(rows_s, w, H) / per_roi[w]                # (R_whole, PH, H)
+    return WindowPlan(groups, w, whole_a, _weights(cols_s, w, W))
 
 
 def channels_last(features):
@@ -106,7 +131,7 @@ def channels_last(features):
 
 
 def pool_group(g: WindowGroup, x_hwc):
-    """The group's RoIs pooled (not yet divided by count): (G, C, PH, PW), contiguous.
+    """The group's RoIs pooled: (G, C, PH, PW), C-contiguous.
 
     x_hwc: (N, H, W, C) the map, channels last (``channels_last``).
     """
@@ -120,22 +145,26 @@ def pool_group(g: WindowGroup, x_hwc):
         strides=(sN, sH, sW, sH, sW, sC))
     windows = every[g.batch, xp.asarray(g.top), xp.asarray(g.left)]   # (G, Hc, Wc, C) copy
     t = g.a @ windows.reshape(G, Hc, Wc * C)                 # (G, PH, Hc) @ (G, Hc, Wc*C)
-    t = xp.ascontiguousarray(t.reshape(G, PH, Wc, C).transpose(0, 3, 1, 2))  # (G, C, PH, Wc)
-    out = t.reshape(G, C * PH, Wc) @ g.b.transpose(0, 2, 1)  # (G, C*PH, Wc) @ (G, Wc, PW)
-    return out.reshape(G, C, PH, PW)
+    t = t.reshape(G, PH, Wc, C)
+    out = xp.empty((G, C, PH, PW), dtype=x_hwc.dtype)
+    # out[g, :, ph, :] = t[g, ph]^T (C, Wc) @ b[g]^T (Wc, PW), one product per (g, ph),
+    # written through a transposed view of out: (G, C, PH, PW) with no transposing copy
+    xp.matmul(t.transpose(0, 1, 3, 2), g.b.transpose(0, 2, 1)[:, None],
+              out=out.transpose(0, 2, 1, 3))                 # (G, PH, C, Wc) @ (G, 1, Wc, PW)
+    return out
 
 
 def unpool_group(g: WindowGroup, d, dx_hwc) -> None:
     """Add the group's gradient into dx_hwc (N, H, W, C), in place.
 
-    d: (G, C, PH, PW) the group's dout divided by count, C-contiguous.
+    d: (G, C, PH, PW) the group's dout.
     """
     xp = get_array_module(d)
     G, PH, Hc = g.a.shape
     PW, Wc = g.b.shape[1:]
     C = d.shape[1]
-    t = d.reshape(G, C * PH, PW) @ g.b                       # (G, C*PH, PW) @ (G, PW, Wc)
-    t = xp.ascontiguousarray(t.reshape(G, C, PH, Wc).transpose(0, 2, 3, 1))  # (G, PH, Wc, C)
+    # t[g, ph] = b[g]^T (Wc, PW) @ d[g, :, ph, :]^T (PW, C): channels last, no transposing copy
+    t = xp.matmul(g.b.transpose(0, 2, 1)[:, None], d.transpose(0, 2, 3, 1))  # (G, PH, Wc, C)
     dwin = g.a.transpose(0, 2, 1) @ t.reshape(G, PH, Wc * C)  # (G, Hc, PH) @ (G, PH, Wc*C)
     dwin = dwin.reshape(G, Hc, Wc, C)
     corners = zip(asnumpy(g.batch).tolist(), g.top.tolist(), g.left.tolist(), strict=True)

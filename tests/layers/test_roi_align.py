@@ -136,6 +136,22 @@ def test_module_wraps_the_functions(impl):
     assert list(align.parameters()) == [] and f"impl='{impl}'" in repr(align)
 
 
+def test_module_keeps_no_cache_under_no_grad():
+    """At test time (no_grad) the layer returns the same values and keeps nothing."""
+    from minircnn.layers.module import no_grad
+
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    rois = random_rois(rng, 12, 2, 32, past=4).astype(np.float32)
+    align = RoIAlign(7, 1 / 4)
+    expected = align.forward(x, rois)
+    with no_grad(align):
+        out = align.forward(x, rois)
+    np.testing.assert_array_equal(out, expected)
+    with pytest.raises(RuntimeError, match="before forward"):
+        align.backward(np.ones_like(out))
+
+
 def test_module_misuse():
     with pytest.raises(RuntimeError, match="before forward"):
         RoIAlign(2, 1.0).backward(np.zeros((1, 1, 2, 2)))
@@ -178,8 +194,8 @@ def test_numpy_equals_cupy():
     assert rel_error(roi_align_backward(dout, cache), dx_g) <= 1e-9
 
 
-def test_backward_reuses_the_forward_matrices(monkeypatch):
-    """The fast backward reads the interpolation matrices its forward built (no rebuild);
+def test_backward_reuses_the_forward_windows(monkeypatch):
+    """The fast backward reads the windows and weights its forward built (no rebuild);
     from a naive forward's cache it builds them."""
     rng = np.random.default_rng(8)
     x = distinct_values(rng, (1, 2, 5, 5))
@@ -189,10 +205,12 @@ def test_backward_reuses_the_forward_matrices(monkeypatch):
     dout = rng.standard_normal(out.shape)
     expected = roi_align_backward(dout, naive_cache)
     calls = []
-    real = roi_align_module._align_matrices
-    monkeypatch.setattr(roi_align_module, "_align_matrices",
+    real = roi_align_module.plan_windows
+    monkeypatch.setattr(roi_align_module, "plan_windows",
                         lambda *a, **k: calls.append(1) or real(*a, **k))
     assert rel_error(roi_align_backward(dout, cache), expected) <= 1e-12 and not calls
+    roi_align_backward(dout, naive_cache)
+    assert calls == [1]
 
 
 def _mixed_rois(rng, sorted_batch: bool):
@@ -217,7 +235,7 @@ def test_windowed_products_equal_the_whole_map_products(sorted_batch, sampling_r
     rois = _mixed_rois(rng, sorted_batch)
     out, cache = roi_align_forward(x, rois, output_size=(3, 2), spatial_scale=1 / 4,
                                    sampling_ratio=sampling_ratio)
-    A, B, count, batch = cache.matrices
+    A, B, count, batch = roi_align_module._align_matrices(cache)   # the whole map's
     plan = cache.windows
     assert len(plan.groups) >= 2 and len(plan.whole) >= 1     # both ways are exercised
     covered = np.sort(np.concatenate([g.rows for g in plan.groups] + [plan.whole]))
@@ -246,15 +264,21 @@ def test_windows_hold_every_weight_and_lie_inside_the_map():
     rois = _mixed_rois(rng, sorted_batch=False)
     _, cache = roi_align_forward(rng.standard_normal((3, 2, 24, 20)), rois, output_size=7,
                                  spatial_scale=1 / 4)
-    A, B, _, _ = cache.matrices
+    A, B, count, _ = roi_align_module._align_matrices(cache)   # on the whole map
     H, W = A.shape[2], B.shape[2]
     for g in cache.windows.groups:
         Hc, Wc = g.a.shape[2], g.b.shape[2]
         assert Hc * Wc <= WINDOW_SHARE * H * W
         assert (g.top >= 0).all() and (g.top + Hc <= H).all()
         assert (g.left >= 0).all() and (g.left + Wc <= W).all()
-        np.testing.assert_array_equal(g.a.sum(axis=2), A[g.rows].sum(axis=2))
+        # the row weights hold the average's 1 / count (count 4: exact in binary)
+        np.testing.assert_array_equal(g.a.sum(axis=2),
+                                      A[g.rows].sum(axis=2) / count[g.rows, None])
         np.testing.assert_array_equal(g.b.sum(axis=2), B[g.rows].sum(axis=2))
+    whole = cache.windows.whole
+    assert len(whole) >= 1
+    np.testing.assert_array_equal(cache.windows.whole_a, A[whole] / count[whole, None, None])
+    np.testing.assert_array_equal(cache.windows.whole_b, B[whole])
     outside = len(rois) - 3                                          # the [-40, -30] box
     group = next(g for g in cache.windows.groups if outside in g.rows)
     assert not group.a[list(group.rows).index(outside)].any()
