@@ -62,11 +62,13 @@ def scatter_weights(samples: AxisSamples, on_low, on_high, width: int, origin=0)
         origin = xp.asarray(origin)[:, None, None]               # (R, 1, 1)
     low = xp.where(samples.used, samples.low - origin, 0)        # (R, P, G) window columns
     high = xp.where(samples.used, xp.minimum(samples.high - origin, width - 1), 0)
-    m = xp.zeros((R, P, width), dtype=on_low.dtype)
-    r_idx, p_idx = xp.arange(R)[:, None, None], xp.arange(P)[None, :, None]
-    xp.add.at(m, (r_idx, p_idx, low), on_low)
-    xp.add.at(m, (r_idx, p_idx, high), on_high)
-    return m
+    # one bincount over the flat (R * P * width) matrix adds every sample's two weights,
+    # repeated cells included (as add.at, in one pass): the low cells first, then the high
+    row = xp.arange(R * P).reshape(R, P, 1) * width             # (R, P, 1) flat row starts
+    cells = xp.concatenate([(row + low).ravel(), (row + high).ravel()])
+    weights = xp.concatenate([on_low.ravel(), on_high.ravel()])
+    m = xp.bincount(cells, weights=weights, minlength=R * P * width)   # sums in float64
+    return m.reshape(R, P, width).astype(on_low.dtype)
 
 
 def interp_matrix(start, bin_size, grid, n_bins: int, size: int, part: str = "weights"):

@@ -13,10 +13,10 @@ the same two products run on the window: the same nonzero terms in the same orde
 the same sums. The window weights are built on the window directly, from the samples'
 cells (roi_align_matrices.axis_samples), never as whole-map matrices, and they hold the
 average's 1 / count, so no pass over the output divides it. RoIs are grouped by window
-size (one group per step of sqrt(2)), so a small RoI does not pay for the largest one's
-window; a group whose windows cover most of the map takes the whole-map products
-instead, where copying the windows would cost more than the zeros it saves
-(``WINDOW_SHARE``).
+height and width (one group per step of sqrt(2) in each), so a small RoI does not pay
+for the largest one's window; a group whose windows cover most of the map takes the
+whole-map products instead, where copying the windows would cost more than the zeros
+it saves (``WINDOW_SHARE``).
 
 Layout: the map is read channels-last, (N, H, W, C), so a window's row is one contiguous
 run of Wc * C values (the copy is a few long runs, not many short ones), and the row
@@ -79,11 +79,32 @@ def _extents(s: AxisSamples):
     return np.where(reads, first, 0), np.where(reads, last - first + 1, 1)
 
 
-def _weights(s: AxisSamples, rows, width: int, origin=0):
-    """The rows' bilinear weights on ``width`` cells from ``origin`` (R_rows, P, width)."""
-    used, frac = s.used[rows], s.frac[rows]
-    picked = AxisSamples(used, s.low[rows], s.high[rows], frac)
-    return scatter_weights(picked, (1 - frac) * used, frac * used, width, origin)
+def _weights(s: AxisSamples, width: int, origin):
+    """Every RoI's bilinear weights on ``width`` cells from ``origin`` (R,): (R, P, width)."""
+    return scatter_weights(s, (1 - s.frac) * s.used, s.frac * s.used, width, origin)
+
+
+def _group_rows(top, height, left, width, map_size: tuple):
+    """Group the RoIs by window size: [(rows, Hc, Wc)] of the windowed groups and the rows
+    of the RoIs left to the whole map; each window is moved inside the map (top, left
+    are changed in place)."""
+    H, W = map_size
+    # one group per sqrt(2) step of the window's height and of its width: a tall and a
+    # wide RoI do not share a window that holds both
+    step_h = np.ceil(2 * np.log2(height)).astype(np.int64)      # (R,)
+    step_w = np.ceil(2 * np.log2(width)).astype(np.int64)
+    groups, whole = [], []
+    for sh, sw in np.unique(np.stack([step_h, step_w], axis=1), axis=0):
+        rows = np.flatnonzero((step_h == sh) & (step_w == sw))   # (G,) this group's RoIs
+        Hc, Wc = int(height[rows].max()), int(width[rows].max())
+        if Hc * Wc > WINDOW_SHARE * H * W:                       # windows near the map's size
+            whole.append(rows)
+            top[rows], left[rows] = 0, 0                         # the whole map from (0, 0)
+            continue
+        top[rows] = np.minimum(top[rows], H - Hc)                # windows inside the map
+        left[rows] = np.minimum(left[rows], W - Wc)
+        groups.append((rows, Hc, Wc))
+    return groups, np.concatenate(whole) if whole else np.zeros(0, np.int64)
 
 
 def plan_windows(geometry, output_size: tuple, map_size: tuple) -> WindowPlan:
@@ -101,27 +122,22 @@ def plan_windows(geometry, output_size: tuple, map_size: tuple) -> WindowPlan:
     (PH, PW), (H, W) = output_size, map_size
     rows_s = axis_samples(g.start_h, g.bin_h, g.grid_h, PH, H)   # (R, PH, grid) each
     cols_s = axis_samples(g.start_w, g.bin_w, g.grid_w, PW, W)
-    per_roi = g.count[:, None, None]                             # (R, 1, 1) the divisor
     top, height = _extents(rows_s)                               # (R,) each, on the host
     left, width = _extents(cols_s)
-    size = np.maximum(height, width)                             # (R,) the window's longer side
-    step = np.ceil(2 * np.log2(size)).astype(np.int64)           # groups of one sqrt(2) step
-    groups, whole = [], []
-    for s in np.unique(step):
-        rows = np.flatnonzero(step == s)                         # (G,) this group's RoIs
-        Hc, Wc = int(height[rows].max()), int(width[rows].max())
-        if Hc * Wc > WINDOW_SHARE * H * W:                       # windows near the map's size
-            whole.append(rows)
-            continue
-        t = np.minimum(top[rows], H - Hc)                        # windows inside the map
-        lft = np.minimum(left[rows], W - Wc)
-        r = xp.asarray(rows)
-        a = _weights(rows_s, r, Hc, t) / per_roi[r]              # (G, PH, Hc)
-        b = _weights(cols_s, r, Wc, lft)                         # (G, PW, Wc)
-        groups.append(WindowGroup(r, g.batch[r], t, lft, a, b))
-    w = xp.asarray(np.concatenate(whole) if whole else np.zeros(0, np.int64))
-    whole_a = _weights(rows_s, w, H) / per_roi[w]                # (R_whole, PH, H)
-    return WindowPlan(groups, w, whole_a, _weights(cols_s, w, W))
+    sizes, whole = _group_rows(top, height, left, width, (H, W))
+    # every RoI's weights from its window's first cell, on as many cells as the widest
+    # window (the whole axis when some RoIs use the whole map): two scatters in all
+    Hmax = H if len(whole) else max(Hc for _, Hc, _ in sizes)
+    Wmax = W if len(whole) else max(Wc for _, _, Wc in sizes)
+    a = _weights(rows_s, Hmax, top) / g.count[:, None, None]    # (R, PH, Hmax)
+    b = _weights(cols_s, Wmax, left)                             # (R, PW, Wmax)
+    groups = []
+    for rows, Hc, Wc in sizes:
+        r = xp.asarray(rows)                                     # (G,)
+        groups.append(WindowGroup(r, g.batch[r], top[rows], left[rows],
+                                  a[r, :, :Hc], b[r, :, :Wc]))   # (G, PH, Hc), (G, PW, Wc)
+    w = xp.asarray(whole)
+    return WindowPlan(groups, w, a[w], b[w])
 
 
 def channels_last(features):
