@@ -9,11 +9,13 @@ Fast R-CNN at test time (paper section 3; torchvision RoIHeads.postprocess_detec
    zero width or height, non-maximum suppression at nms_thresh (``batched_nms``);
 5. keep the max_dets highest-scoring detections of all classes.
 
-With ``scales`` (an image pyramid, paper sections 2.4 and 3; Table 7), step 1 runs once per
-scale on the bilinearly resized images, and each proposal takes the outputs of the one
-scale that brings its area closest to ``target²`` pixels (the paper: 224², the size its
-network was pretrained at). Box deltas are relative to the box, so they need no
-rescaling; they are decoded against the original proposal.
+With ``scales`` (an image pyramid, paper sections 2.4 and 3; Table 7), each proposal is
+scored at the one scale that brings its area closest to ``target²`` pixels (the paper:
+224², the size its network was pretrained at): the backbone runs once per scale on the
+bilinearly resized images, and a model with ``forward_levels`` (FastRCNN) runs its head
+once over the proposals of every scale (other models: one ``forward`` per scale). Box
+deltas are relative to the box, so they need no rescaling; they are decoded against the
+original proposal.
 
 ``detect`` takes any model with ``forward(images, rois) -> (cls_scores, bbox_deltas)``
 and the ``train`` / ``eval`` / ``parameters`` of a Module, so detection never imports
@@ -204,18 +206,20 @@ def _forward_pyramid(model, images, rois, scales, target):
         return model.forward(images, rois)
     stride = getattr(getattr(model, "backbone", None), "feature_stride", 1)
     level = pyramid_levels(asnumpy(rois), scales, target)                     # (R,)
-    cls_scores, deltas = None, None
+    order = np.argsort(level, kind="stable")      # (R,) the RoIs level after level
+    levels = []
     for j, s in enumerate(scales):
-        if not (level == j).any():
-            continue
-        pick = xp.asarray(np.flatnonzero(level == j))  # (R_j,) indices, where rois live
-        padded, r = rescale_batch(images, rois[pick], s, stride)
-        c, d = model.forward(padded, r)
-        if cls_scores is None:
-            cls_scores = xp.zeros((len(rois), c.shape[1]), c.dtype)
-            deltas = xp.zeros((len(rois), d.shape[1]), d.dtype)
-        cls_scores[pick], deltas[pick] = c, d
-    return cls_scores, deltas
+        pick = order[level[order] == j]           # (R_j,) level j's RoIs, in order
+        if len(pick):
+            levels.append(rescale_batch(images, rois[xp.asarray(pick)], s, stride))
+    if hasattr(model, "forward_levels"):          # the head once over every level's RoIs
+        cls_scores, deltas = model.forward_levels(levels)
+    else:                                         # any model: one forward per level
+        outputs = [model.forward(padded, r) for padded, r in levels]
+        cls_scores = xp.concatenate([c for c, _ in outputs])
+        deltas = xp.concatenate([d for _, d in outputs])
+    back = xp.asarray(np.argsort(order))          # (R,) each RoI's row in level order
+    return cls_scores[back], deltas[back]
 
 
 def detect(model, image, proposals, *, score_thresh: float = 0.05, nms_thresh: float = 0.3,

@@ -20,9 +20,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from minircnn.backend import get_array_module
 from minircnn.layers.activations import Dropout, Flatten, ReLU
 from minircnn.layers.linear import Linear
-from minircnn.layers.module import Module, OpModule
+from minircnn.layers.module import Module, OpModule, no_grad
 from minircnn.layers.roi_align import RoIAlign
 from minircnn.layers.roi_pool import RoIPool
 from minircnn.models.detector import Detector
@@ -149,10 +150,42 @@ class FastRCNN(Detector):
         features = self.backbone.forward_trainable(frozen)   # (N, C, H/s, W/s)
         return self.forward_head(features, rois)
 
+    def forward_levels(self, levels):
+        """``forward`` over an image pyramid, at test time: one backbone pass and one RoI
+        op per level, then the head once over the RoIs of every level (fc6 is one matrix
+        product, not one per level).
+
+        Nothing is kept for a backward pass: it runs as under ``no_grad``.
+
+        Args:
+            levels: [(images_j, rois_j)]: the images resized to scale j (N, 3, H_j, W_j)
+                and the RoIs (R_j, 5) scored at that scale, in image pixels of level j.
+        Returns:
+            cls_scores (sum R_j, K+1) and bbox_deltas (sum R_j, 4(K+1)), the RoIs of
+            level 0 first, then those of level 1, and so on.
+        """
+        with no_grad(self):
+            pooled = []
+            for images, rois in levels:
+                images = check_array("images", images, op="FastRCNN", ndim=4,
+                                     axes="(N, 3, H, W)")
+                rois = check_array("rois", rois, op="FastRCNN", ndim=2, shape=(None, 5),
+                                   kinds="fiu", like=images, axes="(R, 5)")
+                features = self.backbone.forward(images)           # (N, C, H_j/s, W_j/s)
+                pooled.append(self.roi.forward(features, rois))    # (R_j, C, PH, PW)
+            if len(pooled) == 1:
+                return self.forward_pooled(pooled[0])
+            xp = get_array_module(pooled[0])
+            return self.forward_pooled(xp.concatenate(pooled))     # (sum R_j, C, PH, PW)
+
     def forward_head(self, features, rois):
         """``forward`` after the backbone: features (N, C, H/s, W/s), rois (R, 5) ->
         cls_scores, bbox_deltas (Faster R-CNN shares the features with its RPN)."""
         pooled = self.roi.forward(features, rois)     # (R, C, PH, PW)
+        return self.forward_pooled(pooled)
+
+    def forward_pooled(self, pooled):
+        """``forward`` after the RoI op: pooled (R, C, PH, PW) -> cls_scores, bbox_deltas."""
         x = self.flatten.forward(pooled)              # (R, C*PH*PW)
         x = self.fc6.forward(x)                       # (R, hidden)
         x = self.relu6.forward(x)

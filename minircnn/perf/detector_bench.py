@@ -173,11 +173,12 @@ def setup_inference_roi(rng):
 
 
 def setup_inference_head(rng):
+    """The head once over the RoIs of every level, as FastRCNN.forward_levels runs it."""
     model, _, _, levels = _inference_setup(rng)
     with no_grad(model):
-        pooled = [model.roi.forward(model.backbone.forward(im), r) for im, r in levels
-                  if len(r)]
-    return _without_grad(model, lambda: [_head_forward(model, p) for p in pooled]), None
+        pooled = np.concatenate([model.roi.forward(model.backbone.forward(im), r)
+                                 for im, r in levels if len(r)])     # (R, C, PH, PW)
+    return _without_grad(model, lambda: _head_forward(model, pooled)), None
 
 
 def setup_inference_postprocess(rng):

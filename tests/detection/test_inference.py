@@ -1,5 +1,7 @@
 """Test-time detection (minircnn/detection/inference.py) with a scripted fake model."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,40 @@ def test_an_image_outside_0_1_is_refused_never_no_detections(image, error, words
     model = FakeModel(np.log([[0.1, 0.9]]), np.zeros((1, 8)))
     with pytest.raises(error, match=words):
         detect(model, image, np.array([[0, 0, 10, 10]], np.float32))
+
+
+class OnlyForward(Module):
+    """A model seen through ``forward`` only (no ``forward_levels``): detect's generic path."""
+
+    def __init__(self, model):
+        self.model = model
+        # the feature stride, which pads each level (not the backbone itself: a Module
+        # reached twice would be visited twice by no_grad)
+        self.backbone = SimpleNamespace(feature_stride=model.backbone.feature_stride)
+
+    def forward(self, images, rois):
+        return self.model.forward(images, rois)
+
+
+def test_pyramid_runs_the_head_once_and_keeps_each_proposal_s_outputs():
+    """A FastRCNN scores the levels through one head pass (``forward_levels``); its
+    detections equal those of one forward per level, with the proposals of both levels
+    interleaved (each proposal must get its own row back)."""
+    from minircnn.models import FastRCNN, SmallVGG
+
+    rng = np.random.default_rng(6)
+    model = FastRCNN(3, SmallVGG((4, 4)), hidden=16, rng=rng)
+    image = rng.random((3, 64, 64), dtype=np.float32)
+    xy = rng.uniform(0, 40, (40, 2))
+    props = np.concatenate([xy, xy + rng.uniform(4, 24, (40, 2))], axis=1).astype(np.float32)
+    kw = dict(scales=(1.0, 2.0), target=16.0, score_thresh=0.0, nms_thresh=1.0, max_dets=1000)
+    calls = []
+    real = model.forward_levels
+    model.forward_levels = lambda levels: calls.append(len(levels)) or real(levels)
+    dets = detect(model, image, props, **kw)
+    assert calls == [2]                                 # both levels, one call
+    expected = detect(OnlyForward(model), image, props, **kw)
+    assert len(dets["scores"]) == len(expected["scores"]) == 3 * len(props)
+    np.testing.assert_allclose(dets["boxes"], expected["boxes"], atol=1e-4)
+    np.testing.assert_allclose(dets["scores"], expected["scores"], atol=1e-6)
+    np.testing.assert_array_equal(dets["labels"], expected["labels"])

@@ -269,3 +269,24 @@ def test_s_from_model_backward_reaches_the_naive_loops_through_two_plumbing_fram
     assert [code.co_name for code in path][:1] == ["backward"]      # the layer's own
     assert len(plumbing) <= 2, plumbing
     assert steps <= max_steps
+
+
+def test_forward_levels_equals_one_forward_per_level_and_keeps_no_cache():
+    """The pyramid's head runs once over every level's RoIs: the same scores as one
+    forward per level (fc6's rows are independent, so equal to float32 round-off), and,
+    as a test-time pass, no cache for a backward."""
+    rng = np.random.default_rng(3)
+    model = FastRCNN(3, SmallVGG((4, 4)), hidden=16, dropout=0.5).eval()
+    small = rng.random((2, 3, 16, 16), dtype=np.float32)
+    large = rng.random((2, 3, 32, 32), dtype=np.float32)
+    rois_small = np.array([[0, 0, 0, 12, 12], [1, 2, 4, 16, 16]], np.float32)
+    rois_large = np.array([[1, 0, 0, 20, 30], [0, 8, 8, 31, 31], [1, 3, 5, 9, 7]], np.float32)
+    cls, bbox = model.forward_levels([(small, rois_small), (large, rois_large)])
+    expected = [model.forward(small, rois_small), model.forward(large, rois_large)]
+    np.testing.assert_allclose(cls, np.concatenate([c for c, _ in expected]), atol=1e-5)
+    np.testing.assert_allclose(bbox, np.concatenate([b for _, b in expected]), atol=1e-5)
+    one, _ = model.forward_levels([(large, rois_large)])
+    np.testing.assert_array_equal(one, expected[1][0])
+    model.forward_levels([(small, rois_small)])
+    with pytest.raises(RuntimeError, match="before forward"):
+        model.roi.backward(np.ones((2, 4, 7, 7), np.float32))
