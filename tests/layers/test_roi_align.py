@@ -282,3 +282,35 @@ def test_windows_hold_every_weight_and_lie_inside_the_map():
     outside = len(rois) - 3                                          # the [-40, -30] box
     group = next(g for g in cache.windows.groups if outside in g.rows)
     assert not group.a[list(group.rows).index(outside)].any()
+
+
+def test_float32_windows_equal_the_loops_on_every_kind_of_roi():
+    """The fast tier in float32, as detection runs it (7x7, sampling_ratio 2, scale 1/4),
+    against the float64 loops: tall, wide, tiny, huge, on the border, outside the map,
+    coordinates on .5, several images. Each output averages 4 samples of 4 cells, so
+    float32 rounding leaves it within a few float32 eps of the values it reads."""
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 3, 32, 30)).astype(np.float32)
+    rois = np.concatenate([random_rois(rng, 20, 2, 128, past=16.0),
+                           [[0, 10, 4, 18, 100], [1, 4, 10, 110, 16],      # tall, wide
+                            [1, 50.2, 60.1, 50.3, 60.4], [0, -60, -70, 300, 280],  # tiny, huge
+                            [0, 0, 0, 8, 8], [1, 112, 120, 120, 128],      # on the border
+                            [1, 130, 10, 160, 40], [0, 2.5, 6.5, 30.5, 14.5]]]  # outside, .5
+                          ).astype(np.float32)
+    kw = {"output_size": 7, "spatial_scale": 1 / 4, "sampling_ratio": 2}
+    out, cache = roi_align_forward(x, rois, **kw)
+    assert out.dtype == np.float32 and out.flags.c_contiguous
+    heights = {g.a.shape[2] for g in cache.windows.groups}
+    widths = {g.b.shape[2] for g in cache.windows.groups}
+    assert len(heights) >= 3 and len(widths) >= 3          # several window sizes ran
+    expected, cache_n = roi_align_forward_naive(x.astype(np.float64), rois.astype(np.float64),
+                                                **kw)
+    bound = 8 * np.finfo(np.float32).eps * np.abs(x).max()
+    assert np.abs(out - expected).max() <= bound
+    dout = rng.standard_normal(out.shape).astype(np.float32)
+    dx = roi_align_backward(dout, cache)
+    dx_n = roi_align_backward_naive(dout.astype(np.float64), cache_n)
+    # each cell sums up to 4 weights per sample of every RoI over it
+    magnitude = roi_align_backward_naive(np.abs(dout).astype(np.float64), cache_n)
+    n_terms = len(rois) * 49 * 4
+    assert (np.abs(dx - dx_n) <= n_terms * np.finfo(np.float32).eps * magnitude + 1e-30).all()
