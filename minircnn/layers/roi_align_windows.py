@@ -127,8 +127,9 @@ def plan_windows(geometry, output_size: tuple, map_size: tuple) -> WindowPlan:
     sizes, whole = _group_rows(top, height, left, width, (H, W))
     # every RoI's weights from its window's first cell, on as many cells as the widest
     # window (the whole axis when some RoIs use the whole map): two scatters in all
-    Hmax = H if len(whole) else max(Hc for _, Hc, _ in sizes)
-    Wmax = W if len(whole) else max(Wc for _, _, Wc in sizes)
+    Hmax, Wmax = H, W
+    if sizes and not len(whole):
+        Hmax, Wmax = max(Hc for _, Hc, _ in sizes), max(Wc for _, _, Wc in sizes)
     a = _weights(rows_s, Hmax, top) / g.count[:, None, None]    # (R, PH, Hmax)
     b = _weights(cols_s, Wmax, left)                             # (R, PW, Wmax)
     groups = []

@@ -171,6 +171,16 @@ def test_roi_align_names_are_defined_in_roi_align_and_exported_by_the_package():
         assert not hasattr(roi_pool_module, name)
 
 
+def test_no_rois_gives_empty_outputs_and_a_zero_gradient():
+    x = np.random.default_rng(10).random((2, 3, 8, 8)).astype(np.float32)
+    for forward, backward in ALIGN_IMPLS.values():
+        out, cache = forward(x, np.zeros((0, 5), np.float32), output_size=7,
+                             spatial_scale=1 / 4)
+        assert out.shape == (0, 3, 7, 7) and out.dtype == np.float32
+        dx = backward(out, cache)
+        assert dx.shape == x.shape and not dx.any()
+
+
 # --- bad input ------------------------------------------------------------------------
 def test_bad_sampling_ratio_raises():
     x, rois = np.zeros((2, 1, 4, 4)), np.array([[0, 0, 0, 2, 2]], dtype=np.float64)
