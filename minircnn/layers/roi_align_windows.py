@@ -93,9 +93,12 @@ def _group_rows(top, height, left, width, map_size: tuple):
     # wide RoI do not share a window that holds both
     step_h = np.ceil(2 * np.log2(height)).astype(np.int64)      # (R,)
     step_w = np.ceil(2 * np.log2(width)).astype(np.int64)
+    order = np.lexsort((step_w, step_h))          # (R,) by (step_h, step_w); stable
+    changes = (np.diff(step_h[order]) != 0) | (np.diff(step_w[order]) != 0)   # (R-1,)
     groups, whole = [], []
-    for sh, sw in np.unique(np.stack([step_h, step_w], axis=1), axis=0):
-        rows = np.flatnonzero((step_h == sh) & (step_w == sw))   # (G,) this group's RoIs
+    for rows in np.split(order, np.flatnonzero(changes) + 1):  # (G,) one group's RoIs
+        if not len(rows):                                        # no RoI at all
+            continue
         Hc, Wc = int(height[rows].max()), int(width[rows].max())
         if Hc * Wc > WINDOW_SHARE * H * W:                       # windows near the map's size
             whole.append(rows)
