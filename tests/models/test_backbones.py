@@ -55,6 +55,37 @@ def test_frozen_blocks_give_the_gradients_of_the_unfrozen_network():
             assert rel_error(p.grad, q.grad) <= 1e-12, name
 
 
+def _layer_by_layer(vgg, images):
+    """SmallVGG's forward as its layer list reads: every ReLU before its pool."""
+    mean, std = vgg._norm_constants(images)
+    x = (images - mean) / std
+    for layer in vgg.layers:
+        x = layer.forward(x)
+    return x
+
+
+@pytest.mark.parametrize("frozen_blocks", [0, 1, 2, 3])
+def test_value_path_pools_before_relu_and_gets_the_same_bits(frozen_blocks):
+    """Where no backward comes (frozen blocks, no_grad), SmallVGG pools before the ReLU:
+    max pooling commutes with ReLU, so the features are the same, bit for bit; the
+    layers that train keep their order (and the caches of that order)."""
+    from minircnn.layers import MaxPool2d, ReLU
+    from minircnn.layers.module import no_grad
+    from minircnn.models.backbones import _pool_before_relu
+
+    vgg = SmallVGG((4, 6, 8), rng=np.random.default_rng(0)).freeze_blocks(frozen_blocks)
+    images = _images(size=32).astype(np.float32)
+    swapped = sum(isinstance(a, MaxPool2d) and isinstance(b, ReLU) for a, b in
+                  zip(_pool_before_relu(vgg.layers), _pool_before_relu(vgg.layers)[1:]))
+    assert swapped == min(frozen_blocks, vgg.num_pools)
+    expected = _layer_by_layer(vgg, images)
+    assert np.array_equal(vgg.forward(images), expected)
+    with no_grad(vgg):
+        assert np.array_equal(vgg.forward(images), expected)
+        assert sum(isinstance(a, MaxPool2d) and isinstance(b, ReLU) for a, b in
+                   zip(_pool_before_relu(vgg.layers), _pool_before_relu(vgg.layers)[1:])) == 2
+
+
 def test_freeze_blocks_rejects_out_of_range():
     with pytest.raises(ValueError, match=r"freeze_blocks needs 0..2, got 3"):
         SmallVGG((2, 3)).freeze_blocks(3)
