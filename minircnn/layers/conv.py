@@ -248,14 +248,6 @@ def conv2d_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
     return _conv_by_blocks(x, w, b, stride, pad), ConvCache(x, w, stride, pad)
 
 
-def conv2d_values(x: np.ndarray, w: np.ndarray, b: np.ndarray, *,
-                  stride: int = 1, pad: int = 0) -> np.ndarray:
-    """conv2d_forward's ``out`` only: what a layer needs when no backward reads its cache
-    (frozen, no_grad)."""
-    x, w, b, stride, pad, _ = _check_conv_args(x, w, b, stride, pad)
-    return _conv_by_blocks(x, w, b, stride, pad)
-
-
 # Columns unfolded per matrix product on the CPU: a block that stays in the L2 cache
 # between its copy and its product (the whole column matrix would not).
 BLOCK_BYTES = 1 << 18

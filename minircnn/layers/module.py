@@ -42,9 +42,10 @@ class Parameter:
         self.lr_mult = lr_mult
         self.decay_mult = decay_mult
 
-    # zero_grad() only marks the gradient as zero; the first accumulate() then writes g
-    # into it (0 + g = g) instead of clearing the array and adding to it: one pass over
-    # the gradient per step instead of three. Reading ``grad`` clears a pending zero.
+    # zero_grad() only marks the gradient as zero; the first accumulate() then takes g as
+    # the gradient (0 + g = g) instead of clearing the array and adding g to it: no pass
+    # over the gradient at all where g is a fresh array it can keep, one copy otherwise.
+    # Reading ``grad`` clears a pending zero.
     @property
     def grad(self):
         if self._zero_pending:
@@ -66,11 +67,19 @@ class Parameter:
         return self.data.shape
 
     def accumulate(self, g) -> None:
-        """``grad += g`` unless frozen (a frozen parameter's grad stays zero)."""
+        """``grad += g`` unless frozen (a frozen parameter's grad stays zero).
+
+        Right after zero_grad() the sum is g itself: a fresh array of the gradient's
+        shape, dtype and layout becomes ``grad`` (no copy), so the caller hands g over
+        and must not write to it afterwards (a backward pass returns fresh arrays).
+        Anything else (a view, another dtype) is copied into ``grad``.
+        """
         if not self.requires_grad:
             return
-        if self._zero_pending:
-            self._grad[...] = g                  # grad was zero: 0 + g is g
+        if self._zero_pending and _can_keep(g, self._grad):
+            self.grad = g                        # grad was zero: 0 + g is g (kept)
+        elif self._zero_pending:
+            self._grad[...] = g                  # the same, copied into grad's array
             self._zero_pending = False
         else:
             self._grad += g
@@ -78,6 +87,13 @@ class Parameter:
     def __repr__(self) -> str:
         frozen = "" if self.requires_grad else ", frozen"
         return f"Parameter(shape={tuple(self.data.shape)}, dtype={self.data.dtype}{frozen})"
+
+
+def _can_keep(g, grad) -> bool:
+    """Whether ``g`` can become the gradient in place of ``grad``: an array of the same
+    type, shape and dtype, C-contiguous, owning its memory (not a view of another)."""
+    return (type(g) is type(grad) and g.shape == grad.shape and g.dtype == grad.dtype
+            and g.base is None and g.flags.c_contiguous)
 
 
 class Module:

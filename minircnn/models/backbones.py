@@ -141,14 +141,15 @@ class SmallVGG(Module):
             raise ValueError(f"SmallVGG: H and W must be divisible by the stride {s}, "
                              f"got {tuple(images.shape[2:])}")
         mean, std = self._norm_constants(images)
-        x = (images - mean) / std                     # (N, 3, H, W), broadcast over N, H, W
-        for layer in self.layers[:self._first_trainable_layer()]:
+        x = images - mean                             # (N, 3, H, W), broadcast over N, H, W
+        x /= std                                      # in place: x is this method's own array
+        for layer in _pool_before_relu(self.layers[:self._first_trainable_layer()]):
             x = layer.forward(x)
         return x
 
     def forward_trainable(self, x):
         """``forward_frozen``'s output -> features: the blocks that train."""
-        for layer in self.layers[self._first_trainable_layer():]:
+        for layer in _pool_before_relu(self.layers[self._first_trainable_layer():]):
             x = layer.forward(x)
         return x
 
@@ -165,6 +166,25 @@ class SmallVGG(Module):
             return None
         _, std = self._norm_constants(dx)
         return dx / std                               # x = (images - mean) / std
+
+
+def _pool_before_relu(layers: list) -> list:
+    """``layers`` in the order to run them: a ReLU followed by a MaxPool2d swaps places
+    with it where neither keeps a cache (frozen blocks, ``no_grad``: no backward comes).
+
+    Max pooling commutes with ReLU, which is monotone: max(relu(a), relu(b)) =
+    relu(max(a, b)). Pooling first gives the same values, and the ReLU then runs on the
+    pooled map, a quarter of the values for a 2x2 pool. Layers that backward runs
+    through keep the order of ``layers``: their caches (the ReLU's mask, the pool's
+    argmax) are those of that order.
+    """
+    order = list(layers)
+    for i in range(len(order) - 1):
+        relu, pool = order[i], order[i + 1]
+        if (isinstance(relu, ReLU) and isinstance(pool, MaxPool2d) and relu.is_frozen()
+                and pool.is_frozen()):
+            order[i], order[i + 1] = pool, relu
+    return order
 
 
 def fold_batchnorm(vgg: SmallVGG) -> SmallVGG:

@@ -219,6 +219,7 @@ def _detector_benchmarks() -> list[Benchmark]:
     infer = f"fast r-cnn detect per image ({d.NUM_TEST_PROPOSALS} proposals, {d.PYRAMID})"
     one = f"fast r-cnn detect per image ({d.NUM_TEST_PROPOSALS} proposals, one scale)"
     wall = f"{step}, wall clock"
+    stored = "fast r-cnn train step, frozen blocks' output stored (2 images, 128 RoIs)"
     return [
         Benchmark(step, d.setup_train_step),
         Benchmark("fast r-cnn train step part: backbone fwd+bwd", d.setup_train_backbone,
@@ -228,6 +229,7 @@ def _detector_benchmarks() -> list[Benchmark]:
         Benchmark("fast r-cnn train step part: head fwd+bwd + loss", d.setup_train_head,
                   part_of=step),
         Benchmark("fast r-cnn train step part: SGD update", d.setup_train_update, part_of=step),
+        Benchmark(stored, d.setup_train_step_stored, compare_to=step),
         Benchmark(f"{wall}, 1 BLAS thread", _with_blas_threads(d.setup_train_step, 1),
                   clock="wall"),
         Benchmark(f"{wall}, 2 BLAS threads", _with_blas_threads(d.setup_train_step, 2),

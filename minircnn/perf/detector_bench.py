@@ -31,6 +31,7 @@ from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.layers.module import no_grad
 from minircnn.training.config import TrainConfig, make_detector
+from minircnn.training.frozen_cache import FrozenFeatures
 from minircnn.training.optim import SGD
 from minircnn.training.step import train_step
 
@@ -64,6 +65,22 @@ def setup_train_step(rng):
     model, images, batch = _setup(rng)
     opt = SGD(model.parameters(), 1e-4)
     return (lambda: train_step(model, opt, images, *batch)), None
+
+
+def setup_train_step_stored(rng):
+    """The step as the training loop runs it once it has seen both images: their frozen
+    blocks' output read from the store (``FrozenFeatures.lookup``, timed too), the
+    forward pass started from it."""
+    model, images, batch = _setup(rng)
+    opt = SGD(model.parameters(), 1e-4)
+    store = FrozenFeatures(model.backbone)
+    keys = [(0, False, 1.0), (1, False, 1.0)]      # (image index, flipped, scale)
+    store.lookup(keys, images)                     # the first sight: computed and kept
+
+    def run():
+        frozen = store.lookup(keys, images)        # (2, C, h, w), read from the store
+        return train_step(model, opt, images, *batch, frozen=frozen)
+    return run, None
 
 
 def setup_train_backbone(rng):

@@ -32,13 +32,13 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
     settings = dict(score_thresh=config.score_thresh, nms_thresh=config.nms_thresh,
                     max_dets=config.max_dets, scales=config.test_scales,
                     target=config.pyramid_target)
-    workers = _eval_workers(model, config, len(images))
+    batches = -(-len(images) // DETECT_BATCH)   # detect_images' batches of images
+    workers = _eval_workers(model, config, batches)
     if workers < 2:
         dets = detect_images(model, images, proposals, **settings)
     else:                       # each worker detects a share of the images, in order
         # shares cut between detect_images' batches: each image is detected in the same
         # batch as in one process, so with the same bits
-        batches = -(-len(images) // DETECT_BATCH)              # >= workers
         bounds = np.minimum(np.linspace(0, batches, workers + 1).astype(int) * DETECT_BATCH,
                             len(images))
         jobs = [(model, images[lo:hi], proposals[lo:hi], settings)
@@ -47,7 +47,7 @@ def evaluate_detector(model, dataset, proposals, config: TrainConfig) -> tuple[d
     return detection_metrics(dets, dataset), dets
 
 
-def _eval_workers(model, config: TrainConfig, num_images: int) -> int:
+def _eval_workers(model, config: TrainConfig, batches: int) -> int:
     """How many processes detect: ``config.proposal_workers`` on the CPU with one BLAS
     thread each (as the proposals are computed), else 1. Each image is detected alone,
     so the detections are the same in any number of processes.
@@ -62,8 +62,7 @@ def _eval_workers(model, config: TrainConfig, num_images: int) -> int:
     alone = threading.active_count() == 1
     if not on_cpu or in_worker or not alone or config.blas_threads != 1:
         return 1
-    batches = -(-num_images // DETECT_BATCH)                 # shares are whole batches
-    return max(1, min(config.proposal_workers, batches))
+    return max(1, min(config.proposal_workers, batches))   # shares are whole batches
 
 
 def _detect_share(job) -> list:

@@ -60,22 +60,43 @@ def test_sequential_backward_accumulates_and_zero_grad_clears():
 
 
 def test_zero_grad_is_lazy_but_exact():
-    """zero_grad() marks the gradient zero; the next accumulate writes g (0 + g) and a
-    read before that sees zeros. The same values as clearing the array and adding."""
+    """zero_grad() marks the gradient zero; the next accumulate takes g as the gradient
+    (0 + g) and a read before that sees zeros. The same values as clearing the array
+    and adding."""
     p = Parameter(np.ones(3, np.float32))
     p.accumulate(np.array([1.0, -2.0, 3.0], np.float32))
     p.zero_grad()
     grad_array = p._grad
     assert grad_array.tolist() == [1.0, -2.0, 3.0]           # not cleared yet: no pass
-    p.accumulate(np.array([0.5, 0.25, -1.0], np.float32))   # written over, not added
+    g = np.array([0.5, 0.25, -1.0], np.float32)
+    p.accumulate(g)                                          # taken over, not added
     p.accumulate(np.array([0.5, 0.25, 1.0], np.float32))    # the second one adds
-    assert p.grad.tolist() == [1.0, 0.5, 0.0] and p.grad is grad_array   # in place
+    assert p.grad.tolist() == [1.0, 0.5, 0.0] and p.grad is g   # kept: no copy
+    assert grad_array.tolist() == [1.0, -2.0, 3.0]           # the old array: untouched
     p.zero_grad()
-    assert p.grad.tolist() == [0.0, 0.0, 0.0] and p.grad is grad_array   # a read clears
+    assert p.grad.tolist() == [0.0, 0.0, 0.0] and p.grad is g   # a read clears in place
     p.zero_grad()
     p.grad = np.full(3, 7.0, np.float32)                     # assigning drops the mark
     p.accumulate(np.ones(3, np.float32))
     assert p.grad.tolist() == [8.0, 8.0, 8.0]
+
+
+@pytest.mark.parametrize("g", [np.arange(6, dtype=np.float32)[::2],       # a view
+                               np.arange(3, dtype=np.float64),            # another dtype
+                               np.arange(6, dtype=np.float32).reshape(2, 3)[0]],
+                         ids=["strided view", "float64", "row view"])
+def test_first_accumulate_copies_what_it_cannot_keep(g):
+    """A view (of memory another array may change) or another dtype is copied into the
+    gradient's own array, cast to its dtype; the caller's array stays its own."""
+    p = Parameter(np.zeros(3, np.float32))
+    grad_array = p.grad
+    before = g.copy()
+    p.zero_grad()
+    p.accumulate(g)
+    assert p.grad is grad_array and p.grad.dtype == np.float32
+    assert p.grad.tolist() == before.tolist()
+    p.accumulate(g)
+    assert p.grad.tolist() == (2 * before).tolist() and g.tolist() == before.tolist()
 
 
 def test_frozen_parameters_do_not_accumulate_and_modes_propagate():

@@ -55,6 +55,42 @@ def test_frozen_blocks_give_the_gradients_of_the_unfrozen_network():
             assert rel_error(p.grad, q.grad) <= 1e-12, name
 
 
+def _layer_by_layer(vgg, images):
+    """SmallVGG's forward as its layer list reads: every ReLU before its pool."""
+    mean, std = vgg._norm_constants(images)
+    x = (images - mean) / std
+    for layer in vgg.layers:
+        x = layer.forward(x)
+    return x
+
+
+def _pools_before_relus(vgg) -> int:
+    """How many MaxPool2d run right before a ReLU in the order SmallVGG runs its layers."""
+    from minircnn.layers import MaxPool2d, ReLU
+    from minircnn.models.backbones import _pool_before_relu
+
+    order = _pool_before_relu(vgg.layers)
+    return sum(isinstance(a, MaxPool2d) and isinstance(b, ReLU)
+               for a, b in zip(order[:-1], order[1:], strict=True))
+
+
+@pytest.mark.parametrize("frozen_blocks", [0, 1, 2, 3])
+def test_value_path_pools_before_relu_and_gets_the_same_bits(frozen_blocks):
+    """Where no backward comes (frozen blocks, no_grad), SmallVGG pools before the ReLU:
+    max pooling commutes with ReLU, so the features are the same, bit for bit; the
+    layers that train keep their order (and the caches of that order)."""
+    from minircnn.layers.module import no_grad
+
+    vgg = SmallVGG((4, 6, 8), rng=np.random.default_rng(0)).freeze_blocks(frozen_blocks)
+    images = _images(size=32).astype(np.float32)
+    assert _pools_before_relus(vgg) == min(frozen_blocks, vgg.num_pools)
+    expected = _layer_by_layer(vgg, images)
+    assert np.array_equal(vgg.forward(images), expected)
+    with no_grad(vgg):
+        assert _pools_before_relus(vgg) == vgg.num_pools
+        assert np.array_equal(vgg.forward(images), expected)
+
+
 def test_freeze_blocks_rejects_out_of_range():
     with pytest.raises(ValueError, match=r"freeze_blocks needs 0..2, got 3"):
         SmallVGG((2, 3)).freeze_blocks(3)

@@ -8,7 +8,8 @@ from minircnn.perf import detector_bench as d
 from minircnn.perf.bench import BENCHMARKS, Benchmark, format_bench_table, run_bench
 
 
-@pytest.mark.parametrize("setup", [d.setup_train_step, d.setup_train_backbone,
+@pytest.mark.parametrize("setup", [d.setup_train_step, d.setup_train_step_stored,
+                                   d.setup_train_backbone,
                                    d.setup_train_roi, d.setup_train_head,
                                    d.setup_train_update, d.setup_inference,
                                    d.setup_inference_one_scale, d.setup_inference_backbone,
@@ -26,7 +27,20 @@ def test_train_step_setup_really_trains():
     assert set(stats) == {"loss", "loss_cls", "loss_box", "accuracy"} and stats["loss"] > 0
 
 
-def test_detect_entry_times_what_users_run():
+def test_stored_step_reads_the_frozen_blocks_from_the_store(monkeypatch):
+    """The steady-state entry computes the step the full one does (same minibatch, same
+    weights: the same loss, exactly), without running the frozen blocks."""
+    from minircnn.models.backbones import SmallVGG
+
+    full, _ = d.setup_train_step(np.random.default_rng(0))
+    expected = full()
+    stored, _ = d.setup_train_step_stored(np.random.default_rng(0))
+
+    def not_again(self, images):
+        raise AssertionError("the frozen blocks ran again")
+    monkeypatch.setattr(SmallVGG, "forward_frozen", not_again)
+    assert stored() == expected
+
     """The pyramid of the default TrainConfig, and a backbone part for each of its levels;
     the levels hold every proposal once."""
     from minircnn.training import TrainConfig

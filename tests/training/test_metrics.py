@@ -32,8 +32,9 @@ props = [dense_boxes(64)[i::7] for i in range(n)]
 model = make_detector(config)
 one = dataclasses.replace(config, proposal_workers=1)
 two = dataclasses.replace(config, proposal_workers=2)
-assert metrics_mod._eval_workers(model, one, n) == 1
-assert metrics_mod._eval_workers(model, two, n) == 2
+batches = -(-n // {DETECT_BATCH})                   # 3
+assert metrics_mod._eval_workers(model, one, batches) == 1
+assert metrics_mod._eval_workers(model, two, batches) == 2
 m1, d1 = metrics_mod.evaluate_detector(model, ds, props, one)
 m2, d2 = metrics_mod.evaluate_detector(model, ds, props, two)
 assert len(d1) == len(d2) == n and sum(len(d["boxes"]) for d in d1) > 0
@@ -58,7 +59,7 @@ def test_one_process_where_workers_cannot_help_or_are_unsafe():
     process (a fork copies the locks it holds): one process."""
     model = make_detector(TINY)
     two = dataclasses.replace(TINY, proposal_workers=2)
-    assert metrics_mod._eval_workers(model, two, DETECT_BATCH) == 1
+    assert metrics_mod._eval_workers(model, two, 1) == 1
     assert metrics_mod._eval_workers(model, dataclasses.replace(two, blas_threads=2), 100) == 1
     assert metrics_mod._eval_workers(model, dataclasses.replace(two, blas_threads=None),
                                      100) == 1
