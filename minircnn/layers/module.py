@@ -136,7 +136,10 @@ class Module:
             yield from child.named_parameters(prefix + name + ".")
 
     def parameters(self) -> list[Parameter]:
-        return [p for _, p in self.named_parameters()]
+        """Each parameter once, also one reached by two names (a shared layer): an
+        optimizer steps it once per step (as torch's ``parameters()``)."""
+        unique = {id(p): p for _, p in self.named_parameters()}
+        return list(unique.values())
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, object]]:
         for name in self.__dict__.get("_buffer_names", []):
@@ -145,9 +148,17 @@ class Module:
             yield from child.named_buffers(prefix + name + ".")
 
     def modules(self) -> Iterator[Module]:
-        yield self
-        for _, child in self.named_children():
-            yield from child.modules()
+        """This module and every one below it, each once (a shared layer too)."""
+        seen = set()
+
+        def walk(module: Module) -> Iterator[Module]:
+            if id(module) in seen:
+                return
+            seen.add(id(module))
+            yield module
+            for _, child in module.named_children():
+                yield from walk(child)
+        yield from walk(self)
 
     # --- modes and gradients ---------------------------------------------------------
     def train(self, mode: bool = True) -> Module:

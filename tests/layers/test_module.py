@@ -159,3 +159,19 @@ def test_no_grad_keeps_no_cache_and_restores():
     net.forward(x)
     assert net[0]._cache is not None and net[1].cache is not None
     assert net.backward(np.ones_like(expected)).shape == x.shape
+
+
+def test_a_shared_layer_counts_once():
+    """A layer reached by two names (shared, as a backbone two heads read): modules()
+    and parameters() give it once, so an optimizer steps it once and no_grad restores
+    it once; state_dict keeps both names."""
+    from minircnn.layers.module import no_grad
+
+    shared = Affine(3)
+    net = Sequential(shared, shared)
+    assert [m for m in net.modules()] == [net, shared]
+    assert len(net.parameters()) == 2
+    assert len(net.state_dict()) == 4
+    with no_grad(net):
+        assert not shared.grad_enabled
+    assert shared.grad_enabled and "grad_enabled" not in vars(shared)
