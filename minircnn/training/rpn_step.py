@@ -40,6 +40,7 @@ RPN_BG_IOU_LO = 0.0   # background RoIs from IoU 0 (module docstring)
 STAGES = ("rpn", "detector", "rpn_head", "detector_head")   # the paper's steps 1..4
 _TRAINABLE_AT_START: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its label cache
+_STAGE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # model -> its stage set
 
 
 def rpn_minibatch(config, items, idx, rng):
@@ -174,6 +175,7 @@ def set_stage(model, stage: str) -> None:
         p.requires_grad = was and id(p) in trained
     if stage in ("rpn_head", "detector_head") and model.rpn_backbone is not None:
         model.rpn_backbone.load_state_dict(model.backbone.state_dict())   # now shared
+    _STAGE[model] = stage
 
 
 def rpn_train_step(model, optimizer, images, targets, config, rng, epoch: int, *,
@@ -187,7 +189,8 @@ def rpn_train_step(model, optimizer, images, targets, config, rng, epoch: int, *
         FloatingPointError: a loss is not finite (the weights are left as they were).
     """
     stage = stage_of(config, epoch)
-    set_stage(model, stage)
+    if _STAGE.get(model) != stage:       # set_stage walks every parameter: at a new stage only
+        set_stage(model, stage)
     optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):   # divergence -> the clear error below
         if stage == "joint":
