@@ -67,7 +67,8 @@ def add_train(sub) -> None:
     """`minircnn train`: every TrainConfig field worth a flag (None = the default)."""
     p = sub.add_parser("train", help="train Fast R-CNN on the shapes dataset, then evaluate")
     p.add_argument("--epochs", type=arg_type(TRAIN_RULES["epochs"]), default=None,
-                   help="passes over the training images (>= 1)")
+                   help="passes over the training images (>= 1; with --proposals rpn, "
+                        "10: the RPN recipe's)")
     p.add_argument("--backbone", choices=["vgg", "resnet"], default=None, help="backbone")
     p.add_argument("--roi-op", choices=["pool", "align"], default=None, help="RoI pooling op")
     p.add_argument("--out", default=None, help="run folder (default runs/<name>)")
@@ -121,7 +122,7 @@ def _train_config(args: argparse.Namespace, out: str):
     on --resume; every range checked (a UsageError names what is out of range)."""
     import dataclasses
 
-    from minircnn.training.config import TrainConfig
+    from minircnn.training.config import RPN_EPOCHS, TrainConfig
     from minircnn.training.runs import read_run_config
     from minircnn.utils.settings import check_train_config
 
@@ -144,6 +145,8 @@ def _train_config(args: argparse.Namespace, out: str):
                             "restore it, or start the run again with --overwrite") from e
         config = dataclasses.replace(config, **overrides)
     else:
+        if args.epochs is None and args.proposals == "rpn":   # the RPN recipe's schedule
+            overrides["epochs"] = RPN_EPOCHS
         config = TrainConfig(**overrides)
     check_train_config(config)
     return config

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minircnn.backend import asnumpy, get_array_module
+from minircnn.backend import get_array_module
 from minircnn.detection.anchors import RPN_WEIGHTS
 from minircnn.detection.boxes import BBOX_XFORM_CLIP, clip_boxes, decode_boxes
 from minircnn.utils.validate import check_array, check_count, check_number
@@ -95,11 +95,11 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
 
     The same greedy rule (by descending score, stable; drop IoU > threshold with a kept
     box). Candidates are taken ``chunk`` at a time: one vectorised IoU against the boxes
-    kept so far removes the suppressed ones, then the chunk's own (chunk, chunk) IoUs
-    settle it in rank order. It stops at ``top_n`` kept, so it never computes the full
-    (k, k) matrix: what keeps the RPN's proposals within milliseconds. Boxes are held
-    as four contiguous coordinate rows (4, k), so each IoU plane is built from
-    contiguous vectors; the kept boxes are copied into rows of their own as they come.
+    kept so far removes the suppressed ones, then ``_greedy_in_block`` settles the IoUs
+    among the chunk's survivors without a Python loop over them. It stops at ``top_n``
+    kept, so it never computes the full (k, k) matrix: what keeps the RPN's proposals
+    within milliseconds. Boxes are held as four contiguous coordinate rows (4, k), so
+    each IoU plane is built from contiguous vectors.
     """
     xp = get_array_module(boxes)
     order = xp.argsort(-scores, kind="stable")               # best first
@@ -107,26 +107,49 @@ def nms_first(boxes, scores, iou_threshold: float, top_n: int, *, chunk: int = 1
     areas = (ranked[2] - ranked[0]) * (ranked[3] - ranked[1])   # (k,)
     kept_boxes = xp.empty((4, min(top_n, ranked.shape[1])), dtype=ranked.dtype)
     kept_areas = xp.empty(kept_boxes.shape[1], dtype=areas.dtype)
-    keep = []                                                # ranks of the kept boxes
+    keep, n = [], 0                                          # ranks of the kept; how many
     for start in range(0, ranked.shape[1], chunk):
-        block, block_areas = ranked[:, start:start + chunk], areas[start:start + chunk]
-        alive = np.ones(block.shape[1], dtype=bool)          # (B,)
-        if keep:
-            n = len(keep)
-            iou = _iou_block(block, block_areas, kept_boxes[:, :n], kept_areas[:n])
-            alive = asnumpy((iou <= iou_threshold).all(axis=1))   # (B, n) -> (B,)
-        over = asnumpy(_iou_block(block, block_areas, block, block_areas)
-                       > iou_threshold)                      # (B, B)
-        for i in np.flatnonzero(alive):                      # rank order within the chunk
-            if not alive[i]:
-                continue
-            kept_boxes[:, len(keep)] = block[:, i]
-            kept_areas[len(keep)] = block_areas[i]
-            keep.append(start + int(i))
-            if len(keep) == top_n:
-                return order[xp.asarray(keep, dtype=xp.int64)]
-            alive[i + 1:] &= ~over[i, i + 1:]                # it suppresses later ones
-    return order[xp.asarray(keep, dtype=xp.int64)]
+        ranks = xp.arange(start, min(start + chunk, ranked.shape[1]))   # (B,)
+        if n:                                                # drop what the kept suppress
+            iou = _iou_block(ranked[:, ranks], areas[ranks], kept_boxes[:, :n],
+                             kept_areas[:n])                 # (B, n)
+            ranks = ranks[(iou <= iou_threshold).all(axis=1)]   # (b,) the survivors
+        block, block_areas = ranked[:, ranks], areas[ranks]  # (4, b), (b,)
+        over = _iou_block(block, block_areas, block, block_areas) > iou_threshold  # (b, b)
+        chosen = xp.flatnonzero(_greedy_in_block(over))[:top_n - n]   # (c,)
+        kept_boxes[:, n:n + chosen.shape[0]] = block[:, chosen]
+        kept_areas[n:n + chosen.shape[0]] = block_areas[chosen]
+        keep.append(ranks[chosen])
+        n += chosen.shape[0]
+        if n == top_n:
+            break
+    if not keep:
+        return xp.zeros((0,), dtype=xp.int64)
+    return order[xp.concatenate(keep).astype(xp.int64)]
+
+
+def _greedy_in_block(over):
+    """Which boxes of a block greedy NMS keeps, best first, without a loop over them.
+
+    Box i is kept iff no *kept* box j < i overlaps it (``over[j, i]``). Each kept[i]
+    depends only on kept[j] for j < i, so that rule has exactly one solution, the greedy
+    one; the loop below applies the rule to its own last answer until nothing changes
+    (a fixed point is that solution). Each pass settles at least the next box, usually
+    many: a few passes.
+
+    Args:
+        over: (B, B) bool, IoU > threshold between the block's boxes (symmetric).
+    Returns:
+        (B,) bool, the kept boxes.
+    """
+    xp = get_array_module(over)
+    later = xp.triu(over, k=1)                               # over[j, i] for j < i only
+    kept = xp.ones(over.shape[0], dtype=bool)
+    while True:
+        again = ~(later & kept[:, None]).any(axis=0)         # (B, B) -> (B,): no kept j < i
+        if bool((again == kept).all()):
+            return kept
+        kept = again
 
 
 def _iou_block(a, area_a, b, area_b):

@@ -21,6 +21,7 @@ from minircnn.layers.conv import (
     conv2d_forward_naive,
     im2col,
 )
+from minircnn.layers.conv_active import ActiveConv2d, conv2d_backward_active
 from minircnn.layers.global_pool import (
     GlobalAvgPool,
     global_avg_pool_backward,

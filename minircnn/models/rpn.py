@@ -13,7 +13,9 @@ each of the k anchors of each cell, one objectness logit and four box deltas
 the anchors' order (cell y, cell x, anchor a), as torchvision's
 ``concat_box_prediction_layers``, so row i of ``objectness`` and ``deltas`` belongs to
 anchor i of ``AnchorGenerator``. ``backward`` undoes that layout and runs the layers in
-reverse; the 3x3 conv's output feeds both 1x1 convs, so its gradient is their sum.
+reverse; the 3x3 conv's output feeds both 1x1 convs, so its gradient is their sum. That
+gradient is zero except at the cells of the anchors the loss sampled, so the 3x3 conv's
+backward runs over those cells only (``ActiveConv2d``: the same gradients).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from minircnn.detection.anchors import AnchorGenerator
 from minircnn.detection.rpn_proposals import rpn_proposals
 from minircnn.layers.activations import ReLU
 from minircnn.layers.conv import Conv2d
+from minircnn.layers.conv_active import ActiveConv2d
 from minircnn.layers.module import Module
 from minircnn.utils.validate import check_array, check_count
 
@@ -69,7 +72,9 @@ class RPNHead(Module):
         rng = np.random.default_rng(0) if rng is None else rng
         self.dtype = np.dtype(dtype)
         c, k = self.in_channels, self.num_anchors
-        self.conv = Conv2d(c, c, 3, pad=1, rng=rng, dtype=dtype, impl=impl)
+        # the 3x3 conv's gradient is zero but at the sampled anchors' cells: its fast
+        # backward multiplies over those cells only (minircnn/layers/conv_active.py)
+        self.conv = ActiveConv2d(c, c, 3, pad=1, rng=rng, dtype=dtype, impl=impl)
         self.relu = ReLU()
         self.cls_logits = Conv2d(c, k, 1, rng=rng, dtype=dtype, impl=impl)
         self.bbox_pred = Conv2d(c, 4 * k, 1, rng=rng, dtype=dtype, impl=impl)

@@ -45,6 +45,10 @@ class TrainConfig:
     boxes are judged at IoU up to 0.95 (COCO AP), and NMS at 0.7 removes near-duplicates
     of which one is often the tighter box; at 0.85 the detector sees both. Neither
     touches the selective-search recipe. What they measured: minircnn/weights/README.md.
+
+    The RPN recipe's schedule is ``RPN_EPOCHS`` (10), not ``epochs``' 9: ``minircnn train
+    --proposals rpn`` runs it when ``--epochs`` is not given (9 epochs of it score 0.02
+    below selective search's; minircnn/weights/README.md).
     """
     name: str = "shapes"                 # run name: runs/<name>/
     seed: int = 0                        # model init, sampling, flips, dropout
@@ -122,6 +126,10 @@ class TrainConfig:
             raise ValueError(f"TrainConfig: unknown settings {unknown}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
+
+# The RPN recipe's epochs: what `minircnn train --proposals rpn` runs without --epochs
+# (TrainConfig.epochs is the selective-search recipe's; see TrainConfig's docstring).
+RPN_EPOCHS = 10
 
 # R-CNN warps each proposal to the input size its network was pretrained on (VGG16's
 # 227 px): the shapes classifier's crops (PretrainConfig.image_size; a test checks).

@@ -5,7 +5,9 @@ and so do blocks 1-2 of the toy's SmallVGG. For a given image, flip and scale th
 blocks always give the same output, and training sees each one many times (800 images,
 each flipped or not, in 3,600 minibatches of 2: about 4.5 times per (image, flip)). So
 the first time is computed and kept, and every later time is read: the same values, so
-the same training, without most of the frozen blocks' forward work. (R-CNN kept whole
+the same training, without most of the frozen blocks' forward work. Faster R-CNN's
+joint training (training/rpn_step.py) reads the same backbone, so it keeps the same
+store. (R-CNN kept whole
 features, on disk: Fast R-CNN's section 1.1. Here it is only the fixed part, in memory.)
 
 The store stops growing at ``MAX_BYTES``; images past it are computed each time, as
@@ -38,11 +40,17 @@ class FrozenFeatures:
     @staticmethod
     def usable(model) -> bool:
         """Whether ``model`` can start from a stored output: a FastRCNN
-        (``forward_from_frozen``; R-CNN and SPP-net run their backbone otherwise) whose
-        backbone splits into frozen and trainable blocks (a SmallVGG with
-        ``freeze_blocks(k)``, k >= 1)."""
-        backbone = getattr(model, "backbone", None)
-        return (hasattr(model, "forward_from_frozen") and hasattr(backbone, "forward_frozen")
+        (``forward_from_frozen``; R-CNN and SPP-net run their backbone otherwise), or a
+        FasterRCNN whose RPN reads that FastRCNN's backbone (approximate joint training;
+        the alternating one gives the RPN a backbone of its own), and whose backbone
+        splits into frozen and trainable blocks (a SmallVGG with ``freeze_blocks(k)``,
+        k >= 1)."""
+        if getattr(model, "rpn_backbone", None) is not None:
+            return False
+        detector = getattr(model, "detector", model)     # a FasterRCNN's FastRCNN
+        backbone = getattr(detector, "backbone", None)
+        return (hasattr(detector, "forward_from_frozen")
+                and hasattr(backbone, "forward_frozen")
                 and getattr(backbone, "frozen_blocks", 0) > 0)
 
     def lookup(self, keys: list, images):

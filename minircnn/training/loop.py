@@ -78,7 +78,7 @@ class Run:
     props: list | None           # their proposals, (P, 4) each; None: the RPN makes them
     state: RunState              # epoch, iteration, history: saved in every checkpoint
     metrics: dict                # what metrics.json will hold
-    frozen: FrozenFeatures | None = None   # the fixed blocks' output per image (Fast R-CNN)
+    frozen: FrozenFeatures | None = None   # the fixed blocks' output per image
 
 
 def _epoch_order(state: RunState, rng: np.random.Generator, num_images: int):
@@ -201,8 +201,7 @@ def _start(config: TrainConfig, out_dir: str, items: list, props, resume: bool) 
         state = restore_run(os.path.join(out_dir, "checkpoint.npz"), config, model,
                             optimizer, rng)
     metrics = {"config": config.to_dict(), "epochs": state.epochs}   # the same list
-    frozen = (FrozenFeatures(model.backbone) if props is not None
-              and FrozenFeatures.usable(model) else None)
+    frozen = FrozenFeatures(model.backbone) if FrozenFeatures.usable(model) else None
     return Run(config, out_dir, model, optimizer, rng, items, props, state, metrics, frozen)
 
 
@@ -279,9 +278,11 @@ def _iteration(run: Run, idx, stride: int, xp, epoch: int) -> dict:
     (``proposal_method="rpn"``) Faster R-CNN's RPN and detector (training/rpn_step.py)."""
     config, model, optimizer = run.config, run.model, run.optimizer
     if config.proposal_method == "rpn":
-        images, targets = rpn_minibatch(config, run.items, idx, run.rng)
-        return rpn_train_step(model, optimizer, xp.asarray(images), targets, config, run.rng,
-                              epoch)
+        images, targets, keys = rpn_minibatch(config, run.items, idx, run.rng)
+        images = xp.asarray(images)
+        frozen = run.frozen.lookup(keys, images) if run.frozen is not None else None
+        return rpn_train_step(model, optimizer, images, targets, config, run.rng, epoch,
+                              frozen=frozen)
     images, batch, keys = sample_minibatch(config, run.items, run.props, idx, run.rng,
                                            stride=stride)
     images = xp.asarray(images)

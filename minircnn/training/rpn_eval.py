@@ -28,6 +28,7 @@ def selective_search_config(config):
 
 def rpn_dataset_proposals(model, dataset) -> tuple[list, dict]:
     """The RPN's proposals of every image, one image at a time (the test-time setting).
+    ``dataset``: a ShapesDataset or any sequence of dicts with an ``image`` (3, H, W).
 
     Returns:
         (one (P, 4) NumPy array per image, times): ``ms_per_image`` in all (backbone,
@@ -79,13 +80,14 @@ def compare_proposals(model, dataset, ss_proposals, config) -> tuple[list, dict]
         ``cpu_ms_per_image``; the RPN's also ``ms_per_image_head`` and
         ``cpu_ms_per_image_head`` (without the backbone).
     """
-    rpn_props, rpn_times = rpn_dataset_proposals(model, dataset)
+    items = [dataset[i] for i in range(len(dataset))]   # a ShapesDataset draws each time
+    rpn_props, rpn_times = rpn_dataset_proposals(model, items)
     report = {
-        "rpn": {"recall": _recall(rpn_props, dataset),
+        "rpn": {"recall": _recall(rpn_props, items),
                 "mean_count": float(np.mean([len(p) for p in rpn_props])), **rpn_times},
-        "selective_search": {"recall": _recall(ss_proposals, dataset),
+        "selective_search": {"recall": _recall(ss_proposals, items),
                              "mean_count": float(np.mean([len(p) for p in ss_proposals])),
-                             **time_selective_search(dataset, config)}}
+                             **time_selective_search(items, config)}}
     return rpn_props, report
 
 

@@ -40,10 +40,13 @@ RPN_BG_IOU_LO = 0.0   # background RoIs from IoU 0 (module docstring)
 STAGES = ("rpn", "detector", "rpn_head", "detector_head")   # the paper's steps 1..4
 _TRAINABLE_AT_START: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _LABELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # model -> its label cache
+_STAGE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()    # model -> its stage set
 
 
 def rpn_minibatch(config, items, idx, rng):
-    """Images (N, 3, H, W) and their targets [{boxes, labels}], each flipped w.p. 1/2."""
+    """Images (N, 3, H, W), their targets [{boxes, labels}], each flipped w.p. 1/2, and
+    a key per image, (index, flipped, scale 1.0), as ``sample_minibatch``'s (the key of
+    the frozen blocks' output: training/frozen_cache.py)."""
     images, targets = [], []
     flips = rng.random(len(idx)) < 0.5 if config.flip else np.zeros(len(idx), bool)
     for i, flip in zip(idx, flips, strict=True):
@@ -52,7 +55,8 @@ def rpn_minibatch(config, items, idx, rng):
             image, boxes, _ = flip_horizontal(image, boxes, np.zeros((0, 4), np.float32))
         images.append(image)
         targets.append({"boxes": boxes, "labels": items[i]["labels"]})
-    return np.stack(images), targets
+    keys = [(int(i), bool(flip), 1.0) for i, flip in zip(idx, flips, strict=True)]
+    return np.stack(images), targets, keys
 
 
 def stage_of(config, epoch: int) -> str:
@@ -116,9 +120,13 @@ def _stats(rpn_cache=None, det_cache=None) -> dict:
 
 
 # --- one iteration of each kind -----------------------------------------------------------------
-def joint_step(model, images, targets, config, rng) -> dict:
-    """Approximate joint training: one backbone pass, the two losses summed."""
-    features = model.backbone.forward(images)                 # (N, C, h, w)
+def joint_step(model, images, targets, config, rng, frozen=None) -> dict:
+    """Approximate joint training: one backbone pass, the two losses summed. ``frozen``:
+    the backbone's frozen blocks' output on ``images``, kept from an earlier pass."""
+    if frozen is None:
+        features = model.backbone.forward(images)             # (N, C, h, w)
+    else:
+        features = model.backbone.forward_trainable(frozen)   # the same, from blocks 3-4
     rpn_cache, objectness, deltas = _rpn_loss(model, features, targets, config, rng)
     proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
     det_cache = _detector_loss(model, features, proposals, targets, config, rng)
@@ -167,20 +175,26 @@ def set_stage(model, stage: str) -> None:
         p.requires_grad = was and id(p) in trained
     if stage in ("rpn_head", "detector_head") and model.rpn_backbone is not None:
         model.rpn_backbone.load_state_dict(model.backbone.state_dict())   # now shared
+    _STAGE[model] = stage
 
 
-def rpn_train_step(model, optimizer, images, targets, config, rng, epoch: int) -> dict:
+def rpn_train_step(model, optimizer, images, targets, config, rng, epoch: int, *,
+                   frozen=None) -> dict:
     """One SGD iteration of the run's RPN training at ``epoch`` (see the module docstring).
+
+    ``frozen``: the output of the backbone's frozen blocks on ``images``
+    (training/frozen_cache.py), for joint training; the forward pass starts from it.
 
     Raises:
         FloatingPointError: a loss is not finite (the weights are left as they were).
     """
     stage = stage_of(config, epoch)
-    set_stage(model, stage)
+    if _STAGE.get(model) != stage:       # set_stage walks every parameter: at a new stage only
+        set_stage(model, stage)
     optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):   # divergence -> the clear error below
         if stage == "joint":
-            stats = joint_step(model, images, targets, config, rng)
+            stats = joint_step(model, images, targets, config, rng, frozen)
         elif stage in ("rpn", "rpn_head"):
             backbone = model.rpn_backbone if stage == "rpn" else model.backbone
             stats = rpn_stage_step(model, images, targets, config, rng, backbone=backbone,

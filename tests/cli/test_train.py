@@ -102,3 +102,26 @@ def test_train_with_rpn_proposals_then_eval_and_detect(tmp_path, capsys):
     assert main(["train", *args, "--out", str(tmp_path / "alt"), "--rpn-training",
                  "alternating"]) == 2        # 4 steps need 4 epochs: a usage error
     assert "use --epochs 4 or more" in capsys.readouterr().err
+
+
+def test_the_rpn_recipe_runs_its_own_epochs_unless_given(tmp_path, capsys):
+    """``--proposals rpn`` without --epochs runs RPN_EPOCHS; the selective-search recipe
+    (and any --epochs given) keeps TrainConfig's."""
+    from minircnn.cli.main import build_parser
+    from minircnn.cli.train_commands import _train_config
+    from minircnn.training.config import RPN_EPOCHS, TrainConfig
+
+    assert RPN_EPOCHS != TrainConfig.epochs
+    parser, out = build_parser(), str(tmp_path / "run")
+
+    def epochs(*flags):
+        return _train_config(parser.parse_args(["train", *flags]), out).epochs
+
+    assert epochs("--proposals", "rpn") == RPN_EPOCHS
+    assert epochs("--proposals", "rpn", "--epochs", "3") == 3
+    assert epochs() == epochs("--proposals", "selective_search") == TrainConfig.epochs
+    assert epochs("--proposals", "dense") == TrainConfig.epochs
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert f"with --proposals rpn, {RPN_EPOCHS}: the RPN recipe's" in help_text

@@ -68,6 +68,16 @@ def test_nms_first_is_nms_truncated(chunk):
                                           nms(boxes, scores, 0.5)[:top])
 
 
+def test_nms_first_settles_a_chain_of_suppressions_inside_one_chunk():
+    """Box i overlaps box i + 1 (IoU 9/11 > 0.7) but not box i + 2 (8/12): greedy NMS
+    keeps every other box, which the block's fixed point must find in one chunk."""
+    x = np.arange(20, dtype=np.float64)[:, None]
+    boxes = np.concatenate([x, 0 * x, x + 10, 0 * x + 10], axis=1)   # shifted by 1 px
+    scores = np.linspace(1.0, 0.0, 20)                               # left to right
+    np.testing.assert_array_equal(nms_first(boxes, scores, 0.7, 100), np.arange(0, 20, 2))
+    np.testing.assert_array_equal(nms_first(boxes, scores, 0.7, 3), [0, 2, 4])
+
+
 @pytest.mark.parametrize("n, k", [(1, 1), (5, 1), (50, 7), (50, 49), (50, 50), (50, 80),
                                   (6144, 1000)])
 def test_top_k_is_stable_argsort_truncated(n, k):

@@ -76,7 +76,7 @@ def test_each_alternating_step_trains_what_the_paper_says():
     for epoch, stage in enumerate(STAGES):
         assert stage_of(config, epoch) == stage
         before = model.state_dict()
-        images, targets = rpn_minibatch(config, items, [0, 1], rng)
+        images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
         stats = rpn_train_step(model, optimizer, images, targets, config, rng, epoch)
         assert np.isfinite(stats["loss"])
         assert _changed(before, model) == expected[stage], stage
@@ -96,7 +96,7 @@ def test_rpn_box_weight_scales_the_box_gradient_alone():
         model = make_detector(dataclasses.replace(config, rpn_box_weight=weight))
         optimizer = SGD(model.parameters(), 0.0)             # grads kept, weights unchanged
         rng = np.random.default_rng(0)
-        images, targets = rpn_minibatch(config, items, [0, 1], rng)
+        images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
         rpn_train_step(model, optimizer, images, targets,
                        dataclasses.replace(config, rpn_box_weight=weight), rng, 0)
         grads[weight] = {name: p.grad.copy() for name, p in model.rpn.named_parameters()}
@@ -122,7 +122,7 @@ def test_rpn_fg_iou_sets_which_anchors_the_loss_takes_as_positive():
         config = dataclasses.replace(TINY_RPN, rpn_fg_iou=fg, rpn_bg_iou=0.3,
                                      rpn_batch_size=10_000)      # every labelled anchor
         rng = np.random.default_rng(0)
-        images, targets = rpn_minibatch(config, items, [0, 1], rng)
+        images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
         features = model.backbone.forward(images)
         cache, _, _ = rpn_step._rpn_loss(model, features, targets, config, rng)
         anchors = model.rpn.anchors(features)
@@ -175,3 +175,35 @@ def test_alternating_run_ends_with_one_shared_backbone(tmp_path):
 def test_rpn_settings_are_checked(change, message):
     with pytest.raises(UsageError, match=message):
         check_train_config(dataclasses.replace(TINY_RPN, **change))
+
+
+def test_joint_training_keeps_the_frozen_blocks_output_and_trains_the_same_bits(
+        tmp_path, monkeypatch):
+    """Joint training reads the detector's backbone, blocks 1-2 fixed: their output is
+    kept per (image, flip) as in the selective-search recipe (training/frozen_cache.py),
+    and the weights are those of computing it every time, bit for bit. The alternating
+    recipe (an RPN backbone of its own) keeps none."""
+    from minircnn.training import frozen_cache
+
+    config = dataclasses.replace(TINY_RPN, pretrained=True, channels=(16, 32, 64, 64),
+                                 num_pools=2, epochs=3)
+    assert frozen_cache.FrozenFeatures.usable(make_detector(config))
+    alternating = dataclasses.replace(config, rpn_training="alternating")
+    assert not frozen_cache.FrozenFeatures.usable(make_detector(alternating))
+    kept = []
+    real_lookup = frozen_cache.FrozenFeatures.lookup
+
+    def counting_lookup(self, keys, images):
+        kept.append(len(self.store))
+        return real_lookup(self, keys, images)
+
+    monkeypatch.setattr(frozen_cache.FrozenFeatures, "lookup", counting_lookup)
+    train_detector(config, tmp_path / "kept", evaluate=False, progress=False)
+    assert len(kept) == 6 and 0 < kept[-1] <= 8        # 2 iterations x 3 epochs, 4 x 2 keys
+    monkeypatch.setattr(frozen_cache.FrozenFeatures, "usable", staticmethod(lambda m: False))
+    train_detector(config, tmp_path / "computed", evaluate=False, progress=False)
+    assert len(kept) == 6                                # no store this time
+    wa = _weights(tmp_path / "kept" / "model.npz")
+    wb = _weights(tmp_path / "computed" / "model.npz")
+    assert any(k.startswith("rpn.") for k in wa)
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
