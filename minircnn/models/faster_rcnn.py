@@ -18,6 +18,7 @@ minircnn/training/rpn_step.py: models do not train themselves.
 
 from __future__ import annotations
 
+from minircnn.layers.module import no_grad
 from minircnn.models.detector import Detector
 from minircnn.models.fast_rcnn import FastRCNN
 from minircnn.models.rpn import RegionProposalNetwork
@@ -73,8 +74,12 @@ class FasterRCNN(Detector):
         return self.detector.backward(dcls, dbbox)
 
     def propose(self, images, **overrides) -> list:
-        """One (P, 4) array of proposals per image (N, 3, H, W), best first."""
+        """One (P, 4) array of proposals per image (N, 3, H, W), best first.
+
+        No backward follows (proposals are fixed boxes to the detector), so it runs as
+        under ``no_grad``: no layer keeps a cache."""
         images = check_array("images", images, op="FasterRCNN", ndim=4, axes="(N, 3, H, W)")
         backbone = self.backbone if self.rpn_backbone is None else self.rpn_backbone
-        features = backbone.forward(images)                    # (N, C, H/s, W/s)
-        return self.rpn.proposals(features, images.shape[2:], **overrides)
+        with no_grad(self):
+            features = backbone.forward(images)                # (N, C, H/s, W/s)
+            return self.rpn.proposals(features, images.shape[2:], **overrides)

@@ -209,11 +209,16 @@ def _with_blas_threads(setup: Setup, n: int) -> Setup:
     return threaded_setup
 
 
+RPN = "faster r-cnn RPN proposals per image (backbone included)"
+
+
 def _detector_benchmarks() -> list[Benchmark]:
     """Fast R-CNN training step and detection as ``minircnn train`` / ``detect`` run them
-    (the default TrainConfig: its test pyramid, RoI op and sizes), each followed by its
+    (the default TrainConfig: its test pyramid, RoI op and sizes), and the RPN's
+    proposals as ``minircnn train --proposals rpn`` times them, each followed by its
     parts (% of the whole)."""
     from minircnn.perf import detector_bench as d
+    from minircnn.perf import rpn_bench as r
 
     step = "fast r-cnn train step (2 images, 128 RoIs)"
     infer = f"fast r-cnn detect per image ({d.NUM_TEST_PROPOSALS} proposals, {d.PYRAMID})"
@@ -245,6 +250,9 @@ def _detector_benchmarks() -> list[Benchmark]:
         Benchmark("fast r-cnn detect part: softmax, decode, NMS",
                   d.setup_inference_postprocess, part_of=infer),
         Benchmark(one, d.setup_inference_one_scale),
+        Benchmark(RPN, r.setup_rpn_proposals),
+        Benchmark("faster r-cnn RPN part: backbone", r.setup_rpn_backbone, part_of=RPN),
+        Benchmark("faster r-cnn RPN part: head, decode, NMS", r.setup_rpn_head, part_of=RPN),
     ]
 
 

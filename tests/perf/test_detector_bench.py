@@ -5,6 +5,7 @@ import pytest
 
 from minircnn.perf import bench
 from minircnn.perf import detector_bench as d
+from minircnn.perf import rpn_bench as r
 from minircnn.perf.bench import BENCHMARKS, Benchmark, format_bench_table, run_bench
 
 
@@ -19,6 +20,27 @@ def test_every_setup_runs(setup):
     run, flops = setup(np.random.default_rng(0))
     assert flops is None
     run()
+
+
+@pytest.mark.parametrize("setup", [r.setup_rpn_proposals, r.setup_rpn_backbone,
+                                   r.setup_rpn_head])
+def test_every_rpn_setup_runs(setup):
+    run, flops = setup(np.random.default_rng(0))
+    assert flops is None
+    run()
+
+
+def test_rpn_entries_time_the_proposals_of_the_shipped_rpn():
+    """The whole gives the proposals ``rpn_dataset_proposals`` gives that image (the
+    figure ``minircnn train --proposals rpn`` reports), and the two parts are its parts."""
+    from minircnn.training.rpn_eval import rpn_dataset_proposals
+
+    run, _ = r.setup_rpn_proposals(np.random.default_rng(0))
+    model, _, image = r._setup()
+    expected, _ = rpn_dataset_proposals(model, [{"image": image[0]}])
+    np.testing.assert_array_equal(run()[0], expected[0])
+    assert [b.name for b in BENCHMARKS if b.part_of == bench.RPN] == [
+        "faster r-cnn RPN part: backbone", "faster r-cnn RPN part: head, decode, NMS"]
 
 
 def test_train_step_setup_really_trains():
