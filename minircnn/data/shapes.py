@@ -151,6 +151,17 @@ class ShapesDataset:
         return image, boxes, labels, visible
 
 
+class Drawn(list):
+    """Every item of a dataset drawn once and kept: a list of its item dicts, with the
+    dataset's ``classes``. A ShapesDataset draws an image again each time it is read;
+    a run that reads its held-out images several times (the proposals' report, the
+    detections, the metrics, the pictures) reads them from one ``Drawn`` instead."""
+
+    def __init__(self, dataset):
+        super().__init__(dataset[i] for i in range(len(dataset)))
+        self.classes = getattr(dataset, "classes", None)
+
+
 class ShapesClassification:
     """One centred (jittered) shape per image, for classification pretraining.
 

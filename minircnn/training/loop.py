@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minircnn.backend import get_array_module
+from minircnn.data.shapes import Drawn
 from minircnn.layers.module import Module
 from minircnn.models.checkpoint import read_checkpoint, save_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets, make_detector
@@ -301,6 +302,7 @@ def _finish(run: Run, val_ds, val_props, times: dict, start: tuple) -> dict:
         model.rpn_backbone = None                 # alternating: shared since step 3
     if val_ds is not None:
         t = time.time()
+        val_ds = Drawn(val_ds)                    # read below up to four times
         if config.proposal_method == "rpn":       # val_props: selective search's
             val_props, metrics["proposals"] = compare_proposals(model, val_ds, val_props,
                                                                 config)

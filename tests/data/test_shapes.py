@@ -185,3 +185,17 @@ def test_to_coco_needs_an_integer_image_id(image_id):
         sample["image_id"] = image_id
     with pytest.raises(ValueError, match=r"dataset\[0\]\['image_id'\] must be an integer >= 0"):
         to_coco([sample])
+
+
+def test_drawn_keeps_every_item_and_the_classes():
+    """Drawn reads each image once and keeps it: the same items as the dataset's, with
+    its classes (what evaluation names the per-class APs by)."""
+    from minircnn.data.shapes import Drawn
+
+    ds = ShapesDataset(3, image_size=64, seed=5)
+    kept = Drawn(ds)
+    assert len(kept) == 3 and kept.classes == ds.classes
+    for i in range(3):
+        np.testing.assert_array_equal(kept[i]["image"], ds[i]["image"])
+        np.testing.assert_array_equal(kept[i]["boxes"], ds[i]["boxes"])
+    assert kept[1] is kept[1]                                   # not drawn again
