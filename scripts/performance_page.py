@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from minircnn.perf.bench import BENCH_HEADER, bench_rows, describe_run, run_bench
+from minircnn.perf.bench import run_bench
+from minircnn.perf.bench_table import BENCH_HEADER, bench_rows, describe_run
 from minircnn.utils.text_tables import markdown_table
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "performance.md"

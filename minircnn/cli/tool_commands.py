@@ -43,7 +43,8 @@ def add_bench(sub) -> None:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from minircnn.perf.bench import format_bench_table, run_bench
+    from minircnn.perf.bench import run_bench
+    from minircnn.perf.bench_table import format_bench_table
     from minircnn.utils.fileio import dumps_json
 
     results = run_bench(repeats=args.repeats, only=args.only)

@@ -9,9 +9,9 @@ from minircnn.perf.bench import (
     MATMUL,
     Benchmark,
     conv_flops,
-    format_bench_table,
     run_bench,
 )
+from minircnn.perf.bench_table import format_bench_table
 
 
 def test_conv_flops_by_hand_and_stack_count():

@@ -6,7 +6,8 @@ import pytest
 from minircnn.perf import bench
 from minircnn.perf import detector_bench as d
 from minircnn.perf import rpn_bench as r
-from minircnn.perf.bench import BENCHMARKS, Benchmark, format_bench_table, run_bench
+from minircnn.perf.bench import BENCHMARKS, Benchmark, run_bench
+from minircnn.perf.bench_table import format_bench_table
 
 
 @pytest.mark.parametrize("setup", [d.setup_train_step, d.setup_train_step_stored,
