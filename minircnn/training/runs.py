@@ -318,10 +318,17 @@ def restore_run(path, config, model, optimizer, rng) -> RunState:
     """
     ckpt = read_checkpoint(path)
     mine, saved = config.to_dict(), ckpt.config
-    differ = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and saved.get(k) != mine[k])
+    newer = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and k not in saved)
+    if newer:          # settings this version has and the one that started the run had not
+        raise UserError(f"resume: {path} was started by an older minircnn, which had no "
+                        "setting " + ", ".join(f"{k} (now {mine[k]!r})" for k in newer) +
+                        ": resuming would go on with other settings than it started with",
+                        "resume it with the minircnn version that started it, or start "
+                        "over with --overwrite")
+    differ = sorted(k for k in mine if k not in _RESUME_MAY_CHANGE and saved[k] != mine[k])
     if differ:
         raise UserError(f"resume: {path} was trained with different settings: " + ", ".join(
-            f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in differ),
+            f"{k}={saved[k]!r} (now {mine[k]!r})" for k in differ),
             "resume with the run's own settings (leave those options out), "
             "or start over with --overwrite")
     try:

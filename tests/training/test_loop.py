@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import minircnn.training.loop as train_mod
+import minircnn.training.runs as runs_mod
 from minircnn.models import read_checkpoint
 from minircnn.training import TrainConfig, train_detector
 from minircnn.utils.errors import RunInterrupted, UserError
@@ -43,6 +44,16 @@ def test_run_is_deterministic_and_resume_continues_identically(tmp_path, monkeyp
     monkeypatch.setattr(train_mod, "save_run_checkpoint", real_save)
     with pytest.raises(UserError, match=r"different settings: lr=0.02 \(now 0.5\)"):
         train_detector(dataclasses.replace(quiet, lr=0.5), tmp_path / "c", resume=True)
+
+    def by_an_older_version(path):          # its settings lacked one this version has
+        ckpt = read_checkpoint(path)
+        del ckpt.config["rpn_fg_iou"]
+        return ckpt
+    monkeypatch.setattr(runs_mod, "read_checkpoint", by_an_older_version)
+    with pytest.raises(UserError, match=r"older minircnn, which had no setting "
+                                        r"rpn_fg_iou \(now 0.6\)"):
+        train_detector(quiet, tmp_path / "c", resume=True)
+    monkeypatch.setattr(runs_mod, "read_checkpoint", read_checkpoint)
     resumed = train_detector(quiet, tmp_path / "c", resume=True, progress=False)
     wc = _weights(tmp_path / "c" / "checkpoint.npz")
     assert all(np.array_equal(wa[k], wc[k]) for k in wa)                 # bitwise identical
