@@ -5,14 +5,11 @@ import pytest
 
 from minircnn.layers.conv import Conv2d, conv2d_backward, conv2d_backward_naive, conv2d_forward
 from minircnn.layers.conv_active import DENSE_FRACTION, ActiveConv2d, conv2d_backward_active
+from tests.layers.test_conv import SHAPES as CONV_SHAPES
 
-# (N, C, H, W, F, KH, KW, stride, pad): strides 1-3, pads 0-2, non-square kernels/inputs
+# test_conv's shapes (N, C, H, W, F, KH, KW, stride, pad), and two with more channels
 SHAPES = [
-    (2, 3, 5, 5, 4, 3, 3, 1, 0),
-    (2, 3, 5, 5, 4, 3, 3, 1, 1),
-    (1, 2, 7, 6, 3, 3, 3, 2, 1),
-    (2, 2, 6, 8, 3, 2, 3, 2, 0),
-    (1, 3, 7, 5, 2, 3, 2, 3, 2),
+    *CONV_SHAPES,
     (3, 4, 9, 9, 5, 1, 1, 1, 0),
     (2, 6, 12, 10, 4, 3, 3, 1, 1),     # the RPN's 3x3, pad 1
 ]

@@ -139,10 +139,18 @@ def test_the_frozen_blocks_output_kept_per_image_trains_the_same_bits(tmp_path, 
     """Blocks 1-2 fixed (the pretrained recipe): their output is computed once per
     (image, flip, scale) and read after (training/frozen_cache.py); the weights are those
     of computing it every time, bit for bit."""
-    from minircnn.training import frozen_cache
-
     config = dataclasses.replace(TINY, pretrained=True, channels=(16, 32, 64, 64),
                                  num_pools=2, epochs=3)
+    wa, wb = train_with_and_without_frozen_store(config, tmp_path, monkeypatch)
+    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+
+
+def train_with_and_without_frozen_store(config, tmp_path, monkeypatch, **train_kwargs):
+    """Train ``config`` (2 iterations x 3 epochs, 4 images) twice: with the frozen-output
+    store, checking it is read every iteration and holds at most 4 x 2 keys, then with
+    none. Returns the two runs' weights (name -> array)."""
+    from minircnn.training import frozen_cache
+
     kept = []
     real_lookup = frozen_cache.FrozenFeatures.lookup
 
@@ -151,14 +159,12 @@ def test_the_frozen_blocks_output_kept_per_image_trains_the_same_bits(tmp_path, 
         return real_lookup(self, keys, images)
 
     monkeypatch.setattr(frozen_cache.FrozenFeatures, "lookup", counting_lookup)
-    train_detector(config, tmp_path / "kept", progress=False)
+    train_detector(config, tmp_path / "kept", progress=False, **train_kwargs)
     assert len(kept) == 6 and 0 < kept[-1] <= 8        # 2 iterations x 3 epochs, 4 x 2 keys
-    monkeypatch.setattr(frozen_cache.FrozenFeatures, "usable", staticmethod(lambda b: False))
-    train_detector(config, tmp_path / "computed", progress=False)
+    monkeypatch.setattr(frozen_cache.FrozenFeatures, "usable", staticmethod(lambda m: False))
+    train_detector(config, tmp_path / "computed", progress=False, **train_kwargs)
     assert len(kept) == 6                                # no store this time
-    wa = _weights(tmp_path / "kept" / "model.npz")
-    wb = _weights(tmp_path / "computed" / "model.npz")
-    assert all(np.array_equal(wa[k], wb[k]) for k in wa)
+    return _weights(tmp_path / "kept" / "model.npz"), _weights(tmp_path / "computed" / "model.npz")
 
 
 def test_the_frozen_store_stops_at_its_budget():

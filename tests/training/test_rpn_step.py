@@ -13,6 +13,7 @@ from minircnn.training.optim import SGD
 from minircnn.training.rpn_step import STAGES, rpn_minibatch, rpn_train_step, stage_of
 from minircnn.utils.errors import RunInterrupted, UsageError
 from minircnn.utils.settings import check_train_config
+from tests.training.test_loop import train_with_and_without_frozen_store
 
 TINY_RPN = TrainConfig(num_train=4, num_val=2, image_size=64, max_objects=2, epochs=2,
                        pretrained=False, proposal_method="rpn", max_proposals=40,
@@ -190,20 +191,7 @@ def test_joint_training_keeps_the_frozen_blocks_output_and_trains_the_same_bits(
     assert frozen_cache.FrozenFeatures.usable(make_detector(config))
     alternating = dataclasses.replace(config, rpn_training="alternating")
     assert not frozen_cache.FrozenFeatures.usable(make_detector(alternating))
-    kept = []
-    real_lookup = frozen_cache.FrozenFeatures.lookup
-
-    def counting_lookup(self, keys, images):
-        kept.append(len(self.store))
-        return real_lookup(self, keys, images)
-
-    monkeypatch.setattr(frozen_cache.FrozenFeatures, "lookup", counting_lookup)
-    train_detector(config, tmp_path / "kept", evaluate=False, progress=False)
-    assert len(kept) == 6 and 0 < kept[-1] <= 8        # 2 iterations x 3 epochs, 4 x 2 keys
-    monkeypatch.setattr(frozen_cache.FrozenFeatures, "usable", staticmethod(lambda m: False))
-    train_detector(config, tmp_path / "computed", evaluate=False, progress=False)
-    assert len(kept) == 6                                # no store this time
-    wa = _weights(tmp_path / "kept" / "model.npz")
-    wb = _weights(tmp_path / "computed" / "model.npz")
+    wa, wb = train_with_and_without_frozen_store(config, tmp_path, monkeypatch,
+                                                 evaluate=False)
     assert any(k.startswith("rpn.") for k in wa)
     assert all(np.array_equal(wa[k], wb[k]) for k in wa)
