@@ -56,6 +56,12 @@ class FasterRCNN(Detector):
         return self.detector.backbone
 
     @property
+    def proposal_backbone(self):
+        """The backbone the RPN reads: its own while the alternating recipe trains one,
+        else the detector's (shared)."""
+        return self.backbone if self.rpn_backbone is None else self.rpn_backbone
+
+    @property
     def num_classes(self) -> int:
         return self.detector.num_classes
 
@@ -79,7 +85,7 @@ class FasterRCNN(Detector):
         No backward follows (proposals are fixed boxes to the detector), so it runs as
         under ``no_grad``: no layer keeps a cache."""
         images = check_array("images", images, op="FasterRCNN", ndim=4, axes="(N, 3, H, W)")
-        backbone = self.backbone if self.rpn_backbone is None else self.rpn_backbone
+        backbone = self.proposal_backbone
         with no_grad(self):
             features = backbone.forward(images)                # (N, C, H/s, W/s)
             return self.rpn.proposals(features, images.shape[2:], **overrides)

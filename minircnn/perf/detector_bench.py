@@ -167,7 +167,7 @@ def setup_inference_one_scale(rng):
     return (lambda: _detect(model, image, props, (1.0,))), None
 
 
-def _without_grad(model, run):
+def without_grad(model, run):
     """``run`` inside no_grad(model), as detect runs the model (no layer keeps a cache,
     ReLU and pooling compute values only)."""
     def run_without_grad():
@@ -179,14 +179,14 @@ def _without_grad(model, run):
 def setup_inference_backbone(rng, level: int = 0):
     model, _, _, levels = _inference_setup(rng)
     scaled = levels[level][0]                                # (1, 3, s H, s W)
-    return _without_grad(model, lambda: model.backbone.forward(scaled)), None
+    return without_grad(model, lambda: model.backbone.forward(scaled)), None
 
 
 def setup_inference_roi(rng):
     model, _, _, levels = _inference_setup(rng)
     with no_grad(model):
         features = [(model.backbone.forward(im), r) for im, r in levels if len(r)]
-    return _without_grad(model, lambda: [model.roi.forward(f, r) for f, r in features]), None
+    return without_grad(model, lambda: [model.roi.forward(f, r) for f, r in features]), None
 
 
 def setup_inference_head(rng):
@@ -195,7 +195,7 @@ def setup_inference_head(rng):
     with no_grad(model):
         pooled = np.concatenate([model.roi.forward(model.backbone.forward(im), r)
                                  for im, r in levels if len(r)])     # (R, C, PH, PW)
-    return _without_grad(model, lambda: _head_forward(model, pooled)), None
+    return without_grad(model, lambda: _head_forward(model, pooled)), None
 
 
 def setup_inference_postprocess(rng):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from minircnn.data.shapes import ShapesDataset
 from minircnn.layers.module import no_grad
+from minircnn.perf.detector_bench import without_grad
 from minircnn.training.config import TrainConfig
 
 CONFIG = TrainConfig()
@@ -25,29 +26,21 @@ def _setup():
 
     model = pretrained_faster_rcnn()
     model.eval()
-    backbone = model.backbone if model.rpn_backbone is None else model.rpn_backbone
+    backbone = model.proposal_backbone
     held_out = ShapesDataset(1, image_size=CONFIG.image_size, seed=CONFIG.data_seed + 1)
     image = held_out[0]["image"][None]                                  # (1, 3, H, W)
     return model, backbone, image
 
 
-def _without_grad(model, run):
-    def run_without_grad():
-        with no_grad(model):
-            return run()
-    return run_without_grad
-
-
 def setup_rpn_proposals(rng):
-    """Backbone, RPN head, decoding and NMS: the proposals of one image."""
-    model, backbone, image = _setup()
-    size = image.shape[2:]
-    return _without_grad(model, lambda: model.rpn.proposals(backbone.forward(image), size)), None
+    """Backbone, RPN head, decoding and NMS: ``FasterRCNN.propose`` on one image."""
+    model, _, image = _setup()
+    return (lambda: model.propose(image)), None
 
 
 def setup_rpn_backbone(rng):
     model, backbone, image = _setup()
-    return _without_grad(model, lambda: backbone.forward(image)), None
+    return without_grad(model, lambda: backbone.forward(image)), None
 
 
 def setup_rpn_head(rng):
@@ -55,4 +48,4 @@ def setup_rpn_head(rng):
     model, backbone, image = _setup()
     with no_grad(model):
         features = backbone.forward(image)                              # (1, C, H/s, W/s)
-    return _without_grad(model, lambda: model.rpn.proposals(features, image.shape[2:])), None
+    return without_grad(model, lambda: model.rpn.proposals(features, image.shape[2:])), None

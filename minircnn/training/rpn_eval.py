@@ -39,7 +39,7 @@ def rpn_dataset_proposals(model, dataset) -> tuple[list, dict]:
         (what a busy machine inflates less).
     """
     model.eval()
-    backbone = model.backbone if model.rpn_backbone is None else model.rpn_backbone
+    backbone = model.proposal_backbone
     proposals, wall, cpu = [], np.zeros(2), np.zeros(2)       # [all, head only]
     with no_grad(model):                                      # test time: no caches
         for i in range(len(dataset)):
