@@ -278,16 +278,17 @@ def _iteration(run: Run, idx, stride: int, xp, epoch: int) -> dict:
     """One SGD step on the images ``idx``: Fast R-CNN on their stored proposals, or
     (``proposal_method="rpn"``) Faster R-CNN's RPN and detector (training/rpn_step.py)."""
     config, model, optimizer = run.config, run.model, run.optimizer
-    if config.proposal_method == "rpn":
+    rpn = config.proposal_method == "rpn"
+    if rpn:
         images, targets, keys = rpn_minibatch(config, run.items, idx, run.rng)
-        images = xp.asarray(images)
-        frozen = run.frozen.lookup(keys, images) if run.frozen is not None else None
-        return rpn_train_step(model, optimizer, images, targets, config, run.rng, epoch,
-                              frozen=frozen)
-    images, batch, keys = sample_minibatch(config, run.items, run.props, idx, run.rng,
-                                           stride=stride)
+    else:
+        images, batch, keys = sample_minibatch(config, run.items, run.props, idx, run.rng,
+                                               stride=stride)
     images = xp.asarray(images)
     frozen = run.frozen.lookup(keys, images) if run.frozen is not None else None
+    if rpn:
+        return rpn_train_step(model, optimizer, images, targets, config, run.rng, epoch,
+                              frozen=frozen)
     return train_step(model, optimizer, images, xp.asarray(batch.rois),
                       xp.asarray(batch.labels), xp.asarray(batch.bbox_targets),
                       box_weight=config.box_loss_weight, frozen=frozen)
