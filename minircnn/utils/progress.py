@@ -6,10 +6,16 @@ to a web page (a widget that needs a script from the internet). ``progress_bar``
 the bar only when stderr is a terminal; elsewhere a ``LineProgress`` that prints nothing
 per step, the summaries its caller asks for (``summary(bar, "epoch 3/9: loss 0.41")``)
 and one closing line. ``enabled=False`` or ``TQDM_DISABLE=1`` silences both.
+
+The bar starts no thread. tqdm's own class starts a monitor thread with its first bar
+(it adjusts bars that update rarely) and keeps it for the life of the process; a live
+thread makes the evaluation detect in one process rather than in worker processes
+(training/metrics.py: a fork copies the locks other threads hold).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -48,12 +54,21 @@ class LineProgress:
 
 def progress_bar(total: int, desc: str, *, enabled: bool = True, initial: int = 0, **kwargs):
     """A tqdm bar (``kwargs`` are tqdm's) on a terminal, a ``LineProgress`` elsewhere."""
-    from tqdm import tqdm
-
     quiet = not enabled or os.environ.get("TQDM_DISABLE", "") not in ("", "0")
     if quiet or _on_terminal():
-        return tqdm(total=total, desc=desc, initial=initial, disable=quiet, **kwargs)
+        return _bar_class()(total=total, desc=desc, initial=initial, disable=quiet, **kwargs)
     return LineProgress(total, desc, initial)
+
+
+@functools.cache
+def _bar_class():
+    """tqdm with no monitor thread (module docstring); tqdm is imported on first use."""
+    from tqdm import tqdm
+
+    class Bar(tqdm):
+        monitor_interval = 0     # tqdm starts its monitor thread only when this is > 0
+
+    return Bar
 
 
 def summary(bar, text: str) -> None:

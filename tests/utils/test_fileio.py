@@ -1,3 +1,4 @@
+import io
 import json
 import os
 
@@ -114,3 +115,18 @@ def test_progress_is_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch, capsys)
         bar.update(10)
         progress.summary(bar, "never printed")
     assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_on_a_terminal_starts_no_thread(monkeypatch):
+    """tqdm's class starts a monitor thread that lives as long as the process; with it,
+    the evaluation after training would detect in one process, not in workers."""
+    import threading
+
+    from minircnn.utils import progress
+
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    monkeypatch.setattr(progress, "_on_terminal", lambda: True)
+    before = set(threading.enumerate())
+    with progress.progress_bar(5, "train", file=io.StringIO()) as bar:
+        bar.update(5)
+    assert set(threading.enumerate()) <= before
