@@ -46,6 +46,13 @@ from minircnn.layers.roi_pool import (
     spp_backward,
     spp_forward,
 )
+from minircnn.perf.conv_bench import (
+    conv_flops,
+    f32,
+    setup_conv_stack,
+    setup_conv_stack_elementwise,
+    setup_conv_stack_products,
+)
 from minircnn.utils.blas import blas_threads
 from minircnn.utils.memory import keep_freed_memory
 
@@ -60,63 +67,14 @@ class Benchmark(NamedTuple):
     clock: str = "cpu"             # "cpu": this thread's CPU time; "wall": several threads
 
 
-def _f32(rng, *shape):
-    return rng.standard_normal(shape, dtype=np.float32)
-
-
-def conv_flops(x_shape: tuple, w_shape: tuple, out_hw: tuple) -> float:
-    """Forward FLOPs of a convolution: 2·N·F·C·KH·KW·OH·OW (multiply + add)."""
-    n, (f, c, kh, kw), (oh, ow) = x_shape[0], w_shape, out_hw
-    return 2.0 * n * f * c * kh * kw * oh * ow
-
-
 # --- setups ----------------------------------------------------------------------------
 def _setup_matmul(rng, n: int = 1024):
-    a, b = _f32(rng, n, n), _f32(rng, n, n)
+    a, b = f32(rng, n, n), f32(rng, n, n)
     return (lambda: a @ b), 2.0 * n**3
 
 
-# The VGG-like stack: 3x3 convs with pad 1, ReLU after each, 2x2 max pools ("pool").
-# On a 2x3x128x128 batch its convs count ~0.65 GFLOP forward + backward.
-CONV_STACK = ((3, 16), "pool", (16, 32), "pool", (32, 64), "pool", (64, 64))
-
-
-def _setup_conv_stack(rng, batch: tuple = (2, 3, 128, 128), stack: tuple = CONV_STACK):
-    """Forward then backward through the stack; FLOPs count the convs only (backward =
-    2x forward: one matmul for dw, one for dx), ReLU and pooling time included."""
-    x = _f32(rng, *batch)
-    weights, flops, h = [], 0.0, batch[2]
-    for layer in stack:
-        if layer == "pool":
-            h //= 2
-            continue
-        c_in, c_out = layer
-        w = _f32(rng, c_out, c_in, 3, 3) * np.float32(np.sqrt(2.0 / (9 * c_in)))
-        weights.append((w, np.zeros(c_out, dtype=np.float32)))
-        flops += 3 * conv_flops((batch[0], c_in, h, h), w.shape, (h, h))
-
-    def run():
-        out, caches, params = x, [], iter(weights)
-        for layer in stack:  # forward
-            if layer == "pool":
-                out, cache = max_pool2d_forward(out, kernel=2, stride=2)
-                caches.append((max_pool2d_backward, cache))
-                continue
-            out, cache = conv2d_forward(out, *next(params), stride=1, pad=1)
-            caches.append((conv2d_backward, cache))
-            out, cache = relu_forward(out)
-            caches.append((relu_backward, cache))
-        dout = np.ones_like(out)
-        for backward, cache in reversed(caches):  # backward, in reverse order
-            grads = backward(dout, cache)
-            dout = grads[0] if isinstance(grads, tuple) else grads
-        return dout
-
-    return run, flops
-
-
 def _setup_conv_tiny(rng, naive: bool):
-    x, w, b = _f32(rng, 1, 4, 12, 12), _f32(rng, 8, 4, 3, 3), _f32(rng, 8)
+    x, w, b = f32(rng, 1, 4, 12, 12), f32(rng, 8, 4, 3, 3), f32(rng, 8)
     fwd, bwd = ((conv2d_forward_naive, conv2d_backward_naive) if naive
                 else (conv2d_forward, conv2d_backward))
 
@@ -136,7 +94,7 @@ def _setup_fwd_bwd(forward, backward, inputs, flops=None, **kwargs):
 
 
 def _setup_linear(rng, n=256, d=3136, m=1024):
-    x, w, b = _f32(rng, n, d), _f32(rng, m, d) * np.float32(0.02), _f32(rng, m)
+    x, w, b = f32(rng, n, d), f32(rng, m, d) * np.float32(0.02), f32(rng, m)
     return _setup_fwd_bwd(linear_forward, linear_backward, (x, w, b), 3 * 2.0 * n * d * m)
 
 
@@ -158,7 +116,7 @@ def _setup_head(rng, rank: int | None = None):
     fc6, fc7 = Linear(3136, 256, rng=rng), Linear(256, 256, rng=rng)
     if rank is not None:
         fc6, fc7 = compress_linear(fc6, rank), compress_linear(fc7, rank)
-    x = np.maximum(_f32(rng, HEAD_ROIS, 3136), 0)  # (R, C*7*7) pooled features
+    x = np.maximum(f32(rng, HEAD_ROIS, 3136), 0)  # (R, C*7*7) pooled features
 
     def run():
         return fc7.forward(np.maximum(fc6.forward(x), 0))  # (R, 256)
@@ -178,7 +136,7 @@ def _setup_selective_search(rng, impl: str):
 def _setup_roi(rng, forward, backward, **kwargs):
     """Random RoIs (8..128 px, clipped to the 128x128 images) on ROI_FEATURES, image by
     image as the minibatch samplers and detect_images give them."""
-    x = _f32(rng, *ROI_FEATURES)
+    x = f32(rng, *ROI_FEATURES)
     x1y1 = rng.uniform(0, 120, (ROI_COUNT, 2))
     x2y2 = np.minimum(x1y1 + rng.uniform(8, 128, (ROI_COUNT, 2)), 127)
     batch = np.sort(rng.integers(0, ROI_FEATURES[0], (ROI_COUNT, 1)), axis=0)
@@ -258,21 +216,24 @@ def _detector_benchmarks() -> list[Benchmark]:
 DETECTOR_BENCHMARKS = _detector_benchmarks()
 SS_NAIVE = "selective search per 128x128 image, naive segmentation"
 
+CONV_STACK_NAME = "conv2d stack fwd+bwd 2x3x128x128"
 BENCHMARKS: list[Benchmark] = [
     Benchmark("matmul float32 1024^3", _setup_matmul),
-    Benchmark("conv2d stack fwd+bwd 2x3x128x128", _setup_conv_stack),
+    Benchmark(CONV_STACK_NAME, setup_conv_stack),
+    Benchmark(f"{CONV_STACK_NAME}, matrix products alone", setup_conv_stack_products),
+    Benchmark(f"{CONV_STACK_NAME}, ReLU and max pooling alone", setup_conv_stack_elementwise),
     Benchmark("conv2d naive fwd+bwd 1x4x12x12", lambda rng: _setup_conv_tiny(rng, True)),
     Benchmark("conv2d fast fwd+bwd 1x4x12x12", lambda rng: _setup_conv_tiny(rng, False),
               compare_to="conv2d naive fwd+bwd 1x4x12x12"),
     Benchmark("max_pool2d 2x2 fwd+bwd 2x64x64x64", lambda rng: _setup_fwd_bwd(
-        max_pool2d_forward, max_pool2d_backward, (_f32(rng, *FEATURE_SHAPE),),
+        max_pool2d_forward, max_pool2d_backward, (f32(rng, *FEATURE_SHAPE),),
         kernel=2, stride=2)),
     Benchmark("linear fwd+bwd 256x3136->1024", _setup_linear),
     Benchmark("batchnorm2d fwd+bwd 2x64x64x64", lambda rng: _setup_fwd_bwd(
         batchnorm2d_forward, batchnorm2d_backward,
-        (_f32(rng, *FEATURE_SHAPE), np.ones(64, np.float32), np.zeros(64, np.float32)))),
+        (f32(rng, *FEATURE_SHAPE), np.ones(64, np.float32), np.zeros(64, np.float32)))),
     Benchmark("relu fwd+bwd 2x64x64x64", lambda rng: _setup_fwd_bwd(
-        relu_forward, relu_backward, (_f32(rng, *FEATURE_SHAPE),))),
+        relu_forward, relu_backward, (f32(rng, *FEATURE_SHAPE),))),
     Benchmark(f"roi_pool naive fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(
         rng, roi_pool_forward_naive, roi_pool_backward_naive)),
     Benchmark(f"roi_pool vectorized fwd+bwd {ROI_TAG}", lambda rng: _setup_roi(

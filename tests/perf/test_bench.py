@@ -3,32 +3,32 @@ import json
 import numpy as np
 import pytest
 
-from minircnn.perf import bench
+from minircnn.perf import bench, conv_bench
 from minircnn.perf.bench import (
     BENCHMARKS,
     MATMUL,
     Benchmark,
-    conv_flops,
     run_bench,
 )
 from minircnn.perf.bench_table import format_bench_table
+from minircnn.perf.conv_bench import conv_flops
 
 
 def test_conv_flops_by_hand_and_stack_count():
     # 2 images, 4 filters, 3 channels, 3x3 kernel, 5x5 output: 2*2*4*3*9*25
     assert conv_flops((2, 3, 5, 5), (4, 3, 3, 3), (5, 5)) == 2 * 2 * 4 * 3 * 9 * 25
-    _, flops = bench._setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
+    _, flops = conv_bench.setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
                                        stack=((3, 4), "pool", (4, 2)))
     # forward + backward = 3x forward; the second conv runs at 4x4 after the pool
     assert flops == 3 * (2 * 4 * 3 * 9 * 64 + 2 * 2 * 4 * 9 * 16)
 
 
 def test_default_conv_stack_is_about_0p6_gflop():
-    stack = [layer for layer in bench.CONV_STACK if layer != "pool"]
+    stack = [layer for layer in conv_bench.CONV_STACK if layer != "pool"]
     assert stack[0][0] == 3
     flops = 0.0
     h = 128
-    for layer in bench.CONV_STACK:
+    for layer in conv_bench.CONV_STACK:
         if layer == "pool":
             h //= 2
         else:
@@ -37,11 +37,52 @@ def test_default_conv_stack_is_about_0p6_gflop():
 
 
 def test_conv_stack_run_returns_the_input_gradient():
-    run, _ = bench._setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
+    run, _ = conv_bench.setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
                                      stack=((3, 4), "pool", (4, 2)))
     dx = run()
     assert dx.shape == (1, 3, 8, 8) and dx.dtype == np.float32
     assert np.isfinite(dx).all() and np.abs(dx).sum() > 0
+
+
+TINY_STACK = dict(batch=(1, 3, 8, 8), stack=((3, 4), "pool", (4, 2)))
+
+
+def test_conv_stack_products_count_the_stacks_flops_and_run_its_products(monkeypatch):
+    """The products-alone entry counts the stack's FLOPs and runs 3 products per conv
+    and image, of the stack's shapes: (F, K) @ (K, P), (K, P) @ (P, F), (K, F) @ (F, P)."""
+    _, stack_flops = conv_bench.setup_conv_stack(np.random.default_rng(0), **TINY_STACK)
+    run, flops = conv_bench.setup_conv_stack_products(np.random.default_rng(0), **TINY_STACK)
+    assert flops == stack_flops
+    shapes = []
+
+    class Recording(np.ndarray):
+        def __matmul__(self, other):
+            shapes.append((self.shape, other.shape))
+            return np.asarray(self) @ np.asarray(other)
+
+    real_im2col = conv_bench.im2col
+    monkeypatch.setattr(conv_bench, "im2col", lambda *a, **k: real_im2col(*a, **k).view(Recording))
+    monkeypatch.setattr(conv_bench, "f32", lambda rng, *shape: rng.standard_normal(
+        shape, dtype=np.float32).view(Recording))
+    run, _ = conv_bench.setup_conv_stack_products(np.random.default_rng(0), **TINY_STACK)
+    run()
+    # conv 1: 3 -> 4 channels at 8x8 (K = 27, P = 64); conv 2: 4 -> 2 at 4x4 (K = 36, P = 16)
+    assert shapes == [((4, 27), (27, 64)), ((27, 64), (64, 4)), ((27, 4), (4, 64)),
+                      ((2, 36), (36, 16)), ((36, 16), (16, 2)), ((36, 2), (2, 16))]
+
+
+def test_conv_stack_elementwise_runs_each_relu_and_pool_of_the_stack(monkeypatch):
+    calls = []
+    for name in ("relu_forward", "relu_backward", "max_pool2d_forward", "max_pool2d_backward"):
+        real = getattr(conv_bench, name)
+        monkeypatch.setattr(conv_bench, name, lambda *a, _real=real, _name=name, **k: (
+            calls.append((_name, a[0].shape)), _real(*a, **k))[1])
+    run, flops = conv_bench.setup_conv_stack_elementwise(np.random.default_rng(0), **TINY_STACK)
+    run()
+    assert flops is None
+    assert calls == [("relu_forward", (1, 4, 8, 8)), ("max_pool2d_forward", (1, 4, 8, 8)),
+                     ("max_pool2d_backward", (1, 4, 4, 4)), ("relu_backward", (1, 4, 8, 8)),
+                     ("relu_forward", (1, 2, 4, 4)), ("relu_backward", (1, 2, 4, 4))]
 
 
 def test_registry_names_unique_and_matmul_first():
