@@ -167,6 +167,7 @@ def _with_blas_threads(setup: Setup, n: int) -> Setup:
 
 
 RPN = "faster r-cnn RPN proposals per image (backbone included)"
+JOINT = "faster r-cnn joint train step, frozen blocks' output stored (2 images)"
 
 
 def _detector_benchmarks() -> list[Benchmark]:
@@ -210,6 +211,14 @@ def _detector_benchmarks() -> list[Benchmark]:
         Benchmark(RPN, r.setup_rpn_proposals),
         Benchmark("faster r-cnn RPN part: backbone", r.setup_rpn_backbone, part_of=RPN),
         Benchmark("faster r-cnn RPN part: head, decode, NMS", r.setup_rpn_head, part_of=RPN),
+        Benchmark(JOINT, r.setup_joint_step),
+        *[Benchmark(f"faster r-cnn joint step part: {part}", setup, part_of=JOINT)
+          for part, setup in (("backbone blocks 3-4 fwd+bwd", r.setup_joint_backbone),
+                              ("RPN head, anchor labels, loss, fwd+bwd", r.setup_joint_rpn),
+                              ("proposals: decode, top-k, NMS", r.setup_joint_proposals),
+                              (f"RoI sampling, {d.ROI_OP}, head, loss, fwd+bwd",
+                               r.setup_joint_detector),
+                              ("SGD update", r.setup_joint_update))],
     ]
 
 

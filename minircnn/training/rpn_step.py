@@ -67,7 +67,7 @@ def stage_of(config, epoch: int) -> str:
 
 
 # --- the two losses --------------------------------------------------------------------------
-def _rpn_loss(model, features, targets, config, rng):
+def rpn_head_loss(model, features, targets, config, rng):
     """RPN forward + loss on ``features``: (loss cache, objectness, deltas)."""
     objectness, deltas = model.rpn.forward(features)          # (N, A), (N, A, 4)
     anchors = model.rpn.anchors(features)                     # (A, 4)
@@ -90,7 +90,7 @@ def _rpn_loss(model, features, targets, config, rng):
     return cache, objectness, deltas
 
 
-def _rpn_backward(model, cache, shape, config):
+def rpn_head_backward(model, cache, shape, config):
     """The RPN's backward; its box term weighted by ``config.rpn_box_weight`` (lambda)."""
     dobj, ddeltas = rpn_loss_backward(config.rpn_loss_weight, cache)   # (N*A,), (N*A, 4)
     n, a = shape
@@ -98,7 +98,7 @@ def _rpn_backward(model, cache, shape, config):
     return model.rpn.backward(dobj.reshape(n, a), ddeltas.reshape(n, a, 4))
 
 
-def _detector_loss(model, features, proposals, targets, config, rng):
+def detector_head_loss(model, features, proposals, targets, config, rng):
     """RoIs sampled from the proposals (+ GT), the head's forward and loss: its cache."""
     batch = hierarchical_batch(targets, [asnumpy(p) for p in proposals],
                                rois_per_batch=config.rois_per_batch, rng=rng,
@@ -127,12 +127,12 @@ def joint_step(model, images, targets, config, rng, frozen=None) -> dict:
         features = model.backbone.forward(images)             # (N, C, h, w)
     else:
         features = model.backbone.forward_trainable(frozen)   # the same, from blocks 3-4
-    rpn_cache, objectness, deltas = _rpn_loss(model, features, targets, config, rng)
+    rpn_cache, objectness, deltas = rpn_head_loss(model, features, targets, config, rng)
     proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
-    det_cache = _detector_loss(model, features, proposals, targets, config, rng)
+    det_cache = detector_head_loss(model, features, proposals, targets, config, rng)
     dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
     dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
-    dfeatures = dfeatures + _rpn_backward(model, rpn_cache, objectness.shape,
+    dfeatures = dfeatures + rpn_head_backward(model, rpn_cache, objectness.shape,
                                           config)     # both heads read the features
     model.backbone.backward(dfeatures)
     return _stats(rpn_cache, det_cache)
@@ -141,8 +141,8 @@ def joint_step(model, images, targets, config, rng, frozen=None) -> dict:
 def rpn_stage_step(model, images, targets, config, rng, *, backbone, train_backbone) -> dict:
     """Stages 1 and 3: the RPN loss alone, on ``backbone``'s features."""
     features = backbone.forward(images)
-    rpn_cache, objectness, _ = _rpn_loss(model, features, targets, config, rng)
-    dfeatures = _rpn_backward(model, rpn_cache, objectness.shape, config)
+    rpn_cache, objectness, _ = rpn_head_loss(model, features, targets, config, rng)
+    dfeatures = rpn_head_backward(model, rpn_cache, objectness.shape, config)
     if train_backbone:
         backbone.backward(dfeatures)
     return _stats(rpn_cache=rpn_cache)
@@ -152,7 +152,7 @@ def detector_stage_step(model, images, targets, config, rng, *, train_backbone) 
     """Stages 2 and 4: Fast R-CNN on the current RPN's proposals (the RPN is not trained)."""
     proposals = model.propose(images)                         # with the RPN's own backbone
     features = model.backbone.forward(images)
-    det_cache = _detector_loss(model, features, proposals, targets, config, rng)
+    det_cache = detector_head_loss(model, features, proposals, targets, config, rng)
     dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
     dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
     if train_backbone:

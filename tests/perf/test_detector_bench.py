@@ -24,7 +24,10 @@ def test_every_setup_runs(setup):
 
 
 @pytest.mark.parametrize("setup", [r.setup_rpn_proposals, r.setup_rpn_backbone,
-                                   r.setup_rpn_head])
+                                   r.setup_rpn_head, r.setup_joint_step,
+                                   r.setup_joint_backbone, r.setup_joint_rpn,
+                                   r.setup_joint_proposals, r.setup_joint_detector,
+                                   r.setup_joint_update])
 def test_every_rpn_setup_runs(setup):
     run, flops = setup(np.random.default_rng(0))
     assert flops is None
@@ -42,6 +45,21 @@ def test_rpn_entries_time_the_proposals_of_the_shipped_rpn():
     np.testing.assert_array_equal(run()[0], expected[0])
     assert [b.name for b in BENCHMARKS if b.part_of == bench.RPN] == [
         "faster r-cnn RPN part: backbone", "faster r-cnn RPN part: head, decode, NMS"]
+
+
+def test_joint_step_entry_is_the_loops_joint_iteration_from_the_store(monkeypatch):
+    """The joint step trains the RPN and the detector at once (both losses), starting
+    from the stored frozen output; its parts partition it: backbone, RPN, proposals,
+    detector, update."""
+    from minircnn.models.backbones import SmallVGG
+
+    run, _ = r.setup_joint_step(np.random.default_rng(0))
+    monkeypatch.setattr(SmallVGG, "forward_frozen", lambda self, images: pytest.fail(
+        "the frozen blocks ran again"))
+    stats = run()
+    assert stats["loss_rpn_objectness"] > 0 and stats["loss_cls"] > 0
+    parts = [b.name for b in BENCHMARKS if b.part_of == bench.JOINT]
+    assert len(parts) == 5 and parts[-1].endswith("SGD update")
 
 
 def test_train_step_setup_really_trains():
@@ -64,6 +82,8 @@ def test_stored_step_reads_the_frozen_blocks_from_the_store(monkeypatch):
     monkeypatch.setattr(SmallVGG, "forward_frozen", not_again)
     assert stored() == expected
 
+
+def test_detect_entry_times_what_users_run():
     """The pyramid of the default TrainConfig, and a backbone part for each of its levels;
     the levels hold every proposal once."""
     from minircnn.training import TrainConfig

@@ -125,7 +125,7 @@ def test_rpn_fg_iou_sets_which_anchors_the_loss_takes_as_positive():
         rng = np.random.default_rng(0)
         images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
         features = model.backbone.forward(images)
-        cache, _, _ = rpn_step._rpn_loss(model, features, targets, config, rng)
+        cache, _, _ = rpn_step.rpn_head_loss(model, features, targets, config, rng)
         anchors = model.rpn.anchors(features)
         expected = np.concatenate([label_anchors(anchors, t["boxes"], fg_iou=fg,
                                                  bg_iou=0.3)[0] for t in targets])
