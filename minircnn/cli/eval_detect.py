@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from minircnn.data.shapes import ShapesDataset
+from minircnn.data.shapes import Drawn, ShapesDataset
 from minircnn.detection.inference import check_model_classes
 from minircnn.models.checkpoint import load_checkpoint, read_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets
@@ -51,10 +51,11 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     _, val_ds = make_datasets(config)
     check_model_classes(model, val_ds.classes, source=f"checkpoint {path}")
     with blas_threads(config.blas_threads):
-        if config.proposal_method == "rpn":       # a Faster R-CNN: its own proposals
+        rpn = config.proposal_method == "rpn"     # a Faster R-CNN: its own proposals
+        proposals = None if rpn else load_proposals(val_ds, config)
+        val_ds = Drawn(val_ds)                    # its images and boxes read below: drawn once
+        if rpn:
             proposals, _ = rpn_dataset_proposals(model, val_ds)
-        else:
-            proposals = load_proposals(val_ds, config)
         metrics, _ = evaluate_detector(model, val_ds, proposals, config)
     return metrics
 

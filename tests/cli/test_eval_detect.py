@@ -129,3 +129,24 @@ def test_eval_from_another_folder_reuses_the_cache_and_writes_nothing_there(
     assert os.listdir(elsewhere) == []
     assert {n: os.path.getmtime(os.path.join(cache, n)) for n in os.listdir(cache)} == files
     assert not (tmp_path / "runs").exists()
+
+
+def test_eval_draws_each_held_out_image_once(tmp_path, monkeypatch):
+    """The detections read the images, the metrics their boxes: one drawing serves both
+    (the proposal cache's check reads image 0 once more)."""
+    from collections import Counter
+
+    from minircnn.cli.eval_detect import evaluate_checkpoint
+    from minircnn.data.shapes import ShapesDataset
+    from minircnn.models.pretrained import DETECTOR_FILE as weights
+
+    evaluate_checkpoint(weights, num_val=3, cache_dir=str(tmp_path))     # fills the cache
+    drawn = Counter()
+    real = ShapesDataset._render
+
+    def counting(self, i):
+        drawn[i] += 1
+        return real(self, i)
+    monkeypatch.setattr(ShapesDataset, "_render", counting)
+    evaluate_checkpoint(weights, num_val=3, cache_dir=str(tmp_path))
+    assert drawn == {0: 2, 1: 1, 2: 1}
