@@ -1,9 +1,12 @@
 """The conv stack benchmark, and two entries that show where its time goes.
 
 - **the stack** (SmallVGG's widths): conv (im2col, products), ReLU and 2x2 max pooling,
-  forward then backward, as the fast tier runs them (``minircnn/layers/conv.py``);
-- **its matrix products alone**: for every conv and every image, the three products of
-  the stack (out = W cols, dW^T = cols dout^T, dcols = W^T dout) as one product each,
+  forward then backward, as the fast tier runs them (``minircnn/layers/conv.py``). As
+  in a network, the first conv computes no input gradient (nothing reads the image's):
+  its backward is ``conv2d_param_grads``;
+- **its matrix products alone**: for every conv and every image, the products of the
+  stack (out = W cols, dW^T = cols dout^T, and but for the first conv dcols = W^T dout),
+  one product each,
   on columns unfolded beforehand. That is the work BLAS does, at the stack's shapes,
   without unfolding the windows (im2col), adding the columns back (col2im), the bias,
   the gradient sums or the elementwise layers: what an im2col convolution could reach
@@ -19,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 
 from minircnn.layers.activations import relu_backward, relu_forward
-from minircnn.layers.conv import conv2d_backward, conv2d_forward, im2col
+from minircnn.layers.conv import conv2d_backward, conv2d_forward, conv2d_param_grads, im2col
 from minircnn.layers.pool import max_pool2d_backward, max_pool2d_forward
 
 # The VGG-like stack: 3x3 convs with pad 1, ReLU after each, 2x2 max pools ("pool").
-# On a 2x3x128x128 batch its convs count ~0.65 GFLOP forward + backward.
+# On a 2x3x128x128 batch its convs count ~0.62 GFLOP forward + backward.
 CONV_STACK = ((3, 16), "pool", (16, 32), "pool", (32, 64), "pool", (64, 64))
 BATCH = (2, 3, 128, 128)
 
@@ -40,8 +43,8 @@ def conv_flops(x_shape: tuple, w_shape: tuple, out_hw: tuple) -> float:
 
 def _layers(batch: tuple, stack: tuple):
     """Each conv of the stack as (c_in, c_out, side of its input and output, pooled
-    after it), and the stack's FLOPs: 3x each conv's forward (backward = one product
-    for dW and one for dx)."""
+    after it), and the stack's FLOPs: each conv's forward times 3 (backward = one
+    product for dW, one for dx), times 2 for the first (no dx)."""
     layers, flops, side = [], 0.0, batch[2]
     for i, layer in enumerate(stack):
         if layer == "pool":
@@ -49,14 +52,16 @@ def _layers(batch: tuple, stack: tuple):
             continue
         c_in, c_out = layer
         pooled = i + 1 < len(stack) and stack[i + 1] == "pool"
+        products = 2 if not layers else 3
         layers.append((c_in, c_out, side, pooled))
-        flops += 3 * conv_flops((batch[0], c_in, side, side), (c_out, c_in, 3, 3), (side, side))
+        flops += products * conv_flops((batch[0], c_in, side, side), (c_out, c_in, 3, 3),
+                                       (side, side))
     return layers, flops
 
 
 def setup_conv_stack(rng, batch: tuple = BATCH, stack: tuple = CONV_STACK):
     """Forward then backward through the stack; FLOPs count the convs only, ReLU and
-    pooling time included. ``run()`` returns the input's gradient."""
+    pooling time included. ``run()`` returns the first conv's weight gradients."""
     x = f32(rng, *batch)
     layers, flops = _layers(batch, stack)
     weights = [(f32(rng, c_out, c_in, 3, 3) * np.float32(np.sqrt(2.0 / (9 * c_in))),
@@ -70,14 +75,14 @@ def setup_conv_stack(rng, batch: tuple = BATCH, stack: tuple = CONV_STACK):
                 caches.append((max_pool2d_backward, cache))
                 continue
             out, cache = conv2d_forward(out, *next(params), stride=1, pad=1)
-            caches.append((conv2d_backward, cache))
+            caches.append((conv2d_backward if caches else conv2d_param_grads, cache))
             out, cache = relu_forward(out)
             caches.append((relu_backward, cache))
         dout = np.ones_like(out)
         for backward, cache in reversed(caches):  # backward, in reverse order
             grads = backward(dout, cache)
             dout = grads[0] if isinstance(grads, tuple) else grads
-        return dout
+        return grads                              # the first conv's (dw, db)
 
     return run, flops
 
@@ -86,20 +91,21 @@ def setup_conv_stack_products(rng, batch: tuple = BATCH, stack: tuple = CONV_STA
     """The stack's matrix products alone, one per image and kind, on columns unfolded
     beforehand (module docstring); the same FLOPs as the stack."""
     layers, flops = _layers(batch, stack)
-    operands = []
+    operands = []                                              # (w_mat, cols, dout, dx?)
     for c_in, c_out, side, _ in layers:
         x = f32(rng, batch[0], c_in, side, side)
         cols = im2col(x, 3, 3, stride=1, pad=1)                # (N, K, P), K = 9 c_in
         w_mat = f32(rng, c_out, 9 * c_in)                      # (F, K)
         dout = f32(rng, batch[0], c_out, side * side)          # (N, F, P)
-        operands.append((w_mat, cols, dout))
+        operands.append((w_mat, cols, dout, len(operands) > 0))
 
     def run():
-        for w_mat, cols, dout in operands:
+        for w_mat, cols, dout, input_grad in operands:
             for n in range(len(cols)):
                 w_mat @ cols[n]                                # out: (F, K) @ (K, P)
                 cols[n] @ dout[n].T                            # dW^T: (K, P) @ (P, F)
-                w_mat.T @ dout[n]                              # dcols: (K, F) @ (F, P)
+                if input_grad:
+                    w_mat.T @ dout[n]                          # dcols: (K, F) @ (F, P)
 
     return run, flops
 

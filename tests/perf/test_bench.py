@@ -13,14 +13,17 @@ from minircnn.perf.bench import (
 from minircnn.perf.bench_table import format_bench_table
 from minircnn.perf.conv_bench import conv_flops
 
+TINY_STACK = dict(batch=(1, 3, 8, 8), stack=((3, 4), "pool", (4, 2)))
+
 
 def test_conv_flops_by_hand_and_stack_count():
     # 2 images, 4 filters, 3 channels, 3x3 kernel, 5x5 output: 2*2*4*3*9*25
     assert conv_flops((2, 3, 5, 5), (4, 3, 3, 3), (5, 5)) == 2 * 2 * 4 * 3 * 9 * 25
     _, flops = conv_bench.setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
                                        stack=((3, 4), "pool", (4, 2)))
-    # forward + backward = 3x forward; the second conv runs at 4x4 after the pool
-    assert flops == 3 * (2 * 4 * 3 * 9 * 64 + 2 * 2 * 4 * 9 * 16)
+    # forward + backward = 3x forward, 2x for the first conv (no input gradient); the
+    # second conv runs at 4x4 after the pool
+    assert flops == 2 * (2 * 4 * 3 * 9 * 64) + 3 * (2 * 2 * 4 * 9 * 16)
 
 
 def test_default_conv_stack_is_about_0p6_gflop():
@@ -34,22 +37,30 @@ def test_default_conv_stack_is_about_0p6_gflop():
         else:
             flops += 3 * conv_flops((2, layer[0], h, h), (layer[1], layer[0], 3, 3), (h, h))
     assert 0.5e9 < flops < 0.8e9
+    first = conv_flops((2, 3, 128, 128), (stack[0][1], 3, 3, 3), (128, 128))
+    _, counted = conv_bench.setup_conv_stack(np.random.default_rng(0))
+    assert counted == flops - first                   # the first conv computes no dx
 
 
-def test_conv_stack_run_returns_the_input_gradient():
-    run, _ = conv_bench.setup_conv_stack(np.random.default_rng(0), batch=(1, 3, 8, 8),
-                                     stack=((3, 4), "pool", (4, 2)))
-    dx = run()
-    assert dx.shape == (1, 3, 8, 8) and dx.dtype == np.float32
-    assert np.isfinite(dx).all() and np.abs(dx).sum() > 0
+def test_conv_stack_run_ends_with_the_first_convs_weight_gradients(monkeypatch):
+    """As in a network, the first conv's backward computes its weight gradients only."""
+    from minircnn.layers import conv
 
-
-TINY_STACK = dict(batch=(1, 3, 8, 8), stack=((3, 4), "pool", (4, 2)))
+    run, _ = conv_bench.setup_conv_stack(np.random.default_rng(0), **TINY_STACK)
+    calls = []
+    real = conv.col2im
+    monkeypatch.setattr(conv, "col2im", lambda dcols, x_shape, *a, **k: (
+        calls.append(x_shape), real(dcols, x_shape, *a, **k))[1])
+    dw, db = run()
+    assert dw.shape == (4, 3, 3, 3) and db.shape == (4,) and dw.dtype == np.float32
+    assert np.isfinite(dw).all() and np.abs(dw).sum() > 0
+    assert calls == [(1, 4, 4, 4)]                    # dx of the second conv only
 
 
 def test_conv_stack_products_count_the_stacks_flops_and_run_its_products(monkeypatch):
-    """The products-alone entry counts the stack's FLOPs and runs 3 products per conv
-    and image, of the stack's shapes: (F, K) @ (K, P), (K, P) @ (P, F), (K, F) @ (F, P)."""
+    """The products-alone entry counts the stack's FLOPs and runs its products per conv
+    and image, of the stack's shapes: (F, K) @ (K, P), (K, P) @ (P, F) and, but for the
+    first conv, (K, F) @ (F, P)."""
     _, stack_flops = conv_bench.setup_conv_stack(np.random.default_rng(0), **TINY_STACK)
     run, flops = conv_bench.setup_conv_stack_products(np.random.default_rng(0), **TINY_STACK)
     assert flops == stack_flops
@@ -66,8 +77,9 @@ def test_conv_stack_products_count_the_stacks_flops_and_run_its_products(monkeyp
         shape, dtype=np.float32).view(Recording))
     run, _ = conv_bench.setup_conv_stack_products(np.random.default_rng(0), **TINY_STACK)
     run()
-    # conv 1: 3 -> 4 channels at 8x8 (K = 27, P = 64); conv 2: 4 -> 2 at 4x4 (K = 36, P = 16)
-    assert shapes == [((4, 27), (27, 64)), ((27, 64), (64, 4)), ((27, 4), (4, 64)),
+    # conv 1: 3 -> 4 channels at 8x8 (K = 27, P = 64), no dcols; conv 2: 4 -> 2 at 4x4
+    # (K = 36, P = 16)
+    assert shapes == [((4, 27), (27, 64)), ((27, 64), (64, 4)),
                       ((2, 36), (36, 16)), ((36, 16), (16, 2)), ((36, 2), (2, 16))]
 
 
