@@ -121,7 +121,15 @@ def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
     """
     x, (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
     xp = get_array_module(x)
-    out = max_pool2d_values(x, (KH, KW), (SH, SW), (OH, OW))   # (N, C, OH, OW)
+    cols = _column_copies(x, KW, SW, OW)          # KW arrays (N, C, H, OW), contiguous
+
+    def offset(k):                                # offset k = kh*KW + kw of every window
+        kh, kw = divmod(k, KW)
+        return cols[kw][:, :, kh:kh + SH * (OH - 1) + 1:SH]   # (N, C, OH, OW), whole rows
+
+    out = offset(0).copy()                        # (N, C, OH, OW)
+    for k in range(1, KH * KW):
+        xp.maximum(out, offset(k), out=out)
     # NaN propagates through maximum: out holds one iff a window does. Testing out,
     # not x, reads a quarter of the values (for 2x2); NaN needs the slower loop below.
     if bool(xp.isnan(out).any()):
@@ -132,14 +140,28 @@ def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
     arg = xp.zeros(out.shape, dtype=code)        # (N, C, OH, OW)
     missed = xp.ones(out.shape, dtype=code)      # 1 while no offset so far held the max
     for k in range(KH * KW - 1):
-        missed &= _offset_view(x, *divmod(k, KW), (SH, SW), (OH, OW)) != out
+        missed &= offset(k) != out
         arg += missed
     return out, PoolCache(x, arg, (KH, KW), (SH, SW))
 
 
+def _column_copies(x, KW: int, SW: int, OW: int) -> list:
+    """x (N, C, H, W) copied once per kernel column offset kw: ``cols[kw][n, c, h, j] =
+    x[n, c, h, j SW + kw]``, each (N, C, H, OW) and contiguous.
+
+    A view that steps SW > 1 values along a row is read one value at a time; after these
+    KW copies (for 2x2: each half of x, one pass over x in all) every offset of every
+    window is whole rows of a contiguous array, which the comparisons above read fast.
+    """
+    xp = get_array_module(x)
+    return [xp.ascontiguousarray(x[:, :, :, kw:kw + SW * (OW - 1) + 1:SW]) for kw in range(KW)]
+
+
 def max_pool2d_values(x: np.ndarray, kernel: tuple, stride: tuple, out_hw: tuple) -> np.ndarray:
     """The pooled maxima only (N, C, OH, OW), no argmax: what a layer that no backward
-    runs through needs (a frozen layer). NaN propagates, as in max_pool2d_forward."""
+    runs through needs (a frozen layer). NaN propagates, as in max_pool2d_forward.
+
+    Each value is read once here, so the strided views cost what column copies would."""
     xp = get_array_module(x)
     (KH, KW) = kernel
     out = _offset_view(x, 0, 0, stride, out_hw).copy()  # offset (0, 0) of every window
