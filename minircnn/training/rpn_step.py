@@ -34,7 +34,7 @@ from minircnn.detection.anchors import AnchorLabelCache, anchor_targets
 from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.layers.rpn_loss import rpn_loss_backward, rpn_loss_forward
-from minircnn.training.step import flip_horizontal
+from minircnn.training.step import flip_horizontal, weighted
 
 RPN_BG_IOU_LO = 0.0   # background RoIs from IoU 0 (module docstring)
 STAGES = ("rpn", "detector", "rpn_head", "detector_head")   # the paper's steps 1..4
@@ -94,7 +94,7 @@ def rpn_head_backward(model, cache, shape, config):
     """The RPN's backward; its box term weighted by ``config.rpn_box_weight`` (lambda)."""
     dobj, ddeltas = rpn_loss_backward(config.rpn_loss_weight, cache)   # (N*A,), (N*A, 4)
     n, a = shape
-    ddeltas = ddeltas * config.rpn_box_weight                 # L = L_cls + lambda L_box
+    ddeltas = weighted(ddeltas, config.rpn_box_weight)       # L = L_cls + lambda L_box
     return model.rpn.backward(dobj.reshape(n, a), ddeltas.reshape(n, a, 4))
 
 
@@ -131,9 +131,9 @@ def joint_step(model, images, targets, config, rng, frozen=None) -> dict:
     proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
     det_cache = detector_head_loss(model, features, proposals, targets, config, rng)
     dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
-    dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
-    dfeatures = dfeatures + rpn_head_backward(model, rpn_cache, objectness.shape,
-                                          config)     # both heads read the features
+    dfeatures = model.detector.backward_head(dcls, weighted(dbbox, config.box_loss_weight))
+    dfeatures += rpn_head_backward(model, rpn_cache, objectness.shape,
+                                   config)            # both heads read the features
     model.backbone.backward(dfeatures)
     return _stats(rpn_cache, det_cache)
 
@@ -154,7 +154,7 @@ def detector_stage_step(model, images, targets, config, rng, *, train_backbone) 
     features = model.backbone.forward(images)
     det_cache = detector_head_loss(model, features, proposals, targets, config, rng)
     dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
-    dfeatures = model.detector.backward_head(dcls, dbbox * config.box_loss_weight)
+    dfeatures = model.detector.backward_head(dcls, weighted(dbbox, config.box_loss_weight))
     if train_backbone:
         model.backbone.backward(dfeatures)
     return _stats(det_cache=det_cache)

@@ -22,6 +22,12 @@ def flip_horizontal(image: np.ndarray, boxes: np.ndarray, proposals: np.ndarray)
     return image[:, :, ::-1].copy(), mirror(boxes), mirror(proposals)
 
 
+def weighted(grad, weight: float):
+    """``grad * weight``, the gradient of a loss term scaled by ``weight`` (a lambda);
+    ``grad`` itself when the weight is 1 (no copy)."""
+    return grad if weight == 1 else grad * weight
+
+
 def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
                box_weight: float = 1.0, frozen=None) -> dict:
     """One SGD iteration on one minibatch; returns loss, loss_cls, loss_box, accuracy.
@@ -48,9 +54,7 @@ def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
         if not bool(xp.isfinite(loss)):
             raise FloatingPointError(f"the loss is {float(loss)}")
         dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
-        if box_weight != 1:                      # lambda = 1: no scaled copy
-            dbbox = dbbox * box_weight
-        model.backward(dcls, dbbox)
+        model.backward(dcls, weighted(dbbox, box_weight))
         optimizer.step()
     return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
             "accuracy": cache.accuracy}
