@@ -1,7 +1,7 @@
 """Benchmark setups for the Region Proposal Network (used by ``minircnn bench``).
 
-At test time: the shipped Faster R-CNN (``minircnn train --proposals rpn``; trained weights, so NMS
-sees a trained RPN's scores) on one held-out 128x128 image, timed as
+At test time: the shipped Faster R-CNN (``minircnn train --proposals rpn``; trained
+weights, so NMS sees a trained RPN's scores) on one held-out 128x128 image, timed as
 ``minircnn train --proposals rpn`` reports its proposals' time per image
 (training/rpn_eval.py): the whole (backbone, then the RPN head, decoding and NMS) and
 its two parts, each inside ``no_grad`` as at test time. The detector reuses the
@@ -37,6 +37,7 @@ from minircnn.training.rpn_step import (
     rpn_head_loss,
     rpn_train_step,
 )
+from minircnn.training.step import weighted
 
 CONFIG = TrainConfig()
 RPN_CONFIG = dataclasses.replace(CONFIG, proposal_method="rpn")   # joint training
@@ -142,7 +143,7 @@ def setup_joint_detector(rng):
     def run():
         cache = detector_head_loss(model, features, proposals, targets, RPN_CONFIG, rng)
         dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
-        return model.detector.backward_head(dcls, dbbox * RPN_CONFIG.box_loss_weight)
+        return model.detector.backward_head(dcls, weighted(dbbox, RPN_CONFIG.box_loss_weight))
     return run, None
 
 
