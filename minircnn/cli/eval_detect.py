@@ -51,11 +51,13 @@ def evaluate_checkpoint(path, *, num_val: int | None = None, cache_dir: str | No
     _, val_ds = make_datasets(config)
     check_model_classes(model, val_ds.classes, source=f"checkpoint {path}")
     with blas_threads(config.blas_threads):
-        rpn = config.proposal_method == "rpn"     # a Faster R-CNN: its own proposals
-        proposals = None if rpn else load_proposals(val_ds, config)
-        val_ds = Drawn(val_ds)                    # its images and boxes read below: drawn once
-        if rpn:
+        # The images and boxes are read twice below (detections, metrics): drawn once.
+        if config.proposal_method == "rpn":       # a Faster R-CNN: its own proposals
+            val_ds = Drawn(val_ds)
             proposals, _ = rpn_dataset_proposals(model, val_ds)
+        else:       # the proposal cache is named by the ShapesDataset's settings: first
+            proposals = load_proposals(val_ds, config)
+            val_ds = Drawn(val_ds)
         metrics, _ = evaluate_detector(model, val_ds, proposals, config)
     return metrics
 

@@ -121,7 +121,7 @@ def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
     """
     x, (KH, KW), (SH, SW), (OH, OW) = _check_pool_args(x, kernel, stride)
     xp = get_array_module(x)
-    cols = _column_copies(x, KW, SW, OW)          # KW arrays (N, C, H, OW), contiguous
+    cols = _column_offsets(x, KW, SW, OW)         # KW arrays (N, C, H, OW)
 
     def offset(k):                                # offset k = kh*KW + kw of every window
         kh, kw = divmod(k, KW)
@@ -145,23 +145,29 @@ def max_pool2d_forward(x: np.ndarray, *, kernel=2, stride=2):
     return out, PoolCache(x, arg, (KH, KW), (SH, SW))
 
 
-def _column_copies(x, KW: int, SW: int, OW: int) -> list:
-    """x (N, C, H, W) copied once per kernel column offset kw: ``cols[kw][n, c, h, j] =
-    x[n, c, h, j SW + kw]``, each (N, C, H, OW) and contiguous.
+def _column_offsets(x, KW: int, SW: int, OW: int) -> list:
+    """x (N, C, H, W) at each kernel column offset kw: ``cols[kw][n, c, h, j] =
+    x[n, c, h, j SW + kw]``, each (N, C, H, OW).
 
-    A view that steps SW > 1 values along a row is read one value at a time; after these
-    KW copies (for 2x2: each half of x, one pass over x in all) every offset of every
-    window is whole rows of a contiguous array, which the comparisons above read fast.
+    With SW > 1 on the CPU each is a contiguous copy: NumPy cannot run its contiguous
+    (SIMD) loops over a view that steps SW values along a row, and after these KW copies
+    (for 2x2: each half of x, one pass over x in all) every offset of every window is
+    whole contiguous rows, which the comparisons above read several times. With SW = 1,
+    or on a GPU, the views serve as they are.
     """
     xp = get_array_module(x)
-    return [xp.ascontiguousarray(x[:, :, :, kw:kw + SW * (OW - 1) + 1:SW]) for kw in range(KW)]
+    views = [x[:, :, :, kw:kw + SW * (OW - 1) + 1:SW] for kw in range(KW)]
+    if SW == 1 or xp is not np:
+        return views
+    return [xp.ascontiguousarray(view) for view in views]
 
 
 def max_pool2d_values(x: np.ndarray, kernel: tuple, stride: tuple, out_hw: tuple) -> np.ndarray:
     """The pooled maxima only (N, C, OH, OW), no argmax: what a layer that no backward
     runs through needs (a frozen layer). NaN propagates, as in max_pool2d_forward.
 
-    Each value is read once here, so the strided views cost what column copies would."""
+    With stride >= kernel each value is read once here, so column copies
+    (_column_offsets) would cost as much as the strided views."""
     xp = get_array_module(x)
     (KH, KW) = kernel
     out = _offset_view(x, 0, 0, stride, out_hw).copy()  # offset (0, 0) of every window

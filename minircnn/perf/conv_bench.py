@@ -4,17 +4,16 @@
   forward then backward, as the fast tier runs them (``minircnn/layers/conv.py``). As
   in a network, the first conv computes no input gradient (nothing reads the image's):
   its backward is ``conv2d_param_grads``;
-- **its matrix products alone**: for every conv and every image, the products of the
-  stack (out = W cols, dW^T = cols dout^T, and but for the first conv dcols = W^T dout),
-  one product each,
-  on columns unfolded beforehand. That is the work BLAS does, at the stack's shapes,
-  without unfolding the windows (im2col), adding the columns back (col2im), the bias,
-  the gradient sums or the elementwise layers: what an im2col convolution could reach
-  at best on these shapes;
+- **its matrix products alone**, a reference: the products of the stack (out = W cols,
+  dW^T = cols dout^T and, but for the first conv, dcols = W^T dout), one whole-image
+  product per conv, image and kind, on columns unfolded beforehand. That is the work
+  BLAS does at the stack's shapes, without unfolding the windows (im2col), adding the
+  columns back (col2im), the bias, the gradient sums or the elementwise layers (the
+  stack itself multiplies a block of rows at a time, ``conv.BLOCK_BYTES``);
 - **its ReLU and max pooling alone**, forward and backward, on the stack's shapes.
 
-What the stack takes beyond the two references together is the unfolding and folding
-back of the windows, the bias and the sums. ``minircnn bench`` lists the three.
+What the stack takes beyond the two references together is mostly the unfolding and
+folding back of the windows, the bias and the sums. ``minircnn bench`` lists the three.
 """
 
 from __future__ import annotations
@@ -75,14 +74,15 @@ def setup_conv_stack(rng, batch: tuple = BATCH, stack: tuple = CONV_STACK):
                 caches.append((max_pool2d_backward, cache))
                 continue
             out, cache = conv2d_forward(out, *next(params), stride=1, pad=1)
-            caches.append((conv2d_backward if caches else conv2d_param_grads, cache))
+            caches.append((conv2d_backward, cache))
             out, cache = relu_forward(out)
             caches.append((relu_backward, cache))
+        first_conv = caches.pop(0)[1]             # the stack starts with a conv
         dout = np.ones_like(out)
         for backward, cache in reversed(caches):  # backward, in reverse order
             grads = backward(dout, cache)
             dout = grads[0] if isinstance(grads, tuple) else grads
-        return grads                              # the first conv's (dw, db)
+        return conv2d_param_grads(dout, first_conv)   # dw, db: nothing reads the image's dx
 
     return run, flops
 

@@ -75,9 +75,12 @@ def setup_rpn_head(rng):
 
 
 # --- one iteration of approximate joint training ------------------------------------------
+KEYS = [(0, False, 1.0), (1, False, 1.0)]       # the two images: (index, flipped, scale)
+
+
 def _train_setup():
     """The RPN recipe's model in training mode with the shipped weights, two training
-    images, their targets, and their frozen blocks' output from the store."""
+    images, their targets, the store of their frozen blocks' output and that output."""
     from minircnn.models.pretrained import pretrained_faster_rcnn
 
     model = make_detector(RPN_CONFIG)
@@ -87,8 +90,8 @@ def _train_setup():
     images = np.stack([ds[i]["image"] for i in range(2)])             # (2, 3, H, W)
     targets = [{"boxes": ds[i]["boxes"], "labels": ds[i]["labels"]} for i in range(2)]
     store = FrozenFeatures(model.backbone)
-    frozen = store.lookup([(0, False, 1.0), (1, False, 1.0)], images)  # (2, C, h, w)
-    return model, images, targets, frozen
+    frozen = store.lookup(KEYS, images)         # (2, C, h, w): the first sight computes it
+    return model, images, targets, store, frozen
 
 
 def _optimizer(model):
@@ -97,15 +100,20 @@ def _optimizer(model):
 
 
 def setup_joint_step(rng):
-    """``rpn_train_step`` at a joint-training epoch, from the stored frozen output."""
-    model, images, targets, frozen = _train_setup()
+    """``rpn_train_step`` at a joint-training epoch as the loop runs it: the frozen
+    blocks' output read from the store (timed too), the step started from it."""
+    model, images, targets, store, _ = _train_setup()
     optimizer = _optimizer(model)
-    return (lambda: rpn_train_step(model, optimizer, images, targets, RPN_CONFIG, rng,
-                                   epoch=1, frozen=frozen)), None
+
+    def run():
+        frozen = store.lookup(KEYS, images)                            # (2, C, h, w)
+        return rpn_train_step(model, optimizer, images, targets, RPN_CONFIG, rng,
+                              epoch=1, frozen=frozen)
+    return run, None
 
 
 def setup_joint_backbone(rng):
-    model, _, _, frozen = _train_setup()
+    model, _, _, _, frozen = _train_setup()
 
     def run():
         features = model.backbone.forward_trainable(frozen)          # blocks 3-4
@@ -115,7 +123,7 @@ def setup_joint_backbone(rng):
 
 def setup_joint_rpn(rng):
     """The RPN head's forward, anchor labels and sampling, loss and backward."""
-    model, _, targets, frozen = _train_setup()
+    model, _, targets, _, frozen = _train_setup()
     features = model.backbone.forward_trainable(frozen)
 
     def run():
@@ -126,7 +134,7 @@ def setup_joint_rpn(rng):
 
 def setup_joint_proposals(rng):
     """Decoding, top-k and NMS of both images' anchors (the RPN's outputs made once)."""
-    model, images, _, frozen = _train_setup()
+    model, images, _, _, frozen = _train_setup()
     features = model.backbone.forward_trainable(frozen)
     objectness, deltas = model.rpn.forward(features)                  # (N, A), (N, A, 4)
     return (lambda: model.rpn.proposals(features, images.shape[2:], objectness, deltas)), None
@@ -135,7 +143,7 @@ def setup_joint_proposals(rng):
 def setup_joint_detector(rng):
     """RoIs sampled from the proposals, the RoI op and head forward, the loss and the
     backward down to the features."""
-    model, images, targets, frozen = _train_setup()
+    model, images, targets, _, frozen = _train_setup()
     features = model.backbone.forward_trainable(frozen)
     objectness, deltas = model.rpn.forward(features)
     proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
@@ -149,7 +157,7 @@ def setup_joint_detector(rng):
 
 def setup_joint_update(rng):
     """The SGD step over every parameter (the frozen ones are skipped)."""
-    model, images, targets, frozen = _train_setup()
+    model, images, targets, _, frozen = _train_setup()
     optimizer = _optimizer(model)
     rpn_train_step(model, optimizer, images, targets, RPN_CONFIG, rng, epoch=1,
                    frozen=frozen)                                     # gradients, momentum

@@ -131,15 +131,20 @@ def test_eval_from_another_folder_reuses_the_cache_and_writes_nothing_there(
     assert not (tmp_path / "runs").exists()
 
 
-def test_eval_draws_each_held_out_image_once(tmp_path, monkeypatch):
-    """The detections read the images, the metrics their boxes: one drawing serves both
-    (the proposal cache's check reads image 0 once more)."""
+@pytest.mark.parametrize("weights, drawn_by_index", [
+    ("fast_rcnn_shapes.npz", {0: 2, 1: 1, 2: 1}),   # the proposal cache's check reads image 0
+    ("faster_rcnn_shapes.npz", {0: 1, 1: 1, 2: 1}),  # the RPN's proposals: no cache
+])
+def test_eval_draws_each_held_out_image_once(tmp_path, monkeypatch, weights, drawn_by_index):
+    """The proposals and detections read the images, the metrics their boxes: one
+    drawing serves them all."""
     from collections import Counter
 
     from minircnn.cli.eval_detect import evaluate_checkpoint
     from minircnn.data.shapes import ShapesDataset
-    from minircnn.models.pretrained import DETECTOR_FILE as weights
+    from minircnn.models.pretrained import WEIGHTS_DIR
 
+    weights = os.path.join(WEIGHTS_DIR, weights)
     evaluate_checkpoint(weights, num_val=3, cache_dir=str(tmp_path))     # fills the cache
     drawn = Counter()
     real = ShapesDataset._render
@@ -149,4 +154,4 @@ def test_eval_draws_each_held_out_image_once(tmp_path, monkeypatch):
         return real(self, i)
     monkeypatch.setattr(ShapesDataset, "_render", counting)
     evaluate_checkpoint(weights, num_val=3, cache_dir=str(tmp_path))
-    assert drawn == {0: 2, 1: 1, 2: 1}
+    assert drawn == drawn_by_index

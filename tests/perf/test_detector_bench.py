@@ -49,8 +49,7 @@ def test_rpn_entries_time_the_proposals_of_the_shipped_rpn():
 
 def test_joint_step_entry_is_the_loops_joint_iteration_from_the_store(monkeypatch):
     """The joint step trains the RPN and the detector at once (both losses), starting
-    from the stored frozen output; its parts partition it: backbone, RPN, proposals,
-    detector, update."""
+    from the stored frozen output; five stages are timed beside it, the last the update."""
     from minircnn.models.backbones import SmallVGG
 
     run, _ = r.setup_joint_step(np.random.default_rng(0))

@@ -108,6 +108,31 @@ def test_rpn_box_weight_scales_the_box_gradient_alone():
     assert np.abs(grads[1.0]["head.bbox_pred.w"]).max() > 0
 
 
+def test_box_loss_weight_scales_the_detectors_box_gradient_in_joint_training():
+    """Fast R-CNN's lambda in the joint step: 0 leaves the detector's box layer without a
+    gradient and its classifier's as it was; 1 is no scaling at all (no copy either)."""
+    from minircnn.training.step import weighted
+
+    g = np.arange(6.0).reshape(2, 3)
+    assert weighted(g, 1.0) is g
+    np.testing.assert_array_equal(weighted(g, 0.5), g * 0.5)
+    config = dataclasses.replace(TINY_RPN, dropout=0.0, weight_decay=0.0)
+    train, _ = make_datasets(config)
+    items = [train[i] for i in range(len(train))]
+    grads = {}
+    for weight in (1.0, 0.0):
+        model = make_detector(config)
+        optimizer = SGD(model.parameters(), 0.0)             # grads kept, weights unchanged
+        rng = np.random.default_rng(0)
+        images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
+        rpn_train_step(model, optimizer, images, targets,
+                       dataclasses.replace(config, box_loss_weight=weight), rng, 0)
+        grads[weight] = {name: p.grad.copy() for name, p in model.detector.named_parameters()}
+    assert np.abs(grads[1.0]["bbox_pred.w"]).max() > 0
+    assert not grads[0.0]["bbox_pred.w"].any() and not grads[0.0]["bbox_pred.b"].any()
+    np.testing.assert_array_equal(grads[0.0]["cls_score.w"], grads[1.0]["cls_score.w"])
+
+
 def test_rpn_fg_iou_sets_which_anchors_the_loss_takes_as_positive():
     """One step from the same weights on the same draw: the anchors the RPN loss takes as
     positive are those label_anchors gives at the config's thresholds (and the model's

@@ -122,8 +122,14 @@ def test_progress_bar_on_a_terminal_starts_no_thread(monkeypatch):
     the evaluation after training would detect in one process, not in workers."""
     import threading
 
+    from tqdm import tqdm
+
     from minircnn.utils import progress
 
+    for cls in (tqdm, progress._bar_class()):     # monitors started earlier in this process
+        if cls.monitor is not None:
+            cls.monitor.exit()
+            cls.monitor = None
     monkeypatch.delenv("TQDM_DISABLE", raising=False)
     monkeypatch.setattr(progress, "_on_terminal", lambda: True)
     before = set(threading.enumerate())
