@@ -87,6 +87,7 @@ def setup_train_backbone(rng):
     model, images, _ = _setup(rng)
 
     def run():
+        model.zero_grad()              # as in the step: the new gradients are kept, not added
         features = model.backbone.forward(images)
         return model.backbone.backward(np.ones_like(features))
     return run, None
@@ -107,6 +108,7 @@ def setup_train_head(rng):
     pooled = model.roi.forward(model.backbone.forward(images), batch.rois)
 
     def run():
+        model.zero_grad()              # as in the step: the new gradients are kept, not added
         cls_scores, deltas = _head_forward(model, pooled)
         _, cache = fast_rcnn_loss_forward(cls_scores, deltas, batch.labels, batch.bbox_targets)
         dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
@@ -119,7 +121,7 @@ def setup_train_head(rng):
 
 
 def setup_train_update(rng):
-    """zero_grad and the SGD step over every parameter (the frozen ones are skipped)."""
+    """The SGD step over every parameter (the frozen ones are skipped)."""
     model, images, batch = _setup(rng)
     opt = SGD(model.parameters(), 1e-4, momentum=CONFIG.momentum,
               weight_decay=CONFIG.weight_decay)

@@ -116,6 +116,7 @@ def setup_joint_backbone(rng):
     model, _, _, _, frozen = _train_setup()
 
     def run():
+        model.zero_grad()              # as in the step: the new gradients are kept, not added
         features = model.backbone.forward_trainable(frozen)          # blocks 3-4
         return model.backbone.backward(np.ones_like(features))
     return run, None
@@ -127,6 +128,7 @@ def setup_joint_rpn(rng):
     features = model.backbone.forward_trainable(frozen)
 
     def run():
+        model.zero_grad()              # as in the step: the new gradients are kept, not added
         cache, objectness, _ = rpn_head_loss(model, features, targets, RPN_CONFIG, rng)
         return rpn_head_backward(model, cache, objectness.shape, RPN_CONFIG)
     return run, None
@@ -149,6 +151,7 @@ def setup_joint_detector(rng):
     proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
 
     def run():
+        model.zero_grad()              # as in the step: the new gradients are kept, not added
         cache = detector_head_loss(model, features, proposals, targets, RPN_CONFIG, rng)
         dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
         return model.detector.backward_head(dcls, weighted(dbbox, RPN_CONFIG.box_loss_weight))
