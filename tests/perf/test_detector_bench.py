@@ -16,19 +16,13 @@ from minircnn.perf.bench_table import format_bench_table
                                    d.setup_train_update, d.setup_inference,
                                    d.setup_inference_one_scale, d.setup_inference_backbone,
                                    d.setup_inference_roi, d.setup_inference_head,
-                                   d.setup_inference_postprocess])
-def test_every_setup_runs(setup):
-    run, flops = setup(np.random.default_rng(0))
-    assert flops is None
-    run()
-
-
-@pytest.mark.parametrize("setup", [r.setup_rpn_proposals, r.setup_rpn_backbone,
+                                   d.setup_inference_postprocess,
+                                   r.setup_rpn_proposals, r.setup_rpn_backbone,
                                    r.setup_rpn_head, r.setup_joint_step,
                                    r.setup_joint_backbone, r.setup_joint_rpn,
                                    r.setup_joint_proposals, r.setup_joint_detector,
                                    r.setup_joint_update])
-def test_every_rpn_setup_runs(setup):
+def test_every_setup_runs(setup):
     run, flops = setup(np.random.default_rng(0))
     assert flops is None
     run()

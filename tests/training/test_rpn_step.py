@@ -85,22 +85,27 @@ def test_each_alternating_step_trains_what_the_paper_says():
     assert all(np.array_equal(v, model.rpn_backbone.state_dict()[k]) for k, v in shared.items())
 
 
+def _grads_after_one_step(config, part) -> dict:
+    """{name: gradient} of ``part(model)``'s parameters after one step of a fresh model on
+    the first two training images (the same draw for every config; lr 0: grads only)."""
+    train, _ = make_datasets(config)
+    items = [train[i] for i in range(len(train))]
+    model = make_detector(config)
+    optimizer = SGD(model.parameters(), 0.0)             # grads kept, weights unchanged
+    rng = np.random.default_rng(0)
+    images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
+    rpn_train_step(model, optimizer, images, targets, config, rng, 0)
+    return {name: p.grad.copy() for name, p in part(model).named_parameters()}
+
+
 def test_rpn_box_weight_scales_the_box_gradient_alone():
     """lambda multiplies the gradient of the RPN's box layer and nothing of its objectness
     layer: one step from the same weights, on the same draw, with lambda 1 and 3."""
     config = dataclasses.replace(TINY_RPN, rpn_training="alternating", epochs=4, dropout=0.0,
                                  weight_decay=0.0)
-    train, _ = make_datasets(config)
-    items = [train[i] for i in range(len(train))]
-    grads = {}
-    for weight in (1.0, 3.0):
-        model = make_detector(dataclasses.replace(config, rpn_box_weight=weight))
-        optimizer = SGD(model.parameters(), 0.0)             # grads kept, weights unchanged
-        rng = np.random.default_rng(0)
-        images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
-        rpn_train_step(model, optimizer, images, targets,
-                       dataclasses.replace(config, rpn_box_weight=weight), rng, 0)
-        grads[weight] = {name: p.grad.copy() for name, p in model.rpn.named_parameters()}
+    grads = {weight: _grads_after_one_step(dataclasses.replace(config, rpn_box_weight=weight),
+                                           lambda model: model.rpn)
+             for weight in (1.0, 3.0)}
     for name, g in grads[1.0].items():
         scale = 3.0 if name.startswith("head.bbox_pred") else 1.0
         if name.startswith(("head.bbox_pred", "head.cls_logits")):
@@ -117,17 +122,9 @@ def test_box_loss_weight_scales_the_detectors_box_gradient_in_joint_training():
     assert weighted(g, 1.0) is g
     np.testing.assert_array_equal(weighted(g, 0.5), g * 0.5)
     config = dataclasses.replace(TINY_RPN, dropout=0.0, weight_decay=0.0)
-    train, _ = make_datasets(config)
-    items = [train[i] for i in range(len(train))]
-    grads = {}
-    for weight in (1.0, 0.0):
-        model = make_detector(config)
-        optimizer = SGD(model.parameters(), 0.0)             # grads kept, weights unchanged
-        rng = np.random.default_rng(0)
-        images, targets, _ = rpn_minibatch(config, items, [0, 1], rng)
-        rpn_train_step(model, optimizer, images, targets,
-                       dataclasses.replace(config, box_loss_weight=weight), rng, 0)
-        grads[weight] = {name: p.grad.copy() for name, p in model.detector.named_parameters()}
+    grads = {weight: _grads_after_one_step(dataclasses.replace(config, box_loss_weight=weight),
+                                           lambda model: model.detector)
+             for weight in (1.0, 0.0)}
     assert np.abs(grads[1.0]["bbox_pred.w"]).max() > 0
     assert not grads[0.0]["bbox_pred.w"].any() and not grads[0.0]["bbox_pred.b"].any()
     np.testing.assert_array_equal(grads[0.0]["cls_score.w"], grads[1.0]["cls_score.w"])
