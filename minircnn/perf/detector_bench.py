@@ -40,6 +40,7 @@ CONFIG = TrainConfig()
 TEST_SCALES = tuple(CONFIG.test_scales)        # the test pyramid (1x, 2x)
 PYRAMID = "pyramid " + "+".join(f"{s:g}x" for s in TEST_SCALES)
 ROI_OP = {"align": "RoIAlign", "pool": "RoIPool"}[CONFIG.roi_op]
+STORE_KEYS = [(0, False, 1.0), (1, False, 1.0)]   # the two images: (index, flipped, scale)
 
 
 def _setup(rng: np.random.Generator):
@@ -74,11 +75,10 @@ def setup_train_step_stored(rng):
     model, images, batch = _setup(rng)
     opt = SGD(model.parameters(), 1e-4)
     store = FrozenFeatures(model.backbone)
-    keys = [(0, False, 1.0), (1, False, 1.0)]      # (image index, flipped, scale)
-    store.lookup(keys, images)                     # the first sight: computed and kept
+    store.lookup(STORE_KEYS, images)               # the first sight: computed and kept
 
     def run():
-        frozen = store.lookup(keys, images)        # (2, C, h, w), read from the store
+        frozen = store.lookup(STORE_KEYS, images)  # (2, C, h, w), read from the store
         return train_step(model, opt, images, *batch, frozen=frozen)
     return run, None
 

@@ -27,7 +27,7 @@ import numpy as np
 from minircnn.data.shapes import ShapesDataset
 from minircnn.layers.losses import fast_rcnn_loss_backward
 from minircnn.layers.module import no_grad
-from minircnn.perf.detector_bench import without_grad
+from minircnn.perf.detector_bench import STORE_KEYS, without_grad
 from minircnn.training.config import TrainConfig, make_detector
 from minircnn.training.frozen_cache import FrozenFeatures
 from minircnn.training.optim import SGD
@@ -75,9 +75,6 @@ def setup_rpn_head(rng):
 
 
 # --- one iteration of approximate joint training ------------------------------------------
-KEYS = [(0, False, 1.0), (1, False, 1.0)]       # the two images: (index, flipped, scale)
-
-
 def _train_setup():
     """The RPN recipe's model in training mode with the shipped weights, two training
     images, their targets, the store of their frozen blocks' output and that output."""
@@ -90,7 +87,7 @@ def _train_setup():
     images = np.stack([ds[i]["image"] for i in range(2)])             # (2, 3, H, W)
     targets = [{"boxes": ds[i]["boxes"], "labels": ds[i]["labels"]} for i in range(2)]
     store = FrozenFeatures(model.backbone)
-    frozen = store.lookup(KEYS, images)         # (2, C, h, w): the first sight computes it
+    frozen = store.lookup(STORE_KEYS, images)    # (2, C, h, w): the first sight computes it
     return model, images, targets, store, frozen
 
 
@@ -106,7 +103,7 @@ def setup_joint_step(rng):
     optimizer = _optimizer(model)
 
     def run():
-        frozen = store.lookup(KEYS, images)                            # (2, C, h, w)
+        frozen = store.lookup(STORE_KEYS, images)                      # (2, C, h, w)
         return rpn_train_step(model, optimizer, images, targets, RPN_CONFIG, rng,
                               epoch=1, frozen=frozen)
     return run, None

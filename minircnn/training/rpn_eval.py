@@ -83,20 +83,22 @@ def _recall(proposals, dataset) -> dict:
 def compare_proposals(model, dataset, ss_proposals, config) -> tuple[list, dict]:
     """The RPN's proposals of ``dataset`` and the report comparing them with selective search.
 
+    ``dataset`` is read four times (proposals, two recalls, the timing): pass the items
+    drawn once (``data.shapes.Drawn``), as the training loop does.
+
     Returns:
         (the RPN's proposals, {"rpn": {...}, "selective_search": {...}}), each with
         ``recall`` {IoU: {N: recall}}, ``mean_count``, ``ms_per_image`` and
         ``cpu_ms_per_image``; the RPN's also ``ms_per_image_head`` and
         ``cpu_ms_per_image_head`` (without the backbone).
     """
-    items = [dataset[i] for i in range(len(dataset))]   # a ShapesDataset draws each time
-    rpn_props, rpn_times = rpn_dataset_proposals(model, items)
+    rpn_props, rpn_times = rpn_dataset_proposals(model, dataset)
     report = {
-        "rpn": {"recall": _recall(rpn_props, items),
+        "rpn": {"recall": _recall(rpn_props, dataset),
                 "mean_count": float(np.mean([len(p) for p in rpn_props])), **rpn_times},
-        "selective_search": {"recall": _recall(ss_proposals, items),
+        "selective_search": {"recall": _recall(ss_proposals, dataset),
                              "mean_count": float(np.mean([len(p) for p in ss_proposals])),
-                             **time_selective_search(items, config)}}
+                             **time_selective_search(dataset, config)}}
     return rpn_props, report
 
 
