@@ -95,6 +95,10 @@ def add_train(sub) -> None:
     p.add_argument("--cache-dir", default=None,
                    help="proposal cache folder ('' disables; default: $MINIRCNN_CACHE/proposals, "
                         "else ~/.cache/minircnn/proposals)")
+    p.add_argument("--train-workers", type=arg_type(TRAIN_RULES["train_workers"]),
+                   default=None,
+                   help="processes sharing each minibatch's images, one per core (1: the "
+                        "whole minibatch in one pass, another recipe)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
     p.add_argument("--train-scales", type=arg_type(TRAIN_RULES["train_scales"], _scales),
@@ -133,6 +137,7 @@ def _train_config(args: argparse.Namespace, out: str):
         "hidden": args.hidden, "proposal_method": args.proposals,
         "max_proposals": args.max_proposals, "cache_dir": args.cache_dir,
         "rpn_training": args.rpn_training, "sampling": args.sampling, "freeze_at": args.freeze_at,
+        "train_workers": args.train_workers,
         "train_scales": args.train_scales, "test_scales": args.test_scales,
         "pretrained": False if args.scratch else None}.items() if v is not None}
     if args.resume:                            # continue with the run's own settings
@@ -168,13 +173,17 @@ def run_train(args: argparse.Namespace) -> int:
     if "proposals" in metrics:                 # an RPN run: its proposals vs selective search
         from minircnn.training.rpn_eval import format_proposals
         print(format_proposals(metrics["proposals"]))
-    # the held-out images' proposals are made during training, in a second process: the
-    # time printed for them is only the wait once training ended
+    # the held-out images' proposals are made during training, in a second process, when
+    # training leaves a core free: the time printed for them is then the wait once it ended
+    when = metrics.get("held_out_proposals", "during training")
+    wait = "waiting for" if when == "during training" else "for"
+    processes = metrics.get("train_processes", 1)
     print(f"time {times['total_s']:.0f} s: proposals {times['proposals_train_s']:.0f} s for "
           f"the training images (about 0 when cached) + {times['proposals_val_s']:.0f} s "
-          f"waiting for the held-out ones (made during training), training "
-          f"{times['train_s']:.0f} s, eval {times['eval_s']:.0f} s; "
-          f"{times['cpu_s']:.0f} s of CPU in this process; run written to {out}/")
+          f"{wait} the held-out ones (made {when}), training {times['train_s']:.0f} s "
+          f"in {processes} process{'es' if processes > 1 else ''}, eval "
+          f"{times['eval_s']:.0f} s; {times['cpu_s']:.0f} s of CPU in this process; run "
+          f"written to {out}/")
     return 0
 
 

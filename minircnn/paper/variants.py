@@ -90,7 +90,7 @@ def variant_config(config: ReproduceConfig, variant: str, seed: int) -> TrainCon
     in worker processes already, one core each (``train_variants`` caches the proposals
     first, with ``config.workers`` processes).
     """
-    base = dataclasses.replace(config.base(), proposal_workers=1)
+    base = dataclasses.replace(config.base(), proposal_workers=1, train_workers=1)
     changes = dict(VARIANTS[variant])
     images = changes.pop("grid_images", None)
     if images is not None and config.quick:      # a few images; checks the code path

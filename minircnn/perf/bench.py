@@ -168,6 +168,10 @@ def _with_blas_threads(setup: Setup, n: int) -> Setup:
 
 RPN = "faster r-cnn RPN proposals per image (backbone included)"
 JOINT = "faster r-cnn joint train step, frozen blocks' output stored (2 images)"
+# The steps as `minircnn train` runs them: one image per process (train_workers=2).
+STORED_SLOTS = ("fast r-cnn train step, frozen blocks' output stored, one image per "
+                "process (2 processes), wall clock")
+JOINT_SLOTS = f"{JOINT}, one image per process (2 processes), wall clock"
 
 
 def _detector_benchmarks() -> list[Benchmark]:
@@ -193,6 +197,7 @@ def _detector_benchmarks() -> list[Benchmark]:
                   part_of=step),
         Benchmark("fast r-cnn train step part: SGD update", d.setup_train_update, part_of=step),
         Benchmark(stored, d.setup_train_step_stored, compare_to=step),
+        Benchmark(STORED_SLOTS, d.setup_train_step_slots, compare_to=stored, clock="wall"),
         Benchmark(f"{wall}, 1 BLAS thread", _with_blas_threads(d.setup_train_step, 1),
                   clock="wall"),
         Benchmark(f"{wall}, 2 BLAS threads", _with_blas_threads(d.setup_train_step, 2),
@@ -212,6 +217,7 @@ def _detector_benchmarks() -> list[Benchmark]:
         Benchmark("faster r-cnn RPN part: backbone", r.setup_rpn_backbone, part_of=RPN),
         Benchmark("faster r-cnn RPN part: head, decode, NMS", r.setup_rpn_head, part_of=RPN),
         Benchmark(JOINT, r.setup_joint_step),
+        Benchmark(JOINT_SLOTS, r.setup_joint_step_slots, compare_to=JOINT, clock="wall"),
         *[Benchmark(f"faster r-cnn joint step part: {part}", setup, part_of=JOINT)
           for part, setup in (("backbone blocks 3-4 fwd+bwd", r.setup_joint_backbone),
                               ("RPN head, anchor labels, loss, fwd+bwd", r.setup_joint_rpn),

@@ -17,6 +17,9 @@ Each setup takes an ``np.random.Generator`` and returns ``(run, flops)`` (flops 
 
 from __future__ import annotations
 
+import weakref
+from functools import partial
+
 import numpy as np
 
 from minircnn.data.shapes import ShapesDataset
@@ -31,9 +34,10 @@ from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.layers.module import no_grad
 from minircnn.training.config import TrainConfig, make_detector
+from minircnn.training.data_parallel import ImageWorkers
 from minircnn.training.frozen_cache import FrozenFeatures
 from minircnn.training.optim import SGD
-from minircnn.training.step import train_step
+from minircnn.training.step import parallel_train_step, train_slot, train_step
 
 NUM_TEST_PROPOSALS = 300                       # TrainConfig.max_proposals
 CONFIG = TrainConfig()
@@ -80,6 +84,31 @@ def setup_train_step_stored(rng):
     def run():
         frozen = store.lookup(STORE_KEYS, images)  # (2, C, h, w), read from the store
         return train_step(model, opt, images, *batch, frozen=frozen)
+    return run, None
+
+
+def open_workers(model, slot, run):
+    """``ImageWorkers(model, slot, 2)`` entered, stopped once ``run`` (the timed function
+    that uses them) is gone: the bench keeps an entry's function until its next entry."""
+    workers = ImageWorkers(model, slot, CONFIG.train_workers).__enter__()
+    weakref.finalize(run, workers.__exit__, None, None, None)
+    return workers
+
+
+def setup_train_step_slots(rng):
+    """The stored-output step as ``minircnn train`` runs it: one image per slot, image 1
+    in a worker process (training/data_parallel.py). Timed on the wall clock: two
+    processes work."""
+    model, images, batch = _setup(rng)
+    opt = SGD(model.parameters(), 1e-4)
+    store = FrozenFeatures(model.backbone)
+    store.lookup(STORE_KEYS, images)               # the first sight: computed and kept
+    seeds = rng.integers(0, 2**63 - 1, size=len(images))
+
+    def run():
+        frozen = store.lookup(STORE_KEYS, images)  # (2, C, h, w), read from the store
+        return parallel_train_step(workers, opt, images, batch, seeds=seeds, frozen=frozen)
+    workers = open_workers(model, partial(train_slot, box_weight=CONFIG.box_loss_weight), run)
     return run, None
 
 

@@ -12,7 +12,8 @@ In training: one iteration of approximate joint training (training/rpn_step.py) 
 output read from the store), on two training images, and its parts: the trainable
 backbone blocks forward + backward, the RPN head's forward, anchor labelling, loss and
 backward, the proposals (decoding, top-k, NMS), the Fast R-CNN part (RoI sampling from
-the proposals, the RoI op and the head, forward + loss + backward) and the SGD update.
+the proposals, the RoI op and the head, forward + loss + backward) and the SGD update;
+then the same iteration as the command runs it, one image per process (wall clock).
 The model carries the shipped weights, so that NMS sees a trained RPN's scores.
 
 Each setup takes an ``np.random.Generator`` and returns ``(run, flops)`` (flops None).
@@ -21,18 +22,21 @@ Each setup takes an ``np.random.Generator`` and returns ``(run, flops)`` (flops 
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 
 import numpy as np
 
 from minircnn.data.shapes import ShapesDataset
 from minircnn.layers.losses import fast_rcnn_loss_backward
 from minircnn.layers.module import no_grad
-from minircnn.perf.detector_bench import STORE_KEYS, without_grad
+from minircnn.perf.detector_bench import STORE_KEYS, open_workers, without_grad
 from minircnn.training.config import TrainConfig, make_detector
 from minircnn.training.frozen_cache import FrozenFeatures
 from minircnn.training.optim import SGD
 from minircnn.training.rpn_step import (
     detector_head_loss,
+    joint_slot,
+    parallel_rpn_step,
     rpn_head_backward,
     rpn_head_loss,
     rpn_train_step,
@@ -106,6 +110,21 @@ def setup_joint_step(rng):
         frozen = store.lookup(STORE_KEYS, images)                      # (2, C, h, w)
         return rpn_train_step(model, optimizer, images, targets, RPN_CONFIG, rng,
                               epoch=1, frozen=frozen)
+    return run, None
+
+
+def setup_joint_step_slots(rng):
+    """``setup_joint_step`` as ``minircnn train --proposals rpn`` runs it: one image per
+    slot, image 1 in a worker process (training/data_parallel.py); wall clock."""
+    model, images, targets, store, _ = _train_setup()
+    optimizer = _optimizer(model)
+    seeds = rng.integers(0, 2**63 - 1, size=len(images))
+
+    def run():
+        frozen = store.lookup(STORE_KEYS, images)                      # (2, C, h, w)
+        return parallel_rpn_step(workers, model, optimizer, images, targets, RPN_CONFIG,
+                                 seeds=seeds, frozen=frozen)
+    workers = open_workers(model, partial(joint_slot, config=RPN_CONFIG), run)
     return run, None
 
 

@@ -46,6 +46,12 @@ class TrainConfig:
     of which one is often the tighter box; at 0.85 the detector sees both. Neither
     touches the selective-search recipe. What they measured: minircnn/weights/README.md.
 
+    ``train_workers`` (2): each iteration computes the gradient of each of its images on
+    its own, image 0 in this process and image 1 in a worker process on the other core,
+    and adds them (data parallelism: training/data_parallel.py); where no worker can be
+    forked, the same computation runs here, with the same result. 1 runs the minibatch
+    in one pass instead (the same gradient up to round-off, with other random draws).
+
     The RPN recipe's schedule is ``RPN_EPOCHS`` (10), not ``epochs``' 9: ``minircnn train
     --proposals rpn`` runs it when ``--epochs`` is not given (9 epochs of it score 0.02
     below selective search's; minircnn/weights/README.md).
@@ -111,6 +117,7 @@ class TrainConfig:
     pyramid_target: float = 48.0         # each RoI is scored where it is closest to this side
     device: str = "cpu"
     blas_threads: int | None = 1         # BLAS threads while training (minircnn/utils/blas.py)
+    train_workers: int = 2               # processes sharing a minibatch's images (see above)
     pictures: bool = True                # write loss_curve.png and detections.png
     extra: dict = field(default_factory=dict)  # free-form notes saved with the run
 

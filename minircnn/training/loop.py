@@ -30,20 +30,28 @@ import os
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from minircnn.backend import get_array_module
 from minircnn.data.shapes import Drawn
 from minircnn.layers.module import Module
+from minircnn.layers.norm import BatchNorm2d
 from minircnn.models.checkpoint import read_checkpoint, save_checkpoint
 from minircnn.training.config import TrainConfig, make_datasets, make_detector
+from minircnn.training.data_parallel import ImageWorkers
 from minircnn.training.frozen_cache import FrozenFeatures
 from minircnn.training.metrics import evaluate_detector
 from minircnn.training.optim import SGD, step_lr
 from minircnn.training.proposals import load_proposals, proposals_in_background
 from minircnn.training.rpn_eval import compare_proposals, selective_search_config
-from minircnn.training.rpn_step import rpn_minibatch, rpn_train_step
+from minircnn.training.rpn_step import (
+    joint_slot,
+    parallel_rpn_step,
+    rpn_minibatch,
+    rpn_train_step,
+)
 from minircnn.training.runs import (
     RunLock,
     RunState,
@@ -54,7 +62,12 @@ from minircnn.training.runs import (
     save_run_checkpoint,
     save_run_pictures,
 )
-from minircnn.training.step import sample_minibatch, train_step
+from minircnn.training.step import (
+    parallel_train_step,
+    sample_minibatch,
+    train_slot,
+    train_step,
+)
 from minircnn.utils.blas import blas_threads
 from minircnn.utils.fileio import remove_stale_temps, write_json
 from minircnn.utils.progress import progress_bar, summary
@@ -80,6 +93,7 @@ class Run:
     state: RunState              # epoch, iteration, history: saved in every checkpoint
     metrics: dict                # what metrics.json will hold
     frozen: FrozenFeatures | None = None   # the fixed blocks' output per image
+    workers: ImageWorkers | None = None    # one image per slot (training/data_parallel.py)
 
 
 def _epoch_order(state: RunState, rng: np.random.Generator, num_images: int):
@@ -174,13 +188,19 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
         t_train = time.time()
         total = _iters_per_epoch(config, len(run.items)) * config.epochs
         # The held-out images' proposals are computed meanwhile in a background process,
-        # on the core that one-BLAS-thread training leaves free.
-        background = evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
+        # on the core that training leaves free (one-BLAS-thread training in one process).
+        run.metrics["train_processes"] = processes = _train_processes(run)
+        background = (evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
+                      and processes == 1)
+        run.metrics["held_out_proposals"] = "during training" if background else "after training"
         with (proposals_in_background(val_ds, val_config) if background else nullcontext()) \
                 as val_job:
-            with progress_bar(total, "train", enabled=progress, initial=run.state.iteration,
-                              dynamic_ncols=True) as bar, stop.deferred():
+            with _image_workers(run) as run.workers, \
+                    progress_bar(total, "train", enabled=progress,
+                                 initial=run.state.iteration, dynamic_ncols=True) as bar, \
+                    stop.deferred():
                 _train_loop(run, bar, stop)
+            run.workers = None                      # stopped: the cores are free again
             times["train_s"] = time.time() - t_train
             if not evaluate:
                 return _finish(run, None, None, times, start)
@@ -204,6 +224,32 @@ def _start(config: TrainConfig, out_dir: str, items: list, props, resume: bool) 
     metrics = {"config": config.to_dict(), "epochs": state.epochs}   # the same list
     frozen = FrozenFeatures(model.backbone) if FrozenFeatures.usable(model) else None
     return Run(config, out_dir, model, optimizer, rng, items, props, state, metrics, frozen)
+
+
+def _slot(config: TrainConfig, model):
+    """The slot that trains one image of a minibatch (training/data_parallel.py), or
+    None: ``train_workers=1``, alternating RPN training (its stages run whole
+    minibatches), or a BatchNorm that trains (its statistics are the minibatch's)."""
+    if config.train_workers < 2 or any(isinstance(m, BatchNorm2d) for m in model.modules()):
+        return None
+    if config.proposal_method != "rpn":
+        return partial(train_slot, box_weight=config.box_loss_weight)
+    return partial(joint_slot, config=config) if config.rpn_training == "joint" else None
+
+
+def _image_workers(run: Run):
+    """The ImageWorkers of the run's slots, or nullcontext (None) without slots."""
+    slot = _slot(run.config, run.model)
+    if slot is None:
+        return nullcontext()
+    processes = min(run.config.train_workers, _images_per_iter(run.config))
+    return ImageWorkers(run.model, slot, processes)
+
+
+def _train_processes(run: Run) -> int:
+    """How many processes will train: the slots' worker processes and this one, else 1."""
+    workers = _image_workers(run)
+    return workers.processes if isinstance(workers, ImageWorkers) and workers.forked else 1
 
 
 def _images_per_iter(config: TrainConfig) -> int:
@@ -286,6 +332,14 @@ def _iteration(run: Run, idx, stride: int, xp, epoch: int) -> dict:
                                                stride=stride)
     images = xp.asarray(images)
     frozen = run.frozen.lookup(keys, images) if run.frozen is not None else None
+    if run.workers is not None:                   # one image per slot, each its own seed
+        seeds = run.rng.integers(0, 2**63 - 1, size=len(images))
+        if rpn:
+            return parallel_rpn_step(run.workers, model, optimizer, images, targets, config,
+                                     seeds=seeds, frozen=frozen)
+        batch = batch._replace(**{k: xp.asarray(v) for k, v in batch._asdict().items()})
+        return parallel_train_step(run.workers, optimizer, images, batch, seeds=seeds,
+                                   frozen=frozen)
     if rpn:
         return rpn_train_step(model, optimizer, images, targets, config, run.rng, epoch,
                               frozen=frozen)

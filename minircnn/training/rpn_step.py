@@ -26,6 +26,7 @@ torchvision's RoI sampler has no floor either).
 from __future__ import annotations
 
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from minircnn.detection.anchors import AnchorLabelCache, anchor_targets
 from minircnn.detection.sampling import hierarchical_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
 from minircnn.layers.rpn_loss import rpn_loss_backward, rpn_loss_forward
+from minircnn.training.data_parallel import ImageWorkers, seed_slot
 from minircnn.training.step import flip_horizontal, weighted
 
 RPN_BG_IOU_LO = 0.0   # background RoIs from IoU 0 (module docstring)
@@ -90,18 +92,21 @@ def rpn_head_loss(model, features, targets, config, rng):
     return cache, objectness, deltas
 
 
-def rpn_head_backward(model, cache, shape, config):
-    """The RPN's backward; its box term weighted by ``config.rpn_box_weight`` (lambda)."""
-    dobj, ddeltas = rpn_loss_backward(config.rpn_loss_weight, cache)   # (N*A,), (N*A, 4)
+def rpn_head_backward(model, cache, shape, config, weight: float = 1.0):
+    """The RPN's backward; its box term weighted by ``config.rpn_box_weight`` (lambda),
+    the whole loss by ``weight`` (an image's share of a minibatch: joint_slot)."""
+    dloss = config.rpn_loss_weight * weight
+    dobj, ddeltas = rpn_loss_backward(dloss, cache)            # (N*A,), (N*A, 4)
     n, a = shape
     ddeltas = weighted(ddeltas, config.rpn_box_weight)       # L = L_cls + lambda L_box
     return model.rpn.backward(dobj.reshape(n, a), ddeltas.reshape(n, a, 4))
 
 
-def detector_head_loss(model, features, proposals, targets, config, rng):
-    """RoIs sampled from the proposals (+ GT), the head's forward and loss: its cache."""
+def detector_head_loss(model, features, proposals, targets, config, rng, rois_per_batch=None):
+    """RoIs sampled from the proposals (+ GT), the head's forward and loss: its cache.
+    ``rois_per_batch``: R of these images (default ``config.rois_per_batch``)."""
     batch = hierarchical_batch(targets, [asnumpy(p) for p in proposals],
-                               rois_per_batch=config.rois_per_batch, rng=rng,
+                               rois_per_batch=rois_per_batch or config.rois_per_batch, rng=rng,
                                fg_fraction=config.fg_fraction, fg_iou=config.fg_iou,
                                bg_iou=(RPN_BG_IOU_LO, config.bg_iou[1]))
     xp = get_array_module(features)
@@ -120,20 +125,24 @@ def _stats(rpn_cache=None, det_cache=None) -> dict:
 
 
 # --- one iteration of each kind -----------------------------------------------------------------
-def joint_step(model, images, targets, config, rng, frozen=None) -> dict:
+def joint_step(model, images, targets, config, rng, frozen=None, weight: float = 1.0,
+               rois_per_batch: int | None = None) -> dict:
     """Approximate joint training: one backbone pass, the two losses summed. ``frozen``:
-    the backbone's frozen blocks' output on ``images``, kept from an earlier pass."""
+    the backbone's frozen blocks' output on ``images``, kept from an earlier pass.
+    ``weight`` scales both losses' gradients and ``rois_per_batch`` is R of these images
+    (an image's share of a minibatch: joint_slot)."""
     if frozen is None:
         features = model.backbone.forward(images)             # (N, C, h, w)
     else:
         features = model.backbone.forward_trainable(frozen)   # the same, from blocks 3-4
     rpn_cache, objectness, deltas = rpn_head_loss(model, features, targets, config, rng)
     proposals = model.rpn.proposals(features, images.shape[2:], objectness, deltas)
-    det_cache = detector_head_loss(model, features, proposals, targets, config, rng)
-    dcls, dbbox = fast_rcnn_loss_backward(1.0, det_cache)
+    det_cache = detector_head_loss(model, features, proposals, targets, config, rng,
+                                   rois_per_batch)
+    dcls, dbbox = fast_rcnn_loss_backward(weight, det_cache)
     dfeatures = model.detector.backward_head(dcls, weighted(dbbox, config.box_loss_weight))
     dfeatures += rpn_head_backward(model, rpn_cache, objectness.shape,
-                                   config)            # both heads read the features
+                                   config, weight)    # both heads read the features
     model.backbone.backward(dfeatures)
     return _stats(rpn_cache, det_cache)
 
@@ -206,3 +215,52 @@ def rpn_train_step(model, optimizer, images, targets, config, rng, epoch: int, *
             raise FloatingPointError(f"the loss is {stats['loss']}")
         optimizer.step()
     return stats
+
+
+# --- joint training, one image per slot (training/data_parallel.py) -------------------------
+class JointJob(NamedTuple):
+    """One image's share of a joint-training minibatch."""
+
+    images: np.ndarray            # (1, 3, H, W) the image
+    frozen: np.ndarray | None     # (1, C, h, w) its frozen blocks' output, or None
+    target: dict                  # its {boxes, labels}
+    weight: float                 # 1 / N: its share of the minibatch's losses
+    rois: int                     # R / N: the RoIs it samples (the minibatch's R in all)
+    seed: int                     # its anchor and RoI sampling, its dropout masks
+
+
+def joint_slot(model, job: JointJob, *, config) -> dict:
+    """``joint_step`` on one image with its losses weighted 1 / N: the RPN's averages its
+    own 256 sampled anchors, Fast R-CNN's its own RoIs, so the minibatch's loss is the
+    mean of its images' (torchvision's and the batched step's whenever every image fills
+    its 256 anchors and its R / N RoIs, as the shapes' images do)."""
+    rng = seed_slot(model, job.seed)
+    with np.errstate(over="ignore", invalid="ignore"):   # divergence -> the caller's error
+        return joint_step(model, job.images, [job.target], config, rng, job.frozen,
+                          weight=job.weight, rois_per_batch=job.rois)
+
+
+def parallel_rpn_step(workers: ImageWorkers, model, optimizer, images, targets, config, *,
+                      seeds, frozen=None) -> dict:
+    """``rpn_train_step`` of joint training, one image per slot (``workers``, built
+    with ``joint_slot``); ``seeds``: one per image. Returns the mean of the images' stats.
+
+    Raises:
+        FloatingPointError: a loss is not finite (the weights are left as they were).
+    """
+    if _STAGE.get(model) != "joint":
+        set_stage(model, "joint")
+    optimizer.zero_grad()
+    n = len(images)
+    if config.rois_per_batch % n:
+        raise ValueError(f"rois_per_batch ({config.rois_per_batch}) must be divisible by "
+                         f"the images per minibatch ({n})")
+    jobs = [JointJob(images[i:i + 1], None if frozen is None else frozen[i:i + 1],
+                     targets[i], 1.0 / n, config.rois_per_batch // n, int(seed))
+            for i, seed in enumerate(seeds)]
+    stats = workers.run(jobs)
+    total = {k: sum(s[k] for s in stats) / n for k in stats[0]}   # the images' mean
+    if not np.isfinite(total["loss"]):
+        raise FloatingPointError(f"the loss is {total['loss']}")
+    optimizer.step()
+    return total

@@ -1,9 +1,14 @@
 """One training iteration: sample a minibatch, one SGD step on the multi-task loss.
 
 One training iteration: a minibatch of N images and R RoIs (sample_batch, the paper's
-hierarchical sampling, section 2.3) and one SGD step on the multi-task loss (train_step)."""
+hierarchical sampling, section 2.3) and one SGD step on the multi-task loss: in one
+forward and backward pass over the whole minibatch (train_step), or one image at a time,
+each image's gradient on a core of its own and the gradients added
+(parallel_train_step; training/data_parallel.py)."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -11,6 +16,7 @@ from minircnn.backend import get_array_module
 from minircnn.detection.inference import rescale_batch
 from minircnn.detection.sampling import hierarchical_batch, region_wise_batch
 from minircnn.layers.losses import fast_rcnn_loss_backward, fast_rcnn_loss_forward
+from minircnn.training.data_parallel import ImageWorkers, seed_slot
 from minircnn.training.optim import SGD
 
 
@@ -58,6 +64,82 @@ def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
         optimizer.step()
     return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
             "accuracy": cache.accuracy}
+
+
+class ImageJob(NamedTuple):
+    """One image's share of a minibatch: a slot of training/data_parallel.py."""
+
+    images: np.ndarray            # (1, 3, H, W) the image
+    frozen: np.ndarray | None     # (1, C, h, w) its frozen blocks' output, or None
+    rois: np.ndarray              # (R_i, 5) its RoIs, batch index 0
+    labels: np.ndarray            # (R_i,)
+    bbox_targets: np.ndarray      # (R_i, 4)
+    weight: float                 # R_i / R: its share of the minibatch's loss
+    seed: int                     # its dropout masks (data_parallel.seed_slot)
+
+
+def image_jobs(images, batch, frozen, seeds) -> list[ImageJob]:
+    """The minibatch split into one job per image that has RoIs: image i's RoIs
+    (renumbered to image 0 of its own batch of one) and its weight R_i / R."""
+    num_rois = len(batch.rois)
+    jobs = []
+    for i, seed in enumerate(seeds):
+        mine = batch.rois[:, 0] == i                        # (R,) image i's RoIs
+        if not bool(mine.any()):
+            continue
+        rois = batch.rois[mine].copy()                      # (R_i, 5)
+        rois[:, 0] = 0
+        jobs.append(ImageJob(images[i:i + 1], None if frozen is None else frozen[i:i + 1],
+                             rois, batch.labels[mine], batch.bbox_targets[mine],
+                             float(mine.sum()) / num_rois, int(seed)))
+    return jobs
+
+
+def train_slot(model, job: ImageJob, *, box_weight: float = 1.0) -> dict:
+    """One image of a minibatch: forward, its loss, and backward with dloss = R_i / R, so
+    the slots' gradients add up to the minibatch's (training/data_parallel.py).
+
+    Returns the image's own loss terms and accuracy (averaged over its RoIs).
+    Raises:
+        FloatingPointError: the scores are not finite.
+    """
+    xp = get_array_module(job.images)
+    seed_slot(model, job.seed)                              # its dropout masks
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
+        if job.frozen is None:
+            cls_scores, bbox_deltas = model.forward(job.images, job.rois)
+        else:
+            cls_scores, bbox_deltas = model.forward_from_frozen(job.frozen, job.rois)
+        if not (bool(xp.isfinite(cls_scores).all()) and bool(xp.isfinite(bbox_deltas).all())):
+            raise FloatingPointError("the network outputs are not finite (nan/inf)")
+        loss, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, job.labels,
+                                             job.bbox_targets)
+        dcls, dbbox = fast_rcnn_loss_backward(job.weight, cache)   # d(w_i L_i) = w_i dL_i
+        model.backward(dcls, weighted(dbbox, box_weight))
+    return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
+            "accuracy": cache.accuracy}
+
+
+def parallel_train_step(workers: ImageWorkers, optimizer: SGD, images, batch, *, seeds,
+                        frozen=None) -> dict:
+    """``train_step`` one image per slot (``workers``, built with ``train_slot``): the
+    gradient of each image on its own, added, then one SGD step. ``seeds``: one per
+    image, for its dropout masks. Returns the minibatch's loss, loss_cls, loss_box and
+    accuracy (the images' weighted by R_i / R).
+
+    Raises:
+        FloatingPointError: the scores or the loss are not finite (the weights are
+            left as they were before this step's update).
+    """
+    optimizer.zero_grad()
+    jobs = image_jobs(images, batch, frozen, seeds)
+    stats = workers.run(jobs)
+    total = {k: sum(job.weight * s[k] for job, s in zip(jobs, stats, strict=True))
+             for k in stats[0]}                          # sum_i (R_i / R) L_i
+    if not np.isfinite(total["loss"]):
+        raise FloatingPointError(f"the loss is {total['loss']}")
+    optimizer.step()
+    return total
 
 
 def sample_batch(config, items, props, idx, rng, *, stride: int = 1):

@@ -119,6 +119,7 @@ TRAIN_RULES = {
     "train_scales": scales_rule(0.25, 4.0), "test_scales": scales_rule(0.25, 4.0),
     "pyramid_target": between(1, None),
     "device": one_of("cpu", "gpu"), "blas_threads": optional(at_least(1)),
+    "train_workers": at_least(1),
 }
 
 

@@ -26,8 +26,9 @@ from minircnn.utils.errors import WorkerDied
 _PR_SET_PDEATHSIG = 1          # from <linux/prctl.h>
 
 
-def _die_with_parent(parent_pid: int) -> None:
-    """Pool initializer: this worker exits when process ``parent_pid`` is gone."""
+def die_with_parent(parent_pid: int) -> None:
+    """Run first in a worker: it exits when process ``parent_pid`` is gone, and leaves
+    Ctrl-C to the parent (a pool initializer, or the first line of a worker's loop)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)    # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)   # a forked worker inherits the parent's
                                                     # handler; Pool.terminate() sends SIGTERM
@@ -61,7 +62,7 @@ def map_in_workers(function, jobs: list, processes: int, *, on_result=None) -> l
     import multiprocessing
 
     results = []
-    with multiprocessing.Pool(processes, initializer=_die_with_parent,
+    with multiprocessing.Pool(processes, initializer=die_with_parent,
                               initargs=(os.getpid(),)) as pool:
         for result in pool.imap(function, jobs):   # leaving the with-block terminates the pool
             results.append(result)
@@ -121,7 +122,7 @@ class InBackground:
     def _died(self):
         self._process.join()
         raise WorkerDied(f"the background worker running {_name(self.function)} ended "
-                         f"({_how_it_ended(self._process.exitcode)}) without returning",
+                         f"({how_it_ended(self._process.exitcode)}) without returning",
                          "if the machine ran out of memory, free some and run again")
 
     def __exit__(self, *exc) -> None:
@@ -133,7 +134,7 @@ class InBackground:
 
 def _run_and_send(send, parent_pid: int, function, args) -> None:
     """The worker: ``function(*args)``, its result or exception sent to the parent."""
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     try:
         message = ("result", function(*args))
     except Exception as e:          # re-raised by the parent's result()
@@ -150,7 +151,8 @@ def _name(function) -> str:
     return getattr(function, "__qualname__", repr(function))
 
 
-def _how_it_ended(exitcode: int | None) -> str:
+def how_it_ended(exitcode: int | None) -> str:
+    """How a worker process ended, in words: the signal that killed it, or its exit code."""
     if exitcode is not None and exitcode < 0:
         return f"killed by {signal.Signals(-exitcode).name}"
     return f"exit code {exitcode}"

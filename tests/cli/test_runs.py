@@ -27,16 +27,16 @@ INTERRUPTER = textwrap.dedent("""
     from minircnn.cli.main import main
 
     sig, k = int(sys.argv[1]), int(sys.argv[2])
-    real_step, calls = train.train_step, [0]
+    real_iteration, calls = train._iteration, [0]
 
-    def step(*args, **kwargs):
-        out = real_step(*args, **kwargs)
+    def iteration(*args, **kwargs):
+        out = real_iteration(*args, **kwargs)
         calls[0] += 1
         if calls[0] == k:
             os.kill(os.getpid(), sig)
         return out
 
-    train.train_step = step
+    train._iteration = iteration
     sys.exit(main(sys.argv[3:]))
 """)
 

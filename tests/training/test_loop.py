@@ -61,19 +61,21 @@ def test_run_is_deterministic_and_resume_continues_identically(tmp_path, monkeyp
     assert read_checkpoint(tmp_path / "c" / "checkpoint.npz").extra["run_state"]["epoch"] == 2
 
 
-def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("workers", [1, 2])       # one pass per minibatch, one per image
+def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(tmp_path, monkeypatch, workers):
     calls = {"n": 0}
-    real_step = train_mod.train_step
+    real_iteration = train_mod._iteration
 
-    def poisoned_step(model, optimizer, *args, **kwargs):
+    def poisoned_iteration(run, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:                       # first iteration of epoch 2
-            model.fc7.w.data[0, 0] = np.nan
-        return real_step(model, optimizer, *args, **kwargs)
+            run.model.fc7.w.data[0, 0] = np.nan   # shared with a worker process, if any
+        return real_iteration(run, *args, **kwargs)
 
-    monkeypatch.setattr(train_mod, "train_step", poisoned_step)
+    monkeypatch.setattr(train_mod, "_iteration", poisoned_iteration)
+    config = dataclasses.replace(TINY, pictures=False, train_workers=workers)
     with pytest.raises(FloatingPointError, match=r"iteration 2 \(epoch 2\).*checkpoint"):
-        train_detector(dataclasses.replace(TINY, pictures=False), tmp_path, progress=False)
+        train_detector(config, tmp_path, progress=False)
     ckpt = read_checkpoint(tmp_path / "checkpoint.npz")
     assert ckpt.extra["run_state"]["epoch"] == 1
     assert all(np.isfinite(v).all() for v in ckpt.state.values())
@@ -83,16 +85,16 @@ def test_nan_weight_after_the_last_step_is_caught_before_the_checkpoint(tmp_path
     """Weights are scanned once per checkpoint, not every iteration: an update that makes
     a weight NaN in an epoch's last step (no loss sees it) still never reaches a file."""
     calls = {"n": 0}
-    real_step = train_mod.train_step
+    real_iteration = train_mod._iteration
 
-    def poisoning_step(model, optimizer, *args, **kwargs):
-        stats = real_step(model, optimizer, *args, **kwargs)
+    def poisoning_iteration(run, *args, **kwargs):
+        stats = real_iteration(run, *args, **kwargs)
         calls["n"] += 1
         if calls["n"] == 4:                       # the last iteration of epoch 2
-            model.fc7.w.data[0, 0] = np.nan
+            run.model.fc7.w.data[0, 0] = np.nan
         return stats
 
-    monkeypatch.setattr(train_mod, "train_step", poisoning_step)
+    monkeypatch.setattr(train_mod, "_iteration", poisoning_iteration)
     with pytest.raises(FloatingPointError, match=r"weights nan/inf"):
         train_detector(dataclasses.replace(TINY, pictures=False), tmp_path, progress=False)
     ckpt = read_checkpoint(tmp_path / "checkpoint.npz")
