@@ -217,7 +217,7 @@ assert batched_nms(two, two_scores, np.array([1, 1]), 0.3).tolist() == [0]      
 # ## 3. NMS on the shipped detector
 #
 # `pretrained_detector()` loads the Fast R-CNN trained by `minircnn train` (COCO AP
-# 0.799, VOC07 mAP 0.9195 on 300 held-out images; minircnn/weights/README.md). We take
+# 0.797, VOC07 mAP 0.9240 on 300 held-out images; minircnn/weights/README.md). We take
 # 20 held-out images (`seed=1`, the detector trained on `seed=0`) with selective search
 # proposals, and keep each image's head outputs (at one scale), so that postprocessing
 # (and, later, a compressed head) can be re-run without the backbone. `postprocess` is step 2–5 of `detect`: softmax,
