@@ -378,6 +378,52 @@ fig.tight_layout()
 assert sum(len(ax.patches) for ax in axes[:4]) >= sum(len(val[i]["boxes"]) for i in range(4)) - 1
 
 # %% [markdown]
+# ## 5. Two cores: the minibatch's images side by side
+#
+# Each RoI belongs to one image, so the minibatch's loss is a sum over its images,
+# L = Σᵢ (Rᵢ / R) Lᵢ with Lᵢ image i's loss averaged over its own Rᵢ RoIs, and so is its
+# gradient: ∂L/∂θ = Σᵢ (Rᵢ / R) ∂Lᵢ/∂θ. Each image's gradient can then be computed on its
+# own core and the gradients added, which is what multi-GPU training does with its GPUs.
+# `minircnn train` does it on the CPU's two cores (`TrainConfig.train_workers`,
+# `minircnn/training/data_parallel.py`): image 0 in the training process, image 1 in a
+# forked worker process that reads the same weights from shared memory; the training
+# process adds the worker's gradient to its own and takes the SGD step. Where no worker
+# can be forked (in a notebook's kernel, which runs threads of its own; on macOS or
+# Windows), the two images run one after the other, with the same result.
+#
+# We check the identity on the small detector in float64: one pass over the minibatch,
+# against the two images' slots (`train_slot`, dloss = Rᵢ / R) added up.
+
+# %%
+from minircnn.training.data_parallel import ImageWorkers
+from minircnn.training.step import image_jobs, train_slot
+
+backbone64 = SmallVGG((8, 16, 32, 32), num_pools=2, rng=np.random.default_rng(0),
+                      dtype=np.float64)
+model64 = FastRCNN(3, backbone64, roi_op="pool", hidden=128, dropout=0.0,
+                   rng=np.random.default_rng(1), dtype=np.float64)
+images64 = train_images[:2].astype(np.float64)                    # (2, 3, 128, 128)
+batch = hierarchical_batch(train_items[:2], train_proposals[:2], rng=np.random.default_rng(2))
+
+model64.zero_grad()                                                # one pass, both images
+cls_scores, bbox_deltas = model64.forward(images64, batch.rois)
+_, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, batch.labels, batch.bbox_targets)
+model64.backward(*fast_rcnn_loss_backward(1.0, cache))
+one_pass = [p.grad.copy() for p in model64.parameters()]
+
+model64.zero_grad()                                                # one slot per image
+jobs = image_jobs(images64, batch, None, seeds=[0, 1])             # image i: RoIs, Rᵢ / R
+with ImageWorkers(model64, train_slot, processes=2) as workers:
+    workers.run(jobs)                                              # adds the two gradients
+worst = max(np.abs(p.grad - g).max() / np.abs(g).max()
+            for p, g in zip(model64.parameters(), one_pass, strict=True) if np.abs(g).any())
+print(f"weights Rᵢ / R: {[round(job.weight, 3) for job in jobs]}; image 1 in a worker "
+      f"process: {workers.forked}; largest difference: {worst:.1e} of a gradient's "
+      "largest entry (the same sums in another order)")
+assert abs(sum(job.weight for job in jobs) - 1) < 1e-12
+assert worst < 1e-12
+
+# %% [markdown]
 # ## Summary
 #
 # - One iteration = sample RoIs from 2 images → `forward` → `fast_rcnn_loss_forward` →
@@ -388,6 +434,8 @@ assert sum(len(ax.patches) for ax in axes[:4]) >= sum(len(val[i]["boxes"]) for i
 # - 60 iterations on four images more than halve the loss but do not make a detector;
 #   the shipped one (the `TrainConfig()` recipe printed at the top) reaches a VOC07 mAP
 #   above 0.85 on held-out images.
+# - A minibatch's gradient is the sum of its images' gradients (each weighted by its
+#   share of the RoIs), so `minircnn train` computes them on two cores and adds them.
 #
 # ## Exercises
 #
