@@ -98,7 +98,8 @@ def add_train(sub) -> None:
     p.add_argument("--train-workers", type=arg_type(TRAIN_RULES["train_workers"]),
                    default=None,
                    help="processes sharing each minibatch's images, one per core (1: the "
-                        "whole minibatch in one pass, another recipe)")
+                        "whole minibatch in one pass, another recipe; faster on a GPU, "
+                        "where the images would run one after the other)")
     p.add_argument("--sampling", choices=["hierarchical", "region"], default=None,
                    help="minibatch sampling (default hierarchical, as the paper)")
     p.add_argument("--train-scales", type=arg_type(TRAIN_RULES["train_scales"], _scales),
