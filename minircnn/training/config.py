@@ -47,10 +47,14 @@ class TrainConfig:
     touches the selective-search recipe. What they measured: minircnn/weights/README.md.
 
     ``train_workers`` (2): each iteration computes the gradient of each of its images on
-    its own, image 0 in this process and image 1 in a worker process on the other core,
-    and adds them (data parallelism: training/data_parallel.py); where no worker can be
-    forked, the same computation runs here, with the same result. 1 runs the minibatch
-    in one pass instead (the same gradient up to round-off, with other random draws).
+    its own, image s in process s % train_workers (image 0 here, image 1 in a worker
+    process on the other core), and adds them (data parallelism:
+    training/data_parallel.py); where no worker can be forked, the same computation runs
+    here, with the same result. 1 runs the minibatch in one pass instead, with other
+    random draws: for Fast R-CNN the same gradient up to round-off; for joint RPN
+    training the same whenever every image fills its 256 anchors and its R / N RoIs. The
+    one-pass recipe is also what alternating RPN training and a model with BatchNorm2d
+    run, whatever ``train_workers`` says (their minibatch is one whole).
 
     The RPN recipe's schedule is ``RPN_EPOCHS`` (10), not ``epochs``' 9: ``minircnn train
     --proposals rpn`` runs it when ``--epochs`` is not given (9 epochs of it score 0.02

@@ -10,7 +10,7 @@ with w_i = R_i / R (image i's share of the minibatch's R RoIs) the minibatch's l
 exactly. So each image's gradient can be computed on its own core, at the same time, and
 the gradients added: what multi-GPU training does with its GPUs (PyTorch's
 DistributedDataParallel). ``ImageWorkers`` runs image 0 in this process and image 1 in a
-forked worker process:
+forked worker process (with P processes and more images, image s in process s % P):
 
 - the trainable parameters' values live in shared memory, so the worker always reads the
   weights that this process's last SGD step wrote (in place);
@@ -36,6 +36,7 @@ from __future__ import annotations
 import mmap
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -109,7 +110,7 @@ class ImageWorkers:
                 connection.send(None)               # done: the worker returns
                 process.join(timeout=5)
             if process.is_alive():
-                process.terminate()
+                process.kill()                      # it ignores SIGTERM (see _serve)
             process.join()
             connection.close()
         self._workers = []
@@ -120,8 +121,8 @@ class ImageWorkers:
         groups = [list(jobs[k::self.processes]) for k in range(self.processes)]
         if not self.forked:
             return _interleave(self._run_here(groups))
-        for (_, connection, _), group in zip(self._workers, groups[1:], strict=True):
-            connection.send(group)
+        for k, group in enumerate(groups[1:]):
+            self._send(k, group)
         try:
             results = [[self.slot(self.model, job) for job in groups[0]]]
         finally:                                    # even on an error, read every reply:
@@ -148,6 +149,14 @@ class ImageWorkers:
                 g += p.grad                                         # g_0 + g_k
                 p.grad = g
         return results
+
+    def _send(self, k: int, jobs: list) -> None:
+        """Worker k's jobs; WorkerDied if it has ended (killed between minibatches)."""
+        process, connection, _ = self._workers[k]
+        try:
+            connection.send(jobs)
+        except (BrokenPipeError, ConnectionResetError):
+            raise _died(process) from None
 
     def _receive(self, k: int) -> tuple:
         """Worker k's reply, ("done", stats) or ("error", exception); WorkerDied if it
@@ -177,8 +186,13 @@ def _shared_copy(array: np.ndarray) -> np.ndarray:
 
 
 def _serve(connection, parent_pid: int, model, slot: Slot, trainable: list, grads: list):
-    """A worker: for each group of jobs, the slots' gradient sums into ``grads``."""
+    """A worker: for each group of jobs, the slots' gradient sums into ``grads``.
+
+    It ignores SIGTERM as it ignores Ctrl-C: a signal to the whole process group (a
+    batch system's, ``timeout``'s) is the parent's to handle, which finishes the
+    minibatch, writes its checkpoint and then stops the worker (SIGKILL)."""
     die_with_parent(parent_pid)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     while True:
         try:
             jobs = connection.recv()

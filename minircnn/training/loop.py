@@ -189,13 +189,15 @@ def _run(config: TrainConfig, out_dir: str, resume: bool, progress: bool, evalua
         total = _iters_per_epoch(config, len(run.items)) * config.epochs
         # The held-out images' proposals are computed meanwhile in a background process,
         # on the core that training leaves free (one-BLAS-thread training in one process).
-        run.metrics["train_processes"] = processes = _train_processes(run)
+        workers = _image_workers(run)                  # None: one pass per minibatch
+        processes = workers.processes if workers is not None and workers.forked else 1
+        run.metrics["train_processes"] = processes
         background = (evaluate and config.proposal_workers >= 2 and config.blas_threads == 1
                       and processes == 1)
         run.metrics["held_out_proposals"] = "during training" if background else "after training"
         with (proposals_in_background(val_ds, val_config) if background else nullcontext()) \
                 as val_job:
-            with _image_workers(run) as run.workers, \
+            with workers or nullcontext() as run.workers, \
                     progress_bar(total, "train", enabled=progress,
                                  initial=run.state.iteration, dynamic_ncols=True) as bar, \
                     stop.deferred():
@@ -229,7 +231,8 @@ def _start(config: TrainConfig, out_dir: str, items: list, props, resume: bool) 
 def _slot(config: TrainConfig, model):
     """The slot that trains one image of a minibatch (training/data_parallel.py), or
     None: ``train_workers=1``, alternating RPN training (its stages run whole
-    minibatches), or a BatchNorm that trains (its statistics are the minibatch's)."""
+    minibatches), or a model with a BatchNorm2d (frozen ones become FrozenBatchNorm2d;
+    one that trains normalises by the minibatch's statistics, not an image's)."""
     if config.train_workers < 2 or any(isinstance(m, BatchNorm2d) for m in model.modules()):
         return None
     if config.proposal_method != "rpn":
@@ -237,19 +240,13 @@ def _slot(config: TrainConfig, model):
     return partial(joint_slot, config=config) if config.rpn_training == "joint" else None
 
 
-def _image_workers(run: Run):
-    """The ImageWorkers of the run's slots, or nullcontext (None) without slots."""
+def _image_workers(run: Run) -> ImageWorkers | None:
+    """The ImageWorkers of the run's slots (not started yet), or None without slots."""
     slot = _slot(run.config, run.model)
     if slot is None:
-        return nullcontext()
+        return None
     processes = min(run.config.train_workers, _images_per_iter(run.config))
     return ImageWorkers(run.model, slot, processes)
-
-
-def _train_processes(run: Run) -> int:
-    """How many processes will train: the slots' worker processes and this one, else 1."""
-    workers = _image_workers(run)
-    return workers.processes if isinstance(workers, ImageWorkers) and workers.forked else 1
 
 
 def _images_per_iter(config: TrainConfig) -> int:

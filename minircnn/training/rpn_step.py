@@ -258,9 +258,10 @@ def parallel_rpn_step(workers: ImageWorkers, model, optimizer, images, targets, 
     jobs = [JointJob(images[i:i + 1], None if frozen is None else frozen[i:i + 1],
                      targets[i], 1.0 / n, config.rois_per_batch // n, int(seed))
             for i, seed in enumerate(seeds)]
-    stats = workers.run(jobs)
-    total = {k: sum(s[k] for s in stats) / n for k in stats[0]}   # the images' mean
-    if not np.isfinite(total["loss"]):
-        raise FloatingPointError(f"the loss is {total['loss']}")
-    optimizer.step()
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
+        stats = workers.run(jobs)
+        total = {k: sum(s[k] for s in stats) / n for k in stats[0]}   # the images' mean
+        if not np.isfinite(total["loss"]):
+            raise FloatingPointError(f"the loss is {total['loss']}")
+        optimizer.step()
     return total

@@ -133,12 +133,13 @@ def parallel_train_step(workers: ImageWorkers, optimizer: SGD, images, batch, *,
     """
     optimizer.zero_grad()
     jobs = image_jobs(images, batch, frozen, seeds)
-    stats = workers.run(jobs)
-    total = {k: sum(job.weight * s[k] for job, s in zip(jobs, stats, strict=True))
-             for k in stats[0]}                          # sum_i (R_i / R) L_i
-    if not np.isfinite(total["loss"]):
-        raise FloatingPointError(f"the loss is {total['loss']}")
-    optimizer.step()
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
+        stats = workers.run(jobs)
+        total = {k: sum(job.weight * s[k] for job, s in zip(jobs, stats, strict=True))
+                 for k in stats[0]}                      # sum_i (R_i / R) L_i
+        if not np.isfinite(total["loss"]):
+            raise FloatingPointError(f"the loss is {total['loss']}")
+        optimizer.step()
     return total
 
 

@@ -19,25 +19,31 @@ from tests.cli.test_errors import assert_error, run_cli
 TINY = ["--num-train", "8", "--num-val", "2", "--epochs", "2", "--proposals", "dense",
         "--max-proposals", "40", "--hidden", "16", "--seed", "3"]
 
-# Runs `minircnn ARGS...` and sends this process SIG after the K-th training iteration,
-# as a user pressing Ctrl-C (or a batch system sending SIGTERM) at that moment would.
+# Runs `minircnn ARGS...` and sends SIG as a user pressing Ctrl-C (or a batch system
+# sending SIGTERM) would: to this process after the K-th training iteration, or (GROUP 1)
+# to its whole process group during the K-th, while the training worker is in its slot.
 INTERRUPTER = textwrap.dedent("""
     import os, sys
     import minircnn.training.loop as train
     from minircnn.cli.main import main
 
-    sig, k = int(sys.argv[1]), int(sys.argv[2])
-    real_iteration, calls = train._iteration, [0]
+    sig, k, group = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "1"
+    real_iteration, real_slot, calls, parent = train._iteration, train.train_slot, [0], os.getpid()
 
     def iteration(*args, **kwargs):
         out = real_iteration(*args, **kwargs)
         calls[0] += 1
-        if calls[0] == k:
+        if calls[0] == k and not group:
             os.kill(os.getpid(), sig)
         return out
 
-    train._iteration = iteration
-    sys.exit(main(sys.argv[3:]))
+    def slot(model, job, **kwargs):      # image 0's slot, in this process
+        if group and calls[0] == k - 1 and os.getpid() == parent:
+            os.killpg(0, sig)
+        return real_slot(model, job, **kwargs)
+
+    train._iteration, train.train_slot = iteration, slot
+    sys.exit(main(sys.argv[4:]))
 """)
 
 
@@ -54,15 +60,18 @@ def uninterrupted(tmp_path_factory):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-@pytest.mark.parametrize("sig, k", [(signal.SIGINT, 3), (signal.SIGTERM, 6)])
+@pytest.mark.parametrize("sig, k, group", [(signal.SIGINT, 3, False), (signal.SIGTERM, 6, False),
+                                           (signal.SIGTERM, 5, True)],
+                         ids=["ctrl-c", "sigterm", "sigterm-to-the-group"])
 def test_interrupt_saves_the_iteration_and_resume_is_bit_identical(tmp_path, uninterrupted,
-                                                                   sig, k):
+                                                                   sig, k, group):
     script = tmp_path / "interrupt.py"
     script.write_text(INTERRUPTER)
     out = tmp_path / "run"
-    done = subprocess.run([sys.executable, str(script), str(int(sig)), str(k), "train", *TINY,
-                           "--out", str(out)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TQDM_DISABLE": "1"},
+    done = subprocess.run([sys.executable, str(script), str(int(sig)), str(k), str(int(group)),
+                           "train", *TINY, "--out", str(out)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TQDM_DISABLE": "1"},
+                          start_new_session=True,        # its own group: killpg reaches no test
                           cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
     assert_error(done, 130, f"interrupted at iteration {k}; continue with: minircnn train "
                  f"--out {out} --resume", command="train")

@@ -142,6 +142,7 @@ def test_training_run_and_cli_detect_on_the_fake_gpu(fake_gpu, tmp_path, capsys,
                          pictures=False)        # matplotlib would be most of the time
     metrics = train_detector(config, tmp_path / "run", progress=False)
     assert metrics["config"]["device"] == "gpu" and len(metrics["epochs"]) == 1
+    assert metrics["train_processes"] == 1          # a GPU run never forks a worker
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.setenv(var, os.environ.get(var, "1"))   # the CLI sets these
     png = tmp_path / "in.png"

@@ -44,10 +44,15 @@ def test_a_forked_worker_gives_the_bits_of_one_process(config, tmp_path, monkeyp
     assert forked["history"] == here["history"]
 
 
-def test_one_worker_trains_the_whole_minibatch_in_one_pass(tmp_path):
-    metrics = train_detector(dataclasses.replace(TINY, train_workers=1), tmp_path,
-                             progress=False)
-    assert metrics["train_processes"] == 1
+@pytest.mark.parametrize("change", [dict(train_workers=1), dict(batch_norm=True),
+                                    dict(proposal_method="rpn", max_proposals=50,
+                                         rpn_training="alternating", epochs=4)],
+                         ids=["one_worker", "batch_norm", "alternating_rpn"])
+def test_these_train_the_whole_minibatch_in_one_pass(change, tmp_path, monkeypatch):
+    called = []
+    monkeypatch.setattr(dp.ImageWorkers, "run", lambda self, jobs: called.append(jobs))
+    metrics = train_detector(dataclasses.replace(TINY, **change), tmp_path, progress=False)
+    assert metrics["train_processes"] == 1 and called == []     # no slot ever ran
 
 
 def _float64_detector_and_minibatch():
@@ -75,6 +80,7 @@ def test_the_slots_gradients_add_up_to_the_minibatch_gradient(processes):
     jobs = image_jobs(images, batch, None, seeds=[5, 6])
     assert [job.weight for job in jobs] == [16 / 32, 16 / 32]    # R_i / R
     with ImageWorkers(model, train_slot, processes) as workers:
+        assert workers.forked == (processes == 2 and sys.platform.startswith("linux"))
         workers.run(jobs)
     for p, g in zip(model.parameters(), whole, strict=True):
         # the same sums in another order: float64 round-off, a few ulps of the largest term
@@ -114,11 +120,31 @@ def test_a_worker_error_is_raised_in_the_parent_and_the_workers_go_on():
 
 
 @linux_only
+def test_an_error_in_the_parents_own_slot_leaves_no_reply_behind():
+    model = FastRCNN(3, SmallVGG((4, 8), num_pools=1), hidden=16, output_size=(4, 4))
+    with ImageWorkers(model, _raising_slot, 2) as workers:
+        with pytest.raises(FloatingPointError, match="the loss is nan"):
+            workers.run(["bad", "good"])                 # job 0 runs in this process
+        assert workers.run(["good", "good"]) == [{"loss": 0.0}] * 2
+
+
+@linux_only
 def test_a_worker_that_dies_is_reported_not_waited_for():
     model = FastRCNN(3, SmallVGG((4, 8), num_pools=1), hidden=16, output_size=(4, 4))
     with ImageWorkers(model, _dying_slot, 2) as workers:
         with pytest.raises(WorkerDied, match=r"exit code 3.*--train-workers 1"):
             workers.run(["good", "die"])
+
+
+@linux_only
+def test_a_worker_killed_between_minibatches_is_reported():
+    model = FastRCNN(3, SmallVGG((4, 8), num_pools=1), hidden=16, output_size=(4, 4))
+    with ImageWorkers(model, _raising_slot, 2) as workers:
+        process = workers._workers[0][0]
+        process.kill()
+        process.join()
+        with pytest.raises(WorkerDied, match="killed by SIGKILL"):
+            workers.run(["good", "good"])
 
 
 def test_no_worker_is_forked_beside_other_threads(monkeypatch):
