@@ -27,10 +27,12 @@ TINY = TrainConfig(num_train=4, num_val=2, image_size=64, max_objects=2, epochs=
                    channels=(4, 8), num_pools=1, output_size=4, hidden=16, warmup_iters=1,
                    rois_per_batch=32, pictures=False)
 TINY_RPN = dataclasses.replace(TINY, proposal_method="rpn", max_proposals=50)
+TINY_REGION = dataclasses.replace(TINY, sampling="region", region_images=4)  # 2 per process
 
 
 @linux_only
-@pytest.mark.parametrize("config", [TINY, TINY_RPN], ids=["fast_rcnn", "faster_rcnn_joint"])
+@pytest.mark.parametrize("config", [TINY, TINY_RPN, TINY_REGION],
+                         ids=["fast_rcnn", "faster_rcnn_joint", "four_images_two_each"])
 def test_a_forked_worker_gives_the_bits_of_one_process(config, tmp_path, monkeypatch):
     forked = train_detector(config, tmp_path / "forked", progress=False)
     monkeypatch.setattr(dp, "can_fork", lambda model: False)     # every slot runs here
