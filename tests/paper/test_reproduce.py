@@ -28,6 +28,16 @@ def test_every_row_names_the_detectors_it_loads():
         assert variants_of(row) and set(variants_of(row)) <= set(VARIANTS), row.id
 
 
+def test_every_variant_trains_in_one_pass_per_minibatch():
+    """Its detectors train in worker processes, a core each, and its recorded rows were
+    trained in one pass per minibatch: ``train_workers`` 1 keeps them reproducible."""
+    from minircnn.paper.variants import VARIANTS, variant_config
+
+    for quick in (True, False):
+        config = ReproduceConfig(quick=quick)
+        assert {variant_config(config, v, 0).train_workers for v in VARIANTS} == {1}
+
+
 AP_KEYS = ("coco_AP", "voc_mAP", "voc07_mAP")
 
 
