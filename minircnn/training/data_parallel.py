@@ -46,7 +46,7 @@ import numpy as np
 from minircnn.backend import get_array_module
 from minircnn.layers.activations import Dropout
 from minircnn.utils.errors import WorkerDied
-from minircnn.utils.workers import POLL_S, die_with_parent, how_it_ended
+from minircnn.utils.workers import die_with_parent, how_it_ended, receive_from
 
 Slot = Callable[[object, object], dict]     # slot(model, job) -> that image's stats
 
@@ -162,13 +162,8 @@ class ImageWorkers:
         """Worker k's reply, ("done", stats) or ("error", exception); WorkerDied if it
         ended without one."""
         process, connection, _ = self._workers[k]
-        while not connection.poll(POLL_S):
-            if not process.is_alive() and not connection.poll(0):
-                return "error", _died(process)
-        try:
-            return connection.recv()
-        except EOFError:
-            return "error", _died(process)
+        reply = receive_from(process, connection)
+        return ("error", _died(process)) if reply is None else reply
 
 
 def _interleave(results: list) -> list:
@@ -215,6 +210,6 @@ def _serve(connection, parent_pid: int, model, slot: Slot, trainable: list, grad
 def _died(process) -> WorkerDied:
     process.join()
     return WorkerDied(f"a training worker process ended ({how_it_ended(process.exitcode)}) "
-                      "in the middle of a minibatch",
+                      "before its share of a minibatch was done",
                       "if the machine ran out of memory, free some and run again, or "
                       "train in one process (--train-workers 1)")

@@ -248,8 +248,6 @@ def parallel_rpn_step(workers: ImageWorkers, model, optimizer, images, targets, 
     Raises:
         FloatingPointError: a loss is not finite (the weights are left as they were).
     """
-    if _STAGE.get(model) != "joint":
-        set_stage(model, "joint")
     optimizer.zero_grad()
     n = len(images)
     if config.rois_per_batch % n:

@@ -47,21 +47,34 @@ def train_step(model, optimizer: SGD, images, rois, labels, bbox_targets, *,
         FloatingPointError: the scores or the loss are not finite (the weights are
             left as they were before this step's update).
     """
-    xp = get_array_module(images)
     optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
-        if frozen is None:
-            cls_scores, bbox_deltas = model.forward(images, rois)
-        else:
-            cls_scores, bbox_deltas = model.forward_from_frozen(frozen, rois)
-        if not (bool(xp.isfinite(cls_scores).all()) and bool(xp.isfinite(bbox_deltas).all())):
-            raise FloatingPointError("the network outputs are not finite (nan/inf)")
-        loss, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, labels, bbox_targets)
-        if not bool(xp.isfinite(loss)):
-            raise FloatingPointError(f"the loss is {float(loss)}")
-        dcls, dbbox = fast_rcnn_loss_backward(1.0, cache)
-        model.backward(dcls, weighted(dbbox, box_weight))
+        stats = forward_backward(model, images, rois, labels, bbox_targets, frozen=frozen,
+                                 box_weight=box_weight)
+        if not np.isfinite(stats["loss"]):
+            raise FloatingPointError(f"the loss is {stats['loss']}")
         optimizer.step()
+    return stats
+
+
+def forward_backward(model, images, rois, labels, bbox_targets, *, frozen=None,
+                     box_weight: float = 1.0, dloss: float = 1.0) -> dict:
+    """Forward, the multi-task loss and backward (``p.grad`` += dloss * dL/dp): the work of
+    train_step and of train_slot. Returns loss, loss_cls, loss_box and accuracy.
+
+    Raises:
+        FloatingPointError: the scores are not finite.
+    """
+    xp = get_array_module(images)
+    if frozen is None:
+        cls_scores, bbox_deltas = model.forward(images, rois)
+    else:
+        cls_scores, bbox_deltas = model.forward_from_frozen(frozen, rois)
+    if not (bool(xp.isfinite(cls_scores).all()) and bool(xp.isfinite(bbox_deltas).all())):
+        raise FloatingPointError("the network outputs are not finite (nan/inf)")
+    loss, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, labels, bbox_targets)
+    dcls, dbbox = fast_rcnn_loss_backward(dloss, cache)
+    model.backward(dcls, weighted(dbbox, box_weight))
     return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
             "accuracy": cache.accuracy}
 
@@ -103,21 +116,11 @@ def train_slot(model, job: ImageJob, *, box_weight: float = 1.0) -> dict:
     Raises:
         FloatingPointError: the scores are not finite.
     """
-    xp = get_array_module(job.images)
     seed_slot(model, job.seed)                              # its dropout masks
-    with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the clear error below
-        if job.frozen is None:
-            cls_scores, bbox_deltas = model.forward(job.images, job.rois)
-        else:
-            cls_scores, bbox_deltas = model.forward_from_frozen(job.frozen, job.rois)
-        if not (bool(xp.isfinite(cls_scores).all()) and bool(xp.isfinite(bbox_deltas).all())):
-            raise FloatingPointError("the network outputs are not finite (nan/inf)")
-        loss, cache = fast_rcnn_loss_forward(cls_scores, bbox_deltas, job.labels,
-                                             job.bbox_targets)
-        dcls, dbbox = fast_rcnn_loss_backward(job.weight, cache)   # d(w_i L_i) = w_i dL_i
-        model.backward(dcls, weighted(dbbox, box_weight))
-    return {"loss": float(loss), "loss_cls": cache.loss_cls, "loss_box": cache.loss_box,
-            "accuracy": cache.accuracy}
+    with np.errstate(over="ignore", invalid="ignore"):  # divergence -> the caller's error
+        return forward_backward(model, job.images, job.rois, job.labels, job.bbox_targets,
+                                frozen=job.frozen, box_weight=box_weight,
+                                dloss=job.weight)              # d(w_i L_i) = w_i dL_i
 
 
 def parallel_train_step(workers: ImageWorkers, optimizer: SGD, images, batch, *, seeds,

@@ -111,13 +111,8 @@ class InBackground:
 
     def _wait(self) -> tuple:
         """The worker's ("result" | "error", value), or WorkerDied once it is gone without."""
-        while not self._receive.poll(POLL_S):
-            if not self._process.is_alive() and not self._receive.poll(0):
-                return self._died()
-        try:
-            return self._receive.recv()
-        except EOFError:              # the pipe closed with nothing in it
-            return self._died()
+        message = receive_from(self._process, self._receive)
+        return self._died() if message is None else message
 
     def _died(self):
         self._process.join()
@@ -130,6 +125,19 @@ class InBackground:
             self._process.terminate()
         self._process.join()
         self._receive.close()
+
+
+def receive_from(process, connection):
+    """The next message ``process`` sends on ``connection``, or None once it has ended
+    without one (killed, out of memory): the pipe is polled every POLL_S seconds and the
+    process checked, so a dead worker is never waited for."""
+    while not connection.poll(POLL_S):
+        if not process.is_alive() and not connection.poll(0):
+            return None
+    try:
+        return connection.recv()
+    except EOFError:                  # the pipe closed with nothing in it
+        return None
 
 
 def _run_and_send(send, parent_pid: int, function, args) -> None:
